@@ -1,0 +1,41 @@
+# Heed — see README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := bin/heed
+STATICCHECK_VERSION := 2025.1.1
+
+.PHONY: all build run test bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/heed
+
+## run: build and serve on the embedded defaults (demo tenant, capture mode)
+run: build
+	./$(BIN) serve
+
+## test: every test, with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+## bench: the benchmarks, printing their figures
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
+
+## lint: gofmt, go vet and staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## fuzz: run each fuzz target for a while (FUZZTIME=30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/address/
+	$(GO) test -run '^$$' -fuzz FuzzSession -fuzztime $(FUZZTIME) ./smtpd/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,97 @@
+// Package admin is Heed's admin REST API: JSON over HTTP on the admin
+// listener, for operators to manage tenants, their credentials, sending
+// domains and lists, and to read events, message status and captured mail.
+//
+// Requests under /api/v1 carry `Authorization: Bearer <token>`; operator
+// tokens are kept as SHA-256 digests and compared in constant time. Every
+// error, including unknown routes and malformed bodies, is an RFC 9457
+// `application/problem+json` document.
+//
+// echo stays at the edge (style.md): this package is the only one that sees
+// echo types. Handlers call the domain packages (tenant, events, queue)
+// through their plain Go interfaces and map their sentinel errors to HTTP
+// statuses in one place, problem.go. All routes are in one table, routes.go,
+// each with the permission it needs.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/outbound"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/labstack/echo/v4"
+)
+
+// Captures reads the capture directory (outbound.ListCaptured and
+// outbound.OpenCaptured over it). Open returns an error satisfying
+// errors.Is(err, fs.ErrNotExist) for an unknown id.
+type Captures interface {
+	List() ([]outbound.Captured, error)
+	Open(id string) (io.ReadCloser, error)
+}
+
+// MessageReader returns one message with its per-recipient status;
+// queue.Store satisfies it.
+type MessageReader interface {
+	Message(ctx context.Context, id string) (*queue.Message, error)
+}
+
+// Options configure the admin API. Tenants is required; the other sources
+// may be nil, and their endpoints then answer 404.
+type Options struct {
+	Tenants  *tenant.Registry
+	Events   events.Reader
+	Messages MessageReader
+	// Captures is nil when not in capture mode: /api/v1/captured answers 404.
+	Captures Captures
+	// OperatorTokens may do everything. With none, every /api/v1 request
+	// is refused.
+	OperatorTokens []string
+	// Ready reports readiness for /readyz (nil: always ready).
+	Ready func() error
+	// Hostname is the relay's host name, named in the SPF advice for
+	// sending domains.
+	Hostname string
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	Options
+	operators [][sha256.Size]byte
+}
+
+// New returns the admin API handler: an *echo.Echo with every route of
+// routes.go and errors written as problem+json.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &server{Options: o}
+	for _, t := range o.OperatorTokens {
+		if t != "" {
+			s.operators = append(s.operators, sha256.Sum256([]byte(t)))
+		}
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.recoverPanic)
+	s.register(e)
+	return e
+}
+
+// now is the clock in UTC.
+func (s *server) now() time.Time { return s.Now().UTC() }

@@ -1,0 +1,117 @@
+package admin
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/labstack/echo/v4"
+)
+
+// Limits of GET .../events.
+const (
+	defaultEventLimit = 100
+	maxEventLimit     = 1000
+)
+
+func (s *server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readyz(c echo.Context) error {
+	if s.Ready != nil {
+		if err := s.Ready(); err != nil {
+			return &apiError{http.StatusServiceUnavailable, "not ready: " + err.Error()}
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// listEvents pages through a tenant's event log: events with seq > after,
+// oldest first; next is the after of the following page.
+func (s *server) listEvents(c echo.Context, t tenant.Tenant) error {
+	if s.Events == nil {
+		return notFound("the event log is not available")
+	}
+	var after uint64
+	if v := c.QueryParam("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return invalid("after must be an event seq (a non-negative integer), not %q", v)
+		}
+		after = n
+	}
+	limit := defaultEventLimit
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxEventLimit {
+			return invalid("limit must be an integer from 1 to %d, not %q", maxEventLimit, v)
+		}
+		limit = n
+	}
+	evs, err := s.Events.Events(c.Request().Context(), t.ID, after, limit)
+	if err != nil {
+		return err
+	}
+	next := after
+	if len(evs) > 0 {
+		next = evs[len(evs)-1].Seq
+	}
+	return c.JSON(http.StatusOK, struct {
+		Events []events.Event `json:"events"`
+		Next   string         `json:"next"`
+	}{nonNil(evs), strconv.FormatUint(next, 10)})
+}
+
+func (s *server) getMessage(c echo.Context) error {
+	id := c.Param("id")
+	if s.Messages == nil {
+		return notFound("no message %q", id)
+	}
+	m, err := s.Messages.Message(c.Request().Context(), id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return notFound("no message %q", id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+const captureOff = "capture mode is off: mail is being delivered, not captured"
+
+func (s *server) listCaptured(c echo.Context) error {
+	if s.Captures == nil {
+		return notFound(captureOff)
+	}
+	cs, err := s.Captures.List()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"captured": nonNil(cs)})
+}
+
+func (s *server) getCaptured(c echo.Context) error {
+	if s.Captures == nil {
+		return notFound(captureOff)
+	}
+	id := c.Param("id")
+	if id == "" || strings.ContainsAny(id, "/\\\x00") ||
+		strings.Contains(id, "..") || strings.HasPrefix(id, ".") {
+		return notFound("no captured message %q", id)
+	}
+	rc, err := s.Captures.Open(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return notFound("no captured message %q", id)
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return c.Stream(http.StatusOK, "message/rfc822", rc)
+}

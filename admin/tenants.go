@@ -1,0 +1,226 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/labstack/echo/v4"
+)
+
+// scoped wraps a tenant-scoped handler: the tenant named in the path must
+// exist (404 otherwise) and is passed in.
+func (s *server) scoped(h func(echo.Context, tenant.Tenant) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Param("tenant")
+		if tenant.ValidID(id) != nil {
+			return notFound("no tenant %q", id)
+		}
+		t, err := s.Tenants.Tenant(c.Request().Context(), id)
+		if errors.Is(err, tenant.ErrNotFound) {
+			return notFound("no tenant %q", id)
+		}
+		if err != nil {
+			return err
+		}
+		return h(c, t)
+	}
+}
+
+type tenantRequest struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	PostalAddress string `json:"postal_address"`
+}
+
+func (s *server) createTenant(c echo.Context) error {
+	var req tenantRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := tenant.ValidID(req.ID); err != nil {
+		return invalid("id: %v", err)
+	}
+	t := tenant.Tenant{
+		ID: req.ID, Name: strings.TrimSpace(req.Name),
+		PostalAddress: strings.TrimSpace(req.PostalAddress), CreatedAt: s.now(),
+	}
+	if t.Name == "" {
+		return invalid("name is required")
+	}
+	err := s.Tenants.CreateTenant(c.Request().Context(), t)
+	if errors.Is(err, tenant.ErrExists) {
+		return conflict("tenant %q already exists", t.ID)
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tenants/"+t.ID)
+	return c.JSON(http.StatusCreated, t)
+}
+
+func (s *server) listTenants(c echo.Context) error {
+	ts, err := s.Tenants.Tenants(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"tenants": nonNil(ts)})
+}
+
+func (s *server) getTenant(c echo.Context, t tenant.Tenant) error {
+	return c.JSON(http.StatusOK, t)
+}
+
+func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
+	var req struct {
+		Name          *string `json:"name"`
+		PostalAddress *string `json:"postal_address"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Name == nil && req.PostalAddress == nil {
+		return invalid("send name, postal_address or both")
+	}
+	if req.Name != nil {
+		if t.Name = strings.TrimSpace(*req.Name); t.Name == "" {
+			return invalid("name must not be empty")
+		}
+	}
+	if req.PostalAddress != nil {
+		t.PostalAddress = strings.TrimSpace(*req.PostalAddress)
+	}
+	if err := s.Tenants.UpdateTenant(c.Request().Context(), t); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, t)
+}
+
+func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
+	if err := s.Tenants.DeleteTenant(c.Request().Context(), t.ID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// credentialView is a credential as clients see it: never its secret hash.
+type credentialView struct {
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`
+	Username    string    `json:"username,omitempty"`
+	Password    string    `json:"password,omitempty"`
+	CIDR        string    `json:"cidr,omitempty"`
+	DefaultList string    `json:"default_list"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+func viewCredential(cr tenant.Credential) credentialView {
+	v := credentialView{
+		ID: cr.ID, Kind: cr.Kind, Username: cr.Username,
+		DefaultList: cr.DefaultList, CreatedAt: cr.CreatedAt,
+	}
+	if cr.Network.IsValid() {
+		v.CIDR = cr.Network.String()
+	}
+	return v
+}
+
+type credentialRequest struct {
+	Kind        string `json:"kind"`
+	CIDR        string `json:"cidr"`
+	DefaultList string `json:"default_list"`
+}
+
+// check validates req for tenant t before the registry sees it, so that
+// what the registry still refuses is a conflict or an internal error.
+func (s *server) check(c echo.Context, t tenant.Tenant, req *credentialRequest) error {
+	switch req.Kind {
+	case "", tenant.KindPassword:
+		req.Kind = tenant.KindPassword
+		if req.CIDR != "" {
+			return invalid("cidr is only for kind %q", tenant.KindIP)
+		}
+	case tenant.KindIP:
+		if _, err := netip.ParsePrefix(req.CIDR); err != nil {
+			if _, err := netip.ParseAddr(req.CIDR); err != nil {
+				return invalid("cidr: %q is not a network (203.0.113.0/24) or an address", req.CIDR)
+			}
+		}
+	default:
+		return invalid("kind must be %q or %q", tenant.KindPassword, tenant.KindIP)
+	}
+	if req.DefaultList == "" {
+		return nil
+	}
+	_, err := s.Tenants.List(c.Request().Context(), t.ID, req.DefaultList)
+	if tenant.ValidID(req.DefaultList) != nil || errors.Is(err, tenant.ErrNotFound) {
+		return invalid("default_list: tenant %q has no list %q; create it with PUT .../lists/{list} first", t.ID, req.DefaultList)
+	}
+	return err
+}
+
+func (s *server) createCredential(c echo.Context, t tenant.Tenant) error {
+	var req credentialRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.check(c, t, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var (
+		cr       tenant.Credential
+		password string
+		err      error
+	)
+	if req.Kind == tenant.KindIP {
+		cr, err = s.Tenants.CreateIP(ctx, t.ID, req.CIDR, req.DefaultList)
+	} else {
+		cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, req.DefaultList)
+	}
+	if errors.Is(err, tenant.ErrExists) {
+		return conflict("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	v := viewCredential(cr)
+	v.Password = password
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(http.StatusCreated, v)
+}
+
+func (s *server) listCredentials(c echo.Context, t tenant.Tenant) error {
+	cs, err := s.Tenants.Credentials(c.Request().Context(), t.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]credentialView, 0, len(cs))
+	for _, cr := range cs {
+		out = append(out, viewCredential(cr))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"credentials": out})
+}
+
+func (s *server) deleteCredential(c echo.Context, t tenant.Tenant) error {
+	id := c.Param("id")
+	err := s.Tenants.DeleteCredential(c.Request().Context(), t.ID, id)
+	if errors.Is(err, tenant.ErrNotFound) {
+		return notFound("tenant %q has no credential %q", t.ID, id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// nonNil makes empty collections encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

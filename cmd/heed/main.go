@@ -1,0 +1,84 @@
+// Command heed is the Heed relay: `heed serve` runs every listener in one
+// process; the other subcommands are operator tools. This file only parses
+// the command line; serve.go wires the parts together.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/heedmail/heed/internal/config"
+)
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+const usage = `Usage: heed <command> [flags]
+
+Commands:
+  serve [-config FILE]          run the relay (embedded defaults without -config)
+  check-config -config FILE     validate a configuration file and print it
+  version                       print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serveCmd(args[1:], stdout, stderr)
+	case "check-config":
+		err = checkConfigCmd(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "heed", version)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "heed: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "heed:", err)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads FILE, or returns the embedded defaults when path is "".
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Embedded(), nil
+	}
+	return config.Load(path)
+}
+
+func checkConfigCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("check-config: -config FILE is required")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", *path)
+	return printConfig(stdout, cfg.Redacted())
+}

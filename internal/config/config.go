@@ -1,0 +1,249 @@
+// Package config holds Heed's configuration: one typed struct whose YAML keys
+// are fixed by the public contract (shared/design/contract.md), the defaults
+// in one place, and a loader that rejects unknown keys and bad values with
+// the line number they were found on.
+package config
+
+import (
+	"maps"
+	"os"
+	"slices"
+	"time"
+)
+
+// Config is the whole configuration of a Heed process. Every field has a
+// default (see Default); a config file only needs the keys it changes.
+type Config struct {
+	// Hostname is the name Heed gives in EHLO and greetings and the domain
+	// of the Message-IDs it creates.
+	Hostname string `yaml:"hostname"`
+	// DataDir holds the database, the spool, generated keys and certificates
+	// and, in capture mode, the captured mail.
+	DataDir string `yaml:"data_dir"`
+
+	SMTP     SMTP     `yaml:"smtp"`
+	HTTP     HTTP     `yaml:"http"`
+	Admin    Admin    `yaml:"admin"`
+	Delivery Delivery `yaml:"delivery"`
+
+	// ReturnPathDomain is the domain of the VERP envelope sender Heed uses
+	// for outgoing mail; bounces to it are handled by the inbound listener.
+	ReturnPathDomain string `yaml:"return_path_domain"`
+
+	Unsubscribe Unsubscribe `yaml:"unsubscribe"`
+	Webhooks    Webhooks    `yaml:"webhooks"`
+	Log         Log         `yaml:"log"`
+
+	// Demo is true when Heed runs on the embedded defaults (no config file):
+	// it creates a demo tenant and prints its credentials. Not a YAML key.
+	Demo bool `yaml:"-"`
+
+	// envTokens is how many of Admin.Tokens, at the end, came from
+	// HEED_ADMIN_TOKEN, so errors about them name the variable, not a line.
+	envTokens int
+}
+
+// SMTP configures both SMTP listeners and the limits of the submission one.
+type SMTP struct {
+	Submission Submission `yaml:"submission"`
+	Inbound    Inbound    `yaml:"inbound"`
+
+	// MaxMessageBytes is the largest message accepted (552 5.3.4 beyond).
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// MaxRecipients is the most RCPT TO per message (452 4.5.3 beyond).
+	MaxRecipients int `yaml:"max_recipients"`
+	// MaxConnections caps concurrent SMTP connections per listener; further
+	// clients get 421 4.7.0 and are disconnected.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxLineLength caps a command or text line, CRLF included.
+	MaxLineLength int `yaml:"max_line_length"`
+	// ReadTimeout and WriteTimeout bound each read and write on a session
+	// (RFC 5321 section 4.5.3.2 suggests minutes, not seconds).
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxAuthFailures is how many failed AUTH attempts close a connection.
+	MaxAuthFailures int `yaml:"max_auth_failures"`
+}
+
+// Submission is the listener SaaS apps send through.
+type Submission struct {
+	// Listen is the STARTTLS (port 587 style) listener address.
+	Listen string `yaml:"listen"`
+	// ImplicitTLSListen, when set, adds an implicit-TLS listener (RFC 8314,
+	// port 465 style).
+	ImplicitTLSListen string `yaml:"implicit_tls_listen"`
+	// TLSCert and TLSKey are PEM files. When both are empty Heed generates a
+	// self-signed certificate into the data directory.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// Inbound is the listener for unsubscribe mail, bounces and complaints.
+type Inbound struct {
+	Listen string `yaml:"listen"`
+}
+
+// HTTP configures the public (unsubscribe) and admin listeners.
+type HTTP struct {
+	Public PublicHTTP `yaml:"public"`
+	Admin  AdminHTTP  `yaml:"admin"`
+}
+
+// PublicHTTP is the listener consumers reach from unsubscribe links.
+type PublicHTTP struct {
+	Listen string `yaml:"listen"`
+	// BaseURL is the public HTTPS origin of the unsubscribe endpoints, used
+	// to build List-Unsubscribe URLs.
+	BaseURL string `yaml:"base_url"`
+}
+
+// AdminHTTP is the listener of the admin REST API and metrics.
+type AdminHTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Admin configures who may use the admin API as an operator.
+type Admin struct {
+	// Tokens are operator bearer tokens. HEED_ADMIN_TOKEN adds one.
+	Tokens []string `yaml:"tokens"`
+}
+
+// Delivery modes.
+const (
+	ModeMX        = "mx"
+	ModeSmarthost = "smarthost"
+	ModeCapture   = "capture"
+)
+
+// Delivery configures the outbound side.
+type Delivery struct {
+	// Mode is mx, smarthost or capture.
+	Mode string `yaml:"mode"`
+	// Smarthost is host:port of the relay used in smarthost mode.
+	Smarthost string `yaml:"smarthost"`
+	// SmarthostUsername and SmarthostPassword, when set, authenticate to the
+	// smarthost (AUTH PLAIN, only over TLS). HEED_SMARTHOST_PASSWORD sets the
+	// password from the environment.
+	SmarthostUsername string `yaml:"smarthost_username"`
+	SmarthostPassword string `yaml:"smarthost_password"`
+	// Routes maps a recipient domain to a static next hop host:port, in
+	// every mode.
+	Routes map[string]string `yaml:"routes"`
+	// MaxQueueLifetime is how long a message is retried before it bounces.
+	MaxQueueLifetime time.Duration `yaml:"max_queue_lifetime"`
+	// Workers is the number of concurrent delivery attempts; 0 = automatic.
+	Workers int `yaml:"workers"`
+	// DomainConcurrency caps concurrent deliveries to one recipient domain.
+	DomainConcurrency int `yaml:"domain_concurrency"`
+	// ConnectTimeout bounds dialling a next hop.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Unsubscribe configures the opt-out addresses Heed puts in mail.
+type Unsubscribe struct {
+	// MailtoDomain is the domain of the mailto: unsubscribe addresses.
+	MailtoDomain string `yaml:"mailto_domain"`
+}
+
+// Webhooks configures event delivery to the tenants' endpoints.
+type Webhooks struct {
+	// AllowPrivateTargets lets endpoints resolve to loopback and private
+	// addresses (tests, private deployments).
+	AllowPrivateTargets bool `yaml:"allow_private_targets"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+	// RedactAddresses replaces recipient addresses in logs by a short hash.
+	RedactAddresses bool `yaml:"redact_addresses"`
+}
+
+// Default returns the configuration a file starts from: every key the file
+// leaves out keeps the value set here. ReturnPathDomain and
+// Unsubscribe.MailtoDomain are empty because they derive from Hostname once
+// the file is read (bounces.HOSTNAME and unsubscribe.HOSTNAME); Load does
+// that. The listeners are on loopback so that a fresh install exposes
+// nothing.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Hostname: host,
+		DataDir:  "./heed-data",
+		SMTP: SMTP{
+			Submission:      Submission{Listen: "127.0.0.1:2525"},
+			Inbound:         Inbound{Listen: "127.0.0.1:2526"},
+			MaxMessageBytes: 25 << 20,
+			MaxRecipients:   1000,
+			MaxConnections:  1000,
+			// RFC 5321 section 4.5.3.1.6 sets 1000 octets for text lines;
+			// twice that tolerates the real world's long header lines.
+			MaxLineLength:   2000,
+			ReadTimeout:     5 * time.Minute,
+			WriteTimeout:    5 * time.Minute,
+			MaxAuthFailures: 5,
+		},
+		HTTP: HTTP{
+			Public: PublicHTTP{Listen: "127.0.0.1:8080", BaseURL: "http://127.0.0.1:8080"},
+			Admin:  AdminHTTP{Listen: "127.0.0.1:8081"},
+		},
+		Delivery: Delivery{
+			Mode:              ModeMX,
+			Routes:            map[string]string{},
+			MaxQueueLifetime:  120 * time.Hour,
+			Workers:           0,
+			DomainConcurrency: 20,
+			ConnectTimeout:    30 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Embedded returns the configuration `heed serve` runs on without a config
+// file: the defaults, a demo tenant, and capture delivery so that nothing
+// leaves the machine. Admin.Tokens is empty: the caller generates a token
+// and prints it (or takes HEED_ADMIN_TOKEN, see ApplyEnv).
+func Embedded() *Config {
+	c := Default()
+	c.Demo = true
+	c.Hostname = "localhost"
+	c.Delivery.Mode = ModeCapture
+	c.fillDerived()
+	return c
+}
+
+// fillDerived sets the values that default to something computed from
+// other keys.
+func (c *Config) fillDerived() {
+	if c.ReturnPathDomain == "" {
+		c.ReturnPathDomain = "bounces." + c.Hostname
+	}
+	if c.Unsubscribe.MailtoDomain == "" {
+		c.Unsubscribe.MailtoDomain = "unsubscribe." + c.Hostname
+	}
+}
+
+// redacted is the text that replaces secrets in Redacted.
+const redacted = "REDACTED"
+
+// Redacted returns a deep copy of c with the secrets (admin tokens, the
+// smarthost password) replaced by "REDACTED", fit to print or log. An empty
+// secret stays empty, so the operator still sees that it is unset.
+func (c *Config) Redacted() *Config {
+	r := *c
+	r.Admin.Tokens = slices.Clone(c.Admin.Tokens)
+	for i := range r.Admin.Tokens {
+		r.Admin.Tokens[i] = redacted
+	}
+	if r.Delivery.SmarthostPassword != "" {
+		r.Delivery.SmarthostPassword = redacted
+	}
+	r.Delivery.Routes = maps.Clone(c.Delivery.Routes)
+	return &r
+}

@@ -1,0 +1,289 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// minAdminToken is the shortest operator token accepted: long enough that
+// guessing it over the network is hopeless.
+const minAdminToken = 16
+
+// Validate checks every value and returns an Errors listing all problems,
+// or nil. Errors from Validate carry no file or line; Load and Parse call it
+// with the file's positions.
+func (c *Config) Validate() error {
+	if errs := c.validate("", nil); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// checker collects errors, locating each key in the document (nil when
+// there is no file).
+type checker struct {
+	file string
+	doc  *yaml.Node
+	errs Errors
+}
+
+func (v *checker) add(path []string, format string, args ...any) {
+	v.addAt(path, path, format, args...)
+}
+
+// addAt reports an error about key at the line of another key, for a
+// missing key better explained by its neighbour (smarthost by mode).
+func (v *checker) addAt(key, lineKey []string, format string, args ...any) {
+	v.errs = append(v.errs, Error{
+		File: v.file,
+		Line: lineOf(v.doc, lineKey),
+		Key:  keyPath(key),
+		Msg:  fmt.Sprintf(format, args...),
+	})
+}
+
+func (c *Config) validate(file string, doc *yaml.Node) Errors {
+	v := &checker{file: file, doc: doc}
+	c.checkNames(v)
+	c.checkSMTP(v)
+	c.checkHTTP(v)
+	c.checkAdmin(v)
+	c.checkDelivery(v)
+	v.oneOf([]string{"log", "level"}, c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf([]string{"log", "format"}, c.Log.Format, "text", "json")
+	return v.errs
+}
+
+func (c *Config) checkNames(v *checker) {
+	hostOK := v.domain([]string{"hostname"}, c.Hostname)
+	if c.DataDir == "" {
+		v.add([]string{"data_dir"}, "must not be empty")
+	}
+	// A derived domain is only worth a message of its own when the hostname
+	// it derives from is not already reported.
+	if hostOK || c.ReturnPathDomain != "bounces."+c.Hostname {
+		v.domain([]string{"return_path_domain"}, c.ReturnPathDomain)
+	}
+	if hostOK || c.Unsubscribe.MailtoDomain != "unsubscribe."+c.Hostname {
+		v.domain([]string{"unsubscribe", "mailto_domain"}, c.Unsubscribe.MailtoDomain)
+	}
+}
+
+func (c *Config) checkSMTP(v *checker) {
+	s := c.SMTP
+	v.listen([]string{"smtp", "submission", "listen"}, s.Submission.Listen, false)
+	v.listen([]string{"smtp", "submission", "implicit_tls_listen"}, s.Submission.ImplicitTLSListen, true)
+	v.listen([]string{"smtp", "inbound", "listen"}, s.Inbound.Listen, false)
+	cert, key := s.Submission.TLSCert, s.Submission.TLSKey
+	switch {
+	case cert == "" && key != "":
+		v.add([]string{"smtp", "submission", "tls_cert"}, "must be set with tls_key (or leave both empty for a self-signed certificate)")
+	case cert != "" && key == "":
+		v.add([]string{"smtp", "submission", "tls_key"}, "must be set with tls_cert (or leave both empty for a self-signed certificate)")
+	}
+	v.exists([]string{"smtp", "submission", "tls_cert"}, cert)
+	v.exists([]string{"smtp", "submission", "tls_key"}, key)
+	v.atLeast([]string{"smtp", "max_message_bytes"}, s.MaxMessageBytes, 1024)
+	v.atLeast([]string{"smtp", "max_recipients"}, int64(s.MaxRecipients), 1)
+	v.atLeast([]string{"smtp", "max_connections"}, int64(s.MaxConnections), 1)
+	// RFC 5321 section 4.5.3.1.4: a command line is up to 512 octets.
+	v.atLeast([]string{"smtp", "max_line_length"}, int64(s.MaxLineLength), 512)
+	v.duration([]string{"smtp", "read_timeout"}, s.ReadTimeout, time.Second)
+	v.duration([]string{"smtp", "write_timeout"}, s.WriteTimeout, time.Second)
+	v.atLeast([]string{"smtp", "max_auth_failures"}, int64(s.MaxAuthFailures), 1)
+}
+
+func (c *Config) checkHTTP(v *checker) {
+	v.listen([]string{"http", "public", "listen"}, c.HTTP.Public.Listen, false)
+	v.listen([]string{"http", "admin", "listen"}, c.HTTP.Admin.Listen, false)
+	key := []string{"http", "public", "base_url"}
+	u, err := url.Parse(c.HTTP.Public.BaseURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		v.add(key, "must be an absolute http or https URL such as https://unsubscribe.example.com (got %q)", c.HTTP.Public.BaseURL)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		v.add(key, "must not have a query or fragment: unsubscribe paths are appended to it (got %q)", c.HTTP.Public.BaseURL)
+	}
+}
+
+func (c *Config) checkAdmin(v *checker) {
+	toks := c.Admin.Tokens
+	if len(toks) == 0 && !c.Demo {
+		v.add([]string{"admin", "tokens"}, "at least one operator token is required: set admin.tokens or %s", EnvAdminToken)
+	}
+	fromFile := len(toks) - c.envTokens
+	for i, tok := range toks {
+		problem := tokenProblem(tok)
+		switch {
+		case problem == "":
+		case i >= fromFile:
+			v.errs = append(v.errs, Error{Key: EnvAdminToken, Msg: problem})
+		default:
+			v.add([]string{"admin", "tokens", "[" + strconv.Itoa(i) + "]"}, "%s", problem)
+		}
+	}
+}
+
+// tokenProblem says what is wrong with an operator token, never quoting it.
+// Tokens travel as RFC 6750 bearer tokens, whose syntax (section 2.1,
+// b64token) has no room for spaces or punctuation beyond -._~+/=.
+func tokenProblem(tok string) string {
+	if len(tok) < minAdminToken {
+		return fmt.Sprintf("each token must be at least %d characters (got %d)", minAdminToken, len(tok))
+	}
+	for _, r := range tok {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~+/=", r)
+		if !ok {
+			return "tokens may only hold letters, digits and -._~+/= (RFC 6750 bearer token syntax)"
+		}
+	}
+	return ""
+}
+
+func (c *Config) checkDelivery(v *checker) {
+	d := c.Delivery
+	mode := []string{"delivery", "mode"}
+	v.oneOf(mode, d.Mode, ModeMX, ModeSmarthost, ModeCapture)
+	sh := []string{"delivery", "smarthost"}
+	switch {
+	case d.Mode == ModeSmarthost && d.Smarthost == "":
+		v.addAt(sh, mode, "required in smarthost mode (host:port)")
+	case d.Smarthost != "":
+		v.hostPort(sh, d.Smarthost)
+	}
+	lower := map[string]string{}
+	for _, dom := range slices.Sorted(maps.Keys(d.Routes)) {
+		key := []string{"delivery", "routes", dom}
+		v.domain(key, dom)
+		v.hostPort(key, d.Routes[dom])
+		if prev, dup := lower[strings.ToLower(dom)]; dup {
+			v.add(key, "same domain as %q (domains are case-insensitive)", prev)
+		}
+		lower[strings.ToLower(dom)] = dom
+	}
+	v.duration([]string{"delivery", "max_queue_lifetime"}, d.MaxQueueLifetime, time.Minute)
+	v.atLeast([]string{"delivery", "workers"}, int64(d.Workers), 0)
+	v.atLeast([]string{"delivery", "domain_concurrency"}, int64(d.DomainConcurrency), 1)
+	v.duration([]string{"delivery", "connect_timeout"}, d.ConnectTimeout, time.Second)
+}
+
+func (v *checker) oneOf(key []string, got string, allowed ...string) {
+	if !slices.Contains(allowed, got) {
+		v.add(key, "must be one of %s (got %q)", strings.Join(allowed, ", "), got)
+	}
+}
+
+func (v *checker) atLeast(key []string, got, minimum int64) {
+	if got < minimum {
+		v.add(key, "must be at least %d (got %d)", minimum, got)
+	}
+}
+
+func (v *checker) duration(key []string, got, minimum time.Duration) {
+	if got < minimum {
+		v.add(key, "must be at least %s (got %s)", minimum, got)
+	}
+}
+
+// listen checks a listener address. Port 0 (any free port) is allowed, as
+// tests use it; an empty host means every interface.
+func (v *checker) listen(key []string, addr string, optional bool) {
+	if addr == "" && optional {
+		return
+	}
+	if _, _, err := splitHostPort(addr); err != "" {
+		v.add(key, "must be host:port such as 127.0.0.1:2525 (got %q: %s)", addr, err)
+	}
+}
+
+// hostPort checks a next hop: a host to dial and a non-zero port.
+func (v *checker) hostPort(key []string, addr string) {
+	host, port, err := splitHostPort(addr)
+	switch {
+	case err == "" && host == "":
+		err = "missing host"
+	case err == "" && port == 0:
+		err = "port 0 cannot be dialled"
+	}
+	if err != "" {
+		v.add(key, "must be host:port such as mx.example.com:25 (got %q: %s)", addr, err)
+	}
+}
+
+func splitHostPort(addr string) (host string, port int, problem string) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		if ae, ok := err.(*net.AddrError); ok {
+			return "", 0, ae.Err
+		}
+		return "", 0, err.Error()
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, "port must be a number from 0 to 65535"
+	}
+	return host, port, ""
+}
+
+// file checks that a configured file exists now, rather than at the first
+// TLS handshake.
+func (v *checker) exists(key []string, path string) {
+	if path == "" {
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		v.add(key, "cannot use %q: %v", path, unwrapPath(err))
+	}
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// domain checks a domain name as RFC 1035 section 2.3.1 and RFC 1123
+// section 2.1 allow for host names: dot-separated labels of letters, digits
+// and inner hyphens, up to 63 octets each and 253 in all.
+func (v *checker) domain(key []string, name string) bool {
+	if msg := domainProblem(name); msg != "" {
+		v.add(key, "must be a domain name such as relay.example.com (got %q: %s)", name, msg)
+		return false
+	}
+	return true
+}
+
+func domainProblem(name string) string {
+	if name == "" {
+		return "empty"
+	}
+	if len(name) > 253 {
+		return "longer than 253 characters"
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		switch {
+		case label == "":
+			return "empty label"
+		case len(label) > 63:
+			return "label longer than 63 characters"
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return "label starts or ends with a hyphen"
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Sprintf("%q is not a letter, digit or hyphen", r)
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,74 @@
+package events
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"github.com/heedmail/heed/internal/ids"
+	"github.com/heedmail/heed/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Append writes ev into the outbox inside tx, assigning its Seq and, when
+// empty, its ID. Callers pass the transaction of the state change the event
+// reports.
+func Append(tx *bolt.Tx, ev *Event) error {
+	b := tx.Bucket(store.BucketEvents)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	ev.Seq = seq
+	if ev.ID == "" {
+		ev.ID = "evt_" + ids.New(ev.Time)
+	}
+	v, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	k := seqKey(seq)
+	if err := b.Put(k, v); err != nil {
+		return err
+	}
+	return tx.Bucket(store.BucketTenantEvents).Put(tenantKey(ev.Data.Tenant, seq), nil)
+}
+
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, seq)
+}
+
+func tenantKey(tenant string, seq uint64) []byte {
+	k := append([]byte(tenant), 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// BoltLog reads events from the bbolt outbox.
+type BoltLog struct{ DB *store.DB }
+
+// Events implements Reader.
+func (l BoltLog) Events(ctx context.Context, tenant string, after uint64, limit int) ([]Event, error) {
+	var out []Event
+	err := l.DB.View(func(tx *bolt.Tx) error {
+		idx := tx.Bucket(store.BucketTenantEvents).Cursor()
+		evs := tx.Bucket(store.BucketEvents)
+		prefix := append([]byte(tenant), 0)
+		for k, _ := idx.Seek(tenantKey(tenant, after+1)); k != nil && len(out) < limit; k, _ = idx.Next() {
+			if len(k) != len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
+				break
+			}
+			v := evs.Get(k[len(prefix):])
+			if v == nil {
+				continue // purged
+			}
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("event %x: %w", k[len(prefix):], err)
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,59 @@
+// Package events is the vocabulary of what happens to mail in Heed and the
+// outbox it is written to. Every state change writes its event in the same
+// transaction as the change (the outbox pattern), so the webhooks dispatcher
+// never misses one and never invents one.
+package events
+
+import (
+	"context"
+	"time"
+)
+
+// Type names an event; the names are the public webhook contract.
+type Type string
+
+// The event types of contract.md.
+const (
+	MessageAccepted       Type = "message.accepted"
+	MessageDelivered      Type = "message.delivered"
+	MessageDeferred       Type = "message.deferred"
+	MessageBounced        Type = "message.bounced"
+	MessageSuppressed     Type = "message.suppressed"
+	RecipientUnsubscribed Type = "recipient.unsubscribed"
+	RecipientResubscribed Type = "recipient.resubscribed"
+	RecipientComplained   Type = "recipient.complained"
+	SuppressionAdded      Type = "suppression.added"
+	SuppressionRemoved    Type = "suppression.removed"
+)
+
+// Event is one thing that happened, for one tenant.
+type Event struct {
+	// ID is unique and stable: the webhook-id of every delivery attempt.
+	ID   string    `json:"id"`
+	Seq  uint64    `json:"seq"`
+	Type Type      `json:"type"`
+	Time time.Time `json:"timestamp"`
+	Data Data      `json:"data"`
+}
+
+// Data is the payload of an event.
+type Data struct {
+	Tenant    string `json:"tenant"`
+	MessageID string `json:"message_id,omitempty"`
+	Recipient string `json:"recipient,omitempty"`
+	List      string `json:"list,omitempty"`
+	// Reply is the remote SMTP reply, or Heed's own reason, where there is one.
+	Reply    string `json:"reply,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
+	// NextAttempt is when a deferred delivery is tried again.
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Channel     string     `json:"channel,omitempty"`
+}
+
+// Reader reads the event log of one tenant.
+type Reader interface {
+	// Events returns up to limit events of tenant with Seq > after, oldest
+	// first.
+	Events(ctx context.Context, tenant string, after uint64, limit int) ([]Event, error)
+}

@@ -1,0 +1,50 @@
+// Package outbound delivers one rendered message to one recipient's next hop,
+// or captures it to disk instead. The queue's delivery workers call
+// Transport.Deliver once per recipient and attempt, and turn the Result into
+// delivered (2xx), retry later (4xx) or bounced (5xx).
+//
+// # Next hop
+//
+// A static route for the recipient's domain wins in every mode. Otherwise
+// capture mode writes the message to a directory, smarthost mode relays to
+// one configured host, and mx mode looks the domain up in DNS (RFC 5321
+// section 5.1): MX records by preference, equal preferences shuffled, the
+// domain itself as implicit MX when it has addresses but no MX, a null MX
+// ("." alone, RFC 7505) and a domain that does not exist are permanent
+// failures, a DNS failure is temporary. Each MX host's addresses are tried in
+// order; a host that cannot be reached, greets with an error or fails the
+// TLS or AUTH set-up makes Deliver move on to the next address, and when
+// none is left the result is a temporary 4.4.1.
+//
+// # Session
+//
+// Deliver speaks SMTP (RFC 5321) with go-smtp's client: EHLO with the
+// configured host name, STARTTLS when offered (RFC 3207), AUTH PLAIN to the
+// smarthost only over TLS or loopback (RFC 4954), then MAIL, RCPT and DATA.
+// TLS is opportunistic, as it is for MTAs (RFC 3207 section 4): when the
+// handshake fails, Deliver reconnects once in plaintext and remembers the
+// host as TLS-broken for an hour, so it is not asked again for every message.
+// Replies are passed on with their code, enhanced status code (RFC 3463) and
+// text; failures of the connection itself become 4.4.2 and the connection
+// is thrown away.
+//
+// # Connection reuse
+//
+// A connection that ends a transaction in a known state goes back to an idle
+// cache keyed by next hop, bounded per hop and closed after IdleTimeout. A
+// rejected transaction is reset with RSET first; after a completed DATA the
+// server has already cleared its state (RFC 5321 section 4.1.1.4), so no RSET
+// is sent: go-smtp re-sends EHLO after every RSET, and saving those two round
+// trips per message is the point of the cache. A cached connection the server
+// has meanwhile dropped shows up as an I/O error or a 421 at MAIL FROM;
+// Deliver then retries once on a fresh connection.
+//
+// # Capture
+//
+// Capture mode (and nothing else) writes CaptureDir/<id>.eml and a JSON
+// sidecar <id>.json, each through a temporary file, fsync and rename, so a
+// reader never sees half a capture. ListCaptured and OpenCaptured read them
+// back for tests and the operator.
+//
+// Transport is safe for concurrent use by many workers.
+package outbound

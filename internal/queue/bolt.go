@@ -1,0 +1,248 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// BoltStore is the bbolt implementation of Store.
+//
+// Layout: messages id→Message (without recipients); deliveries
+// id+be32(index)→Recipient; schedule be64(due unix ns)+id+be32(index)→
+// recipient domain. A job stays in the schedule until its outcome is
+// recorded, so an attempt cut short by a crash is made again.
+type BoltStore struct{ db *store.DB }
+
+// NewBoltStore returns the queue store kept in db.
+func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
+
+var _ Store = (*BoltStore)(nil)
+
+func rowKey(id string, idx int) []byte {
+	return binary.BigEndian.AppendUint32([]byte(id), uint32(idx))
+}
+
+func schedKey(due time.Time, id string, idx int) []byte {
+	k := binary.BigEndian.AppendUint64(nil, uint64(due.UnixNano()))
+	return append(k, rowKey(id, idx)...)
+}
+
+func parseSchedKey(k, v []byte) (Job, bool) {
+	if len(k) < 8+4+1 {
+		return Job{}, false
+	}
+	id := string(k[8 : len(k)-4])
+	return Job{
+		MessageID: id,
+		Index:     int(binary.BigEndian.Uint32(k[len(k)-4:])),
+		Due:       time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))),
+		Domain:    string(v),
+	}, true
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return ""
+}
+
+// Add implements Store.
+func (s *BoltStore) Add(_ context.Context, msg *Message) error {
+	head := *msg
+	head.Recipients = nil
+	head.Pending = len(msg.Recipients)
+	raw, err := json.Marshal(head)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(store.BucketMessages).Put([]byte(msg.ID), raw); err != nil {
+			return err
+		}
+		rows, sched := tx.Bucket(store.BucketDeliveries), tx.Bucket(store.BucketSchedule)
+		for _, r := range msg.Recipients {
+			r.State, r.UpdatedAt = Queued, msg.ReceivedAt
+			v, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := rows.Put(rowKey(msg.ID, r.Index), v); err != nil {
+				return err
+			}
+			if err := sched.Put(schedKey(msg.ReceivedAt, msg.ID, r.Index), []byte(domainOf(r.Address))); err != nil {
+				return err
+			}
+			ev := &events.Event{Type: events.MessageAccepted, Time: msg.ReceivedAt, Data: events.Data{
+				Tenant: msg.Tenant, MessageID: msg.ID, Recipient: r.Address, List: msg.List,
+			}}
+			if err := events.Append(tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Due implements Store.
+func (s *BoltStore) Due(_ context.Context, now time.Time, limit int, skip func(Job) bool) (jobs []Job, next time.Time, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(store.BucketSchedule).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			j, ok := parseSchedKey(k, v)
+			if !ok {
+				continue
+			}
+			if j.Due.After(now) {
+				next = j.Due
+				return nil
+			}
+			if skip != nil && skip(j) {
+				continue
+			}
+			if len(jobs) == limit {
+				return nil
+			}
+			jobs = append(jobs, j)
+		}
+		return nil
+	})
+	return jobs, next, err
+}
+
+// Message implements Store.
+func (s *BoltStore) Message(_ context.Context, id string) (*Message, error) {
+	var m Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(store.BucketMessages).Get([]byte(id))
+		if raw == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		c := tx.Bucket(store.BucketDeliveries).Cursor()
+		pfx := []byte(id)
+		for k, v := c.Seek(pfx); k != nil && len(k) == len(pfx)+4 && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+			var r Recipient
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			m.Recipients = append(m.Recipients, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Load implements Store.
+func (s *BoltStore) Load(_ context.Context, job Job) (*Message, Recipient, error) {
+	var m Message
+	var r Recipient
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if err := getJSON(tx.Bucket(store.BucketMessages), []byte(job.MessageID), &m); err != nil {
+			return err
+		}
+		return getJSON(tx.Bucket(store.BucketDeliveries), rowKey(job.MessageID, job.Index), &r)
+	})
+	return &m, r, err
+}
+
+// Exists implements Store.
+func (s *BoltStore) Exists(id string) bool {
+	found := false
+	s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(store.BucketMessages).Get([]byte(id)) != nil
+		return nil
+	})
+	return found
+}
+
+var eventOf = map[State]events.Type{
+	Delivered: events.MessageDelivered,
+	Bounced:   events.MessageBounced,
+	Deferred:  events.MessageDeferred,
+}
+
+// Record implements Store.
+func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		finished = false // the function may run more than once
+		msgs, rows := tx.Bucket(store.BucketMessages), tx.Bucket(store.BucketDeliveries)
+		sched := tx.Bucket(store.BucketSchedule)
+		if err := sched.Delete(schedKey(job.Due, job.MessageID, job.Index)); err != nil {
+			return err
+		}
+		var m Message
+		var r Recipient
+		rk := rowKey(job.MessageID, job.Index)
+		if msgs.Get([]byte(job.MessageID)) == nil || rows.Get(rk) == nil {
+			return nil // the entry outlived its message: dropping it is all
+		}
+		if err := getJSON(msgs, []byte(job.MessageID), &m); err != nil {
+			return err
+		}
+		if err := getJSON(rows, rk, &r); err != nil {
+			return err
+		}
+		if r.State.Final() {
+			return nil // a stale schedule entry
+		}
+		r.State, r.LastReply, r.UpdatedAt = out.State, out.Reply, out.At
+		r.Attempts++
+		r.NextAttempt = time.Time{}
+		if out.State == Deferred {
+			r.NextAttempt = out.NextAttempt
+			if err := sched.Put(schedKey(out.NextAttempt, job.MessageID, job.Index), []byte(job.Domain)); err != nil {
+				return err
+			}
+		}
+		if err := putJSON(rows, rk, r); err != nil {
+			return err
+		}
+		if out.State.Final() {
+			m.Pending--
+			finished = m.Pending <= 0
+			if err := putJSON(msgs, []byte(m.ID), m); err != nil {
+				return err
+			}
+		}
+		ev := &events.Event{Type: eventOf[out.State], Time: out.At, Data: events.Data{
+			Tenant: m.Tenant, MessageID: m.ID, Recipient: r.Address, List: m.List,
+			Reply: out.Reply, Attempts: r.Attempts,
+		}}
+		if out.State == Deferred {
+			ev.Data.NextAttempt = &r.NextAttempt
+		}
+		return events.Append(tx, ev)
+	})
+	return finished, err
+}
+
+func getJSON(b *bolt.Bucket, k []byte, v any) error {
+	raw := b.Get(k)
+	if raw == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, k)
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, raw)
+}

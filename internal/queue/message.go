@@ -1,0 +1,124 @@
+// Package queue is Heed's durable spool and its delivery workers.
+//
+// A message is stored once (its body in the spool, its envelope in the
+// database) with one delivery row per recipient. The 250 after DATA is sent
+// only once Enqueue has returned: the body file and its directory are
+// fsynced and the record is committed, with concurrent sessions sharing
+// commits.
+//
+// One scheduler loop (no goroutine per message) reads an index of next
+// attempts and hands due recipients to a bounded pool of workers, with a cap
+// per destination domain. Each attempt renders the message for its
+// recipient, sends it through a Transport, and records the outcome and its
+// event in one transaction:
+//
+//   - 2xx: delivered.
+//   - 5xx: bounced at once (RFC 5321 section 4.2.1: permanent).
+//   - 4xx or no answer: deferred and retried on the schedule of Backoff
+//     until max_queue_lifetime, then bounced.
+//
+// Delivery is per recipient with its own VERP envelope sender, so every
+// bounce names exactly one message and recipient. A crash at any instant
+// either leaves no trace of a message (and no 250 was sent) or all of it;
+// an attempt in flight at a crash is retried, so a recipient may receive a
+// message twice but never zero times.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State of one recipient's delivery.
+type State string
+
+// States. Delivered and Bounced are final.
+const (
+	Queued    State = "queued"
+	Deferred  State = "deferred"
+	Delivered State = "delivered"
+	Bounced   State = "bounced"
+)
+
+// Final reports whether no further attempt will be made.
+func (s State) Final() bool { return s == Delivered || s == Bounced }
+
+// Message is the envelope and metadata of one accepted message.
+type Message struct {
+	ID         string    `json:"id"`
+	Tenant     string    `json:"tenant"`
+	List       string    `json:"list"`
+	Credential string    `json:"credential,omitempty"`
+	From       string    `json:"from"`
+	HeaderFrom string    `json:"header_from,omitempty"`
+	Size       int64     `json:"size"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Client describes the submitting session for the Received field.
+	Client Client `json:"client"`
+	// Pending counts recipients not yet final; at zero the body is removed.
+	Pending    int         `json:"pending"`
+	Recipients []Recipient `json:"recipients,omitempty"`
+}
+
+// Client is the submitting SMTP session.
+type Client struct {
+	Helo string `json:"helo,omitempty"`
+	Addr string `json:"addr,omitempty"`
+	TLS  bool   `json:"tls,omitempty"`
+	Auth bool   `json:"auth,omitempty"`
+}
+
+// Recipient is one delivery row.
+type Recipient struct {
+	Index       int       `json:"index"`
+	Address     string    `json:"address"`
+	State       State     `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastReply   string    `json:"last_reply,omitempty"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Job is one due delivery: a recipient of a message.
+type Job struct {
+	MessageID string
+	Index     int
+	Domain    string
+	// Due is the schedule entry's time; it identifies the entry to remove.
+	Due time.Time
+}
+
+// Outcome is what an attempt decided for one recipient.
+type Outcome struct {
+	State       State
+	Reply       string
+	NextAttempt time.Time // for Deferred
+	At          time.Time
+}
+
+// ErrNotFound is returned for an unknown message.
+var ErrNotFound = errors.New("message not found")
+
+// Store keeps messages, delivery rows and the schedule. Implementations
+// write the events of every change in the same transaction.
+type Store interface {
+	// Add records an accepted message whose body is already durable, its
+	// recipients all due at msg.ReceivedAt, and a message.accepted event
+	// per recipient. It returns once all of it is on disk.
+	Add(ctx context.Context, msg *Message) error
+	// Due returns up to limit jobs due at or before now, earliest first,
+	// skipping those for which skip returns true, and the time of the
+	// first job not yet due (zero if none).
+	Due(ctx context.Context, now time.Time, limit int, skip func(Job) bool) ([]Job, time.Time, error)
+	// Load returns the message of job (without its recipient list) and the
+	// job's recipient.
+	Load(ctx context.Context, job Job) (*Message, Recipient, error)
+	// Message returns a message with its recipients.
+	Message(ctx context.Context, id string) (*Message, error)
+	// Record stores the outcome of an attempt on job and its event, and
+	// reports whether the message has no pending recipient left.
+	Record(ctx context.Context, job Job, out Outcome) (finished bool, err error)
+	// Exists reports whether message id is recorded (for the spool sweep).
+	Exists(id string) bool
+}

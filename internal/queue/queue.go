@@ -1,0 +1,317 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/heedmail/heed/internal/compose"
+	"github.com/heedmail/heed/internal/outbound"
+)
+
+// Transport sends one rendered copy to one recipient. internal/outbound
+// implements it; it must be safe for concurrent use, and honour ctx.
+type Transport interface {
+	Deliver(ctx context.Context, env outbound.Envelope, msg []byte) outbound.Result
+}
+
+// Options configure a Queue.
+type Options struct {
+	Store     Store
+	Spool     *Spool
+	Transport Transport
+	VERP      VERP
+	Hostname  string
+	// Workers is the number of concurrent attempts (0 = automatic).
+	Workers int
+	// DomainConcurrency caps concurrent transactions per recipient domain.
+	DomainConcurrency int
+	// MaxLifetime is how long a message is retried before it bounces.
+	MaxLifetime time.Duration
+	Now         func() time.Time
+	Backoff     func(attempts int) time.Duration
+	Logger      *slog.Logger
+}
+
+// Queue accepts messages and runs their delivery.
+//
+// Lifecycle: New, then Start once; Enqueue from any goroutine; Stop once,
+// which returns when no attempt is running. The Store must stay open until
+// Stop has returned.
+type Queue struct {
+	o    Options
+	log  *slog.Logger
+	kick chan struct{}
+	jobs chan Job
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // jobs handed to a worker, by row key
+	active   map[string]int      // transactions in progress per domain
+
+	stop    chan struct{}
+	stopped chan struct{}
+	workCtx context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New returns a queue; call Start to run deliveries.
+func New(o Options) *Queue {
+	if o.Workers <= 0 {
+		o.Workers = max(64, 16*runtime.NumCPU())
+	}
+	if o.DomainConcurrency <= 0 {
+		o.DomainConcurrency = 20
+	}
+	if o.MaxLifetime <= 0 {
+		o.MaxLifetime = 120 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Backoff == nil {
+		o.Backoff = Backoff
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Queue{
+		o: o, log: o.Logger,
+		kick:     make(chan struct{}, 1),
+		jobs:     make(chan Job, o.Workers),
+		inflight: make(map[string]struct{}),
+		active:   make(map[string]int),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		workCtx:  ctx, cancel: cancel,
+	}
+}
+
+// Enqueue records msg, whose body is already durable in the spool, and
+// returns once it is on disk. From then on the message is never lost.
+func (q *Queue) Enqueue(ctx context.Context, msg *Message) error {
+	if err := q.o.Store.Add(ctx, msg); err != nil {
+		return err
+	}
+	q.Kick()
+	return nil
+}
+
+// Kick wakes the scheduler.
+func (q *Queue) Kick() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the scheduler and the workers.
+func (q *Queue) Start() {
+	for range q.o.Workers {
+		q.wg.Add(1)
+		go q.worker()
+	}
+	go q.schedule()
+}
+
+// Stop stops handing out work and waits for attempts in progress; when ctx
+// ends first they are cancelled and left due, to be made again after a
+// restart.
+func (q *Queue) Stop(ctx context.Context) error {
+	close(q.stop)
+	<-q.stopped
+	close(q.jobs)
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		q.cancel()
+		return nil
+	case <-ctx.Done():
+		q.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func jobKey(j Job) string { return fmt.Sprintf("%s/%d", j.MessageID, j.Index) }
+
+// schedule is the one scheduler loop: it hands due jobs to free workers
+// and sleeps until the next job is due or something changes.
+func (q *Queue) schedule() {
+	defer close(q.stopped)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-q.kick:
+		case <-timer.C:
+		}
+		wait := q.dispatch()
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(wait)
+	}
+}
+
+// dispatch hands out what is due and returns how long to sleep before the
+// next look (kicks come sooner when work finishes or arrives).
+func (q *Queue) dispatch() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	free := q.o.Workers - len(q.inflight)
+	if free <= 0 {
+		return time.Hour
+	}
+	now := q.o.Now()
+	jobs, next, err := q.o.Store.Due(q.workCtx, now, free, func(j Job) bool {
+		if _, busy := q.inflight[jobKey(j)]; busy {
+			return true
+		}
+		return q.active[j.Domain] >= q.o.DomainConcurrency
+	})
+	if err != nil {
+		q.log.Error("queue: reading the schedule", "err", err)
+		return time.Second
+	}
+	for _, j := range jobs {
+		q.inflight[jobKey(j)] = struct{}{}
+		q.active[j.Domain]++
+		q.jobs <- j // never blocks: the channel holds Workers jobs
+	}
+	if next.IsZero() {
+		return time.Hour
+	}
+	return max(next.Sub(now), time.Millisecond)
+}
+
+func (q *Queue) worker() {
+	defer q.wg.Done()
+	for j := range q.jobs {
+		q.run(j)
+	}
+}
+
+// run makes one attempt. The domain slot is given back as soon as the
+// remote transaction is over, before the outcome is committed, so the
+// next message to that domain overlaps this one's fsync.
+func (q *Queue) run(j Job) {
+	released := false
+	release := func() {
+		q.mu.Lock()
+		if !released {
+			q.active[j.Domain]--
+			if q.active[j.Domain] <= 0 {
+				delete(q.active, j.Domain)
+			}
+			released = true
+		}
+		q.mu.Unlock()
+		q.Kick()
+	}
+	defer func() {
+		release()
+		q.mu.Lock()
+		delete(q.inflight, jobKey(j))
+		q.mu.Unlock()
+		q.Kick()
+	}()
+	out, ok := q.attempt(j, release)
+	if !ok {
+		return
+	}
+	finished, err := q.o.Store.Record(context.Background(), j, out)
+	if err != nil {
+		q.log.Error("queue: recording an attempt", "msg", j.MessageID, "rcpt", j.Index, "err", err)
+		return
+	}
+	q.log.Info("delivery", "msg", j.MessageID, "rcpt", j.Index, "state", out.State, "reply", out.Reply)
+	if finished {
+		if err := q.o.Spool.Remove(j.MessageID); err != nil {
+			q.log.Error("queue: removing a finished body", "msg", j.MessageID, "err", err)
+		}
+	}
+}
+
+// attempt delivers job once and decides its outcome; ok is false when the
+// attempt was cut short by Stop and must be made again later.
+func (q *Queue) attempt(j Job, release func()) (Outcome, bool) {
+	msg, rcpt, err := q.o.Store.Load(q.workCtx, j)
+	if errors.Is(err, ErrNotFound) {
+		// A schedule entry whose message is gone: recording drops it.
+		return Outcome{State: Bounced, Reply: "message record missing", At: q.o.Now()}, true
+	}
+	if err != nil {
+		q.log.Error("queue: loading a due job", "msg", j.MessageID, "rcpt", j.Index, "err", err)
+		return Outcome{}, false
+	}
+	if rcpt.State.Final() {
+		return Outcome{State: rcpt.State, Reply: rcpt.LastReply, At: q.o.Now()}, true
+	}
+	rendered, err := q.render(msg, rcpt)
+	if err != nil {
+		// A body that cannot be read or rendered will not get better.
+		return Outcome{State: Bounced, Reply: "554 5.3.0 message could not be prepared for delivery: " + err.Error(), At: q.o.Now()}, true
+	}
+	env := outbound.Envelope{
+		MessageID: msg.ID, Recipient: rcpt.Index,
+		From: q.o.VERP.Address(msg.ID, rcpt.Index), To: rcpt.Address,
+		Tenant: msg.Tenant, List: msg.List,
+	}
+	res := q.o.Transport.Deliver(q.workCtx, env, rendered)
+	release()
+	if q.workCtx.Err() != nil {
+		return Outcome{}, false
+	}
+	return q.decide(msg, rcpt, res), true
+}
+
+func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcome {
+	now := q.o.Now()
+	out := Outcome{Reply: res.String(), At: now}
+	switch {
+	case res.Delivered():
+		out.State = Delivered
+	case res.Permanent():
+		out.State = Bounced
+	default:
+		expiry := msg.ReceivedAt.Add(q.o.MaxLifetime)
+		if !now.Before(expiry) {
+			out.State = Bounced
+			out.Reply = "554 5.4.7 delivery time expired; last reply: " + res.String()
+			break
+		}
+		out.State = Deferred
+		out.NextAttempt = now.Add(q.o.Backoff(rcpt.Attempts + 1))
+		if out.NextAttempt.After(expiry) {
+			out.NextAttempt = expiry
+		}
+	}
+	return out
+}
+
+func (q *Queue) render(msg *Message, rcpt Recipient) ([]byte, error) {
+	body, err := q.o.Spool.ReadAll(msg.ID)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body) + 512)
+	err = compose.Render(&buf, body, compose.Input{
+		MessageID: msg.ID, Hostname: q.o.Hostname, ReceivedAt: msg.ReceivedAt,
+		Helo: msg.Client.Helo, ClientAddr: msg.Client.Addr, TLS: msg.Client.TLS, Auth: msg.Client.Auth,
+		Recipient: rcpt.Address,
+	})
+	return buf.Bytes(), err
+}

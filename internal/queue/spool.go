@@ -1,0 +1,168 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Spool keeps one file per message body beside the database. The order of
+// a durable write is mox's: the file is written and fsynced, its directory
+// is fsynced, and only then is the database record committed; a message
+// whose record never committed leaves a file that Open's sweep removes.
+type Spool struct {
+	dir string
+
+	mu      sync.Mutex
+	waiters []chan error // waiting for the next directory fsync
+	syncing bool
+}
+
+// OpenSpool opens (creating) the spool directory.
+func OpenSpool(dir string) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return &Spool{dir: dir}, nil
+}
+
+// Dir is the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+func (s *Spool) path(id string) string { return filepath.Join(s.dir, id+".eml") }
+
+// SpoolFile is a message body being written.
+type SpoolFile struct {
+	s    *Spool
+	id   string
+	f    *os.File
+	n    int64
+	done bool
+}
+
+// Create starts the body of message id.
+func (s *Spool) Create(id string) (*SpoolFile, error) {
+	f, err := os.OpenFile(s.path(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &SpoolFile{s: s, id: id, f: f}, nil
+}
+
+func (w *SpoolFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Size is the number of bytes written so far.
+func (w *SpoolFile) Size() int64 { return w.n }
+
+// Sync makes the body durable: the file is fsynced and closed, then the
+// directory entry is fsynced (shared with other files syncing at the same
+// time).
+func (w *SpoolFile) Sync() error {
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	w.done = true
+	return w.s.syncDir()
+}
+
+// Abort removes a body that will not be committed.
+func (w *SpoolFile) Abort() {
+	if !w.done {
+		w.f.Close()
+	}
+	os.Remove(w.s.path(w.id))
+}
+
+// syncDir fsyncs the spool directory. Callers that arrive while a sync is
+// running wait for the next one, which then covers all of them.
+func (s *Spool) syncDir() error {
+	ch := make(chan error, 1)
+	s.mu.Lock()
+	s.waiters = append(s.waiters, ch)
+	if !s.syncing {
+		s.syncing = true
+		go s.dirSyncLoop()
+	}
+	s.mu.Unlock()
+	return <-ch
+}
+
+func (s *Spool) dirSyncLoop() {
+	for {
+		s.mu.Lock()
+		batch := s.waiters
+		s.waiters = nil
+		if len(batch) == 0 {
+			s.syncing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		err := fsyncDir(s.dir)
+		for _, ch := range batch {
+			ch <- err
+		}
+	}
+}
+
+func fsyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ReadAll returns the body of message id.
+func (s *Spool) ReadAll(id string) ([]byte, error) {
+	b, err := os.ReadFile(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("spool: body of %s is missing", id)
+	}
+	return b, err
+}
+
+// Open opens the body of message id for streaming.
+func (s *Spool) Open(id string) (io.ReadCloser, error) { return os.Open(s.path(id)) }
+
+// Remove deletes the body of message id once no recipient needs it.
+func (s *Spool) Remove(id string) error {
+	err := os.Remove(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Sweep removes bodies for which keep returns false: files left by a crash
+// between the body's fsync and the database commit (no 250 was sent for
+// them).
+func (s *Spool) Sweep(keep func(id string) bool) (removed int, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		id, ok := strings.CutSuffix(name, ".eml")
+		if !ok || keep(id) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, name)); err == nil {
+			removed++
+		}
+	}
+	return removed, nil
+}

@@ -1,0 +1,149 @@
+// Package store opens Heed's embedded bbolt database: it creates the
+// buckets, checks the schema version and the file's consistency at start,
+// and commits concurrent writers together (group commit) so that durable
+// writes do not cost one fsync each.
+//
+// Only the bbolt implementations of the domain stores (files named bolt*.go
+// in their packages) use this package; everything else talks to those
+// packages' interfaces, so a PostgreSQL backend can replace it.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names. They are the whole on-disk layout; a change that needs a
+// migration bumps SchemaVersion.
+var (
+	BucketMeta         = []byte("meta")
+	BucketTenants      = []byte("tenants")
+	BucketCredentials  = []byte("credentials")
+	BucketUsernames    = []byte("credential_usernames")
+	BucketDomains      = []byte("domains")
+	BucketLists        = []byte("lists")
+	BucketMessages     = []byte("messages")
+	BucketDeliveries   = []byte("deliveries")
+	BucketSchedule     = []byte("schedule")
+	BucketEvents       = []byte("events")
+	BucketTenantEvents = []byte("tenant_events")
+)
+
+var allBuckets = [][]byte{
+	BucketMeta, BucketTenants, BucketCredentials, BucketUsernames, BucketDomains,
+	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
+	BucketTenantEvents,
+}
+
+// SchemaVersion is the layout this code reads and writes.
+const SchemaVersion = 1
+
+var keySchema = []byte("schema_version")
+
+// DB is the opened database with its group committer.
+type DB struct {
+	bolt   *bolt.DB
+	reqs   chan *request
+	closed chan struct{}
+	done   chan struct{}
+}
+
+// Options tune Open.
+type Options struct {
+	// SkipCheck skips the consistency check (tests of huge databases).
+	SkipCheck bool
+}
+
+// Open opens (creating if needed) the database file at path, checks its
+// consistency and schema version and starts the group committer.
+func Open(path string, o Options) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      2 * time.Second,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: the database is locked by another process (is heed already running?)", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !o.SkipCheck {
+		if err := Check(b); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err := b.Update(initSchema); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	db := &DB{bolt: b, reqs: make(chan *request, 1024), closed: make(chan struct{}), done: make(chan struct{})}
+	go db.commitLoop()
+	return db, nil
+}
+
+func initSchema(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(BucketMeta)
+	v := meta.Get(keySchema)
+	switch {
+	case v == nil:
+		return meta.Put(keySchema, []byte{SchemaVersion})
+	case len(v) != 1 || v[0] > SchemaVersion:
+		return fmt.Errorf("database schema version %v is newer than this heed understands (%d)", v, SchemaVersion)
+	}
+	return nil
+}
+
+// Check runs bbolt's page-level consistency check and returns every problem
+// found, joined.
+func Check(b *bolt.DB) error {
+	return b.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+			if len(errs) == 10 {
+				break
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("consistency check failed: %w", errors.Join(errs...))
+		}
+		return nil
+	})
+}
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(*bolt.Tx) error) error { return db.bolt.View(fn) }
+
+// Close stops the committer, waiting for writes in flight, and closes the
+// file.
+func (db *DB) Close() error {
+	select {
+	case <-db.closed:
+		return nil
+	default:
+	}
+	close(db.closed)
+	<-db.done
+	return db.bolt.Close()
+}
+
+// Path is the database file's path.
+func (db *DB) Path() string { return db.bolt.Path() }
+
+// Bolt exposes the handle to the bbolt implementations in other packages
+// and to backups; nothing else may use it.
+func (db *DB) Bolt() *bolt.DB { return db.bolt }

@@ -1,0 +1,348 @@
+package tenant
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+
+	"github.com/heedmail/heed/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// BoltStore is the bbolt implementation of Store.
+//
+// Layout: tenants id→Tenant; credentials tenant\0id→Credential;
+// credential_usernames "u:"+username→tenant\0id and "n:"+cidr→tenant\0id;
+// domains name→Domain; lists tenant\0id→List.
+type BoltStore struct{ db *store.DB }
+
+// NewBoltStore returns the registry kept in db.
+func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
+
+var _ Store = (*BoltStore)(nil)
+
+func key(tenant, id string) []byte { return []byte(tenant + "\x00" + id) }
+
+func prefix(tenant string) []byte { return []byte(tenant + "\x00") }
+
+func get[T any](b *bolt.Bucket, k []byte) (T, error) {
+	var v T
+	raw := b.Get(k)
+	if raw == nil {
+		return v, ErrNotFound
+	}
+	return v, json.Unmarshal(raw, &v)
+}
+
+func put(b *bolt.Bucket, k []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, raw)
+}
+
+func scan[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
+	var out []T
+	c := b.Cursor()
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return nil, fmt.Errorf("%q: %w", k, err)
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// CreateTenant stores t and its default lists.
+func (s *BoltStore) CreateTenant(_ context.Context, t Tenant) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketTenants)
+		if b.Get([]byte(t.ID)) != nil {
+			return ErrExists
+		}
+		for _, l := range DefaultLists {
+			l.Tenant, l.CreatedAt = t.ID, t.CreatedAt
+			if err := put(tx.Bucket(store.BucketLists), key(t.ID, l.ID), l); err != nil {
+				return err
+			}
+		}
+		return put(b, []byte(t.ID), t)
+	})
+}
+
+func (s *BoltStore) Tenant(_ context.Context, id string) (t Tenant, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		t, err = get[Tenant](tx.Bucket(store.BucketTenants), []byte(id))
+		return err
+	})
+	return t, err
+}
+
+func (s *BoltStore) Tenants(_ context.Context) (ts []Tenant, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ts, err = scan[Tenant](tx.Bucket(store.BucketTenants), nil)
+		return err
+	})
+	return ts, err
+}
+
+func (s *BoltStore) UpdateTenant(_ context.Context, t Tenant) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketTenants)
+		if b.Get([]byte(t.ID)) == nil {
+			return ErrNotFound
+		}
+		return put(b, []byte(t.ID), t)
+	})
+}
+
+func (s *BoltStore) DeleteTenant(_ context.Context, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketTenants)
+		if b.Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		creds, err := scan[Credential](tx.Bucket(store.BucketCredentials), prefix(id))
+		if err != nil {
+			return err
+		}
+		for _, c := range creds {
+			if err := deleteCredential(tx, c); err != nil {
+				return err
+			}
+		}
+		doms := tx.Bucket(store.BucketDomains)
+		var names [][]byte
+		err = doms.ForEach(func(k, v []byte) error {
+			var d Domain
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			if d.Tenant == id {
+				names = append(names, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range names {
+			if err := doms.Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := deletePrefix(tx.Bucket(store.BucketLists), prefix(id)); err != nil {
+			return err
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+func deletePrefix(b *bolt.Bucket, pfx []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Seek(pfx) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func usernameKey(u string) []byte      { return []byte("u:" + u) }
+func networkKey(p netip.Prefix) []byte { return []byte("n:" + p.String()) }
+func credentialIndexKey(c Credential) []byte {
+	if c.Kind == KindIP {
+		return networkKey(c.Network)
+	}
+	return usernameKey(c.Username)
+}
+
+// CreateCredential stores c. An ip credential whose network overlaps
+// another tenant's is refused with ErrExists.
+func (s *BoltStore) CreateCredential(_ context.Context, c Credential) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(store.BucketTenants).Get([]byte(c.Tenant)) == nil {
+			return ErrNotFound
+		}
+		idx := tx.Bucket(store.BucketUsernames)
+		if c.Kind == KindIP {
+			if err := checkOverlap(idx, c); err != nil {
+				return err
+			}
+		}
+		ik := credentialIndexKey(c)
+		if c.Kind == KindPassword && idx.Get(ik) != nil {
+			return ErrExists
+		}
+		if err := idx.Put(ik, key(c.Tenant, c.ID)); err != nil {
+			return err
+		}
+		return put(tx.Bucket(store.BucketCredentials), key(c.Tenant, c.ID), c)
+	})
+}
+
+func checkOverlap(idx *bolt.Bucket, c Credential) error {
+	c2 := idx.Cursor()
+	for k, v := c2.Seek([]byte("n:")); k != nil && bytes.HasPrefix(k, []byte("n:")); k, v = c2.Next() {
+		p, err := netip.ParsePrefix(string(k[2:]))
+		if err != nil {
+			return err
+		}
+		owner, _, _ := bytes.Cut(v, []byte{0})
+		if p.Overlaps(c.Network) && string(owner) != c.Tenant {
+			return fmt.Errorf("%w: %s overlaps %s, which belongs to another tenant", ErrExists, c.Network, p)
+		}
+	}
+	return nil
+}
+
+func (s *BoltStore) Credentials(_ context.Context, tenant string) (cs []Credential, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		cs, err = scan[Credential](tx.Bucket(store.BucketCredentials), prefix(tenant))
+		return err
+	})
+	return cs, err
+}
+
+func (s *BoltStore) DeleteCredential(_ context.Context, tenant, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		c, err := get[Credential](tx.Bucket(store.BucketCredentials), key(tenant, id))
+		if err != nil {
+			return err
+		}
+		return deleteCredential(tx, c)
+	})
+}
+
+func deleteCredential(tx *bolt.Tx, c Credential) error {
+	idx := tx.Bucket(store.BucketUsernames)
+	ik := credentialIndexKey(c)
+	// Two credentials of one tenant may name the same network; only drop the
+	// index entry that points at this one.
+	if bytes.Equal(idx.Get(ik), key(c.Tenant, c.ID)) {
+		if err := idx.Delete(ik); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(store.BucketCredentials).Delete(key(c.Tenant, c.ID))
+}
+
+func (s *BoltStore) CredentialByUsername(_ context.Context, username string) (c Credential, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ref := tx.Bucket(store.BucketUsernames).Get(usernameKey(username))
+		if ref == nil {
+			return ErrNotFound
+		}
+		c, err = get[Credential](tx.Bucket(store.BucketCredentials), ref)
+		return err
+	})
+	return c, err
+}
+
+// CredentialForAddr returns the credential with the most specific network
+// holding addr.
+func (s *BoltStore) CredentialForAddr(_ context.Context, addr netip.Addr) (c Credential, err error) {
+	addr = addr.Unmap()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		var best []byte
+		bits := -1
+		cur := tx.Bucket(store.BucketUsernames).Cursor()
+		for k, v := cur.Seek([]byte("n:")); k != nil && bytes.HasPrefix(k, []byte("n:")); k, v = cur.Next() {
+			p, err := netip.ParsePrefix(string(k[2:]))
+			if err != nil {
+				return err
+			}
+			if p.Contains(addr) && p.Bits() > bits {
+				best, bits = v, p.Bits()
+			}
+		}
+		if best == nil {
+			return ErrNotFound
+		}
+		c, err = get[Credential](tx.Bucket(store.BucketCredentials), best)
+		return err
+	})
+	return c, err
+}
+
+// AddDomain stores d; a domain already owned by any tenant is ErrExists.
+func (s *BoltStore) AddDomain(_ context.Context, d Domain) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(store.BucketTenants).Get([]byte(d.Tenant)) == nil {
+			return ErrNotFound
+		}
+		b := tx.Bucket(store.BucketDomains)
+		if b.Get([]byte(d.Name)) != nil {
+			return ErrExists
+		}
+		return put(b, []byte(d.Name), d)
+	})
+}
+
+func (s *BoltStore) Domain(_ context.Context, name string) (d Domain, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		d, err = get[Domain](tx.Bucket(store.BucketDomains), []byte(name))
+		return err
+	})
+	return d, err
+}
+
+func (s *BoltStore) Domains(_ context.Context, tenant string) (ds []Domain, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		all, err := scan[Domain](tx.Bucket(store.BucketDomains), nil)
+		for _, d := range all {
+			if d.Tenant == tenant {
+				ds = append(ds, d)
+			}
+		}
+		return err
+	})
+	return ds, err
+}
+
+func (s *BoltStore) DeleteDomain(_ context.Context, tenant, name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketDomains)
+		d, err := get[Domain](b, []byte(name))
+		if err != nil {
+			return err
+		}
+		if d.Tenant != tenant {
+			return ErrNotFound
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+func (s *BoltStore) PutList(_ context.Context, l List) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(store.BucketTenants).Get([]byte(l.Tenant)) == nil {
+			return ErrNotFound
+		}
+		b := tx.Bucket(store.BucketLists)
+		if old, err := get[List](b, key(l.Tenant, l.ID)); err == nil {
+			l.CreatedAt = old.CreatedAt
+		}
+		return put(b, key(l.Tenant, l.ID), l)
+	})
+}
+
+func (s *BoltStore) List(_ context.Context, tenant, id string) (l List, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		l, err = get[List](tx.Bucket(store.BucketLists), key(tenant, id))
+		return err
+	})
+	return l, err
+}
+
+func (s *BoltStore) Lists(_ context.Context, tenant string) (ls []List, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ls, err = scan[List](tx.Bucket(store.BucketLists), prefix(tenant))
+		return err
+	})
+	return ls, err
+}

@@ -1,0 +1,169 @@
+// Package tenant is the registry of Heed's tenants (the subscriber
+// businesses) and what each owns: sending domains, lists and SMTP
+// credentials.
+//
+// Password credentials are random secrets of 160 bits that Heed generates
+// and shows once; they are stored as a SHA-256 hash and compared in
+// constant time. A slow password hash (bcrypt, scrypt) protects guessable
+// human passwords; for a random secret it buys nothing and would cost tens
+// of milliseconds of CPU on every AUTH. IP credentials name a network whose
+// mail needs no AUTH; no two tenants' networks may overlap.
+package tenant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Errors the store returns; callers map them to replies.
+var (
+	ErrNotFound       = errors.New("not found")
+	ErrExists         = errors.New("already exists")
+	ErrBadCredentials = errors.New("invalid credentials")
+)
+
+// Tenant is one subscriber business.
+type Tenant struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	PostalAddress string    `json:"postal_address"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+// Credential kinds.
+const (
+	KindPassword = "password"
+	KindIP       = "ip"
+)
+
+// Credential lets an app submit mail for a tenant.
+type Credential struct {
+	ID       string `json:"id"`
+	Tenant   string `json:"tenant"`
+	Kind     string `json:"kind"`
+	Username string `json:"username,omitempty"`
+	// SecretHash is SHA-256 of the password; never serialised to clients.
+	SecretHash  []byte       `json:"secret_hash,omitempty"`
+	Network     netip.Prefix `json:"cidr,omitzero"`
+	DefaultList string       `json:"default_list"`
+	CreatedAt   time.Time    `json:"created_at"`
+}
+
+// Domain is a sending domain owned by exactly one tenant.
+type Domain struct {
+	Name      string    `json:"domain"`
+	Tenant    string    `json:"tenant"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// List kinds.
+const (
+	Marketing     = "marketing"
+	Transactional = "transactional"
+)
+
+// List is a stream of mail of one kind; suppressions and opt-outs are per
+// list.
+type List struct {
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	// Unsubscribe makes a transactional list carry List-Unsubscribe too.
+	Unsubscribe bool      `json:"unsubscribe"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// DefaultLists are created with every tenant; a credential without a
+// default list sends to DefaultList.
+var DefaultLists = []List{
+	{ID: "transactional", Name: "Transactional", Kind: Transactional},
+	{ID: "marketing", Name: "Marketing", Kind: Marketing},
+}
+
+// DefaultList is the list mail goes to without X-Heed-List or a
+// credential default.
+const DefaultList = "transactional"
+
+// Store keeps the registry. Every method is scoped by tenant except the
+// lookups SMTP needs before it knows the tenant (by username, by client
+// address, by domain).
+type Store interface {
+	CreateTenant(ctx context.Context, t Tenant) error
+	Tenant(ctx context.Context, id string) (Tenant, error)
+	Tenants(ctx context.Context) ([]Tenant, error)
+	UpdateTenant(ctx context.Context, t Tenant) error
+	// DeleteTenant removes the tenant with its credentials, domains and lists.
+	DeleteTenant(ctx context.Context, id string) error
+
+	CreateCredential(ctx context.Context, c Credential) error
+	Credentials(ctx context.Context, tenant string) ([]Credential, error)
+	DeleteCredential(ctx context.Context, tenant, id string) error
+	CredentialByUsername(ctx context.Context, username string) (Credential, error)
+	// CredentialForAddr returns the ip credential whose network holds addr.
+	CredentialForAddr(ctx context.Context, addr netip.Addr) (Credential, error)
+
+	AddDomain(ctx context.Context, d Domain) error
+	Domain(ctx context.Context, name string) (Domain, error)
+	Domains(ctx context.Context, tenant string) ([]Domain, error)
+	DeleteDomain(ctx context.Context, tenant, name string) error
+
+	PutList(ctx context.Context, l List) error
+	List(ctx context.Context, tenant, id string) (List, error)
+	Lists(ctx context.Context, tenant string) ([]List, error)
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ValidID checks a tenant or list id: 1 to 63 of a-z, 0-9, '-' and '_',
+// starting with a letter or digit.
+func ValidID(s string) error {
+	if !idRE.MatchString(s) {
+		return fmt.Errorf("%q is not a valid id: use 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit", s)
+	}
+	return nil
+}
+
+// ValidKind checks a list kind.
+func ValidKind(k string) error {
+	if k != Marketing && k != Transactional {
+		return fmt.Errorf("kind must be %q or %q", Marketing, Transactional)
+	}
+	return nil
+}
+
+// NormalizeDomain lowercases a domain and checks its syntax (RFC 1035
+// labels; internationalised names must be given in their A-label form).
+func NormalizeDomain(s string) (string, error) {
+	d := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+	if len(d) == 0 || len(d) > 253 {
+		return "", fmt.Errorf("%q is not a valid domain name", s)
+	}
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return "", fmt.Errorf("%q is not a fully qualified domain name", s)
+	}
+	for _, l := range labels {
+		if !validLabel(l) {
+			return "", fmt.Errorf("%q is not a valid domain name", s)
+		}
+	}
+	return d, nil
+}
+
+func validLabel(l string) bool {
+	if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for _, c := range l {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,40 @@
+package smtpd
+
+import (
+	"github.com/emersion/go-sasl"
+)
+
+// loginServer is the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login): not an RFC, but what Outlook, older
+// PHPMailer and many appliances still speak. go-sasl only ships the client.
+type loginServer struct {
+	auth     func(username, password string) error
+	username []byte
+	step     int
+}
+
+func newLoginServer(auth func(username, password string) error) sasl.Server {
+	return &loginServer{auth: auth}
+}
+
+func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch s.step {
+	case 0:
+		s.step = 1
+		if response == nil {
+			return []byte("Username:"), false, nil
+		}
+		// An initial response is the username (AUTH LOGIN dXNlcg==).
+		s.username = response
+		s.step = 2
+		return []byte("Password:"), false, nil
+	case 1:
+		s.username = response
+		s.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		s.step = 3
+		return nil, true, s.auth(string(s.username), string(response))
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}

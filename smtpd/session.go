@@ -1,0 +1,144 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/address"
+	"github.com/heedmail/heed/internal/tenant"
+)
+
+// session is one client's conversation, from EHLO (or STARTTLS) to QUIT.
+type session struct {
+	s   *Submission
+	c   *smtp.Conn
+	log *slog.Logger
+	raw *conn // nil when the listener did not wrap the connection
+
+	addr     netip.Addr
+	loopback bool
+	tls      bool
+
+	// cred is who is sending: from AUTH, or from an ip credential naming
+	// the client's network.
+	cred      *tenant.Credential
+	authed    bool
+	authFails int
+
+	// The transaction.
+	from     address.Address
+	rcpts    []address.Address
+	bareBase int64
+}
+
+var (
+	codeAuth   = smtp.EnhancedCode{5, 7, 8}
+	codePolicy = smtp.EnhancedCode{5, 7, 1}
+)
+
+func (ss *session) AuthMechanisms() []string {
+	if !ss.tls && !ss.loopback {
+		return nil // not advertised; Auth refuses too
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if !ss.tls && !ss.loopback {
+		return nil, reply(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required: issue STARTTLS before AUTH")
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return reply(535, codeAuth, "Authorization identity must be empty or the username")
+			}
+			return ss.authenticate(username, password)
+		}), nil
+	case sasl.Login:
+		return newLoginServer(ss.authenticate), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (ss *session) authenticate(username, password string) error {
+	cred, err := ss.s.o.Tenants.Authenticate(context.Background(), username, password)
+	if err == nil {
+		ss.cred, ss.authed = &cred, true
+		ss.log.Info("smtp: authenticated", "tenant", cred.Tenant, "credential", cred.ID, "client", ss.addr)
+		return nil
+	}
+	if !errors.Is(err, tenant.ErrBadCredentials) {
+		return internalError(ss.log, "checking credentials", err)
+	}
+	ss.authFails++
+	ss.log.Warn("smtp: authentication failed", "client", ss.addr, "failures", ss.authFails)
+	if ss.s.o.AuthDelay > 0 {
+		time.Sleep(ss.s.throttle.fail(ss.addr)) // tarpit, not synchronisation
+	}
+	if ss.authFails >= ss.s.o.MaxAuthFailures && ss.raw != nil {
+		ss.raw.closeAfter.Store(true)
+		return reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts, closing connection")
+	}
+	return reply(535, codeAuth, "Authentication credentials invalid")
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if ss.cred == nil {
+		return reply(530, smtp.EnhancedCode{5, 7, 0},
+			"Authentication required: AUTH with a credential from the admin API, or send from a network registered as an ip credential")
+	}
+	if from == "" {
+		return reply(550, codePolicy, "A null sender is not accepted for submission: send from an address at one of your domains")
+	}
+	a, err := address.Parse(from)
+	if err != nil {
+		return reply(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: %v", err)
+	}
+	if err := ss.checkDomain(a.Domain, "Envelope sender"); err != nil {
+		return err
+	}
+	ss.from = a
+	ss.rcpts = ss.rcpts[:0]
+	return nil
+}
+
+// checkDomain refuses a domain that is not one of the sending tenant's.
+// The reply is the same whether the domain is unknown or another
+// tenant's, so it reveals nothing about other tenants.
+func (ss *session) checkDomain(domain, what string) error {
+	d, err := ss.s.o.Tenants.Domain(context.Background(), domain)
+	if err == nil && d.Tenant == ss.cred.Tenant {
+		return nil
+	}
+	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		return internalError(ss.log, "looking up a domain", err)
+	}
+	return reply(550, codePolicy, "%s domain %s is not a sending domain of this account: add it with the admin API", what, domain)
+}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	a, err := address.Parse(to)
+	if err != nil {
+		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
+	}
+	for _, r := range ss.rcpts {
+		if r == a {
+			return nil // one copy per recipient, like Postfix's duplicate filter
+		}
+	}
+	ss.rcpts = append(ss.rcpts, a)
+	return nil
+}
+
+func (ss *session) Reset() {
+	ss.from = address.Address{}
+	ss.rcpts = nil
+}
+
+func (ss *session) Logout() error { return nil }

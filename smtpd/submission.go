@@ -1,0 +1,174 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/tenant"
+)
+
+// Enqueuer takes an accepted message whose body is in the spool; it
+// returns once the message is durable.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, msg *queue.Message) error
+}
+
+// SubmissionOptions configure the submission listeners.
+type SubmissionOptions struct {
+	Hostname string
+	Tenants  *tenant.Registry
+	Queue    Enqueuer
+	Spool    *queue.Spool
+	// TLS is the server certificate configuration; nil disables STARTTLS.
+	TLS *tls.Config
+
+	MaxMessageBytes int64
+	MaxRecipients   int
+	MaxConnections  int
+	MaxLineLength   int
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	MaxAuthFailures int
+	// AuthDelay is the first delay of the per-address AUTH failure
+	// throttle; it doubles per further failure up to 10 s. Zero = 500 ms;
+	// negative disables the throttle (tests).
+	AuthDelay time.Duration
+
+	// Local reports whether a client may AUTH without TLS; nil means
+	// loopback addresses only.
+	Local func(netip.Addr) bool
+
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Submission is the SMTP submission service. Lifecycle: NewSubmission, then
+// Serve and/or ServeTLS on listeners (each blocks), then Shutdown.
+type Submission struct {
+	o        SubmissionOptions
+	log      *slog.Logger
+	throttle *throttle
+
+	mu      sync.Mutex
+	servers []*smtp.Server
+}
+
+// NewSubmission returns the service.
+func NewSubmission(o SubmissionOptions) *Submission {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxAuthFailures <= 0 {
+		o.MaxAuthFailures = 5
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 1000
+	}
+	if o.Local == nil {
+		o.Local = netip.Addr.IsLoopback
+	}
+	if o.AuthDelay == 0 {
+		o.AuthDelay = 500 * time.Millisecond
+	}
+	return &Submission{o: o, log: o.Logger, throttle: newThrottle(o.AuthDelay, 10*time.Second, 15*time.Minute, o.Now)}
+}
+
+func (s *Submission) server(tlsCfg *tls.Config) *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = s.o.Hostname
+	srv.MaxMessageBytes = s.o.MaxMessageBytes
+	srv.MaxRecipients = s.o.MaxRecipients
+	if s.o.MaxLineLength > 0 {
+		srv.MaxLineLength = s.o.MaxLineLength
+	}
+	srv.ReadTimeout = s.o.ReadTimeout
+	srv.WriteTimeout = s.o.WriteTimeout
+	srv.TLSConfig = tlsCfg
+	// AUTH is offered in plaintext to every client and refused by the
+	// session unless the client is on loopback (see Session.Auth): go-smtp
+	// knows only all or nothing.
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = slogLogger{s.log}
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	return srv
+}
+
+// Serve answers SMTP on l, offering STARTTLS when a certificate is set.
+func (s *Submission) Serve(l net.Listener) error {
+	srv := s.server(s.o.TLS)
+	return srv.Serve(&listener{Listener: l, max: s.o.MaxConnections, plaintext: true, timeout: 10 * time.Second})
+}
+
+// ServeTLS answers SMTP over implicit TLS on l (RFC 8314).
+func (s *Submission) ServeTLS(l net.Listener) error {
+	if s.o.TLS == nil {
+		return errors.New("smtpd: implicit TLS needs a certificate")
+	}
+	srv := s.server(nil)
+	capped := &listener{Listener: l, max: s.o.MaxConnections, timeout: 10 * time.Second}
+	return srv.Serve(tls.NewListener(capped, s.o.TLS))
+}
+
+// Shutdown stops accepting, lets sessions in progress finish until ctx
+// ends, then closes them.
+func (s *Submission) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := s.servers
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			srv.Close()
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// newSession starts a session after HELO/EHLO (and again after STARTTLS).
+func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{s: s, c: c, log: s.log}
+	raw := c.Conn()
+	if tc, ok := raw.(*tls.Conn); ok {
+		sess.tls = true
+		raw = tc.NetConn()
+	}
+	if wc, ok := raw.(*conn); ok {
+		sess.raw = wc
+		if sess.tls {
+			wc.stopWatching()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
+		sess.addr = ap.Addr().Unmap()
+	}
+	sess.loopback = s.o.Local(sess.addr)
+	cred, err := s.o.Tenants.CredentialForAddr(context.Background(), sess.addr)
+	switch {
+	case err == nil:
+		sess.cred = &cred
+	case !errors.Is(err, tenant.ErrNotFound):
+		return nil, internalError(s.log, "looking up ip credentials", err)
+	}
+	return sess, nil
+}
+
+// slogLogger adapts go-smtp's Logger to slog.
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) { l.l.Warn("smtp: " + fmt.Sprintf(format, v...)) }
+func (l slogLogger) Println(v ...any)               { l.l.Warn("smtp: " + fmt.Sprint(v...)) }
