@@ -60,7 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // loadConfig reads FILE, or returns the embedded defaults when path is "".
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return config.Embedded(), nil
+		cfg := config.Embedded()
+		cfg.ApplyEnv(os.Getenv)
+		return cfg, cfg.Validate()
 	}
 	return config.Load(path)
 }

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -25,7 +25,7 @@ const (
 // operatorTokens returns the configured operator tokens; on the embedded
 // defaults it makes one and keeps it in the data directory, so it stays the
 // same across restarts.
-func (r *relay) operatorTokens() ([]string, error) {
+func (r *Relay) operatorTokens() ([]string, error) {
 	if len(r.cfg.Admin.Tokens) > 0 || !r.cfg.Demo {
 		return r.cfg.Admin.Tokens, nil
 	}
@@ -53,7 +53,7 @@ func readOrCreate(path string, gen func() string) (string, error) {
 // exist, and prints how to use them. The demo password is kept in the
 // data directory (mode 0600) so it can be printed at every start; real
 // credentials are shown once and only their hash is kept.
-func (r *relay) demo(w io.Writer) error {
+func (r *Relay) demo(w io.Writer) error {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	err := r.tenants.CreateTenant(ctx, tenant.Tenant{
@@ -96,10 +96,10 @@ Try it:
         --from hello@%s --to someone@example.net
   curl -H 'Authorization: Bearer %s' http://%s/api/v1/captured
 
-`, r.cfg.SMTP.Submission.Listen, user, pass, demoDomain, demoTenant,
-		r.cfg.HTTP.Admin.Listen, r.cfg.Admin.Tokens[0],
-		r.cfg.SMTP.Submission.Listen, user, pass, demoDomain,
-		r.cfg.Admin.Tokens[0], r.cfg.HTTP.Admin.Listen)
+`, r.submissionAddr, user, pass, demoDomain, demoTenant,
+		r.adminAddr, r.cfg.Admin.Tokens[0],
+		r.submissionAddr, user, pass, demoDomain,
+		r.cfg.Admin.Tokens[0], r.adminAddr)
 	return nil
 }
 

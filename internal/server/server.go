@@ -1,0 +1,276 @@
+// Package server wires Heed's parts into one running relay: it opens the
+// database and spool, builds the registry, queue, transport and listeners,
+// and stops them in order. cmd/heed only parses flags and calls it; tests
+// and benchmarks start the same relay in-process.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/outbound"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/smtpd"
+)
+
+// Relay is everything Serve starts, in the order it is stopped.
+type Relay struct {
+	cfg        *config.Config
+	log        *slog.Logger
+	db         *store.DB
+	spool      *queue.Spool
+	tenants    *tenant.Registry
+	queue      *queue.Queue
+	transport  *outbound.Transport
+	submission *smtpd.Submission
+	admin      *http.Server
+	errs       chan error
+
+	submissionAddr, implicitTLSAddr, adminAddr string
+}
+
+// SubmissionAddr is the address the submission listener is bound to.
+func (r *Relay) SubmissionAddr() string { return r.submissionAddr }
+
+// ImplicitTLSAddr is the implicit-TLS listener's address ("" if none).
+func (r *Relay) ImplicitTLSAddr() string { return r.implicitTLSAddr }
+
+// AdminAddr is the address the admin API listener is bound to.
+func (r *Relay) AdminAddr() string { return r.adminAddr }
+
+// AdminToken is the first operator token (generated in demo mode).
+func (r *Relay) AdminToken() string { return r.cfg.Admin.Tokens[0] }
+
+// Err reports a listener that failed; the relay should then be shut down.
+func (r *Relay) Err() <-chan error { return r.errs }
+
+// Serve runs the relay until ctx ends, then shuts down in order: stop
+// accepting, let sessions finish, stop the workers at a safe point, close
+// the database. In demo mode it prints the demo credentials to stdout.
+func Serve(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.Logger) error {
+	r, err := Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Demo {
+		if err := r.demo(stdout); err != nil {
+			r.Shutdown()
+			return err
+		}
+	}
+	log.Info("heed: serving", "submission", r.submissionAddr, "admin", r.adminAddr, "delivery", cfg.Delivery.Mode)
+	select {
+	case <-ctx.Done():
+		log.Info("heed: shutting down")
+	case err = <-r.errs:
+		log.Error("heed: a listener failed", "err", err)
+	}
+	r.Shutdown()
+	return err
+}
+
+// Start opens the data directory and starts every listener and the
+// delivery workers. The caller must call Shutdown.
+func Start(cfg *config.Config, log *slog.Logger) (*Relay, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, "heed.db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, log: log, db: db, errs: make(chan error, 4)}
+	if err := r.build(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := r.listen(); err != nil {
+		r.Shutdown()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Relay) build() error {
+	cfg := r.cfg
+	spool, err := queue.OpenSpool(filepath.Join(cfg.DataDir, "spool"))
+	if err != nil {
+		return err
+	}
+	qs := queue.NewBoltStore(r.db)
+	// Bodies whose record never committed got no 250: remove them.
+	if n, err := spool.Sweep(qs.Exists); err != nil {
+		return err
+	} else if n > 0 {
+		r.log.Info("heed: removed uncommitted spool files", "count", n)
+	}
+	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "server.key"))
+	if err != nil {
+		return err
+	}
+	r.transport, err = outbound.New(outbound.Options{
+		Mode: cfg.Delivery.Mode, Smarthost: cfg.Delivery.Smarthost,
+		SmarthostUsername: cfg.Delivery.SmarthostUsername, SmarthostPassword: cfg.Delivery.SmarthostPassword,
+		Routes: cfg.Delivery.Routes, Hostname: cfg.Hostname, ConnectTimeout: cfg.Delivery.ConnectTimeout,
+		CaptureDir: filepath.Join(cfg.DataDir, "captured"), Logger: r.log,
+	})
+	if err != nil {
+		return err
+	}
+	r.spool = spool
+	r.tenants = tenant.NewRegistry(tenant.NewBoltStore(r.db))
+	r.queue = queue.New(queue.Options{
+		Store: qs, Spool: spool, Transport: r.transport,
+		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
+		Hostname: cfg.Hostname, Workers: cfg.Delivery.Workers, DomainConcurrency: cfg.Delivery.DomainConcurrency,
+		MaxLifetime: cfg.Delivery.MaxQueueLifetime, Logger: r.log,
+	})
+	tlsCfg, err := smtpd.LoadCertificate(cfg.SMTP.Submission.TLSCert, cfg.SMTP.Submission.TLSKey, cfg.DataDir, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	r.submission = smtpd.NewSubmission(smtpd.SubmissionOptions{
+		Hostname: cfg.Hostname, Tenants: r.tenants, Queue: r.queue, Spool: spool, TLS: tlsCfg,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
+		MaxConnections: cfg.SMTP.MaxConnections, MaxLineLength: cfg.SMTP.MaxLineLength,
+		ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout,
+		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Logger: r.log,
+	})
+	return nil
+}
+
+func (r *Relay) listen() error {
+	cfg := r.cfg
+	tokens, err := r.operatorTokens()
+	if err != nil {
+		return err
+	}
+	var captures admin.Captures
+	if cfg.Delivery.Mode == config.ModeCapture {
+		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
+	}
+	handler := admin.New(admin.Options{
+		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
+		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
+		Ready: func() error { return nil },
+	})
+	al, err := net.Listen("tcp", cfg.HTTP.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	r.adminAddr = al.Addr().String()
+	r.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go r.serveHTTP(r.admin, al)
+	sl, err := net.Listen("tcp", cfg.SMTP.Submission.Listen)
+	if err != nil {
+		return fmt.Errorf("submission listener: %w", err)
+	}
+	r.submissionAddr = sl.Addr().String()
+	go func() { r.fail(r.submission.Serve(sl)) }()
+	if addr := cfg.SMTP.Submission.ImplicitTLSListen; addr != "" {
+		tl, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("implicit TLS listener: %w", err)
+		}
+		r.implicitTLSAddr = tl.Addr().String()
+		go func() { r.fail(r.submission.ServeTLS(tl)) }()
+	}
+	r.queue.Start()
+	return nil
+}
+
+func (r *Relay) serveHTTP(s *http.Server, l net.Listener) {
+	if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		r.fail(err)
+	}
+}
+
+func (r *Relay) fail(err error) {
+	if err != nil {
+		select {
+		case r.errs <- err:
+		default:
+		}
+	}
+}
+
+// Shutdown stops what Start started, in order.
+func (r *Relay) Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if r.submission != nil {
+		if err := r.submission.Shutdown(ctx); err != nil {
+			r.log.Warn("heed: closing SMTP sessions", "err", err)
+		}
+	}
+	if r.admin != nil {
+		r.admin.Shutdown(ctx)
+	}
+	if r.queue != nil {
+		if err := r.queue.Stop(ctx); err != nil {
+			r.log.Warn("heed: stopping delivery", "err", err)
+		}
+	}
+	if r.transport != nil {
+		r.transport.Close()
+	}
+	if err := r.db.Close(); err != nil {
+		r.log.Error("heed: closing the database", "err", err)
+	}
+}
+
+// loadOrCreateKey returns the server key used for VERP (and later tokens),
+// generating 32 random bytes on first start.
+func loadOrCreateKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil {
+		if len(key) < 32 {
+			return nil, fmt.Errorf("%s: key shorter than 32 bytes", path)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	key = make([]byte, 32)
+	rand.Read(key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return key, writeFileSync(path, key)
+}
+
+// writeFileSync writes a secret file atomically and durably.
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
