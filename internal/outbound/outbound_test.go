@@ -3,8 +3,8 @@ package outbound
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"

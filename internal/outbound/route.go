@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -51,7 +52,12 @@ func parseHop(addr string, auth bool) (hop, error) {
 func (t *Transport) mxHops(ctx context.Context, domain string) ([]hop, Result) {
 	port := strconv.Itoa(t.o.MXPort)
 	mxs, err := t.resolver.LookupMX(ctx, domain)
-	if err != nil && !isNotFound(err) {
+	switch {
+	case err != nil && len(mxs) > 0:
+		// net.Resolver drops malformed names and reports them alongside
+		// the records that remain; those are still good to use.
+		t.log.Debug("some MX records ignored", slog.String("domain", domain), slog.Any("err", err))
+	case err != nil && !isNotFound(err):
 		return nil, temporary("4.4.3", "DNS lookup of MX for %s failed: %v", domain, err)
 	}
 	// RFC 7505 section 3: a single MX of "." says the domain takes no mail.

@@ -20,6 +20,7 @@ import (
 type conn struct {
 	c         *smtp.Client
 	nc        net.Conn // what c reads and writes: TCP, or TLS over it
+	raw       net.Conn // the TCP connection, closed at once to interrupt
 	hop       hop
 	ip        string
 	tls       bool
@@ -58,6 +59,10 @@ func (t *Transport) connect(ctx context.Context, h hop, ip net.IPAddr) (*conn, e
 			slog.Duration("for", tlsBrokenFor), slog.Any("err", te.err))
 		cn, err = t.dialSession(ctx, h, ip, false)
 	}
+	if err == nil {
+		t.log.Debug("connected", slog.String("relay", h.addr()),
+			slog.String("ip", ip.String()), slog.Bool("tls", cn.tls))
+	}
 	return cn, err
 }
 
@@ -70,7 +75,7 @@ func (t *Transport) dialSession(ctx context.Context, h hop, ip net.IPAddr, tryTL
 	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
 	defer stop()
 
-	cn := &conn{c: t.newClient(raw), nc: raw, hop: h, ip: ip.String()}
+	cn := &conn{c: t.newClient(raw), nc: raw, raw: raw, hop: h, ip: ip.String()}
 	if err := cn.c.Hello(t.o.Hostname); err != nil {
 		_ = cn.c.Close()
 		return nil, fmt.Errorf("%s: greeting/EHLO: %w", h.addr(), err)
@@ -102,7 +107,7 @@ func (t *Transport) newClient(nc net.Conn) *smtp.Client {
 // takes over the TLS connection. A refused STARTTLS leaves cn in plaintext,
 // as it was; a failed handshake returns a *tlsError.
 func (t *Transport) startTLS(ctx context.Context, cn *conn) error {
-	raw := cn.nc
+	raw := cn.raw
 	_ = raw.SetDeadline(time.Now().Add(t.o.CommandTimeout))
 	defer func() { _ = raw.SetDeadline(time.Time{}) }()
 	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
@@ -178,7 +183,7 @@ func (t *Transport) authenticate(cn *conn, ip net.IPAddr) error {
 // connection turned out to be dead before the transaction began, in which
 // case the caller should try a fresh one.
 func (t *Transport) transact(ctx context.Context, cn *conn, env Envelope, msg []byte) (r Result, stale bool) {
-	stop := context.AfterFunc(ctx, func() { _ = cn.nc.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = cn.raw.Close() })
 	r, reusable, began := t.transaction(cn, env, msg)
 	interrupted := !stop()
 	switch {

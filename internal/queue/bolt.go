@@ -97,7 +97,13 @@ func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 func (s *BoltStore) Due(_ context.Context, now time.Time, limit int, skip func(Job) bool) (jobs []Job, next time.Time, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(store.BucketSchedule).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		// Entries in flight or for a domain at its cap are skipped; the scan
+		// stops after a bounded number of them so that a large backlog for
+		// one busy domain costs little per wake-up (the workers' completions
+		// wake the scheduler again).
+		scanned, maxScan := 0, 4*limit+1024
+		for k, v := c.First(); k != nil && scanned < maxScan; k, v = c.Next() {
+			scanned++
 			j, ok := parseSchedKey(k, v)
 			if !ok {
 				continue

@@ -29,11 +29,15 @@ const maxBatch = 512
 // the transaction.
 func (db *DB) Update(fn func(*bolt.Tx) error) error {
 	r := &request{fn: fn, err: make(chan error, 1)}
-	select {
-	case db.reqs <- r:
-	case <-db.closed:
+	db.mu.RLock()
+	if db.isClosed {
+		db.mu.RUnlock()
 		return ErrClosed
 	}
+	// Sent under the read lock: Close takes the write lock before it stops
+	// the committer, so every request queued is one it will answer.
+	db.reqs <- r
+	db.mu.RUnlock()
 	return <-r.err
 }
 

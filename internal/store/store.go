@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,6 +52,9 @@ type DB struct {
 	reqs   chan *request
 	closed chan struct{}
 	done   chan struct{}
+
+	mu       sync.RWMutex
+	isClosed bool
 }
 
 // Options tune Open.
@@ -131,11 +135,13 @@ func (db *DB) View(fn func(*bolt.Tx) error) error { return db.bolt.View(fn) }
 // Close stops the committer, waiting for writes in flight, and closes the
 // file.
 func (db *DB) Close() error {
-	select {
-	case <-db.closed:
+	db.mu.Lock()
+	if db.isClosed {
+		db.mu.Unlock()
 		return nil
-	default:
 	}
+	db.isClosed = true
+	db.mu.Unlock()
 	close(db.closed)
 	<-db.done
 	return db.bolt.Close()

@@ -99,6 +99,9 @@ func Start(t testing.TB, opts Options) *Sink {
 	}()
 	t.Cleanup(func() {
 		_ = srv.Close()
+		// Close only closes the listeners Serve has registered; if Serve
+		// has not got that far yet, closing ours is what makes it return.
+		_ = s.ln.Close()
 		<-served
 		logw.stop()
 	})

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func open(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "heed.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestGroupCommit: concurrent writers all land, and one writer's failure
+// fails only that writer.
+func TestGroupCommit(t *testing.T) {
+	db := open(t)
+	path := db.Path()
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Update(func(tx *bolt.Tx) error {
+				if i%50 == 7 {
+					return fmt.Errorf("writer %d fails", i)
+				}
+				return tx.Bucket(BucketMeta).Put([]byte(fmt.Sprint("k", i)), []byte("v"))
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%50 == 7) != (err != nil) {
+			t.Errorf("writer %d: err = %v", i, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(*bolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("Update after Close = %v, want ErrClosed", err)
+	}
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		for i := range errs {
+			got := tx.Bucket(BucketMeta).Get([]byte(fmt.Sprint("k", i)))
+			if (i%50 == 7) != (got == nil) {
+				t.Errorf("key %d after reopen: %q", i, got)
+			}
+		}
+		return nil
+	})
+}
+
+func TestOpenLockedAndNewerSchema(t *testing.T) {
+	db := open(t)
+	if _, err := Open(db.Path(), Options{}); err == nil {
+		t.Error("a second Open of a database in use succeeded")
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(BucketMeta).Put(keySchema, []byte{SchemaVersion + 1}) })
+	path := db.Path()
+	db.Close()
+	if _, err := Open(path, Options{}); err == nil {
+		t.Error("a database of a newer schema opened")
+	}
+}

@@ -1,0 +1,121 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heedmail/heed/internal/store"
+)
+
+func newRegistry(t *testing.T) *Registry {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := NewRegistry(NewBoltStore(db))
+	ctx := context.Background()
+	for _, id := range []string{"acme", "other"} {
+		if err := r.CreateTenant(ctx, Tenant{ID: id, Name: id, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+func TestPasswordCredentials(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	c, pass, err := r.CreatePassword(ctx, "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pass) < 32 || c.DefaultList != DefaultList {
+		t.Errorf("password %q (want ≥ 160 bits), default list %q", pass, c.DefaultList)
+	}
+	stored, _ := r.CredentialByUsername(ctx, c.Username)
+	if string(stored.SecretHash) == pass || len(stored.SecretHash) != 32 {
+		t.Errorf("secret stored as %x, want its SHA-256", stored.SecretHash)
+	}
+	if got, err := r.Authenticate(ctx, c.Username, pass); err != nil || got.Tenant != "acme" {
+		t.Errorf("Authenticate = %+v, %v", got, err)
+	}
+	for _, bad := range [][2]string{{c.Username, pass + "x"}, {"nobody", pass}, {c.Username, ""}} {
+		if _, err := r.Authenticate(ctx, bad[0], bad[1]); !errors.Is(err, ErrBadCredentials) {
+			t.Errorf("Authenticate(%q, %q) = %v, want ErrBadCredentials", bad[0], bad[1], err)
+		}
+	}
+	if _, _, err := r.CreatePassword(ctx, "acme", "no-such-list"); err == nil {
+		t.Error("a credential with an unknown default list was created")
+	}
+	if err := r.DeleteCredential(ctx, "acme", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Authenticate(ctx, c.Username, pass); err == nil {
+		t.Error("a revoked credential still authenticates")
+	}
+}
+
+func TestIPCredentials(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	if _, err := r.CreateIP(ctx, "acme", "203.0.113.0/24", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateIP(ctx, "acme", "203.0.113.7", ""); err != nil {
+		t.Errorf("a tenant's own overlapping network refused: %v", err)
+	}
+	if _, err := r.CreateIP(ctx, "other", "203.0.0.0/16", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("another tenant's overlapping network: %v, want ErrExists", err)
+	}
+	c, err := r.CredentialForAddr(ctx, netip.MustParseAddr("203.0.113.7"))
+	if err != nil || c.Network.Bits() != 32 {
+		t.Errorf("CredentialForAddr = %+v, %v, want the most specific network", c, err)
+	}
+	if _, err := r.CredentialForAddr(ctx, netip.MustParseAddr("198.51.100.1")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an address outside every network: %v", err)
+	}
+}
+
+func TestDomainsAndCascade(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	if err := r.AddDomain(ctx, Domain{Name: "acme.test", Tenant: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddDomain(ctx, Domain{Name: "acme.test", Tenant: "other"}); !errors.Is(err, ErrExists) {
+		t.Errorf("a domain taken by another tenant: %v, want ErrExists", err)
+	}
+	if err := r.DeleteDomain(ctx, "other", "acme.test"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("another tenant deleted acme's domain: %v", err)
+	}
+	lists, _ := r.Lists(ctx, "acme")
+	if len(lists) != 2 {
+		t.Errorf("new tenant has lists %+v, want transactional and marketing", lists)
+	}
+	if err := r.DeleteTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Domain(ctx, "acme.test"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("domain of a deleted tenant still registered: %v", err)
+	}
+	if err := r.AddDomain(ctx, Domain{Name: "acme.test", Tenant: "other"}); err != nil {
+		t.Errorf("domain not free after its tenant was deleted: %v", err)
+	}
+}
+
+func TestNormalizeDomain(t *testing.T) {
+	if d, err := NormalizeDomain(" Acme.TEST. "); err != nil || d != "acme.test" {
+		t.Errorf("NormalizeDomain = %q, %v", d, err)
+	}
+	for _, bad := range []string{"", "localhost", "a..b", "-a.b", "a_b.c", "exämple.com"} {
+		if _, err := NormalizeDomain(bad); err == nil {
+			t.Errorf("NormalizeDomain(%q) accepted", bad)
+		}
+	}
+}
