@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket names. They are the whole on-disk layout; a change that needs a
@@ -74,7 +75,7 @@ func Open(path string, o Options) (*DB, error) {
 		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: the database is locked by another process (is heed already running?)", path)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
