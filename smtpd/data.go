@@ -74,10 +74,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	now := ss.s.o.Now()
 	id := ids.New(now)
-	f, err := ss.s.o.Spool.Create(id)
-	if err != nil {
-		return internalError(ss.log, "creating a spool file", err)
-	}
+	f := ss.s.o.Spool.NewBody(id)
 	committed := false
 	defer func() {
 		if !committed {
@@ -94,7 +91,11 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil {
-		return dataError(err, err)
+		var se *smtp.SMTPError
+		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return dataError(err, err)
+		}
+		return internalError(ss.log, "spooling a message", err)
 	}
 	if ss.raw != nil && ss.raw.bareCount() > ss.bareBase {
 		return errBareNewline
@@ -104,7 +105,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	msg := &queue.Message{
 		ID: id, Tenant: ss.cred.Tenant, List: list, Credential: ss.cred.ID,
-		From: ss.from.String(), HeaderFrom: headerFrom, Size: f.Size(), ReceivedAt: now,
+		From: ss.from.String(), HeaderFrom: headerFrom, Size: f.Size(), ReceivedAt: now, Body: f.Inline(),
 		Client: queue.Client{Helo: ss.c.Hostname(), Addr: ss.addr.String(), TLS: ss.tls, Auth: ss.authed},
 	}
 	for i, a := range ss.rcpts {

@@ -37,6 +37,7 @@ type harness struct {
 	reg   *tenant.Registry
 	db    *store.DB
 	sink  *testsink.Sink
+	spool *queue.Spool
 	user  string // acme's password credential
 	pass  string
 	user2 string // other's
@@ -81,7 +82,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	q.Start()
 	t.Cleanup(func() { q.Stop(context.Background()) })
 
-	h := &harness{t: t, db: db, sink: sink, reg: tenant.NewRegistry(tenant.NewBoltStore(db))}
+	h := &harness{t: t, db: db, sink: sink, spool: spool, reg: tenant.NewRegistry(tenant.NewBoltStore(db))}
 	h.setupTenants()
 	serverTLS, pool := testsink.SelfSigned(t, "relay.test")
 	h.roots = &tls.Config{RootCAs: pool, ServerName: "relay.test"}

@@ -239,3 +239,17 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatalf("connection over the cap got %q, want 421 4.7.0", line[:n])
 	}
 }
+
+// TestSpooledBody: a body over the inline limit goes through a spool file
+// (fsynced before the 250) and is removed once delivered.
+func TestSpooledBody(t *testing.T) {
+	h := newHarness(t)
+	h.spool.InlineMax = 0
+	if err := send(h.login(), "hello@acme.test", []string{"a@example.net"}, goodMsg); err != nil {
+		t.Fatal(err)
+	}
+	m := h.sink.Wait(t, 1, 10*time.Second)[0]
+	if !strings.HasSuffix(string(m.Data), "See you at 10:00.\r\n.. a line that starts with a dot\r\n") {
+		t.Errorf("spooled body delivered as %q", m.Data)
+	}
+}

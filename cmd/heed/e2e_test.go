@@ -213,7 +213,13 @@ log: { level: warn }
 			}
 			for i := 0; ; i++ {
 				id := fmt.Sprintf("m-%d-%d", g, i)
-				msg := "From: hello@acme.test\r\nSubject: " + id + "\r\nMessage-ID: <" + id + "@acme.test>\r\n\r\n" + strings.Repeat("crash test body line\r\n", 50)
+				// Every third body is over the 64 KiB inline limit, so both
+				// the database and the spool-file paths are crashed.
+				lines := 50
+				if i%3 == 0 {
+					lines = 3500
+				}
+				msg := "From: hello@acme.test\r\nSubject: " + id + "\r\nMessage-ID: <" + id + "@acme.test>\r\n\r\n" + strings.Repeat("crash test body line\r\n", lines)
 				if err := c.SendMail("hello@acme.test", []string{id + "@example.net"}, strings.NewReader(msg)); err != nil {
 					return // the process is gone
 				}

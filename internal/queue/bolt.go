@@ -59,7 +59,8 @@ func domainOf(addr string) string {
 // Add implements Store.
 func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 	head := *msg
-	head.Recipients = nil
+	head.Recipients, head.Body = nil, nil
+	head.Inline = msg.Body != nil
 	head.Pending = len(msg.Recipients)
 	raw, err := json.Marshal(head)
 	if err != nil {
@@ -68,6 +69,11 @@ func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(store.BucketMessages).Put([]byte(msg.ID), raw); err != nil {
 			return err
+		}
+		if msg.Body != nil {
+			if err := tx.Bucket(store.BucketBodies).Put([]byte(msg.ID), msg.Body); err != nil {
+				return err
+			}
 		}
 		rows, sched := tx.Bucket(store.BucketDeliveries), tx.Bucket(store.BucketSchedule)
 		for _, r := range msg.Recipients {
@@ -166,6 +172,20 @@ func (s *BoltStore) Load(_ context.Context, job Job) (*Message, Recipient, error
 	return &m, r, err
 }
 
+// Body implements Store.
+func (s *BoltStore) Body(_ context.Context, id string) ([]byte, error) {
+	var body []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(store.BucketBodies).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w: body of %s", ErrNotFound, id)
+		}
+		body = bytes.Clone(v)
+		return nil
+	})
+	return body, err
+}
+
 // Exists implements Store.
 func (s *BoltStore) Exists(id string) bool {
 	found := false
@@ -221,6 +241,11 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		if out.State.Final() {
 			m.Pending--
 			finished = m.Pending <= 0
+			if finished && m.Inline {
+				if err := tx.Bucket(store.BucketBodies).Delete([]byte(m.ID)); err != nil {
+					return err
+				}
+			}
 			if err := putJSON(msgs, []byte(m.ID), m); err != nil {
 				return err
 			}

@@ -57,7 +57,11 @@ type Message struct {
 	// Client describes the submitting session for the Received field.
 	Client Client `json:"client"`
 	// Pending counts recipients not yet final; at zero the body is removed.
-	Pending    int         `json:"pending"`
+	Pending int `json:"pending"`
+	// Inline is true when the body is stored in the database, not the
+	// spool; Body carries it to Add.
+	Inline     bool        `json:"inline,omitempty"`
+	Body       []byte      `json:"-"`
 	Recipients []Recipient `json:"recipients,omitempty"`
 }
 
@@ -114,10 +118,13 @@ type Store interface {
 	// Load returns the message of job (without its recipient list) and the
 	// job's recipient.
 	Load(ctx context.Context, job Job) (*Message, Recipient, error)
+	// Body returns the body of a message stored inline.
+	Body(ctx context.Context, id string) ([]byte, error)
 	// Message returns a message with its recipients.
 	Message(ctx context.Context, id string) (*Message, error)
 	// Record stores the outcome of an attempt on job and its event, and
-	// reports whether the message has no pending recipient left.
+	// reports whether the message has no pending recipient left; an
+	// inline body is deleted in the same transaction.
 	Record(ctx context.Context, job Job, out Outcome) (finished bool, err error)
 	// Exists reports whether message id is recorded (for the spool sweep).
 	Exists(id string) bool

@@ -227,7 +227,7 @@ func (q *Queue) run(j Job) {
 		q.mu.Unlock()
 		q.Kick()
 	}()
-	out, ok := q.attempt(j, release)
+	out, msg, ok := q.attempt(j, release)
 	if !ok {
 		return
 	}
@@ -237,7 +237,7 @@ func (q *Queue) run(j Job) {
 		return
 	}
 	q.log.Info("delivery", "msg", j.MessageID, "rcpt", j.Index, "state", out.State, "reply", out.Reply)
-	if finished {
+	if finished && !msg.Inline {
 		if err := q.o.Spool.Remove(j.MessageID); err != nil {
 			q.log.Error("queue: removing a finished body", "msg", j.MessageID, "err", err)
 		}
@@ -246,23 +246,23 @@ func (q *Queue) run(j Job) {
 
 // attempt delivers job once and decides its outcome; ok is false when the
 // attempt was cut short by Stop and must be made again later.
-func (q *Queue) attempt(j Job, release func()) (Outcome, bool) {
+func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	msg, rcpt, err := q.o.Store.Load(q.workCtx, j)
 	if errors.Is(err, ErrNotFound) {
 		// A schedule entry whose message is gone: recording drops it.
-		return Outcome{State: Bounced, Reply: "message record missing", At: q.o.Now()}, true
+		return Outcome{State: Bounced, Reply: "message record missing", At: q.o.Now()}, &Message{ID: j.MessageID}, true
 	}
 	if err != nil {
 		q.log.Error("queue: loading a due job", "msg", j.MessageID, "rcpt", j.Index, "err", err)
-		return Outcome{}, false
+		return Outcome{}, nil, false
 	}
 	if rcpt.State.Final() {
-		return Outcome{State: rcpt.State, Reply: rcpt.LastReply, At: q.o.Now()}, true
+		return Outcome{State: rcpt.State, Reply: rcpt.LastReply, At: q.o.Now()}, msg, true
 	}
 	rendered, err := q.render(msg, rcpt)
 	if err != nil {
 		// A body that cannot be read or rendered will not get better.
-		return Outcome{State: Bounced, Reply: "554 5.3.0 message could not be prepared for delivery: " + err.Error(), At: q.o.Now()}, true
+		return Outcome{State: Bounced, Reply: "554 5.3.0 message could not be prepared for delivery: " + err.Error(), At: q.o.Now()}, msg, true
 	}
 	env := outbound.Envelope{
 		MessageID: msg.ID, Recipient: rcpt.Index,
@@ -272,9 +272,9 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, bool) {
 	res := q.o.Transport.Deliver(q.workCtx, env, rendered)
 	release()
 	if q.workCtx.Err() != nil {
-		return Outcome{}, false
+		return Outcome{}, nil, false
 	}
-	return q.decide(msg, rcpt, res), true
+	return q.decide(msg, rcpt, res), msg, true
 }
 
 func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcome {
@@ -302,7 +302,13 @@ func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcom
 }
 
 func (q *Queue) render(msg *Message, rcpt Recipient) ([]byte, error) {
-	body, err := q.o.Spool.ReadAll(msg.ID)
+	var body []byte
+	var err error
+	if msg.Inline {
+		body, err = q.o.Store.Body(q.workCtx, msg.ID)
+	} else {
+		body, err = q.o.Spool.ReadAll(msg.ID)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -34,12 +34,13 @@ var (
 	BucketSchedule     = []byte("schedule")
 	BucketEvents       = []byte("events")
 	BucketTenantEvents = []byte("tenant_events")
+	BucketBodies       = []byte("bodies")
 )
 
 var allBuckets = [][]byte{
 	BucketMeta, BucketTenants, BucketCredentials, BucketUsernames, BucketDomains,
 	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
-	BucketTenantEvents,
+	BucketTenantEvents, BucketBodies,
 }
 
 // SchemaVersion is the layout this code reads and writes.
