@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/heedmail/heed/admin"
@@ -39,6 +40,9 @@ type Relay struct {
 	submission *smtpd.Submission
 	admin      *http.Server
 	errs       chan error
+	// ready is true between a complete start and the start of shutdown;
+	// /readyz reports it so a load balancer stops sending first.
+	ready atomic.Bool
 
 	submissionAddr, implicitTLSAddr, adminAddr string
 }
@@ -166,7 +170,12 @@ func (r *Relay) listen() error {
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
-		Ready: func() error { return nil },
+		Ready: func() error {
+			if !r.ready.Load() {
+				return errors.New("starting or shutting down")
+			}
+			return nil
+		},
 	})
 	al, err := net.Listen("tcp", cfg.HTTP.Admin.Listen)
 	if err != nil {
@@ -190,6 +199,7 @@ func (r *Relay) listen() error {
 		go func() { r.fail(r.submission.ServeTLS(tl)) }()
 	}
 	r.queue.Start()
+	r.ready.Store(true)
 	return nil
 }
 
@@ -210,6 +220,7 @@ func (r *Relay) fail(err error) {
 
 // Shutdown stops what Start started, in order.
 func (r *Relay) Shutdown() {
+	r.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if r.submission != nil {
