@@ -34,12 +34,3 @@ func Secret(n int) string {
 	}
 	return enc.EncodeToString(b)
 }
-
-// Valid reports whether s could be an id made by New.
-func Valid(s string) bool {
-	if len(s) != 26 {
-		return false
-	}
-	_, err := enc.DecodeString(s)
-	return err == nil
-}

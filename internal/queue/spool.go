@@ -3,7 +3,6 @@ package queue
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,9 +102,6 @@ func (b *Body) Abort() {
 		b.f.Abort()
 	}
 }
-
-// Dir is the spool directory.
-func (s *Spool) Dir() string { return s.dir }
 
 func (s *Spool) path(id string) string { return filepath.Join(s.dir, id+".eml") }
 
@@ -207,9 +203,6 @@ func (s *Spool) ReadAll(id string) ([]byte, error) {
 	}
 	return b, err
 }
-
-// Open opens the body of message id for streaming.
-func (s *Spool) Open(id string) (io.ReadCloser, error) { return os.Open(s.path(id)) }
 
 // Remove deletes the body of message id once no recipient needs it.
 func (s *Spool) Remove(id string) error {
