@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
@@ -80,7 +81,26 @@ func (s *server) getMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, m)
+	return c.JSON(http.StatusOK, messageView{
+		ID: m.ID, Tenant: m.Tenant, List: m.List, Credential: m.Credential,
+		From: m.From, HeaderFrom: m.HeaderFrom, Size: m.Size, ReceivedAt: m.ReceivedAt,
+		Client: m.Client, Recipients: nonNil(m.Recipients),
+	})
+}
+
+// messageView is a message as the API shows it: the queue's bookkeeping
+// (where the body is stored, the pending count) stays out.
+type messageView struct {
+	ID         string            `json:"id"`
+	Tenant     string            `json:"tenant"`
+	List       string            `json:"list"`
+	Credential string            `json:"credential,omitempty"`
+	From       string            `json:"from"`
+	HeaderFrom string            `json:"header_from,omitempty"`
+	Size       int64             `json:"size"`
+	ReceivedAt time.Time         `json:"received_at"`
+	Client     queue.Client      `json:"client"`
+	Recipients []queue.Recipient `json:"recipients"`
 }
 
 const captureOff = "capture mode is off: mail is being delivered, not captured"

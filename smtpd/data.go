@@ -91,9 +91,14 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil {
+		// A refusal of the content or the size passes through; a client
+		// that went away gets nothing; anything else is ours (451).
 		var se *smtp.SMTPError
-		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return dataError(err, err)
+		switch {
+		case errors.As(err, &se):
+			return se
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return err
 		}
 		return internalError(ss.log, "spooling a message", err)
 	}

@@ -167,23 +167,15 @@ func (s *BoltStore) Load(_ context.Context, job Job) (*Message, Recipient, error
 		if err := getJSON(tx.Bucket(store.BucketMessages), []byte(job.MessageID), &m); err != nil {
 			return err
 		}
+		if m.Inline {
+			// A missing body is the renderer's to report; the job stays loadable.
+			if v := tx.Bucket(store.BucketBodies).Get([]byte(job.MessageID)); v != nil {
+				m.Body = bytes.Clone(v) // v is only valid inside the transaction
+			}
+		}
 		return getJSON(tx.Bucket(store.BucketDeliveries), rowKey(job.MessageID, job.Index), &r)
 	})
 	return &m, r, err
-}
-
-// Body implements Store.
-func (s *BoltStore) Body(_ context.Context, id string) ([]byte, error) {
-	var body []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(store.BucketBodies).Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("%w: body of %s", ErrNotFound, id)
-		}
-		body = bytes.Clone(v)
-		return nil
-	})
-	return body, err
 }
 
 // Exists implements Store.

@@ -115,11 +115,9 @@ type Store interface {
 	// skipping those for which skip returns true, and the time of the
 	// first job not yet due (zero if none).
 	Due(ctx context.Context, now time.Time, limit int, skip func(Job) bool) ([]Job, time.Time, error)
-	// Load returns the message of job (without its recipient list) and the
-	// job's recipient.
+	// Load returns the message of job (without its recipient list, with
+	// its Body when stored inline) and the job's recipient, from one read.
 	Load(ctx context.Context, job Job) (*Message, Recipient, error)
-	// Body returns the body of a message stored inline.
-	Body(ctx context.Context, id string) ([]byte, error)
 	// Message returns a message with its recipients.
 	Message(ctx context.Context, id string) (*Message, error)
 	// Record stores the outcome of an attempt on job and its event, and

@@ -50,7 +50,7 @@ type Queue struct {
 	jobs chan Job
 
 	mu       sync.Mutex
-	inflight map[string]struct{} // jobs handed to a worker, by row key
+	inflight map[jobKey]struct{} // jobs handed to a worker
 	active   map[string]int      // transactions in progress per domain
 
 	stop    chan struct{}
@@ -85,7 +85,7 @@ func New(o Options) *Queue {
 		o: o, log: o.Logger,
 		kick:     make(chan struct{}, 1),
 		jobs:     make(chan Job, o.Workers),
-		inflight: make(map[string]struct{}),
+		inflight: make(map[jobKey]struct{}),
 		active:   make(map[string]int),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -140,7 +140,14 @@ func (q *Queue) Stop(ctx context.Context) error {
 	}
 }
 
-func jobKey(j Job) string { return fmt.Sprintf("%s/%d", j.MessageID, j.Index) }
+// jobKey identifies a job in the in-flight set; a struct, so the
+// scheduler's scan allocates nothing per entry it skips.
+type jobKey struct {
+	id  string
+	idx int
+}
+
+func keyOf(j Job) jobKey { return jobKey{j.MessageID, j.Index} }
 
 // schedule is the one scheduler loop: it hands due jobs to free workers
 // and sleeps until the next job is due or something changes.
@@ -176,7 +183,7 @@ func (q *Queue) dispatch() time.Duration {
 	}
 	now := q.o.Now()
 	jobs, next, err := q.o.Store.Due(q.workCtx, now, free, func(j Job) bool {
-		if _, busy := q.inflight[jobKey(j)]; busy {
+		if _, busy := q.inflight[keyOf(j)]; busy {
 			return true
 		}
 		return q.active[j.Domain] >= q.o.DomainConcurrency
@@ -186,7 +193,7 @@ func (q *Queue) dispatch() time.Duration {
 		return time.Second
 	}
 	for _, j := range jobs {
-		q.inflight[jobKey(j)] = struct{}{}
+		q.inflight[keyOf(j)] = struct{}{}
 		q.active[j.Domain]++
 		q.jobs <- j // never blocks: the channel holds Workers jobs
 	}
@@ -223,7 +230,7 @@ func (q *Queue) run(j Job) {
 	defer func() {
 		release()
 		q.mu.Lock()
-		delete(q.inflight, jobKey(j))
+		delete(q.inflight, keyOf(j))
 		q.mu.Unlock()
 		q.Kick()
 	}()
@@ -302,19 +309,18 @@ func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcom
 }
 
 func (q *Queue) render(msg *Message, rcpt Recipient) ([]byte, error) {
-	var body []byte
-	var err error
-	if msg.Inline {
-		body, err = q.o.Store.Body(q.workCtx, msg.ID)
-	} else {
-		body, err = q.o.Spool.ReadAll(msg.ID)
-	}
-	if err != nil {
-		return nil, err
+	body := msg.Body
+	if !msg.Inline {
+		var err error
+		if body, err = q.o.Spool.ReadAll(msg.ID); err != nil {
+			return nil, err
+		}
+	} else if body == nil {
+		return nil, fmt.Errorf("body of %s is missing from the database", msg.ID)
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(body) + 512)
-	err = compose.Render(&buf, body, compose.Input{
+	err := compose.Render(&buf, body, compose.Input{
 		MessageID: msg.ID, Hostname: q.o.Hostname, ReceivedAt: msg.ReceivedAt,
 		Helo: msg.Client.Helo, ClientAddr: msg.Client.Addr, TLS: msg.Client.TLS, Auth: msg.Client.Auth,
 		Recipient: rcpt.Address,

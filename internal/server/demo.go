@@ -29,24 +29,14 @@ func (r *Relay) operatorTokens() ([]string, error) {
 	if len(r.cfg.Admin.Tokens) > 0 || !r.cfg.Demo {
 		return r.cfg.Admin.Tokens, nil
 	}
-	tok, err := readOrCreate(filepath.Join(r.cfg.DataDir, "admin-token"), func() string { return "heed_" + ids.Secret(20) })
+	tok, err := readOrCreate(filepath.Join(r.cfg.DataDir, "admin-token"), func() []byte {
+		return []byte("heed_" + ids.Secret(20) + "\n")
+	})
 	if err != nil {
 		return nil, err
 	}
-	r.cfg.Admin.Tokens = []string{tok}
+	r.cfg.Admin.Tokens = []string{strings.TrimSpace(string(tok))}
 	return r.cfg.Admin.Tokens, nil
-}
-
-func readOrCreate(path string, gen func() string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return strings.TrimSpace(string(b)), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	v := gen()
-	return v, writeFileSync(path, []byte(v+"\n"))
 }
 
 // demo makes sure the demo tenant, its domain and an SMTP credential

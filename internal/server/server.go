@@ -247,22 +247,29 @@ func (r *Relay) Shutdown() {
 // loadOrCreateKey returns the server key used for VERP (and later tokens),
 // generating 32 random bytes on first start.
 func loadOrCreateKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if err == nil {
-		if len(key) < 32 {
-			return nil, fmt.Errorf("%s: key shorter than 32 bytes", path)
-		}
-		return key, nil
+	key, err := readOrCreate(path, func() []byte {
+		k := make([]byte, 32)
+		rand.Read(k)
+		return k
+	})
+	if err == nil && len(key) < 32 {
+		return nil, fmt.Errorf("%s: key shorter than 32 bytes", path)
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	return key, err
+}
+
+// readOrCreate returns the contents of a secret file, creating it (and its
+// directory) from gen on first use.
+func readOrCreate(path string, gen func() []byte) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return b, err
 	}
-	key = make([]byte, 32)
-	rand.Read(key)
+	b = gen()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	return key, writeFileSync(path, key)
+	return b, writeFileSync(path, b)
 }
 
 // writeFileSync writes a secret file atomically and durably.

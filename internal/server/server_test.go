@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bufio"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/heedmail/heed/internal/config"
 )
@@ -33,9 +36,22 @@ func TestReadyz(t *testing.T) {
 	if code := get(); code != http.StatusOK {
 		t.Errorf("/readyz after start = %d, want 200", code)
 	}
-	r.ready.Store(false) // the first thing Shutdown does
-	if code := get(); code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz while shutting down = %d, want 503", code)
+	// An open SMTP session keeps Shutdown draining; meanwhile the admin
+	// listener still answers, and must say not ready.
+	sess, err := net.Dial("tcp", r.SubmissionAddr())
+	if err != nil {
+		t.Fatal(err)
 	}
-	r.Shutdown()
+	bufio.NewReader(sess).ReadString('\n') // the greeting: the session is up
+	done := make(chan struct{})
+	go func() { r.Shutdown(); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for get() != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still 200 while shutting down")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	sess.Close()
+	<-done
 }
