@@ -35,12 +35,16 @@ var (
 	BucketEvents       = []byte("events")
 	BucketTenantEvents = []byte("tenant_events")
 	BucketBodies       = []byte("bodies")
+	// BucketSuppressions holds suppression entries (package suppression).
+	BucketSuppressions = []byte("suppressions")
+	// BucketDKIMKeys holds the DKIM keys of sending domains.
+	BucketDKIMKeys = []byte("dkim_keys")
 )
 
 var allBuckets = [][]byte{
 	BucketMeta, BucketTenants, BucketCredentials, BucketUsernames, BucketDomains,
 	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
-	BucketTenantEvents, BucketBodies,
+	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
 }
 
 // SchemaVersion is the layout this code reads and writes.
