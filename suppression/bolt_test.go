@@ -1,0 +1,450 @@
+package suppression
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/tenant"
+)
+
+var (
+	testHashKey = []byte("0123456789abcdef0123456789abcdef")
+	testNow     = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
+)
+
+// openStore opens a BoltStore over a fresh database under t.TempDir() with
+// a fixed clock. When the test ends the database is closed and reopened,
+// which runs bbolt's consistency check on what the test left.
+func openStore(t *testing.T) (*BoltStore, *store.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "heed.db")
+	db, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		db, err := store.Open(path, store.Options{})
+		if err != nil {
+			t.Errorf("reopen (consistency check): %v", err)
+			return
+		}
+		db.Close()
+	})
+	return NewBoltStore(db, testHashKey, func() time.Time { return testNow }), db
+}
+
+func tenantEvents(t *testing.T, db *store.DB, tenantID string) []events.Event {
+	t.Helper()
+	evs, err := events.BoltLog{DB: db}.Events(context.Background(), tenantID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func mustAdd(t *testing.T, s Store, e Entry, also ...events.Type) bool {
+	t.Helper()
+	created, err := s.Add(context.Background(), e, also...)
+	if err != nil {
+		t.Fatalf("Add(%+v): %v", e, err)
+	}
+	return created
+}
+
+func TestAddIsIdempotentAndWritesEvents(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	e := Entry{Tenant: "acme", Address: "Bob@Example.com", List: "news", Reason: Unsubscribe,
+		Channel: "one-click", MessageID: "01jq3z6k9x8v7w6t5s4r3q2p1n"}
+	if !mustAdd(t, s, e, events.RecipientUnsubscribed) {
+		t.Fatal("first Add: created = false")
+	}
+	want := Entry{Tenant: "acme", Address: "bob@example.com", List: "news", Reason: Unsubscribe,
+		Channel: "one-click", MessageID: "01jq3z6k9x8v7w6t5s4r3q2p1n", Time: testNow}
+	got, err := s.Lookup(ctx, "acme", "bob@example.com")
+	if err != nil || len(got) != 1 || got[0] != want {
+		t.Fatalf("Lookup = %+v, %v; want [%+v]", got, err, want)
+	}
+	evs := tenantEvents(t, db, "acme")
+	if len(evs) != 2 || evs[0].Type != events.SuppressionAdded || evs[1].Type != events.RecipientUnsubscribed {
+		t.Fatalf("events = %+v, want suppression.added then recipient.unsubscribed", evs)
+	}
+	wantData := events.Data{Tenant: "acme", Recipient: "bob@example.com", List: "news", Reason: "unsubscribe",
+		Channel: "one-click", MessageID: "01jq3z6k9x8v7w6t5s4r3q2p1n"}
+	for _, ev := range evs {
+		if ev.Data != wantData || !ev.Time.Equal(testNow) {
+			t.Errorf("%s event: %+v at %v, want %+v at %v", ev.Type, ev.Data, ev.Time, wantData, testNow)
+		}
+	}
+
+	// The same opt-out again (a retried click, another spelling): nothing
+	// changes and no event.
+	e.Address, e.Channel = "BOB@example.COM", "landing"
+	if mustAdd(t, s, e, events.RecipientUnsubscribed) {
+		t.Error("second Add: created = true")
+	}
+	if got, _ := s.Lookup(ctx, "acme", "bob@example.com"); len(got) != 1 || got[0] != want {
+		t.Errorf("after the second Add, Lookup = %+v", got)
+	}
+	if evs := tenantEvents(t, db, "acme"); len(evs) != 2 {
+		t.Errorf("the second Add wrote events: %+v", evs)
+	}
+}
+
+// TestAddUnderRetries: the group committer reruns a batch when one of its
+// functions fails; every Add must still write its entry and its events
+// exactly once and report created correctly.
+func TestAddUnderRetries(t *testing.T) {
+	s, db := openStore(t)
+	const n = 60
+	var wg sync.WaitGroup
+	created := make([]bool, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			created[i], errs[i] = s.Add(context.Background(), Entry{Tenant: "acme", Address: fmt.Sprintf("user%d@example.com", i), List: All, Reason: Bounce})
+		}()
+		go func() {
+			defer wg.Done()
+			db.Update(func(*bolt.Tx) error { return errors.New("a failing neighbour") })
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || !created[i] {
+			t.Errorf("Add %d: created %v, err %v", i, created[i], errs[i])
+		}
+	}
+	evs, err := events.BoltLog{DB: db}.Events(context.Background(), "acme", 0, 1000)
+	if err != nil || len(evs) != n {
+		t.Errorf("%d events (%v), want %d", len(evs), err, n)
+	}
+}
+
+func TestBounceAndComplaintCoverAll(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "gone@example.com", List: "news", Reason: Bounce, Channel: "dsn"})
+	got, _ := s.Lookup(ctx, "acme", "gone@example.com")
+	if len(got) != 1 || got[0].List != All {
+		t.Fatalf("bounce stored as %+v, want scope %q", got, All)
+	}
+	if evs := tenantEvents(t, db, "acme"); len(evs) != 1 || evs[0].Data.List != All {
+		t.Errorf("event %+v, want list %q", evs, All)
+	}
+	// A bounce already there: a complaint scoped to a list is the same
+	// all-lists entry, nothing to add.
+	if mustAdd(t, s, Entry{Tenant: "acme", Address: "gone@example.com", List: "other", Reason: Complaint}) {
+		t.Error("a complaint on top of a bounce was created")
+	}
+}
+
+// TestStrongerReasonReplaces: an opt-out from all marketing, then a
+// complaint about a receipt: the complaint must stop transactional mail
+// too, although the scope is the same.
+func TestStrongerReasonReplaces(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "ann@example.com", List: All, Reason: Unsubscribe})
+	if _, stop, _ := Check(ctx, s, "acme", "receipts", tenant.Transactional, "ann@example.com"); stop {
+		t.Fatal("an all-marketing opt-out stops transactional mail")
+	}
+	if !mustAdd(t, s, Entry{Tenant: "acme", Address: "ann@example.com", List: All, Reason: Complaint, Channel: "arf"}, events.RecipientComplained) {
+		t.Fatal("the complaint was not recorded")
+	}
+	e, stop, err := Check(ctx, s, "acme", "receipts", tenant.Transactional, "ann@example.com")
+	if err != nil || !stop || e.Reason != Complaint {
+		t.Errorf("Check after the complaint = %+v, %v, %v", e, stop, err)
+	}
+	// A weaker reason does not replace a stronger one.
+	if mustAdd(t, s, Entry{Tenant: "acme", Address: "ann@example.com", List: All, Reason: Unsubscribe}) {
+		t.Error("an opt-out replaced a complaint")
+	}
+	if evs := tenantEvents(t, db, "acme"); len(evs) != 3 || evs[2].Type != events.RecipientComplained {
+		t.Errorf("events = %+v", evs)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: "news", Reason: Unsubscribe})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: All, Reason: Manual})
+	removed, err := s.Remove(ctx, "acme", "BOB@example.com", "news", events.RecipientResubscribed)
+	if err != nil || !removed {
+		t.Fatalf("Remove = %v, %v", removed, err)
+	}
+	got, _ := s.Lookup(ctx, "acme", "bob@example.com")
+	if len(got) != 1 || got[0].List != All {
+		t.Errorf("after Remove of the list scope, Lookup = %+v, want only the %q entry", got, All)
+	}
+	evs := tenantEvents(t, db, "acme")
+	if len(evs) != 4 || evs[2].Type != events.SuppressionRemoved || evs[3].Type != events.RecipientResubscribed {
+		t.Fatalf("events = %+v", evs)
+	}
+	want := events.Data{Tenant: "acme", Recipient: "bob@example.com", List: "news", Reason: "unsubscribe"}
+	if evs[2].Data != want {
+		t.Errorf("removed event data %+v, want %+v", evs[2].Data, want)
+	}
+	if removed, err := s.Remove(ctx, "acme", "bob@example.com", "news"); err != nil || removed {
+		t.Errorf("second Remove = %v, %v", removed, err)
+	}
+	if len(tenantEvents(t, db, "acme")) != 4 {
+		t.Error("a Remove of nothing wrote an event")
+	}
+}
+
+func TestTenantIsolation(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: All, Reason: Complaint})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "ann@example.com", List: "news", Reason: Unsubscribe})
+	mustAdd(t, s, Entry{Tenant: "globex", Address: "carl@example.com", List: "news", Reason: Unsubscribe})
+
+	if got, err := s.Lookup(ctx, "globex", "bob@example.com"); err != nil || len(got) != 0 {
+		t.Errorf("globex sees acme's entry through Lookup: %+v, %v", got, err)
+	}
+	if _, stop, _ := Check(ctx, s, "globex", "news", tenant.Marketing, "bob@example.com"); stop {
+		t.Error("acme's complaint stops globex's mail")
+	}
+	if removed, _ := s.Remove(ctx, "globex", "bob@example.com", All); removed {
+		t.Error("globex removed acme's entry")
+	}
+	got, next, err := s.List(ctx, "globex", "", "", 10)
+	if err != nil || next != "" || len(got) != 1 || got[0].Address != "carl@example.com" {
+		t.Errorf("globex's List = %+v %q %v, want carl only", got, next, err)
+	}
+	// A cursor is relative to the tenant using it: acme's cursor gets
+	// globex nothing of acme's.
+	_, acmeNext, _ := s.List(ctx, "acme", "", "", 1)
+	if acmeNext == "" {
+		t.Fatal("acme's first page of 1 has no next cursor")
+	}
+	got, _, err = s.List(ctx, "globex", "", acmeNext, 10)
+	for _, e := range got {
+		if e.Tenant != "globex" || e.Address != "carl@example.com" {
+			t.Errorf("globex with acme's cursor got %+v (%v)", e, err)
+		}
+	}
+	if evs := tenantEvents(t, db, "globex"); len(evs) != 1 {
+		t.Errorf("globex's events: %+v", evs)
+	}
+}
+
+func TestNormalisedMatching(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "Bob@BÜCHER.example", List: All, Reason: Unsubscribe})
+	for _, addr := range []string{"bob@xn--bcher-kva.example", "BOB@bücher.example.", " bob@Xn--Bcher-Kva.Example "} {
+		e, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, addr)
+		if err != nil || !stop || e.Address != "bob@xn--bcher-kva.example" {
+			t.Errorf("Check(%q) = %+v, %v, %v", addr, e, stop, err)
+		}
+	}
+	// Not the same mailbox: no provider folding.
+	if _, stop, _ := Check(ctx, s, "acme", "news", tenant.Marketing, "bob+x@xn--bcher-kva.example"); stop {
+		t.Error("bob+x is suppressed by bob's opt-out")
+	}
+}
+
+// TestPolicyThroughCheck runs the policy table against a real store: the
+// entry as Add stores it, found by Check.
+func TestPolicyThroughCheck(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	lists := map[string]string{tenant.Marketing: "news", tenant.Transactional: "receipts"}
+	for i, c := range policyCases {
+		list := lists[c.kind]
+		addr := fmt.Sprintf("case%d@example.com", i)
+		mustAdd(t, s, Entry{Tenant: "acme", Address: addr, Reason: c.reason, List: c.entryScope(list)})
+		e, stop, err := Check(ctx, s, "acme", list, c.kind, addr)
+		if err != nil || stop != c.stops {
+			t.Errorf("%v: Check = %v, %v; want %v", c, stop, err, c.stops)
+		}
+		if stop && e.Reason != c.reason {
+			t.Errorf("%v: Check reports %q", c, e.Reason)
+		}
+	}
+}
+
+// TestCheckReportsStrongest: with an opt-out from the list and a bounce,
+// the bounce is what Check reports.
+func TestCheckReportsStrongest(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: "news", Reason: Unsubscribe})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: "news", Reason: Bounce})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: All, Reason: Import})
+	for range 3 {
+		e, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, "bob@example.com")
+		if err != nil || !stop || e.Reason != Bounce {
+			t.Errorf("Check = %+v, %v, %v; want the bounce", e, stop, err)
+		}
+	}
+	if _, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, "nobody@example.com"); stop || err != nil {
+		t.Errorf("Check of an unknown address = %v, %v", stop, err)
+	}
+	if _, _, err := Check(ctx, s, "acme", "news", tenant.Marketing, "not an address"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Check of a malformed address: %v, want ErrInvalid", err)
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	good := Entry{Tenant: "acme", Address: "bob@example.com", List: "news", Reason: Unsubscribe}
+	for name, mod := range map[string]func(*Entry){
+		"address": func(e *Entry) { e.Address = "bob" },
+		"reason":  func(e *Entry) { e.Reason = "because" },
+		"list":    func(e *Entry) { e.List = "" },
+		"list id": func(e *Entry) { e.List = "News Letter" },
+		"tenant":  func(e *Entry) { e.Tenant = "" },
+		"tenant0": func(e *Entry) { e.Tenant = "ac\x00me" },
+	} {
+		e := good
+		mod(&e)
+		if _, err := s.Add(ctx, e); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Add with a bad %s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if _, err := s.Remove(ctx, "acme", "bob@example.com", ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Remove without a scope: %v", err)
+	}
+	for _, cur := range []string{"!!", "AAAA", "AAAAAAAAAAAAAAAAAAAAAAA="} {
+		if _, _, err := s.List(ctx, "acme", "", cur, 10); !errors.Is(err, ErrInvalid) {
+			t.Errorf("List with cursor %q: %v, want ErrInvalid", cur, err)
+		}
+	}
+	if got, _, _ := s.List(ctx, "acme", "", "", 10); len(got) != 0 {
+		t.Errorf("invalid Adds stored %+v", got)
+	}
+}
+
+// listAll pages through List and fails on a repeated entry.
+func listAll(t *testing.T, s Store, tenantID, scope string, limit int) (entries []Entry, pages int) {
+	t.Helper()
+	seen := map[string]bool{}
+	cursor := ""
+	for {
+		page, next, err := s.List(context.Background(), tenantID, scope, cursor, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > limit {
+			t.Fatalf("page of %d entries, limit %d", len(page), limit)
+		}
+		pages++
+		for _, e := range page {
+			k := e.Address + " " + e.List
+			if seen[k] {
+				t.Fatalf("%s listed twice", k)
+			}
+			seen[k] = true
+		}
+		entries = append(entries, page...)
+		if next == "" {
+			return entries, pages
+		}
+		cursor = next
+	}
+}
+
+func TestListPagination(t *testing.T) {
+	s, _ := openStore(t)
+	want := map[string][]string{} // scope → addresses
+	for i := range 250 {
+		scope := []string{"news", "promo", All}[i%3]
+		addr := fmt.Sprintf("user%03d@example.com", i)
+		mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: scope, Reason: Unsubscribe})
+		want[scope] = append(want[scope], addr)
+	}
+	mustAdd(t, s, Entry{Tenant: "acme0", Address: "other@example.com", List: All, Reason: Manual})
+	mustAdd(t, s, Entry{Tenant: "acm", Address: "other@example.com", List: All, Reason: Manual})
+
+	all, pages := listAll(t, s, "acme", "", 100)
+	if len(all) != 250 || pages != 3 {
+		t.Errorf("listed %d entries in %d pages, want 250 in 3", len(all), pages)
+	}
+	for scope, addrs := range want {
+		got, _ := listAll(t, s, "acme", scope, 30)
+		var gotAddrs []string
+		for _, e := range got {
+			if e.List != scope || e.Tenant != "acme" {
+				t.Errorf("scope %q listed %+v", scope, e)
+			}
+			gotAddrs = append(gotAddrs, e.Address)
+		}
+		slices.Sort(gotAddrs)
+		if !slices.Equal(gotAddrs, addrs) {
+			t.Errorf("scope %q: listed %d addresses, want %d", scope, len(gotAddrs), len(addrs))
+		}
+	}
+}
+
+// TestListScopeFilterBudget: a rare scope among many entries is listed in
+// full although each call examines a bounded number of entries.
+func TestListScopeFilterBudget(t *testing.T) {
+	s, _ := openStore(t)
+	n := 2*scanBudget + 500
+	entries := make([]Entry, n)
+	rare := 0
+	for i := range entries {
+		scope := All
+		if i%1000 == 0 {
+			scope, rare = "rare", rare+1
+		}
+		entries[i] = Entry{Tenant: "acme", Address: fmt.Sprintf("u%d@example.com", i), List: scope, Reason: Import, Channel: "import"}
+	}
+	added, err := s.Import(context.Background(), entries)
+	if err != nil || added != n {
+		t.Fatalf("Import = %d, %v; want %d", added, err, n)
+	}
+	got, pages := listAll(t, s, "acme", "rare", 100)
+	if len(got) != rare || pages < 3 {
+		t.Errorf("listed %d rare entries in %d pages, want %d in at least 3", len(got), pages, rare)
+	}
+	// Importing again adds nothing; an invalid row fails the call whole.
+	if added, err := s.Import(context.Background(), entries[:10]); err != nil || added != 0 {
+		t.Errorf("second Import = %d, %v", added, err)
+	}
+	bad := []Entry{{Tenant: "acme", Address: "new@example.com", List: All, Reason: Import}, {Tenant: "acme", Address: "bad", List: All, Reason: Import}}
+	if _, err := s.Import(context.Background(), bad); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Import with a bad row: %v", err)
+	}
+	if got, _ := s.Lookup(context.Background(), "acme", "new@example.com"); len(got) != 0 {
+		t.Error("a failed Import wrote its valid rows")
+	}
+}
+
+func TestValueEncoding(t *testing.T) {
+	for _, e := range []Entry{
+		{Reason: Complaint, Address: "bob@example.com", Channel: "arf", MessageID: "01jq3z6k9x8v7w6t5s4r3q2p1n", Time: testNow},
+		{Reason: Import, Time: time.Date(1969, 7, 20, 20, 17, 0, 1, time.UTC)}, // erased address, old date
+	} {
+		got, err := decodeEntry(encodeEntry(e))
+		if err != nil || got != e {
+			t.Errorf("round trip of %+v = %+v, %v", e, got, err)
+		}
+		v := encodeEntry(e)
+		for i := range v {
+			if _, err := decodeEntry(v[:i]); err == nil {
+				t.Errorf("value cut to %d bytes decodes", i)
+			}
+		}
+	}
+}
