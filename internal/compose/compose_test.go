@@ -33,7 +33,7 @@ func TestRenderKeepsAppBytes(t *testing.T) {
 
 func TestRenderAddsMissingDateAndMessageID(t *testing.T) {
 	out := render(t, "From: a@acme.test\r\n\r\nbody\r\n")
-	for _, want := range []string{"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\n", "Message-Id: <06h0abc@relay.test>\r\n"} {
+	for _, want := range []string{"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\n", "Message-ID: <06h0abc@relay.test>\r\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rendered message lacks %q:\n%s", want, out)
 		}
