@@ -26,6 +26,7 @@ import (
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/suppression"
 	"github.com/labstack/echo/v4"
 )
 
@@ -46,9 +47,11 @@ type MessageReader interface {
 // Options configure the admin API. Tenants is required; the other sources
 // may be nil, and their endpoints then answer 404.
 type Options struct {
-	Tenants  *tenant.Registry
-	Events   events.Reader
-	Messages MessageReader
+	Tenants *tenant.Registry
+	Events  events.Reader
+	// Suppressions is the suppression list.
+	Suppressions suppression.Store
+	Messages     MessageReader
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.
 	Captures Captures
 	// OperatorTokens may do everything. With none, every /api/v1 request
@@ -59,8 +62,11 @@ type Options struct {
 	// Hostname is the relay's host name, named in the SPF advice for
 	// sending domains.
 	Hostname string
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// LookupTXT resolves TXT records for the DNS check of a domain and
+	// before a key is activated; nil skips both checks.
+	LookupTXT func(ctx context.Context, name string) ([]string, error)
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // server holds the handlers' dependencies.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/suppression"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -48,6 +51,24 @@ type env struct {
 	reg   *tenant.Registry
 	queue *queue.BoltStore
 	ready error
+	// dns is the fake DNS at the edge of the world: name → TXT values.
+	dnsMu sync.Mutex
+	dns   map[string][]string
+}
+
+func (e *env) publish(name string, values ...string) {
+	e.dnsMu.Lock()
+	defer e.dnsMu.Unlock()
+	e.dns[name] = values
+}
+
+func (e *env) lookupTXT(_ context.Context, name string) ([]string, error) {
+	e.dnsMu.Lock()
+	defer e.dnsMu.Unlock()
+	if v, ok := e.dns[name]; ok {
+		return v, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 }
 
 func newEnv(t *testing.T) *env {
@@ -57,8 +78,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: queue.NewBoltStore(db)}
+	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: queue.NewBoltStore(db), dns: map[string][]string{}}
+	if err := e.reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
+		t.Fatal(err)
+	}
 	h := New(Options{
+		Suppressions:   suppression.NewBoltStore(db, []byte("admin test hash key"), time.Now),
+		LookupTXT:      e.lookupTXT,
 		Tenants:        e.reg,
 		Events:         events.BoltLog{DB: db},
 		Messages:       e.queue,
@@ -308,7 +334,9 @@ type domainResp struct {
 	Domain     string      `json:"domain"`
 	Tenant     string      `json:"tenant"`
 	CreatedAt  time.Time   `json:"created_at"`
+	Keys       []keyView   `json:"keys"`
 	DNSRecords []DNSRecord `json:"dns_records"`
+	DNSCheck   *dnsCheck   `json:"dns_check"`
 }
 
 func TestDomains(t *testing.T) {
@@ -320,13 +348,7 @@ func TestDomains(t *testing.T) {
 	if d.Domain != "mail.example.com" || d.Tenant != "acme" || d.CreatedAt.IsZero() {
 		t.Errorf("domain %+v", d)
 	}
-	want := []DNSRecord{
-		{"TXT", "mail.example.com", "v=spf1 a:relay.example.com ~all", "spf"},
-		{"TXT", "_dmarc.mail.example.com", "v=DMARC1; p=none; rua=mailto:dmarc-reports@mail.example.com", "dmarc"},
-	}
-	if len(d.DNSRecords) != len(want) || d.DNSRecords[0] != want[0] || d.DNSRecords[1] != want[1] {
-		t.Errorf("dns_records %+v", d.DNSRecords)
-	}
+	checkDomainRecords(t, d)
 	e.wantProblem(409, "POST", "/api/v1/tenants/other/domains", `{"domain":"mail.example.com"}`)
 	e.wantProblem(409, "POST", "/api/v1/tenants/acme/domains", `{"domain":"mail.example.com"}`)
 	e.wantProblem(400, "POST", "/api/v1/tenants/acme/domains", `{"domain":"localhost"}`)
@@ -338,9 +360,7 @@ func TestDomains(t *testing.T) {
 	e.wantProblem(404, "DELETE", "/api/v1/tenants/other/domains/mail.example.com", "")
 
 	e.want(200, "GET", "/api/v1/tenants/acme/domains/mail.example.com", "", &d)
-	if len(d.DNSRecords) != 2 {
-		t.Errorf("get domain %+v", d)
-	}
+	checkDomainRecords(t, d)
 	var list struct{ Domains []domainResp }
 	e.want(200, "GET", "/api/v1/tenants/acme/domains", "", &list)
 	if len(list.Domains) != 1 {

@@ -4,43 +4,83 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
+	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/labstack/echo/v4"
 )
 
 // DNSRecord is a record the operator of a sending domain should publish.
 type DNSRecord struct {
-	Type    string `json:"type"`
-	Name    string `json:"name"`
-	Value   string `json:"value"`
-	Purpose string `json:"purpose"`
+	Type  string `json:"type"`
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// Strings is Value cut into the at most 255-octet character-strings a
+	// TXT record is made of (RFC 1035 section 3.3.14), for DNS consoles
+	// that want them one by one; only for values longer than 255.
+	Strings []string `json:"strings,omitempty"`
+	Purpose string   `json:"purpose"`
+	// Selector names the DKIM key the record publishes.
+	Selector string `json:"selector,omitempty"`
 }
 
-// domainView is a domain with the DNS records it needs.
+// domainView is a domain with its keys and the DNS records it needs.
 type domainView struct {
 	tenant.Domain
+	Keys       []keyView   `json:"keys"`
 	DNSRecords []DNSRecord `json:"dns_records"`
+	// DNSCheck is what the DNS holds now (GET of one domain only).
+	DNSCheck *dnsCheck `json:"dns_check,omitempty"`
 }
 
-// dnsRecords is the advice for domain d.
-//
-// DKIM seam: when signing keys exist (a later issue), this function takes
-// the domain's keys and puts one {"type":"TXT","name":"<selector>._domainkey.<domain>",
-// "value":"v=DKIM1; k=...; p=...","purpose":"dkim"} per key first.
-func (s *server) dnsRecords(d tenant.Domain) []DNSRecord {
-	var rs []DNSRecord
+// keyView is a DKIM key as the API shows it: never the private key.
+type keyView struct {
+	Selector    string    `json:"selector"`
+	Algorithm   string    `json:"algorithm"`
+	State       string    `json:"state"`
+	CreatedAt   time.Time `json:"created_at"`
+	ActivatedAt time.Time `json:"activated_at,omitzero"`
+	RetiredAt   time.Time `json:"retired_at,omitzero"`
+	DNSRecord   DNSRecord `json:"dns_record"`
+}
+
+func viewKey(k tenant.DKIMKey) keyView {
+	return keyView{
+		Selector: k.Selector, Algorithm: k.Algorithm, State: k.State,
+		CreatedAt: k.CreatedAt, ActivatedAt: k.ActivatedAt, RetiredAt: k.RetiredAt,
+		DNSRecord: dkimRecord(k),
+	}
+}
+
+func dkimRecord(k tenant.DKIMKey) DNSRecord {
+	r := DNSRecord{Type: "TXT", Name: k.Name(), Value: k.TXT, Purpose: "dkim", Selector: k.Selector}
+	if len(k.TXT) > 255 {
+		r.Strings = dkim.SplitTXT(k.TXT)
+	}
+	return r
+}
+
+// view is d with the records to publish: one DKIM record per key (a
+// retired key's stays until the key is deleted, so mail signed with it
+// still verifies), then SPF and DMARC advice.
+func (s *server) view(d tenant.Domain, keys []tenant.DKIMKey) domainView {
+	v := domainView{Domain: d, Keys: []keyView{}}
+	for _, k := range keys {
+		v.Keys = append(v.Keys, viewKey(k))
+		v.DNSRecords = append(v.DNSRecords, dkimRecord(k))
+	}
 	if s.Hostname != "" {
-		rs = append(rs, DNSRecord{
+		v.DNSRecords = append(v.DNSRecords, DNSRecord{
 			Type: "TXT", Name: d.Name, Value: "v=spf1 a:" + s.Hostname + " ~all", Purpose: "spf",
 		})
 	}
-	rs = append(rs, DNSRecord{
+	v.DNSRecords = append(v.DNSRecords, DNSRecord{
 		Type: "TXT", Name: "_dmarc." + d.Name,
 		Value:   "v=DMARC1; p=none; rua=mailto:dmarc-reports@" + d.Name,
 		Purpose: "dmarc",
 	})
-	return rs
+	return v
 }
 
 func (s *server) createDomain(c echo.Context, t tenant.Tenant) error {
@@ -54,8 +94,7 @@ func (s *server) createDomain(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return invalid("domain: %v", err)
 	}
-	d := tenant.Domain{Name: name, Tenant: t.ID, CreatedAt: s.now()}
-	err = s.Tenants.AddDomain(c.Request().Context(), d)
+	d, keys, err := s.Tenants.CreateDomain(c.Request().Context(), t.ID, name)
 	if errors.Is(err, tenant.ErrExists) {
 		// Said the same whoever owns it: the owner is not revealed.
 		return conflict("domain %q is already registered", name)
@@ -64,7 +103,7 @@ func (s *server) createDomain(c echo.Context, t tenant.Tenant) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tenants/"+t.ID+"/domains/"+name)
-	return c.JSON(http.StatusCreated, domainView{d, s.dnsRecords(d)})
+	return c.JSON(http.StatusCreated, s.view(d, keys))
 }
 
 func (s *server) listDomains(c echo.Context, t tenant.Tenant) error {
@@ -95,7 +134,15 @@ func (s *server) getDomain(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, domainView{d, s.dnsRecords(d)})
+	keys, err := s.Tenants.Keys(c.Request().Context(), d.Name)
+	if err != nil {
+		return err
+	}
+	v := s.view(d, keys)
+	if s.LookupTXT != nil {
+		v.DNSCheck = s.checkDNS(c.Request().Context(), v.DNSRecords)
+	}
+	return c.JSON(http.StatusOK, v)
 }
 
 func (s *server) deleteDomain(c echo.Context, t tenant.Tenant) error {

@@ -47,10 +47,18 @@ func (s *server) routes() []route {
 		{http.MethodGet, t + "/domains", operator, s.scoped(s.listDomains)},
 		{http.MethodGet, t + "/domains/:domain", operator, s.scoped(s.getDomain)},
 		{http.MethodDelete, t + "/domains/:domain", operator, s.scoped(s.deleteDomain)},
+		{http.MethodPost, t + "/domains/:domain/keys", operator, s.scoped(s.createKey)},
+		{http.MethodGet, t + "/domains/:domain/keys/:selector", operator, s.scoped(s.getKey)},
+		{http.MethodPost, t + "/domains/:domain/keys/:selector/activate", operator, s.scoped(s.activateKey)},
+		{http.MethodDelete, t + "/domains/:domain/keys/:selector", operator, s.scoped(s.deleteKey)},
 
 		{http.MethodPut, t + "/lists/:list", operator, s.scoped(s.putList)},
 		{http.MethodGet, t + "/lists", operator, s.scoped(s.listLists)},
 		{http.MethodGet, t + "/lists/:list", operator, s.scoped(s.getList)},
+
+		{http.MethodGet, t + "/suppressions", operator, s.scoped(s.listSuppressions)},
+		{http.MethodPut, t + "/suppressions/:address", operator, s.scoped(s.putSuppression)},
+		{http.MethodDelete, t + "/suppressions/:address", operator, s.scoped(s.deleteSuppression)},
 
 		{http.MethodGet, t + "/events", operator, s.scoped(s.listEvents)},
 		{http.MethodGet, "/api/v1/messages/:id", operator, s.getMessage},

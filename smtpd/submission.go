@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/suppression"
 )
 
 // Enqueuer takes an accepted message whose body is in the spool; it
@@ -28,6 +29,10 @@ type SubmissionOptions struct {
 	Tenants  *tenant.Registry
 	Queue    Enqueuer
 	Spool    *queue.Spool
+	// Suppressions is checked for every recipient at accept time, so the
+	// app hears of a suppressed recipient at once (message.suppressed);
+	// nil skips the check (delivery checks again anyway).
+	Suppressions suppression.Store
 	// TLS is the server certificate configuration; nil disables STARTTLS.
 	TLS *tls.Config
 

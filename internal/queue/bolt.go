@@ -60,8 +60,14 @@ func domainOf(addr string) string {
 func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 	head := *msg
 	head.Recipients, head.Body = nil, nil
-	head.Inline = msg.Body != nil
-	head.Pending = len(msg.Recipients)
+	head.Pending = 0
+	for _, r := range msg.Recipients {
+		if r.State != Suppressed {
+			head.Pending++
+		}
+	}
+	// A message whose every recipient is suppressed needs no body.
+	head.Inline = msg.Body != nil && head.Pending > 0
 	raw, err := json.Marshal(head)
 	if err != nil {
 		return err
@@ -70,27 +76,30 @@ func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 		if err := tx.Bucket(store.BucketMessages).Put([]byte(msg.ID), raw); err != nil {
 			return err
 		}
-		if msg.Body != nil {
+		if head.Inline {
 			if err := tx.Bucket(store.BucketBodies).Put([]byte(msg.ID), msg.Body); err != nil {
 				return err
 			}
 		}
 		rows, sched := tx.Bucket(store.BucketDeliveries), tx.Bucket(store.BucketSchedule)
 		for _, r := range msg.Recipients {
-			r.State, r.UpdatedAt = Queued, msg.ReceivedAt
-			v, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			if err := rows.Put(rowKey(msg.ID, r.Index), v); err != nil {
-				return err
-			}
-			if err := sched.Put(schedKey(msg.ReceivedAt, msg.ID, r.Index), []byte(domainOf(r.Address))); err != nil {
-				return err
-			}
 			ev := &events.Event{Type: events.MessageAccepted, Time: msg.ReceivedAt, Data: events.Data{
 				Tenant: msg.Tenant, MessageID: msg.ID, Recipient: r.Address, List: msg.List,
 			}}
+			if r.State == Suppressed {
+				// Found on the suppression list at accept time: final at
+				// once, and the app hears why instead of "accepted".
+				ev.Type, ev.Data.Reason, ev.Data.Reply = events.MessageSuppressed, r.Reason, r.LastReply
+			} else {
+				r.State = Queued
+				if err := sched.Put(schedKey(msg.ReceivedAt, msg.ID, r.Index), []byte(domainOf(r.Address))); err != nil {
+					return err
+				}
+			}
+			r.UpdatedAt = msg.ReceivedAt
+			if err := putJSON(rows, rowKey(msg.ID, r.Index), r); err != nil {
+				return err
+			}
 			if err := events.Append(tx, ev); err != nil {
 				return err
 			}
@@ -189,9 +198,10 @@ func (s *BoltStore) Exists(id string) bool {
 }
 
 var eventOf = map[State]events.Type{
-	Delivered: events.MessageDelivered,
-	Bounced:   events.MessageBounced,
-	Deferred:  events.MessageDeferred,
+	Delivered:  events.MessageDelivered,
+	Bounced:    events.MessageBounced,
+	Deferred:   events.MessageDeferred,
+	Suppressed: events.MessageSuppressed,
 }
 
 // Record implements Store.
@@ -218,8 +228,10 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		if r.State.Final() {
 			return nil // a stale schedule entry
 		}
-		r.State, r.LastReply, r.UpdatedAt = out.State, out.Reply, out.At
-		r.Attempts++
+		r.State, r.LastReply, r.UpdatedAt, r.Reason = out.State, out.Reply, out.At, out.Reason
+		if out.State != Suppressed {
+			r.Attempts++ // a suppressed recipient was not tried
+		}
 		r.NextAttempt = time.Time{}
 		if out.State == Deferred {
 			r.NextAttempt = out.NextAttempt
@@ -244,7 +256,7 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		}
 		ev := &events.Event{Type: eventOf[out.State], Time: out.At, Data: events.Data{
 			Tenant: m.Tenant, MessageID: m.ID, Recipient: r.Address, List: m.List,
-			Reply: out.Reply, Attempts: r.Attempts,
+			Reply: out.Reply, Attempts: r.Attempts, Reason: out.Reason,
 		}}
 		if out.State == Deferred {
 			ev.Data.NextAttempt = &r.NextAttempt

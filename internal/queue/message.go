@@ -8,10 +8,15 @@
 //
 // One scheduler loop (no goroutine per message) reads an index of next
 // attempts and hands due recipients to a bounded pool of workers, with a cap
-// per destination domain. Each attempt renders the message for its
-// recipient, sends it through a Transport, and records the outcome and its
-// event in one transaction:
+// per destination domain. Each attempt checks the recipient against the
+// suppression list (again: an opt-out recorded while a message waits for a
+// retry stops it), renders and DKIM-signs the copy for its recipient, sends
+// it through a Transport, and records the outcome and its event in one
+// transaction:
 //
+//   - suppressed: final, never sent, a message.suppressed event.
+//   - no usable signing key or a database error: retried like a 4xx;
+//     Heed never sends unsigned mail for a domain that has a key.
 //   - 2xx: delivered.
 //   - 5xx: bounced at once (RFC 5321 section 4.2.1: permanent).
 //   - 4xx or no answer: deferred and retried on the schedule of Backoff
@@ -33,16 +38,19 @@ import (
 // State of one recipient's delivery.
 type State string
 
-// States. Delivered and Bounced are final.
+// States. Delivered, Bounced and Suppressed are final.
 const (
 	Queued    State = "queued"
 	Deferred  State = "deferred"
 	Delivered State = "delivered"
 	Bounced   State = "bounced"
+	// Suppressed: the recipient is on the suppression list for the
+	// message's list (found at accept time or at an attempt); not sent.
+	Suppressed State = "suppressed"
 )
 
 // Final reports whether no further attempt will be made.
-func (s State) Final() bool { return s == Delivered || s == Bounced }
+func (s State) Final() bool { return s == Delivered || s == Bounced || s == Suppressed }
 
 // Message is the envelope and metadata of one accepted message.
 type Message struct {
@@ -81,7 +89,9 @@ type Recipient struct {
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastReply   string    `json:"last_reply,omitempty"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	// Reason is the suppression reason of a Suppressed recipient.
+	Reason    string    `json:"reason,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Job is one due delivery: a recipient of a message.
@@ -95,8 +105,10 @@ type Job struct {
 
 // Outcome is what an attempt decided for one recipient.
 type Outcome struct {
-	State       State
-	Reply       string
+	State State
+	Reply string
+	// Reason is the suppression reason, for Suppressed.
+	Reason      string
 	NextAttempt time.Time // for Deferred
 	At          time.Time
 }
@@ -109,7 +121,9 @@ var ErrNotFound = errors.New("message not found")
 type Store interface {
 	// Add records an accepted message whose body is already durable, its
 	// recipients all due at msg.ReceivedAt, and a message.accepted event
-	// per recipient. It returns once all of it is on disk.
+	// per recipient; a recipient already marked Suppressed is recorded as
+	// final with a message.suppressed event instead. It returns once all
+	// of it is on disk.
 	Add(ctx context.Context, msg *Message) error
 	// Due returns up to limit jobs due at or before now, earliest first,
 	// skipping those for which skip returns true, and the time of the

@@ -1,17 +1,15 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
 	"time"
 
-	"github.com/heedmail/heed/internal/compose"
 	"github.com/heedmail/heed/internal/outbound"
+	"github.com/heedmail/heed/suppression"
 )
 
 // Transport sends one rendered copy to one recipient. internal/outbound
@@ -27,6 +25,12 @@ type Options struct {
 	Transport Transport
 	VERP      VERP
 	Hostname  string
+	// Tenants, Suppressions and Unsubscribe give each copy its list
+	// treatment, suppression check and signature; with Tenants nil the
+	// queue relays messages as submitted (tests of the queue alone).
+	Tenants      Tenants
+	Suppressions suppression.Store
+	Unsubscribe  Unsubscribe
 	// Workers is the number of concurrent attempts (0 = automatic).
 	Workers int
 	// DomainConcurrency caps concurrent transactions per recipient domain.
@@ -268,8 +272,7 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	}
 	rendered, err := q.render(msg, rcpt)
 	if err != nil {
-		// A body that cannot be read or rendered will not get better.
-		return Outcome{State: Bounced, Reply: "554 5.3.0 message could not be prepared for delivery: " + err.Error(), At: q.o.Now()}, msg, true
+		return q.unprepared(msg, rcpt, err), msg, true
 	}
 	env := outbound.Envelope{
 		MessageID: msg.ID, Recipient: rcpt.Index,
@@ -282,6 +285,23 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 		return Outcome{}, nil, false
 	}
 	return q.decide(msg, rcpt, res), msg, true
+}
+
+// unprepared decides the outcome of an attempt that stopped before
+// sending: a suppressed recipient is final, a permanent reason bounces,
+// anything else is retried like a 4xx until the message expires.
+func (q *Queue) unprepared(msg *Message, rcpt Recipient, err error) Outcome {
+	now := q.o.Now()
+	var se *suppressedError
+	var pe *permanentError
+	switch {
+	case errors.As(err, &se):
+		return Outcome{State: Suppressed, Reply: se.Error(), Reason: string(se.entry.Reason), At: now}
+	case errors.As(err, &pe):
+		return Outcome{State: Bounced, Reply: pe.reply, At: now}
+	}
+	q.log.Warn("queue: cannot prepare a message; it stays queued", "msg", msg.ID, "rcpt", rcpt.Index, "err", err)
+	return q.decide(msg, rcpt, outbound.Result{Code: 451, Enhanced: "4.3.0", Text: "not sent, will retry: " + err.Error()})
 }
 
 func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcome {
@@ -308,22 +328,17 @@ func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcom
 	return out
 }
 
+// render reads the stored body and prepares the copy for rcpt.
 func (q *Queue) render(msg *Message, rcpt Recipient) ([]byte, error) {
 	body := msg.Body
 	if !msg.Inline {
 		var err error
 		if body, err = q.o.Spool.ReadAll(msg.ID); err != nil {
-			return nil, err
+			// A body that cannot be read will not get better.
+			return nil, permanent("554 5.3.0 the stored message cannot be read: %v", err)
 		}
 	} else if body == nil {
-		return nil, fmt.Errorf("body of %s is missing from the database", msg.ID)
+		return nil, permanent("554 5.3.0 the body of %s is missing from the database", msg.ID)
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(body) + 512)
-	err := compose.Render(&buf, body, compose.Input{
-		MessageID: msg.ID, Hostname: q.o.Hostname, ReceivedAt: msg.ReceivedAt,
-		Helo: msg.Client.Helo, ClientAddr: msg.Client.Addr, TLS: msg.Client.TLS, Auth: msg.Client.Auth,
-		Recipient: rcpt.Address,
-	})
-	return buf.Bytes(), err
+	return q.prepare(q.workCtx, msg, rcpt, body)
 }

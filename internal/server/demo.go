@@ -52,8 +52,12 @@ func (r *Relay) demo(w io.Writer) error {
 	if err != nil && !errors.Is(err, tenant.ErrExists) {
 		return err
 	}
-	err = r.tenants.AddDomain(ctx, tenant.Domain{Name: demoDomain, Tenant: demoTenant, CreatedAt: now})
-	if err != nil && !errors.Is(err, tenant.ErrExists) {
+	_, _, err = r.tenants.CreateDomain(ctx, demoTenant, demoDomain)
+	if errors.Is(err, tenant.ErrExists) {
+		// A data directory from before signing: give the domain keys.
+		err = r.tenants.EnsureKeys(ctx, demoDomain)
+	}
+	if err != nil {
 		return err
 	}
 	path := filepath.Join(r.cfg.DataDir, "demo-credentials")

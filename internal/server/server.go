@@ -6,7 +6,9 @@ package server
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -26,20 +28,24 @@ import (
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/smtpd"
+	"github.com/heedmail/heed/suppression"
 )
 
 // Relay is everything Serve starts, in the order it is stopped.
 type Relay struct {
-	cfg        *config.Config
-	log        *slog.Logger
-	db         *store.DB
-	spool      *queue.Spool
-	tenants    *tenant.Registry
-	queue      *queue.Queue
-	transport  *outbound.Transport
-	submission *smtpd.Submission
-	admin      *http.Server
-	errs       chan error
+	cfg     *config.Config
+	log     *slog.Logger
+	db      *store.DB
+	spool   *queue.Spool
+	tenants *tenant.Registry
+	// suppressions is the suppression list, checked at accept and at
+	// every delivery attempt.
+	suppressions *suppression.BoltStore
+	queue        *queue.Queue
+	transport    *outbound.Transport
+	submission   *smtpd.Submission
+	admin        *http.Server
+	errs         chan error
 	// ready is true between a complete start and the start of shutdown;
 	// /readyz reports it so a load balancer stops sending first.
 	ready atomic.Bool
@@ -58,6 +64,10 @@ func (r *Relay) AdminAddr() string { return r.adminAddr }
 
 // AdminToken is the first operator token (generated in demo mode).
 func (r *Relay) AdminToken() string { return r.cfg.Admin.Tokens[0] }
+
+// Tenants is the relay's tenant registry, for tests and benchmarks that
+// set up what the admin API cannot (a domain without keys).
+func (r *Relay) Tenants() *tenant.Registry { return r.tenants }
 
 // Err reports a listener that failed; the relay should then be shut down.
 func (r *Relay) Err() <-chan error { return r.errs }
@@ -137,10 +147,24 @@ func (r *Relay) build() error {
 	}
 	r.spool = spool
 	r.tenants = tenant.NewRegistry(tenant.NewBoltStore(r.db))
+	if err := r.tenants.SetSealKey(key); err != nil {
+		return err
+	}
+	tokens, err := suppression.LoadKeyring(filepath.Join(cfg.DataDir, "keys", "unsubscribe"))
+	if err != nil {
+		return err
+	}
+	hashKey, err := hkdf.Key(sha256.New, key, nil, "heed suppression address hash v1", 32)
+	if err != nil {
+		return err
+	}
+	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now)
 	r.queue = queue.New(queue.Options{
 		Store: qs, Spool: spool, Transport: r.transport,
-		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
-		Hostname: cfg.Hostname, Workers: cfg.Delivery.Workers, DomainConcurrency: cfg.Delivery.DomainConcurrency,
+		Tenants: r.tenants, Suppressions: r.suppressions,
+		Unsubscribe: queue.Unsubscribe{BaseURL: cfg.HTTP.Public.BaseURL, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens},
+		VERP:        queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
+		Hostname:    cfg.Hostname, Workers: cfg.Delivery.Workers, DomainConcurrency: cfg.Delivery.DomainConcurrency,
 		MaxLifetime: cfg.Delivery.MaxQueueLifetime, Logger: r.log,
 	})
 	tlsCfg, err := smtpd.LoadCertificate(cfg.SMTP.Submission.TLSCert, cfg.SMTP.Submission.TLSKey, cfg.DataDir, cfg.Hostname)
@@ -149,6 +173,7 @@ func (r *Relay) build() error {
 	}
 	r.submission = smtpd.NewSubmission(smtpd.SubmissionOptions{
 		Hostname: cfg.Hostname, Tenants: r.tenants, Queue: r.queue, Spool: spool, TLS: tlsCfg,
+		Suppressions:    r.suppressions,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxLineLength: cfg.SMTP.MaxLineLength,
 		ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout,
@@ -170,6 +195,7 @@ func (r *Relay) listen() error {
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
+		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions,
 		Ready: func() error {
 			if !r.ready.Load() {
 				return errors.New("starting or shutting down")
@@ -244,8 +270,10 @@ func (r *Relay) Shutdown() {
 	}
 }
 
-// loadOrCreateKey returns the server key used for VERP (and later tokens),
-// generating 32 random bytes on first start.
+// loadOrCreateKey returns the server key: it MACs VERP addresses, and
+// keys derived from it hash the suppression list's addresses and seal DKIM
+// private keys, so it must be backed up with the database. It is 32
+// random bytes generated on first start.
 func loadOrCreateKey(path string) ([]byte, error) {
 	key, err := readOrCreate(path, func() []byte {
 		k := make([]byte, 32)

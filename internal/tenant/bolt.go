@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"sort"
+	"time"
 
 	"github.com/heedmail/heed/internal/store"
 	bolt "go.etcd.io/bbolt"
@@ -15,7 +17,8 @@ import (
 //
 // Layout: tenants id→Tenant; credentials tenant\0id→Credential;
 // credential_usernames "u:"+username→tenant\0id and "n:"+cidr→tenant\0id;
-// domains name→Domain; lists tenant\0id→List.
+// domains name→Domain; lists tenant\0id→List; dkim_keys
+// domain\0selector→DKIMKey.
 type BoltStore struct{ db *store.DB }
 
 // NewBoltStore returns the registry kept in db.
@@ -132,6 +135,9 @@ func (s *BoltStore) DeleteTenant(_ context.Context, id string) error {
 		}
 		for _, k := range names {
 			if err := doms.Delete(k); err != nil {
+				return err
+			}
+			if err := deletePrefix(tx.Bucket(store.BucketDKIMKeys), append(k, 0)); err != nil {
 				return err
 			}
 		}
@@ -270,7 +276,7 @@ func (s *BoltStore) CredentialForAddr(_ context.Context, addr netip.Addr) (c Cre
 }
 
 // AddDomain stores d; a domain already owned by any tenant is ErrExists.
-func (s *BoltStore) AddDomain(_ context.Context, d Domain) error {
+func (s *BoltStore) AddDomain(_ context.Context, d Domain, keys ...DKIMKey) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(store.BucketTenants).Get([]byte(d.Tenant)) == nil {
 			return ErrNotFound
@@ -278,6 +284,19 @@ func (s *BoltStore) AddDomain(_ context.Context, d Domain) error {
 		b := tx.Bucket(store.BucketDomains)
 		if b.Get([]byte(d.Name)) != nil {
 			return ErrExists
+		}
+		// Keys left by an earlier owner of the name must not sign for
+		// the new one.
+		if err := deletePrefix(tx.Bucket(store.BucketDKIMKeys), prefix(d.Name)); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.Domain != d.Name {
+				return fmt.Errorf("key %s is not for domain %s", k.Selector, d.Name)
+			}
+			if err := put(tx.Bucket(store.BucketDKIMKeys), key(d.Name, k.Selector), k); err != nil {
+				return err
+			}
 		}
 		return put(b, []byte(d.Name), d)
 	})
@@ -314,6 +333,9 @@ func (s *BoltStore) DeleteDomain(_ context.Context, tenant, name string) error {
 		if d.Tenant != tenant {
 			return ErrNotFound
 		}
+		if err := deletePrefix(tx.Bucket(store.BucketDKIMKeys), prefix(name)); err != nil {
+			return err
+		}
 		return b.Delete([]byte(name))
 	})
 }
@@ -345,4 +367,66 @@ func (s *BoltStore) Lists(_ context.Context, tenant string) (ls []List, err erro
 		return err
 	})
 	return ls, err
+}
+
+// PutKey implements Store.
+func (s *BoltStore) PutKey(_ context.Context, k DKIMKey) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(store.BucketDomains).Get([]byte(k.Domain)) == nil {
+			return ErrNotFound
+		}
+		return put(tx.Bucket(store.BucketDKIMKeys), key(k.Domain, k.Selector), k)
+	})
+}
+
+// Keys implements Store.
+func (s *BoltStore) Keys(_ context.Context, domain string) (ks []DKIMKey, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ks, err = scan[DKIMKey](tx.Bucket(store.BucketDKIMKeys), prefix(domain))
+		return err
+	})
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
+	return ks, err
+}
+
+// ActivateKey implements Store.
+func (s *BoltStore) ActivateKey(_ context.Context, domain, selector string, at time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketDKIMKeys)
+		k, err := get[DKIMKey](b, key(domain, selector))
+		if err != nil {
+			return err
+		}
+		all, err := scan[DKIMKey](b, prefix(domain))
+		if err != nil {
+			return err
+		}
+		for _, o := range all {
+			if o.Selector != selector && o.Algorithm == k.Algorithm && o.State == KeyActive {
+				o.State, o.RetiredAt = KeyRetired, at
+				if err := put(b, key(domain, o.Selector), o); err != nil {
+					return err
+				}
+			}
+		}
+		if k.State != KeyActive {
+			k.State, k.ActivatedAt, k.RetiredAt = KeyActive, at, time.Time{}
+		}
+		return put(b, key(domain, selector), k)
+	})
+}
+
+// DeleteKey implements Store.
+func (s *BoltStore) DeleteKey(_ context.Context, domain, selector string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketDKIMKeys)
+		k, err := get[DKIMKey](b, key(domain, selector))
+		if err != nil {
+			return err
+		}
+		if k.State == KeyActive {
+			return ErrActiveKey
+		}
+		return b.Delete(key(domain, selector))
+	})
 }

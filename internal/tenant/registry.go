@@ -16,7 +16,8 @@ import (
 // checking them.
 type Registry struct {
 	Store
-	Now func() time.Time
+	Now  func() time.Time
+	keys *keyring // set by SetSealKey
 }
 
 // NewRegistry returns a registry over s using the wall clock.

@@ -1,6 +1,9 @@
 // Package tenant is the registry of Heed's tenants (the subscriber
-// businesses) and what each owns: sending domains, lists and SMTP
-// credentials.
+// businesses) and what each owns: sending domains with their DKIM keys,
+// lists and SMTP credentials.
+//
+// DKIM private keys are stored encrypted (AES-GCM under a key derived from
+// the server key), bound to their domain and selector.
 //
 // Password credentials are random secrets of 160 bits that Heed generates
 // and shows once; they are stored as a SHA-256 hash and compared in
@@ -108,10 +111,22 @@ type Store interface {
 	// CredentialForAddr returns the ip credential whose network holds addr.
 	CredentialForAddr(ctx context.Context, addr netip.Addr) (Credential, error)
 
-	AddDomain(ctx context.Context, d Domain) error
+	// AddDomain stores d with its first DKIM keys, in one transaction.
+	AddDomain(ctx context.Context, d Domain, keys ...DKIMKey) error
 	Domain(ctx context.Context, name string) (Domain, error)
 	Domains(ctx context.Context, tenant string) ([]Domain, error)
+	// DeleteDomain removes the domain and its keys.
 	DeleteDomain(ctx context.Context, tenant, name string) error
+
+	// PutKey stores a key of an existing domain (created or replaced).
+	PutKey(ctx context.Context, k DKIMKey) error
+	// Keys returns the keys of a domain, oldest first.
+	Keys(ctx context.Context, domain string) ([]DKIMKey, error)
+	// ActivateKey makes a key the one its algorithm signs with and retires
+	// the key it replaces, in one transaction.
+	ActivateKey(ctx context.Context, domain, selector string, at time.Time) error
+	// DeleteKey removes a key that is not active (ErrActiveKey otherwise).
+	DeleteKey(ctx context.Context, domain, selector string) error
 
 	PutList(ctx context.Context, l List) error
 	List(ctx context.Context, tenant, id string) (List, error)

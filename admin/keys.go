@@ -1,0 +1,203 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/labstack/echo/v4"
+)
+
+// dnsCheck is what the DNS held for a domain's records when asked.
+type dnsCheck struct {
+	CheckedAt time.Time        `json:"checked_at"`
+	Records   []dnsCheckResult `json:"records"`
+}
+
+// dnsCheckResult is one record's status: "ok" (published as advised),
+// "missing" (no such record), "different" (a record of that purpose with
+// another value: fine for SPF and DMARC if deliberate, never for DKIM) or
+// "error" (the lookup failed; try again).
+type dnsCheckResult struct {
+	Name     string   `json:"name"`
+	Purpose  string   `json:"purpose"`
+	Selector string   `json:"selector,omitempty"`
+	Status   string   `json:"status"`
+	Found    []string `json:"found,omitempty"`
+	Error    string   `json:"error,omitempty"`
+}
+
+// checkDNS looks each advised record up. Resolvers return the strings of
+// a TXT record joined, as RFC 7208 and RFC 6376 read them.
+func (s *server) checkDNS(ctx context.Context, recs []DNSRecord) *dnsCheck {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out := &dnsCheck{CheckedAt: s.now(), Records: []dnsCheckResult{}}
+	for _, r := range recs {
+		res := dnsCheckResult{Name: r.Name, Purpose: r.Purpose, Selector: r.Selector}
+		txts, err := s.LookupTXT(ctx, r.Name)
+		res.Status = "missing"
+		if err != nil && !isNotFound(err) {
+			res.Status, res.Error = "error", err.Error()
+		}
+		for _, v := range txts {
+			if !samePurpose(r.Purpose, v) {
+				continue
+			}
+			res.Found = append(res.Found, v)
+			if res.Status != "ok" {
+				res.Status = "different"
+			}
+			if sameRecord(r.Value, v) {
+				res.Status = "ok"
+			}
+		}
+		out.Records = append(out.Records, res)
+	}
+	return out
+}
+
+// isNotFound reports a lookup of a name that has no TXT record.
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// samePurpose tells which TXT values at a name are the SPF, DMARC or DKIM
+// record (other TXT records live at a domain's apex too).
+func samePurpose(purpose, v string) bool {
+	v = strings.ToLower(strings.TrimSpace(v))
+	switch purpose {
+	case "spf":
+		return strings.HasPrefix(v, "v=spf1")
+	case "dmarc":
+		return strings.HasPrefix(v, "v=dmarc1")
+	default:
+		return strings.HasPrefix(v, "v=dkim1") || strings.Contains(v, "p=")
+	}
+}
+
+// sameRecord compares ignoring the whitespace DNS consoles add or drop.
+func sameRecord(want, got string) bool {
+	return strings.Join(strings.Fields(want), "") == strings.Join(strings.Fields(got), "")
+}
+
+// published reports whether k's record is in the DNS as advised.
+func (s *server) published(ctx context.Context, k tenant.DKIMKey) (bool, string) {
+	res := s.checkDNS(ctx, []DNSRecord{dkimRecord(k)}).Records[0]
+	if res.Status == "ok" {
+		return true, ""
+	}
+	if res.Error != "" {
+		return false, res.Error
+	}
+	return false, res.Status
+}
+
+// createKey makes a new key for rotation; it signs nothing until
+// activated.
+func (s *server) createKey(c echo.Context, t tenant.Tenant) error {
+	d, err := s.ownDomain(c, t)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Algorithm string `json:"algorithm"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	var alg dkim.Algorithm
+	switch strings.ToLower(req.Algorithm) {
+	case "rsa", string(dkim.RSA):
+		alg = dkim.RSA
+	case "ed25519", string(dkim.Ed25519):
+		alg = dkim.Ed25519
+	default:
+		return invalid(`algorithm must be "rsa" or "ed25519"`)
+	}
+	k, err := s.Tenants.AddKey(c.Request().Context(), d.Name, alg)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tenants/"+t.ID+"/domains/"+d.Name+"/keys/"+k.Selector)
+	return c.JSON(http.StatusCreated, viewKey(k))
+}
+
+// ownKey returns the key in the path if it belongs to a domain of t.
+func (s *server) ownKey(c echo.Context, t tenant.Tenant) (tenant.DKIMKey, error) {
+	d, err := s.ownDomain(c, t)
+	if err != nil {
+		return tenant.DKIMKey{}, err
+	}
+	keys, err := s.Tenants.Keys(c.Request().Context(), d.Name)
+	if err != nil {
+		return tenant.DKIMKey{}, err
+	}
+	sel := c.Param("selector")
+	for _, k := range keys {
+		if k.Selector == sel {
+			return k, nil
+		}
+	}
+	return tenant.DKIMKey{}, notFound("domain %q has no key with selector %q", d.Name, sel)
+}
+
+// activateKey switches signing to a key. Its record must be visible in
+// the DNS first (mail signed with an unpublished key fails DKIM and, with
+// a strict DMARC policy, is rejected) unless the body says
+// {"force": true}.
+func (s *server) activateKey(c echo.Context, t tenant.Tenant) error {
+	k, err := s.ownKey(c, t)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Force bool `json:"force"`
+	}
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	ctx := c.Request().Context()
+	if !req.Force && s.LookupTXT != nil {
+		if ok, why := s.published(ctx, k); !ok {
+			return conflict("the TXT record %s is not published as advised (%s): publish it and try again, or send {\"force\": true}", k.Name(), why)
+		}
+	}
+	if err := s.Tenants.ActivateKey(ctx, k.Domain, k.Selector, s.now()); err != nil {
+		return err
+	}
+	return s.getKey(c, t)
+}
+
+func (s *server) getKey(c echo.Context, t tenant.Tenant) error {
+	k, err := s.ownKey(c, t)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewKey(k))
+}
+
+// deleteKey removes a key that no longer signs; its DNS record can go
+// once mail signed with it is old.
+func (s *server) deleteKey(c echo.Context, t tenant.Tenant) error {
+	k, err := s.ownKey(c, t)
+	if err != nil {
+		return err
+	}
+	err = s.Tenants.DeleteKey(c.Request().Context(), k.Domain, k.Selector)
+	if errors.Is(err, tenant.ErrActiveKey) {
+		return conflict("key %s is active: activate another key of the same algorithm first", k.Selector)
+	}
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

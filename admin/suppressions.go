@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/suppression"
+	"github.com/labstack/echo/v4"
+)
+
+const (
+	defaultSuppressionLimit = 100
+	maxSuppressionLimit     = 1000
+)
+
+// suppressionsStore returns the store or the 404 of a relay without one.
+func (s *server) suppressionsStore() (suppression.Store, error) {
+	if s.Suppressions == nil {
+		return nil, notFound("the suppression list is not available")
+	}
+	return s.Suppressions, nil
+}
+
+// pathAddress is the address in the path, normalised.
+func pathAddress(c echo.Context) (string, error) {
+	raw, err := url.PathUnescape(c.Param("address"))
+	if err != nil {
+		return "", invalid("the address in the path is not URL-encoded correctly")
+	}
+	addr, err := suppression.Normalize(raw)
+	if err != nil {
+		return "", invalid("address: %v", err)
+	}
+	return addr, nil
+}
+
+// scopeOf checks a scope: "*" or one of the tenant's lists.
+func (s *server) scopeOf(c echo.Context, t tenant.Tenant, scope string) error {
+	if scope == suppression.All {
+		return nil
+	}
+	_, err := s.Tenants.List(c.Request().Context(), t.ID, scope)
+	if errors.Is(err, tenant.ErrNotFound) {
+		return invalid("list: tenant %q has no list %q (use a list id, or \"*\" for every list)", t.ID, scope)
+	}
+	return err
+}
+
+func (s *server) listSuppressions(c echo.Context, t tenant.Tenant) error {
+	st, err := s.suppressionsStore()
+	if err != nil {
+		return err
+	}
+	limit := defaultSuppressionLimit
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxSuppressionLimit {
+			return invalid("limit must be an integer from 1 to %d, not %q", maxSuppressionLimit, v)
+		}
+		limit = n
+	}
+	es, next, err := st.List(c.Request().Context(), t.ID, c.QueryParam("list"), c.QueryParam("cursor"), limit)
+	if errors.Is(err, suppression.ErrInvalid) {
+		return invalid("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		Suppressions []suppression.Entry `json:"suppressions"`
+		Cursor       string              `json:"cursor,omitempty"`
+	}{nonNil(es), next})
+}
+
+// putSuppression adds an entry: 201 when new, 200 when it was there.
+func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
+	st, err := s.suppressionsStore()
+	if err != nil {
+		return err
+	}
+	addr, err := pathAddress(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		List   string `json:"list"`
+		Reason string `json:"reason"`
+	}
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	if req.List == "" {
+		req.List = suppression.All
+	}
+	if req.Reason == "" {
+		req.Reason = string(suppression.Manual)
+	}
+	reason, err := suppression.ParseReason(req.Reason)
+	if err != nil {
+		return invalid("reason: %v", err)
+	}
+	if err := s.scopeOf(c, t, req.List); err != nil {
+		return err
+	}
+	e := suppression.Entry{Tenant: t.ID, Address: addr, List: req.List, Reason: reason, Channel: "api", Time: s.now()}
+	created, err := st.Add(c.Request().Context(), e)
+	if errors.Is(err, suppression.ErrInvalid) {
+		return invalid("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	// Show what is stored (a bounce is always for every list).
+	entries, err := st.Lookup(c.Request().Context(), t.ID, addr)
+	if err != nil {
+		return err
+	}
+	for _, got := range entries {
+		if got.List == e.List || reason == suppression.Bounce || reason == suppression.Complaint {
+			e = got
+		}
+	}
+	return c.JSON(status, e)
+}
+
+// deleteSuppression removes the entry of one scope (?list=), or every
+// entry of the address when no list is given.
+func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
+	st, err := s.suppressionsStore()
+	if err != nil {
+		return err
+	}
+	addr, err := pathAddress(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	scopes := []string{c.QueryParam("list")}
+	if scopes[0] == "" {
+		entries, err := st.Lookup(ctx, t.ID, addr)
+		if err != nil {
+			return err
+		}
+		scopes = scopes[:0]
+		for _, e := range entries {
+			scopes = append(scopes, e.List)
+		}
+	}
+	removed := false
+	for _, scope := range scopes {
+		ok, err := st.Remove(ctx, t.ID, addr, scope)
+		if err != nil {
+			return err
+		}
+		removed = removed || ok
+	}
+	if !removed {
+		return notFound("%s is not suppressed for tenant %q", addr, t.ID)
+	}
+	return c.NoContent(http.StatusNoContent)
+}

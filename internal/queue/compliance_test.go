@@ -1,0 +1,123 @@
+package queue
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/testsink"
+	"github.com/heedmail/heed/suppression"
+)
+
+// clock is a settable time source for the scheduler.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// withCompliance restarts e's queue with the tenant registry, suppression
+// list and tokens wired in, as the relay runs it, and returns the stores.
+func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tenant.Registry, *suppression.BoltStore) {
+	e.t.Helper()
+	e.q.Stop(context.Background())
+	reg := tenant.NewRegistry(tenant.NewBoltStore(e.db))
+	if err := reg.SetSealKey([]byte("0123456789abcdef0123456789abcdef")); err != nil {
+		e.t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := reg.CreateTenant(ctx, tenant.Tenant{ID: "acme", Name: "Acme", PostalAddress: "1 Main St"}); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, _, err := reg.CreateDomain(ctx, "acme", "acme.test"); err != nil {
+		e.t.Fatal(err)
+	}
+	sup := suppression.NewBoltStore(e.db, []byte("hash key for tests, 32 bytes...."), now)
+	e.opts.Tenants, e.opts.Suppressions = reg, sup
+	e.opts.Unsubscribe = Unsubscribe{
+		BaseURL: "https://unsubscribe.relay.test", MailtoDomain: "unsubscribe.relay.test",
+		Tokens: suppression.NewKeyring(1, map[byte][]byte{1: []byte("token key for tests, 32 bytes...")}),
+	}
+	e.opts.Now = now
+	e.opts.Backoff = func(int) time.Duration { return backoff }
+	e.q = New(e.opts)
+	e.q.Start()
+	return reg, sup
+}
+
+// TestOptOutStopsQueuedMail: a message waiting for a retry when its
+// recipient unsubscribes is never delivered; the app gets
+// message.suppressed with the reason.
+func TestOptOutStopsQueuedMail(t *testing.T) {
+	e := newEnv(t, func(stage, _, _ string, attempt int) *smtp.SMTPError {
+		if stage == "RCPT" && attempt == 1 {
+			return testsink.SMTPError(451, "4.7.1", "greylisted, try again")
+		}
+		return nil
+	})
+	clk := &clock{now: time.Now()}
+	_, sup := e.withCompliance(clk.Now, time.Hour)
+	m := e.submitList("marketing", "pat@example.net")
+	e.waitState(m.ID, 0, Deferred)
+
+	_, err := sup.Add(context.Background(), suppression.Entry{
+		Tenant: "acme", Address: "Pat@Example.net", List: suppression.All, Reason: suppression.Unsubscribe, Channel: "one-click",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Hour)
+	e.q.Kick()
+	r := e.waitState(m.ID, 0, Suppressed)
+	if r.Reason != "unsubscribe" || r.Attempts != 1 {
+		t.Errorf("recipient %+v, want suppressed for unsubscribe after the one failed attempt", r)
+	}
+	if n := len(e.sink.Messages()); n != 0 {
+		t.Fatalf("sink got %d messages after the opt-out, want 0", n)
+	}
+	evs, _ := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 100)
+	last := evs[len(evs)-1]
+	if last.Type != events.MessageSuppressed || last.Data.Reason != "unsubscribe" || last.Data.Recipient != "pat@example.net" {
+		t.Errorf("last event %+v, want message.suppressed for pat (unsubscribe)", last)
+	}
+}
+
+// TestMarketingOptOutSparesTransactional: the same opt-out leaves an
+// appointment reminder queued for retry alone.
+func TestMarketingOptOutSparesTransactional(t *testing.T) {
+	e := newEnv(t, func(stage, _, _ string, attempt int) *smtp.SMTPError {
+		if stage == "RCPT" && attempt == 1 {
+			return testsink.SMTPError(451, "4.7.1", "greylisted, try again")
+		}
+		return nil
+	})
+	clk := &clock{now: time.Now()}
+	_, sup := e.withCompliance(clk.Now, time.Hour)
+	m := e.submit("pat@example.net")
+	e.waitState(m.ID, 0, Deferred)
+	for _, scope := range []string{suppression.All, "marketing"} {
+		if _, err := sup.Add(context.Background(), suppression.Entry{
+			Tenant: "acme", Address: "pat@example.net", List: scope, Reason: suppression.Unsubscribe, Channel: "one-click",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(2 * time.Hour)
+	e.q.Kick()
+	e.waitState(m.ID, 0, Delivered)
+	got := e.sink.Wait(t, 1, 10*time.Second)[0]
+	if !strings.Contains(string(got.Data), "DKIM-Signature:") {
+		t.Errorf("delivered without a DKIM signature:\n%s", got.Data)
+	}
+}

@@ -1,0 +1,316 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/testsink"
+	"github.com/heedmail/heed/suppression"
+)
+
+// relayEnv is a whole relay started as `heed serve` starts it, delivering
+// every example.net recipient to a testsink.
+type relayEnv struct {
+	t     *testing.T
+	r     *Relay
+	cfg   *config.Config
+	sink  *testsink.Sink
+	token string
+}
+
+func startRelay(t *testing.T) *relayEnv {
+	t.Helper()
+	sink := testsink.Start(t, testsink.Options{})
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.Hostname = "relay.test"
+	cfg.ReturnPathDomain, cfg.Unsubscribe.MailtoDomain = "bounces.relay.test", "unsubscribe.relay.test"
+	cfg.HTTP.Public.BaseURL = "https://unsubscribe.relay.test"
+	cfg.SMTP.Submission.Listen, cfg.HTTP.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Delivery.Routes = map[string]string{"example.net": sink.Addr()}
+	cfg.Admin.Tokens = []string{"compliance-test-token-0123456789"}
+	r, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Shutdown)
+	return &relayEnv{t: t, r: r, cfg: cfg, sink: sink, token: cfg.Admin.Tokens[0]}
+}
+
+// api calls the admin API and decodes the JSON answer into out.
+func (e *relayEnv) api(method, path string, body any, want int, out any) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+e.r.AdminAddr()+path, rd)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		e.t.Fatalf("%s %s = %d %s, want %d", method, path, resp.StatusCode, raw, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			e.t.Fatalf("%s %s: %v in %s", method, path, err, raw)
+		}
+	}
+}
+
+type dnsRecord struct{ Type, Name, Value, Purpose string }
+
+// tenantSetup creates tenant acme with domain acme.test and returns its
+// SMTP credential and the DNS records the API asked to publish.
+func (e *relayEnv) tenantSetup() (user, pass string, records []dnsRecord) {
+	e.api("POST", "/api/v1/tenants", map[string]string{
+		"id": "acme", "name": "Acme Dental", "postal_address": "12 High Street, Springfield <Suite 3>",
+	}, http.StatusCreated, nil)
+	var dom struct {
+		DNSRecords []dnsRecord `json:"dns_records"`
+	}
+	e.api("POST", "/api/v1/tenants/acme/domains", map[string]string{"domain": "acme.test"}, http.StatusCreated, &dom)
+	var cred struct{ Username, Password string }
+	e.api("POST", "/api/v1/tenants/acme/credentials", map[string]string{}, http.StatusCreated, &cred)
+	return cred.Username, cred.Password, dom.DNSRecords
+}
+
+// send submits one message and returns the 250's text.
+func (e *relayEnv) send(user, pass string, to []string, msg string) string {
+	e.t.Helper()
+	c, err := smtp.Dial(e.r.SubmissionAddr())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := c.Mail("app@acme.test", nil); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	io.WriteString(w, strings.ReplaceAll(msg, "\n", "\r\n"))
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.StatusText
+}
+
+// lookup answers DKIM key queries from the records the API returned: the
+// fake DNS at the edge of the world.
+func lookup(records []dnsRecord) func(string) ([]string, error) {
+	return func(name string) ([]string, error) {
+		for _, r := range records {
+			if r.Type == "TXT" && strings.EqualFold(r.Name, name) {
+				return []string{r.Value}, nil
+			}
+		}
+		return nil, fmt.Errorf("no TXT record at %s", name)
+	}
+}
+
+func queuedID(t *testing.T, text string) string {
+	t.Helper()
+	m := regexp.MustCompile(`queued as ([0-9a-z]+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no queue id in %q", text)
+	}
+	return m[1]
+}
+
+const marketingMsg = `From: Acme Dental <news@acme.test>
+To: pat@example.net
+Subject: Spring cleaning offer
+X-Heed-List: marketing
+List-Unsubscribe: <https://app.example/unsub?evil=1>
+Content-Type: text/plain; charset=utf-8
+
+Book a cleaning this month and save 20%.
+`
+
+const reminderMsg = `From: Acme Dental <frontdesk@acme.test>
+To: pat@example.net
+Subject: Your appointment tomorrow at 10:00
+Content-Type: text/plain; charset=utf-8
+
+See you tomorrow at 10:00.
+`
+
+// TestMarketingMailArrivesCompliant is the issue's "done when": a
+// marketing message arrives with one-click headers covered by valid DKIM
+// signatures (RSA and Ed25519, checked against the records the domain API
+// returned), a working opt-out link and the postal address; after the
+// recipient opts out of marketing, marketing to them stops at once while
+// their appointment reminders still arrive.
+func TestMarketingMailArrivesCompliant(t *testing.T) {
+	e := startRelay(t)
+	user, pass, records := e.tenantSetup()
+
+	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
+	got := e.sink.Wait(t, 1, 20*time.Second)[0]
+
+	results, err := dkim.Verify(got.Data, lookup(records))
+	if err != nil {
+		t.Fatal(err)
+	}
+	algs := map[string]bool{}
+	for _, r := range results {
+		if r.Err != nil {
+			t.Errorf("signature %s/%s does not verify: %v", r.Domain, r.Selector, r.Err)
+		}
+		if r.Domain != "acme.test" {
+			t.Errorf("signed for d=%s, want the From domain acme.test", r.Domain)
+		}
+		algs[string(r.Algorithm)] = true
+	}
+	if !algs[string(dkim.RSA)] || !algs[string(dkim.Ed25519)] || len(results) != 2 {
+		t.Errorf("signatures %+v, want one RSA and one Ed25519", results)
+	}
+
+	mr, err := mail.CreateReader(bytes.NewReader(got.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mr.Header
+	lu := h.Values("List-Unsubscribe")
+	if len(lu) != 1 || strings.Contains(lu[0], "app.example") {
+		t.Fatalf("List-Unsubscribe = %q, want Heed's one header (the app's removed)", lu)
+	}
+	m := regexp.MustCompile(`^<(https://unsubscribe\.relay\.test/u/[A-Za-z0-9_-]+)>, <mailto:([a-z0-9-]+)@unsubscribe\.relay\.test\?subject=unsubscribe>$`).
+		FindStringSubmatch(lu[0])
+	if m == nil {
+		t.Fatalf("List-Unsubscribe = %q, want one HTTPS and one mailto URI", lu[0])
+	}
+	if len(m[2]) > 64 {
+		t.Errorf("mailto local part is %d octets, RFC 5321 allows 64", len(m[2]))
+	}
+	if v := h.Get("List-Unsubscribe-Post"); v != "List-Unsubscribe=One-Click" {
+		t.Errorf("List-Unsubscribe-Post = %q", v)
+	}
+	for _, sig := range h.Values("Dkim-Signature") {
+		hTag := regexp.MustCompile(`(?:^|;)h=([^;]+)`).FindStringSubmatch(strings.Join(strings.Fields(sig), ""))
+		if hTag == nil || !strings.Contains(strings.ToLower(hTag[1]), "list-unsubscribe-post") {
+			t.Errorf("signature does not cover List-Unsubscribe-Post: %s", sig)
+		}
+	}
+	if strings.Contains(m[1], "pat") {
+		t.Errorf("the unsubscribe URL shows the address: %s", m[1])
+	}
+	// The token opens to this recipient and list, under the relay's keys.
+	keys, err := suppression.LoadKeyring(filepath.Join(e.cfg.DataDir, "keys", "unsubscribe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := keys.Parse(m[1][strings.LastIndex(m[1], "/")+1:])
+	if err != nil || target != (suppression.Target{Tenant: "acme", List: "marketing", Address: "pat@example.net"}) {
+		t.Errorf("token opens to %+v, %v", target, err)
+	}
+	p, err := mr.NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(p.Body)
+	for _, want := range []string{"save 20%", m[1], "12 High Street, Springfield <Suite 3>"} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("body lacks %q:\n%s", want, body)
+		}
+	}
+
+	// Pat opts out of marketing; the next newsletter is not sent to pat,
+	// and the app is told so at once.
+	e.api("PUT", "/api/v1/tenants/acme/suppressions/pat@example.net",
+		map[string]string{"list": "marketing", "reason": "unsubscribe"}, http.StatusCreated, nil)
+	text := e.send(user, pass, []string{"pat@example.net", "sam@example.net"}, marketingMsg)
+	if !strings.Contains(text, "1 of 2 recipients are suppressed") {
+		t.Errorf("250 text %q does not say a recipient is suppressed", text)
+	}
+	var status struct {
+		Recipients []struct{ Address, State, Reason string }
+	}
+	e.api("GET", "/api/v1/messages/"+queuedID(t, text), nil, http.StatusOK, &status)
+	if len(status.Recipients) != 2 || status.Recipients[0].State != "suppressed" || status.Recipients[0].Reason != "unsubscribe" {
+		t.Errorf("recipients %+v, want pat suppressed (unsubscribe)", status.Recipients)
+	}
+	// The reminder is transactional: the marketing opt-out does not stop it.
+	e.send(user, pass, []string{"pat@example.net"}, reminderMsg)
+	msgs := e.sink.Wait(t, 3, 20*time.Second)
+	toPat := 0
+	for _, m := range msgs {
+		if m.To[0] == "pat@example.net" {
+			toPat++
+		}
+	}
+	reminder := msgs[len(msgs)-1]
+	if len(msgs) != 3 || toPat != 2 || !bytes.Contains(reminder.Data, []byte("Subject: Your appointment")) {
+		t.Fatalf("sink got %d messages (%d to pat), want the first newsletter, sam's newsletter and pat's reminder", len(msgs), toPat)
+	}
+	rr, err := mail.CreateReader(bytes.NewReader(reminder.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr.Header.Has("List-Unsubscribe") || bytes.Contains(reminder.Data, []byte("12 High Street")) {
+		t.Errorf("the reminder got marketing treatment:\n%s", reminder.Data)
+	}
+	if rs, err := dkim.Verify(reminder.Data, lookup(records)); err != nil || len(rs) != 2 || rs[0].Err != nil || rs[1].Err != nil {
+		t.Errorf("reminder signatures: %+v %v", rs, err)
+	}
+}
+
+// TestMarketingWithoutPostalAddressRefused: CAN-SPAM needs the postal
+// address, so the app hears at SMTP time what to set.
+func TestMarketingWithoutPostalAddressRefused(t *testing.T) {
+	e := startRelay(t)
+	user, pass, _ := e.tenantSetup()
+	e.api("PATCH", "/api/v1/tenants/acme", map[string]string{"postal_address": ""}, http.StatusOK, nil)
+	c, err := smtp.Dial(e.r.SubmissionAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+		t.Fatal(err)
+	}
+	err = c.SendMail("app@acme.test", []string{"pat@example.net"}, strings.NewReader(strings.ReplaceAll(marketingMsg, "\n", "\r\n")))
+	se, ok := err.(*smtp.SMTPError)
+	if !ok || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || !strings.Contains(se.Message, "postal_address") {
+		t.Fatalf("got %v, want 550 5.7.1 naming postal_address", err)
+	}
+	// A reminder from the same tenant is still accepted.
+	if err := c.SendMail("app@acme.test", []string{"pat@example.net"}, strings.NewReader(strings.ReplaceAll(reminderMsg, "\n", "\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	e.sink.Wait(t, 1, 20*time.Second)
+
+}

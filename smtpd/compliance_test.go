@@ -1,0 +1,118 @@
+package smtpd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/suppression"
+)
+
+// sendText runs one transaction and returns the text of the 250.
+func sendText(t *testing.T, c *smtp.Client, to []string, msg string) string {
+	t.Helper()
+	if err := c.Mail("app@acme.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, msg)
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusText
+}
+
+// TestSuppressedAtAccept: a recipient on the suppression list is found
+// when the message is accepted: the 250 says so, the app gets
+// message.suppressed with the reason, and the recipient is never sent to.
+// A message whose every recipient is suppressed keeps no body.
+func TestSuppressedAtAccept(t *testing.T) {
+	h := newHarness(t)
+	sup := suppression.NewBoltStore(h.db, []byte("smtpd test hash key"), time.Now)
+	h.sub.o.Suppressions = sup // before the first connection
+	h.spool.InlineMax = 0      // bodies in files, to see the clean-up
+	ctx := context.Background()
+	if _, err := sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "gone@example.net", List: suppression.All, Reason: suppression.Bounce}); err != nil {
+		t.Fatal(err)
+	}
+	// Another tenant's suppression does not apply to acme.
+	if _, err := sup.Add(ctx, suppression.Entry{Tenant: "other", Address: "pat@example.net", List: suppression.All, Reason: suppression.Complaint}); err != nil {
+		t.Fatal(err)
+	}
+	c := h.login()
+	msg := "From: app@acme.test\r\nSubject: reminder\r\n\r\nSee you.\r\n"
+	text := sendText(t, c, []string{"Gone@Example.net", "pat@example.net"}, msg)
+	if !strings.Contains(text, "1 of 2 recipients are suppressed") {
+		t.Errorf("250 text %q", text)
+	}
+	got := h.sink.Wait(t, 1, 10*time.Second)
+	if got[0].To[0] != "pat@example.net" {
+		t.Errorf("delivered to %v, want pat only", got[0].To)
+	}
+	evs, _ := events.BoltLog{DB: h.db}.Events(ctx, "acme", 0, 100)
+	var sawSuppressed bool
+	for _, ev := range evs {
+		if ev.Data.MessageID != "" && strings.EqualFold(ev.Data.Recipient, "gone@example.net") {
+			if ev.Type != events.MessageSuppressed || ev.Data.Reason != "bounce" {
+				t.Errorf("event for the suppressed recipient: %+v", ev)
+			}
+			sawSuppressed = true
+		}
+	}
+	if !sawSuppressed {
+		t.Error("no message.suppressed event")
+	}
+
+	text = sendText(t, c, []string{"gone@example.net"}, msg)
+	id := regexp.MustCompile(`queued as ([0-9a-z]+)`).FindStringSubmatch(text)
+	if id == nil || !strings.Contains(text, "1 of 1") {
+		t.Fatalf("250 text %q", text)
+	}
+	if _, err := h.spool.ReadAll(id[1]); err == nil {
+		t.Error("a message with nothing to send kept its body in the spool")
+	}
+	c.Quit()
+}
+
+// TestMarketingNeedsComposableBody: marketing mail Heed could not give
+// its opt-out link (no text part) is refused at DATA with what is wrong;
+// the same body on a transactional list is accepted as it is.
+func TestMarketingNeedsComposableBody(t *testing.T) {
+	h := newHarness(t)
+	c := h.login()
+	pdfOnly := "From: app@acme.test\r\nSubject: brochure\r\n%sMIME-Version: 1.0\r\n" +
+		"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n"
+	err := send(c, "app@acme.test", []string{"pat@example.net"}, fmt.Sprintf(pdfOnly, "X-Heed-List: marketing\r\n"))
+	se := wantCode(t, err, 550, "5.6.0")
+	if !strings.Contains(se.Message, "opt-out") {
+		t.Errorf("reply %q does not say why", se.Message)
+	}
+	if err := send(c, "app@acme.test", []string{"pat@example.net"}, fmt.Sprintf(pdfOnly, "")); err != nil {
+		t.Fatalf("transactional: %v", err)
+	}
+	h.sink.Wait(t, 1, 10*time.Second)
+}
+
+// TestHeaderNameWithSpace: "Subject : x" is refused at DATA, since DKIM
+// verifiers disagree on it.
+func TestHeaderNameWithSpace(t *testing.T) {
+	h := newHarness(t)
+	c := h.login()
+	err := send(c, "app@acme.test", []string{"pat@example.net"}, "From: app@acme.test\r\nSubject : hi\r\n\r\nhello\r\n")
+	wantCode(t, err, 550, "5.6.0")
+}
