@@ -72,6 +72,12 @@ func addSummary(format string, args ...any) {
 }
 
 func TestMain(m *testing.M) {
+	// The relay runs in this process, so it gets the Ps `heed serve` would
+	// give it on this machine (server.Procs); the load generator and the
+	// sink share them, as they share the cores.
+	procs, why := server.Procs()
+	runtime.GOMAXPROCS(procs)
+	addSummary("GOMAXPROCS %d on %d CPUs (%s), as heed serve would run", procs, runtime.NumCPU(), why)
 	code := m.Run()
 	if len(summary) > 0 {
 		fmt.Println()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
@@ -34,7 +35,9 @@ func serveCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	log := newLogger(cfg.Log, stderr)
-	log.Info("heed: starting", "version", version)
+	procs, why := server.Procs()
+	runtime.GOMAXPROCS(procs) // this process is the relay: the one place it is set
+	log.Info("heed: starting", "version", version, "gomaxprocs", procs, "gomaxprocs_reason", why)
 	return server.Serve(ctx, cfg, stdout, log)
 }
 
