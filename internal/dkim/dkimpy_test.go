@@ -2,49 +2,14 @@ package dkim
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/heedmail/heed/internal/dkim/dkimtest"
 )
 
-// debianPython is Debian's interpreter, which has python3-dkim (dkimpy)
-// and python3-nacl (for Ed25519); a python3 found on PATH may be another
-// build without them.
-const debianPython = "/usr/bin/python3"
-
-// dkimpyResult is one line of testdata/dkimpy_verify.py's report.
-type dkimpyResult struct {
-	A, D, S string
-	OK      bool
-	Error   string
-}
-
-// requireDkimpy skips the test when dkimpy cannot run here, except in CI,
-// which installs it (apt-get install python3-dkim) and where a skip would
-// hide that the independent check stopped running.
-func requireDkimpy(t *testing.T) {
+// dkimpyVerify runs dkimpy once over msgs with zone as DNS.
+func dkimpyVerify(t *testing.T, zone fakeDNS, msgs ...[]byte) [][]dkimtest.Result {
 	t.Helper()
-	out, err := exec.Command(debianPython, "-c", "import dkim, nacl.signing").CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := "dkimpy not available (" + debianPython + " with python3-dkim and python3-nacl; apt-get install python3-dkim): " +
-		err.Error() + " " + string(bytes.TrimSpace(out))
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// dkimpyVerify runs dkimpy once over msgs with zone as DNS and returns its
-// report on each message.
-func dkimpyVerify(t *testing.T, zone fakeDNS, msgs ...[]byte) [][]dkimpyResult {
-	t.Helper()
-	dir := t.TempDir()
-	zoneFile := filepath.Join(dir, "zone.json")
 	// dkimpy reads one string per record; it gets the character-strings
 	// joined, as a resolver would hand them over.
 	joined := map[string]string{}
@@ -52,36 +17,7 @@ func dkimpyVerify(t *testing.T, zone fakeDNS, msgs ...[]byte) [][]dkimpyResult {
 		v, _ := zone.lookupTXT(name)
 		joined[name] = v[0]
 	}
-	zj, err := json.Marshal(joined)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(zoneFile, zj, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{filepath.Join("testdata", "dkimpy_verify.py"), zoneFile}
-	for i, m := range msgs {
-		f := filepath.Join(dir, fmt.Sprintf("%d.eml", i))
-		if err := os.WriteFile(f, m, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, f)
-	}
-	cmd := exec.Command(debianPython, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dkimpy_verify.py: %v\n%s", err, stderr.Bytes())
-	}
-	var rs [][]dkimpyResult
-	if err := json.Unmarshal(out, &rs); err != nil {
-		t.Fatalf("dkimpy_verify.py output %q: %v", out, err)
-	}
-	if len(rs) != len(msgs) {
-		t.Fatalf("dkimpy reported on %d messages of %d", len(rs), len(msgs))
-	}
-	return rs
+	return dkimtest.Verify(t, joined, msgs...)
 }
 
 // TestDkimpyVerifies has an implementation written independently of
@@ -91,7 +27,7 @@ func dkimpyVerify(t *testing.T, zone fakeDNS, msgs ...[]byte) [][]dkimpyResult {
 // tampered copies and wrong keys, so that a verifier set up to pass
 // everything cannot make this test pass.
 func TestDkimpyVerifies(t *testing.T) {
-	requireDkimpy(t)
+	dkimtest.Require(t)
 	keys := signingKeys(t)
 	zone := publish(t, keys)
 	type check struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/dkim/dkimtest"
 	"github.com/heedmail/heed/internal/testsink"
 	"github.com/heedmail/heed/suppression"
 )
@@ -285,6 +286,38 @@ func TestMarketingMailArrivesCompliant(t *testing.T) {
 	}
 	if rs, err := dkim.Verify(reminder.Data, lookup(records)); err != nil || len(rs) != 2 || rs[0].Err != nil || rs[1].Err != nil {
 		t.Errorf("reminder signatures: %+v %v", rs, err)
+	}
+}
+
+// TestRelayedMailVerifiesWithDkimpy: mail as the relay sends it, marketing
+// and transactional, verifies with dkimpy, an implementation independent
+// of go-msgauth, against the records the domain API returned; a
+// List-Unsubscribe added on the way breaks both signatures.
+func TestRelayedMailVerifiesWithDkimpy(t *testing.T) {
+	dkimtest.Require(t)
+	e := startRelay(t)
+	user, pass, records := e.tenantSetup()
+	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
+	e.send(user, pass, []string{"sam@example.net"}, reminderMsg)
+	msgs := e.sink.Wait(t, 2, 20*time.Second)
+	zone := map[string]string{}
+	for _, r := range records {
+		if r.Purpose == "dkim" {
+			zone[r.Name] = r.Value
+		}
+	}
+	tampered := bytes.Replace(msgs[1].Data, []byte("\r\n\r\n"),
+		[]byte("\r\nList-Unsubscribe: <https://evil.example/u/x>\r\n\r\n"), 1)
+	res := dkimtest.Verify(t, zone, msgs[0].Data, msgs[1].Data, tampered)
+	for i, want := range []bool{true, true, false} {
+		if len(res[i]) != 2 {
+			t.Fatalf("message %d: dkimpy saw %d signatures, want 2", i, len(res[i]))
+		}
+		for _, r := range res[i] {
+			if r.OK != want || r.D != "acme.test" {
+				t.Errorf("message %d: dkimpy says %s d=%s ok=%v (%s), want ok=%v", i, r.A, r.D, r.OK, r.Error, want)
+			}
+		}
 	}
 }
 

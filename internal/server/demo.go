@@ -94,6 +94,11 @@ Try it:
 		r.adminAddr, r.cfg.Admin.Tokens[0],
 		r.submissionAddr, user, pass, demoDomain,
 		r.cfg.Admin.Tokens[0], r.adminAddr)
+	fmt.Fprintf(w, `Every copy is signed for %s (DKIM keys: GET /api/v1/tenants/%s/domains/%s).
+A newsletter gets the marketing treatment (one-click List-Unsubscribe, opt-out
+link and postal address): add --header 'X-Heed-List: marketing' to swaks.
+
+`, demoDomain, demoTenant, demoDomain)
 	return nil
 }
 

@@ -1,6 +1,6 @@
 """Verify every DKIM signature of a message with dkimpy, independently.
 
-Run by TestDkimpyVerifies with Debian's /usr/bin/python3 (python3-dkim):
+Run by dkimtest.Verify (TestDkimpyVerifies and the relay's end-to-end tests) with Debian's /usr/bin/python3 (python3-dkim):
 
     dkimpy_verify.py KEYS.json MESSAGE...
 
