@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/heedmail/heed/internal/fsutil"
 )
 
 // KeySize is the size of a token key file.
@@ -168,38 +170,5 @@ func createKey(dir string, id byte) (raw []byte, err error) {
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
 	}
-	name := strconv.Itoa(int(id)) + ".key"
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*") // created 0600
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(raw); err != nil {
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		return nil, err
-	}
-	return raw, syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return raw, fsutil.WriteFileSync(filepath.Join(dir, strconv.Itoa(int(id))+".key"), raw)
 }

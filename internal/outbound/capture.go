@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heedmail/heed/internal/fsutil"
 )
 
 // Captured describes one captured message, as stored in its JSON sidecar.
@@ -29,9 +31,8 @@ type Captured struct {
 }
 
 const (
-	captureExt  = ".eml"
-	sidecarExt  = ".json"
-	tempPattern = ".capture-*"
+	captureExt = ".eml"
+	sidecarExt = ".json"
 )
 
 // capture writes the message and then its sidecar, each atomically, so a
@@ -54,13 +55,13 @@ func (t *Transport) capture(env Envelope, msg []byte) Result {
 		return temporary("4.3.0", "capture failed: %v", err)
 	}
 	dir := t.o.CaptureDir
-	if err := writeAtomic(dir, c.ID+captureExt, msg); err != nil {
+	if err := fsutil.WriteFile(dir, c.ID+captureExt, msg); err != nil {
 		return temporary("4.3.0", "capture failed: %v", err)
 	}
-	if err := writeAtomic(dir, c.ID+sidecarExt, append(side, '\n')); err != nil {
+	if err := fsutil.WriteFile(dir, c.ID+sidecarExt, append(side, '\n')); err != nil {
 		return temporary("4.3.0", "capture failed: %v", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return temporary("4.3.0", "capture failed: %v", err)
 	}
 	return Result{Code: 250, Enhanced: "2.0.0", Text: "captured"}
@@ -78,39 +79,6 @@ func captureID(env Envelope) string {
 		}
 	}
 	return string(id) + "-" + strconv.Itoa(env.Recipient)
-}
-
-func writeAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPattern)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), filepath.Join(dir, name))
-}
-
-// syncDir makes the renames in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ListCaptured returns the messages captured in dir, oldest first (by

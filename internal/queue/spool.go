@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/heedmail/heed/internal/fsutil"
 )
 
 // Spool keeps message bodies. A body of at most InlineMax bytes stays in
@@ -179,20 +181,11 @@ func (s *Spool) dirSyncLoop() {
 			return
 		}
 		s.mu.Unlock()
-		err := fsyncDir(s.dir)
+		err := fsutil.SyncDir(s.dir)
 		for _, ch := range batch {
 			ch <- err
 		}
 	}
-}
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ReadAll returns the body of message id.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/tenant"
@@ -71,7 +72,7 @@ func (r *Relay) demo(w io.Writer) error {
 			return err
 		}
 		user, pass = c.Username, p
-		if err := writeFileSync(path, []byte(user+":"+pass+"\n")); err != nil {
+		if err := fsutil.WriteFileSync(path, []byte(user+":"+pass+"\n")); err != nil {
 			return err
 		}
 	}

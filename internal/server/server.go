@@ -23,6 +23,7 @@ import (
 	"github.com/heedmail/heed/admin"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
@@ -297,26 +298,5 @@ func readOrCreate(path string, gen func() []byte) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	return b, writeFileSync(path, b)
-}
-
-// writeFileSync writes a secret file atomically and durably.
-func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return b, fsutil.WriteFileSync(path, b)
 }
