@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/address"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/suppression"
 )
 
 // session is one client's conversation, from EHLO (or STARTTLS) to QUIT.
@@ -126,6 +127,11 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	a, err := address.Parse(to)
 	if err != nil {
 		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
+	}
+	// Every recipient must have a form the suppression list can hold, or
+	// its opt-out could not be recorded or checked.
+	if _, err := suppression.Normalize(a.String()); err != nil {
+		return reply(553, smtp.EnhancedCode{5, 1, 3}, "Recipient address refused: %v", err)
 	}
 	for _, r := range ss.rcpts {
 		if r == a {

@@ -184,23 +184,12 @@ func (s *BoltStore) Add(ctx context.Context, e Entry, also ...events.Type) (bool
 	if err != nil {
 		return false, err
 	}
-	k := s.addrKey(e.Tenant, e.Address, e.List)
-	v := encodeEntry(e)
-	d := events.Data{Tenant: e.Tenant, Recipient: e.Address, List: e.List, Reason: string(e.Reason),
-		Channel: e.Channel, MessageID: e.MessageID}
 	now := s.now()
 	var created bool
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		created = false // fn may run again after another writer's failure
-		ok, err := put(tx.Bucket(store.BucketSuppressions), k, v, e)
-		if err != nil || !ok {
-			return err
-		}
-		if err := appendEvents(tx, now, d, events.SuppressionAdded, also); err != nil {
-			return err
-		}
-		created = true
-		return nil
+		var err error
+		created, err = s.addPrepared(tx, e, now, also) // fn may run more than once
+		return err
 	})
 	if err != nil {
 		return false, err
@@ -208,17 +197,32 @@ func (s *BoltStore) Add(ctx context.Context, e Entry, also ...events.Type) (bool
 	return created, nil
 }
 
-// Import adds many entries in one transaction and reports how many it
-// wrote (new, or stronger than the entry they replaced: the rules of Add),
-// without events: it is for restoring a
-// backup and for carrying a suppression list over from another provider,
-// where a webhook per row would flood the tenant (the caller records the
-// import itself, in the audit log). Any invalid entry fails the whole call,
-// naming it, before anything is written.
-//
-// Entries are written in key order. Fed one tenant per call, in tenant
-// order, Import appends to the end of the B+tree, which is what makes
-// loading millions of entries quick and the file compact.
+// AddTx is Add inside a transaction of the same database that the caller
+// commits, for state changes that must suppress in the same commit (a
+// delivery that hard-bounced: the bounce, the suppression and their events
+// land together or not at all). Only other bbolt stores call it.
+func (s *BoltStore) AddTx(tx *bolt.Tx, e Entry, also ...events.Type) (bool, error) {
+	e, err := s.prepare(e)
+	if err != nil {
+		return false, err
+	}
+	return s.addPrepared(tx, e, s.now(), also)
+}
+
+func (s *BoltStore) addPrepared(tx *bolt.Tx, e Entry, now time.Time, also []events.Type) (bool, error) {
+	k := s.addrKey(e.Tenant, e.Address, e.List)
+	ok, err := put(tx.Bucket(store.BucketSuppressions), k, encodeEntry(e), e)
+	if err != nil || !ok {
+		return false, err
+	}
+	d := events.Data{Tenant: e.Tenant, Recipient: e.Address, List: e.List, Reason: string(e.Reason),
+		Channel: e.Channel, MessageID: e.MessageID}
+	if err := appendEvents(tx, now, d, events.SuppressionAdded, also); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -314,6 +318,43 @@ func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, al
 	}
 	return removed, nil
 }
+
+// DeleteTenant implements Store. A tenant's keys are one range; they are
+// deleted in transactions of at most deleteBatch keys so that a tenant of
+// millions of entries does not make one huge commit.
+func (s *BoltStore) DeleteTenant(ctx context.Context, tenantID string) error {
+	if err := checkTenant(tenantID); err != nil {
+		return err
+	}
+	pfx := tenantPrefix(tenantID)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		more := false
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			more = false
+			c := tx.Bucket(store.BucketSuppressions).Cursor()
+			n := 0
+			for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Seek(pfx) {
+				if n == deleteBatch {
+					more = true
+					return nil
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+const deleteBatch = 10000
 
 // Lookup implements Store.
 func (s *BoltStore) Lookup(ctx context.Context, tenantID, addr string) ([]Entry, error) {

@@ -448,3 +448,26 @@ func TestValueEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteTenant: a deleted tenant's entries are gone, another tenant's
+// stay, and a tenant created again with the same id starts empty.
+func TestDeleteTenant(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	for _, tn := range []string{"acme", "other"} {
+		for _, a := range []string{"pat@example.net", "sam@example.net"} {
+			if _, err := s.Add(ctx, Entry{Tenant: tn, Address: a, List: All, Reason: Manual}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.DeleteTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if es, _, _ := s.List(ctx, "acme", "", "", 100); len(es) != 0 {
+		t.Errorf("acme still has %d entries", len(es))
+	}
+	if es, _, _ := s.List(ctx, "other", "", "", 100); len(es) != 2 {
+		t.Errorf("other has %d entries, want 2", len(es))
+	}
+}

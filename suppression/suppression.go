@@ -151,6 +151,10 @@ type Store interface {
 	// entries per call): callers page until next is "". limit <= 0 means
 	// 100; more than 1000 is cut to 1000.
 	List(ctx context.Context, tenant, scope, cursor string, limit int) (entries []Entry, next string, err error)
+	// DeleteTenant removes every entry of a tenant that is being deleted,
+	// so that a later tenant given the same id inherits nothing of it. It
+	// writes no events: the tenant's event log goes with it.
+	DeleteTenant(ctx context.Context, tenant string) error
 }
 
 // Check says whether addr must not get mail of list (of the given kind,

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/suppression"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -20,10 +22,21 @@ import (
 // id+be32(index)→Recipient; schedule be64(due unix ns)+id+be32(index)→
 // recipient domain. A job stays in the schedule until its outcome is
 // recorded, so an attempt cut short by a crash is made again.
-type BoltStore struct{ db *store.DB }
+type BoltStore struct {
+	db  *store.DB
+	sup *suppression.BoltStore
+}
 
 // NewBoltStore returns the queue store kept in db.
 func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
+
+// SuppressHardBounces makes Record add a bounce suppression (every list of
+// the tenant) for each hard bounce, in the transaction that records it.
+// sup must be kept in the same database.
+func (s *BoltStore) SuppressHardBounces(sup *suppression.BoltStore) *BoltStore {
+	s.sup = sup
+	return s
+}
 
 var _ Store = (*BoltStore)(nil)
 
@@ -187,14 +200,21 @@ func (s *BoltStore) Load(_ context.Context, job Job) (*Message, Recipient, error
 	return &m, r, err
 }
 
-// Exists implements Store.
-func (s *BoltStore) Exists(id string) bool {
-	found := false
+// NeedsBody implements Store.
+func (s *BoltStore) NeedsBody(id string) bool {
+	needed := false
 	s.db.View(func(tx *bolt.Tx) error {
-		found = tx.Bucket(store.BucketMessages).Get([]byte(id)) != nil
+		raw := tx.Bucket(store.BucketMessages).Get([]byte(id))
+		if raw == nil {
+			return nil
+		}
+		var m Message
+		// A record that cannot be read keeps its body: better an orphan
+		// file than a lost message.
+		needed = json.Unmarshal(raw, &m) != nil || !m.Inline && m.Pending > 0
 		return nil
 	})
-	return found
+	return needed
 }
 
 var eventOf = map[State]events.Type{
@@ -261,7 +281,21 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		if out.State == Deferred {
 			ev.Data.NextAttempt = &r.NextAttempt
 		}
-		return events.Append(tx, ev)
+		if err := events.Append(tx, ev); err != nil {
+			return err
+		}
+		if out.State == Bounced && out.HardBounce && s.sup != nil {
+			_, err := s.sup.AddTx(tx, suppression.Entry{
+				Tenant: m.Tenant, Address: r.Address, List: suppression.All, Reason: suppression.Bounce,
+				Channel: "smtp", MessageID: m.ID, Time: out.At,
+			})
+			// An address the suppression list cannot hold (it did pass
+			// RCPT) must not stop the bounce from being recorded.
+			if err != nil && !errors.Is(err, suppression.ErrInvalid) {
+				return err
+			}
+		}
+		return nil
 	})
 	return finished, err
 }

@@ -108,7 +108,11 @@ type Outcome struct {
 	State State
 	Reply string
 	// Reason is the suppression reason, for Suppressed.
-	Reason      string
+	Reason string
+	// HardBounce marks a Bounced outcome that says the mailbox does not
+	// exist (or will never take mail): the store suppresses the address
+	// for every list of the tenant in the same transaction.
+	HardBounce  bool
 	NextAttempt time.Time // for Deferred
 	At          time.Time
 }
@@ -138,6 +142,9 @@ type Store interface {
 	// reports whether the message has no pending recipient left; an
 	// inline body is deleted in the same transaction.
 	Record(ctx context.Context, job Job, out Outcome) (finished bool, err error)
-	// Exists reports whether message id is recorded (for the spool sweep).
-	Exists(id string) bool
+	// NeedsBody reports whether the spool file of message id is still
+	// needed: the message is recorded, its body is not in the database,
+	// and a recipient is pending. The start-up sweep removes the others
+	// (uncommitted messages, and finished ones a crash left behind).
+	NeedsBody(id string) bool
 }

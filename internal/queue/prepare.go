@@ -100,6 +100,9 @@ func (q *Queue) personalize(ctx context.Context, in *compose.Input, msg *Message
 	}
 	if q.o.Suppressions != nil {
 		e, hit, err := suppression.Check(ctx, q.o.Suppressions, msg.Tenant, l.ID, l.Kind, rcpt.Address)
+		if errors.Is(err, suppression.ErrInvalid) {
+			return permanent("553 5.1.3 recipient address %q cannot be checked against the suppression list: %v", rcpt.Address, err)
+		}
 		if err != nil {
 			return fmt.Errorf("checking suppression: %w", err)
 		}

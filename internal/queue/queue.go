@@ -287,6 +287,20 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	return q.decide(msg, rcpt, res), msg, true
 }
 
+// hardBounce tells a permanent failure that is about the mailbox itself
+// (RFC 3463: 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.6 mailbox moved,
+// 5.1.10 null MX, 5.2.1 mailbox disabled) from one about this message
+// (content, policy, size): only the first kind is suppressed, as
+// compliance.md's "hard bounce" is. A 5xx without an enhanced code says
+// too little to suppress on.
+func hardBounce(res outbound.Result) bool {
+	switch res.Enhanced {
+	case "5.1.1", "5.1.2", "5.1.6", "5.1.10", "5.2.1":
+		return true
+	}
+	return false
+}
+
 // unprepared decides the outcome of an attempt that stopped before
 // sending: a suppressed recipient is final, a permanent reason bounces,
 // anything else is retried like a 4xx until the message expires.
@@ -312,6 +326,7 @@ func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcom
 		out.State = Delivered
 	case res.Permanent():
 		out.State = Bounced
+		out.HardBounce = hardBounce(res)
 	default:
 		expiry := msg.ReceivedAt.Add(q.o.MaxLifetime)
 		if !now.Before(expiry) {

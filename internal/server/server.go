@@ -127,11 +127,12 @@ func (r *Relay) build() error {
 		return err
 	}
 	qs := queue.NewBoltStore(r.db)
-	// Bodies whose record never committed got no 250: remove them.
-	if n, err := spool.Sweep(qs.Exists); err != nil {
+	// Bodies whose record never committed got no 250, and bodies of
+	// finished messages a crash left behind are not needed: remove them.
+	if n, err := spool.Sweep(qs.NeedsBody); err != nil {
 		return err
 	} else if n > 0 {
-		r.log.Info("heed: removed uncommitted spool files", "count", n)
+		r.log.Info("heed: removed unneeded spool files", "count", n)
 	}
 	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "server.key"))
 	if err != nil {
@@ -160,6 +161,10 @@ func (r *Relay) build() error {
 		return err
 	}
 	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now)
+	qs.SuppressHardBounces(r.suppressions)
+	if err := r.keyEveryDomain(); err != nil {
+		return err
+	}
 	r.queue = queue.New(queue.Options{
 		Store: qs, Spool: spool, Transport: r.transport,
 		Tenants: r.tenants, Suppressions: r.suppressions,
@@ -180,6 +185,34 @@ func (r *Relay) build() error {
 		ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Logger: r.log,
 	})
+	return nil
+}
+
+// keyEveryDomain gives DKIM keys to domains registered before Heed
+// signed, so that every domain's mail is signed; the new records are
+// logged for the operator to publish (GET of the domain shows them too).
+func (r *Relay) keyEveryDomain() error {
+	ctx := context.Background()
+	ts, err := r.tenants.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		ds, err := r.tenants.Domains(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			made, err := r.tenants.EnsureKeys(ctx, d.Name)
+			if err != nil {
+				return fmt.Errorf("DKIM keys for %s: %w", d.Name, err)
+			}
+			for _, k := range made {
+				r.log.Warn("heed: generated a DKIM key for a domain that had none; publish its record",
+					"tenant", t.ID, "domain", d.Name, "name", k.Name(), "txt", k.TXT)
+			}
+		}
+	}
 	return nil
 }
 

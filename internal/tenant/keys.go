@@ -219,12 +219,13 @@ func (r *Registry) signer(k DKIMKey) (crypto.Signer, error) {
 }
 
 // EnsureKeys gives domain an active key of each algorithm it lacks (a
-// domain registered before Heed signed, or whose keys were deleted).
-func (r *Registry) EnsureKeys(ctx context.Context, domain string) error {
+// domain registered before Heed signed) and returns the keys it made.
+func (r *Registry) EnsureKeys(ctx context.Context, domain string) ([]DKIMKey, error) {
 	keys, err := r.Keys(ctx, domain)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var made []DKIMKey
 	for _, alg := range []dkim.Algorithm{dkim.RSA, dkim.Ed25519} {
 		have := false
 		for _, k := range keys {
@@ -235,11 +236,12 @@ func (r *Registry) EnsureKeys(ctx context.Context, domain string) error {
 		}
 		k, err := r.GenerateKey(domain, alg, KeyActive)
 		if err != nil {
-			return err
+			return made, err
 		}
 		if err := r.PutKey(ctx, k); err != nil {
-			return err
+			return made, err
 		}
+		made = append(made, k)
 	}
-	return nil
+	return made, nil
 }

@@ -200,11 +200,11 @@ func TestEnsureKeys(t *testing.T) {
 	if ks, err := r.SigningKeys(ctx, "acme.test"); err != nil || len(ks) != 0 {
 		t.Fatalf("keys %v %v, want none", ks, err)
 	}
-	if err := r.EnsureKeys(ctx, "acme.test"); err != nil {
-		t.Fatal(err)
+	if made, err := r.EnsureKeys(ctx, "acme.test"); err != nil || len(made) != 2 {
+		t.Fatalf("EnsureKeys made %d keys, %v; want 2", len(made), err)
 	}
-	if err := r.EnsureKeys(ctx, "acme.test"); err != nil {
-		t.Fatal(err)
+	if made, err := r.EnsureKeys(ctx, "acme.test"); err != nil || len(made) != 0 {
+		t.Fatalf("EnsureKeys again made %d keys, %v; want none", len(made), err)
 	}
 	if ks, _ := r.Keys(ctx, "acme.test"); len(ks) != 2 {
 		t.Errorf("%d keys, want 2 (EnsureKeys twice adds nothing the second time)", len(ks))
