@@ -14,6 +14,7 @@ import (
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/suppression"
 	"github.com/labstack/echo/v4"
 )
 
@@ -76,6 +77,8 @@ func problemFor(err error) Problem {
 		return newProblem(http.StatusNotFound, "the resource does not exist")
 	case errors.Is(err, tenant.ErrExists):
 		return newProblem(http.StatusConflict, err.Error())
+	case errors.Is(err, suppression.ErrInvalid):
+		return newProblem(http.StatusBadRequest, err.Error())
 	}
 	return Problem{}
 }

@@ -24,11 +24,16 @@ func (s *server) suppressionsStore() (suppression.Store, error) {
 	return s.Suppressions, nil
 }
 
-// pathAddress is the address in the path, normalised.
+// pathAddress is the address in the path, decoded once and normalised.
+// echo hands the parameter over still escaped when the request path had
+// escapes (it routes on the raw path), and decoded otherwise.
 func pathAddress(c echo.Context) (string, error) {
-	raw, err := url.PathUnescape(c.Param("address"))
-	if err != nil {
-		return "", invalid("the address in the path is not URL-encoded correctly")
+	raw := c.Param("address")
+	if c.Request().URL.RawPath != "" {
+		var err error
+		if raw, err = url.PathUnescape(raw); err != nil {
+			return "", invalid("the address in the path is not URL-encoded correctly")
+		}
 	}
 	addr, err := suppression.Normalize(raw)
 	if err != nil {
@@ -119,13 +124,16 @@ func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
 	if created {
 		status = http.StatusCreated
 	}
-	// Show what is stored (a bounce is always for every list).
+	// Show what is stored (a bounce or complaint is always for every list).
+	if reason == suppression.Bounce || reason == suppression.Complaint {
+		e.List = suppression.All
+	}
 	entries, err := st.Lookup(c.Request().Context(), t.ID, addr)
 	if err != nil {
 		return err
 	}
 	for _, got := range entries {
-		if got.List == e.List || reason == suppression.Bounce || reason == suppression.Complaint {
+		if got.List == e.List && got.Reason == e.Reason {
 			e = got
 		}
 	}

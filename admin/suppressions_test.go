@@ -81,3 +81,25 @@ func TestSuppressionsAPI(t *testing.T) {
 		t.Errorf("%d suppression.added and %d suppression.removed events, want 3 and 2", added, removed)
 	}
 }
+
+// TestSuppressionPathEdges: an escaped address is decoded once, a bad
+// scope on DELETE is a 400, and a bounce answers with its own entry.
+func TestSuppressionPathEdges(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	base := "/api/v1/tenants/acme/suppressions/"
+	var got suppression.Entry
+	e.want(201, "PUT", base+"a%2541@example.net", `{}`, &got)
+	if got.Address != "a%41@example.net" {
+		t.Errorf("address %q, want a%%41@example.net (decoded once)", got.Address)
+	}
+	e.want(201, "PUT", base+"pat%40example.net", `{"list":"marketing","reason":"unsubscribe"}`, &got)
+	if got.Address != "pat@example.net" {
+		t.Errorf("address %q", got.Address)
+	}
+	e.want(201, "PUT", base+"pat@example.net", `{"reason":"bounce"}`, &got)
+	if got.Reason != suppression.Bounce || got.List != suppression.All {
+		t.Errorf("bounce answered with %+v", got)
+	}
+	e.wantProblem(400, "DELETE", base+"pat@example.net?list=Not%20A%20List", "")
+}

@@ -76,7 +76,9 @@ func TestMain(m *testing.M) {
 	// give it on this machine (server.Procs); the load generator and the
 	// sink share them, as they share the cores.
 	procs, why := server.Procs()
-	runtime.GOMAXPROCS(procs)
+	if procs != runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(procs)
+	}
 	addSummary("GOMAXPROCS %d on %d CPUs (%s), as heed serve would run", procs, runtime.NumCPU(), why)
 	code := m.Run()
 	if len(summary) > 0 {

@@ -36,7 +36,11 @@ func serveCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	log := newLogger(cfg.Log, stderr)
 	procs, why := server.Procs()
-	runtime.GOMAXPROCS(procs) // this process is the relay: the one place it is set
+	if procs != runtime.GOMAXPROCS(0) {
+		// Only when changing it: setting it at all stops the runtime from
+		// following a container's CPU limit as it changes.
+		runtime.GOMAXPROCS(procs) // this process is the relay: the one place it is set
+	}
 	log.Info("heed: starting", "version", version, "gomaxprocs", procs, "gomaxprocs_reason", why)
 	return server.Serve(ctx, cfg, stdout, log)
 }

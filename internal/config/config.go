@@ -93,7 +93,8 @@ type HTTP struct {
 type PublicHTTP struct {
 	Listen string `yaml:"listen"`
 	// BaseURL is the public HTTPS origin of the unsubscribe endpoints, used
-	// to build List-Unsubscribe URLs.
+	// to build List-Unsubscribe URLs (default https://unsubscribe.<hostname>;
+	// it must be public https unless delivery.mode is capture).
 	BaseURL string `yaml:"base_url"`
 }
 
@@ -190,7 +191,7 @@ func Default() *Config {
 			MaxAuthFailures: 5,
 		},
 		HTTP: HTTP{
-			Public: PublicHTTP{Listen: "127.0.0.1:8080", BaseURL: "http://127.0.0.1:8080"},
+			Public: PublicHTTP{Listen: "127.0.0.1:8080"},
 			Admin:  AdminHTTP{Listen: "127.0.0.1:8081"},
 		},
 		Delivery: Delivery{
@@ -214,6 +215,9 @@ func Embedded() *Config {
 	c.Demo = true
 	c.Hostname = "localhost"
 	c.Delivery.Mode = ModeCapture
+	// Nothing leaves the machine: the links in captured mail point at the
+	// local public listener, so a newcomer can click them.
+	c.HTTP.Public.BaseURL = "http://127.0.0.1:8080"
 	c.fillDerived()
 	return c
 }
@@ -226,6 +230,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.Unsubscribe.MailtoDomain == "" {
 		c.Unsubscribe.MailtoDomain = "unsubscribe." + c.Hostname
+	}
+	if c.HTTP.Public.BaseURL == "" {
+		c.HTTP.Public.BaseURL = "https://unsubscribe." + c.Hostname
 	}
 }
 

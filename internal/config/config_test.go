@@ -257,6 +257,7 @@ var validCases = []struct {
 		want.envTokens = 1
 		want.ReturnPathDomain = "bounces.relay.example.com"
 		want.Unsubscribe.MailtoDomain = "unsubscribe.relay.example.com"
+		want.HTTP.Public.BaseURL = "https://unsubscribe.relay.example.com"
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got  %+v\nwant %+v", c, want)
 		}
@@ -367,7 +368,7 @@ func TestDefault(t *testing.T) {
 		{"smtp.max_message_bytes", c.SMTP.MaxMessageBytes, int64(26214400)},
 		{"smtp.max_line_length", c.SMTP.MaxLineLength, 2000},
 		{"smtp.read_timeout", c.SMTP.ReadTimeout, 5 * time.Minute},
-		{"http.public.base_url", c.HTTP.Public.BaseURL, "http://127.0.0.1:8080"},
+		{"http.public.base_url", c.HTTP.Public.BaseURL, ""}, // derived from hostname
 		{"http.admin.listen", c.HTTP.Admin.Listen, "127.0.0.1:8081"},
 		{"delivery.mode", c.Delivery.Mode, ModeMX},
 		{"delivery.max_queue_lifetime", c.Delivery.MaxQueueLifetime, 120 * time.Hour},
@@ -441,5 +442,35 @@ func TestPrintRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(again, c) {
 		t.Errorf("printed config loads as\n%+v\nwant\n%+v", again, c)
+	}
+}
+
+// TestBaseURLMustBePublicHTTPS: mail that leaves the machine carries the
+// unsubscribe URL to its readers, so it must be public https; capture
+// mode may keep a local one.
+func TestBaseURLMustBePublicHTTPS(t *testing.T) {
+	for _, tc := range []struct {
+		mode, url string
+		ok        bool
+	}{
+		{"mx", "https://unsubscribe.example.com", true},
+		{"mx", "http://unsubscribe.example.com", false},
+		{"smarthost", "https://127.0.0.1:8080", false},
+		{"mx", "https://localhost", false},
+		{"mx", "https://10.0.0.5", false},
+		{"capture", "http://127.0.0.1:8080", true},
+	} {
+		c := Default()
+		c.Hostname = "relay.example.com"
+		c.Admin.Tokens = []string{"0123456789abcdefABCDEF"}
+		c.Delivery.Mode, c.HTTP.Public.BaseURL = tc.mode, tc.url
+		if tc.mode == "smarthost" {
+			c.Delivery.Smarthost = "smtp.example.net:587"
+		}
+		c.fillDerived()
+		err := c.Validate()
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "http.public.base_url") {
+			t.Errorf("mode %s, base_url %s: %v, want ok=%v", tc.mode, tc.url, err, tc.ok)
+		}
 	}
 }

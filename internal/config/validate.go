@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -112,7 +113,22 @@ func (c *Config) checkHTTP(v *checker) {
 		v.add(key, "must be an absolute http or https URL such as https://unsubscribe.example.com (got %q)", c.HTTP.Public.BaseURL)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		v.add(key, "must not have a query or fragment: unsubscribe paths are appended to it (got %q)", c.HTTP.Public.BaseURL)
+	case c.Delivery.Mode != ModeCapture && (u.Scheme != "https" || localHost(u.Hostname())):
+		// Mail that leaves the machine carries this URL to its readers, and
+		// mailbox providers use one-click unsubscribe only over HTTPS (RFC
+		// 8058 section 3).
+		v.add(key, "must be the public https URL of this relay's unsubscribe endpoints, such as https://unsubscribe.example.com, "+
+			"when mail is delivered (delivery.mode %s); got %q", c.Delivery.Mode, c.HTTP.Public.BaseURL)
 	}
+}
+
+// localHost reports a host name no reader of a message can reach.
+func localHost(h string) bool {
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.IsLoopback() || ip.IsUnspecified() || ip.IsPrivate() || ip.IsLinkLocalUnicast()
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	return h == "localhost" || strings.HasSuffix(h, ".localhost")
 }
 
 func (c *Config) checkAdmin(v *checker) {

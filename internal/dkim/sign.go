@@ -11,35 +11,21 @@ import (
 )
 
 // signedFields is the header policy of compliance.md, in the order the
-// names appear in h=. over marks the fields that are over-signed (RFC 6376
-// section 5.4.2): listed once more than they occur, so that a copy added
-// after signing — a second From or Subject to mislead the reader, or a
-// List-Unsubscribe pointing somewhere else on mail that had none — breaks
-// the signature instead of riding on it.
+// names appear in h=. Every one is over-signed (RFC 6376 section 5.4.2):
+// listed once more than it occurs, so that a copy added after signing — a
+// second From or Subject to mislead the reader, a Reply-To sending the
+// replies elsewhere, a List-Unsubscribe pointing somewhere else on mail
+// that had none — breaks the signature instead of riding on it.
 //
 // The list is explicit because go-msgauth signs every field when given
 // none, which would sign Received and other fields relays legitimately
 // add or rewrite; RFC 6376 section 5.4.1 recommends this set (the fields
 // that carry the message's meaning to the reader) plus the list headers,
 // which Heed owns and RFC 8058 section 4 requires to be signed.
-var signedFields = [...]struct {
-	name string
-	over bool
-}{
-	{"From", true},
-	{"To", false},
-	{"Cc", false},
-	{"Subject", true},
-	{"Date", false},
-	{"Message-ID", false},
-	{"Reply-To", false},
-	{"MIME-Version", false},
-	{"Content-Type", false},
-	{"Content-Transfer-Encoding", false},
-	{"List-Id", true},
-	{"List-Unsubscribe", true},
-	{"List-Unsubscribe-Post", true},
-	{"Feedback-ID", true},
+var signedFields = [...]string{
+	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+	"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID",
 }
 
 // fromIndex is From's place in signedFields, for the one-From check.
@@ -55,14 +41,15 @@ const fromIndex = 0
 // picking instances bottom-up, and silently skips a name listed more times
 // than it occurs. So for each field of the policy:
 //
-//   - present n times: listed n times, so every instance is signed;
-//   - over-signed (From, Subject, List-Id, List-Unsubscribe,
-//     List-Unsubscribe-Post, Feedback-ID): listed once more, n+1 times, so
-//     that an instance added anywhere later is picked by the verifier where
-//     the signer saw none, and the signature fails; for an absent one that
-//     is one listing, which forbids adding it at all;
-//   - absent and not over-signed (To, Cc, Reply-To...): left out, as
-//     signing their absence would gain nothing a reader could be misled by.
+//   - present n times: listed n + 1 times, so every instance is signed and
+//     an instance added anywhere later is picked by the verifier where the
+//     signer saw none, and the signature fails;
+//   - absent: listed once, which forbids adding it at all.
+//
+// Every field of the policy is over-signed, not only From and Subject: a
+// Reply-To added to a replayed copy sends the replies elsewhere, and a
+// second Content-Type or Content-Transfer-Encoding on top changes what
+// many clients display, so none of them may be added under the signature.
 //
 // The message must be header fields as RFC 5322 section 2.2 defines them
 // (see fieldName), and have exactly one From field: RFC 5322 section 3.6
@@ -82,7 +69,7 @@ func HeaderKeys(msg []byte) ([]string, error) {
 			return
 		}
 		for i := range signedFields {
-			if equalFoldASCII(name, signedFields[i].name) {
+			if equalFoldASCII(name, signedFields[i]) {
 				counts[i]++
 				return
 			}
@@ -98,16 +85,14 @@ func HeaderKeys(msg []byte) ([]string, error) {
 		return nil, fmt.Errorf("%w: %d From fields, want exactly 1 (RFC 5322 section 3.6)", ErrBadMessage, n)
 	}
 	total := 0
-	for i, f := range signedFields {
-		if f.over {
-			counts[i]++
-		}
+	for i := range signedFields {
+		counts[i]++ // over-signed: once more than present
 		total += counts[i]
 	}
 	keys := make([]string, 0, total)
-	for i, f := range signedFields {
+	for i, name := range signedFields {
 		for range counts[i] {
-			keys = append(keys, f.name)
+			keys = append(keys, name)
 		}
 	}
 	return keys, nil
@@ -156,6 +141,15 @@ func fieldName(field []byte) ([]byte, bool) {
 func Sign(msg []byte, keys []Key) (string, error) {
 	if len(keys) == 0 {
 		return "", errors.New("dkim: no keys to sign with")
+	}
+	// Ed25519 alone would leave the mail unsigned for the many verifiers
+	// that do not know it (RFC 8463 section 5): RSA is required.
+	hasRSA := false
+	for i := range keys {
+		hasRSA = hasRSA || keys[i].Algorithm == RSA
+	}
+	if !hasRSA {
+		return "", fmt.Errorf("dkim: no RSA key among the %d keys of d=%s: every message is signed with RSA", len(keys), keys[0].Domain)
 	}
 	hk, err := HeaderKeys(msg)
 	if err != nil {

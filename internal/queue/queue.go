@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/suppression"
 )
@@ -314,8 +315,12 @@ func (q *Queue) unprepared(msg *Message, rcpt Recipient, err error) Outcome {
 	case errors.As(err, &pe):
 		return Outcome{State: Bounced, Reply: pe.reply, At: now}
 	}
-	q.log.Warn("queue: cannot prepare a message; it stays queued", "msg", msg.ID, "rcpt", rcpt.Index, "err", err)
-	return q.decide(msg, rcpt, outbound.Result{Code: 451, Enhanced: "4.3.0", Text: "not sent, will retry: " + err.Error()})
+	// The tenant sees the reply (events, the messages API): it gets a
+	// reference, the operator's log gets the reason.
+	ref := ids.New(q.o.Now())[10:]
+	q.log.Warn("queue: cannot prepare a message; it stays queued", "msg", msg.ID, "rcpt", rcpt.Index, "ref", ref, "err", err)
+	return q.decide(msg, rcpt, outbound.Result{Code: 451, Enhanced: "4.3.0",
+		Text: "not sent yet: a temporary problem on the relay, will retry (ref " + ref + ")"})
 }
 
 func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcome {
