@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -134,7 +135,8 @@ func (r *Relay) build() error {
 	} else if n > 0 {
 		r.log.Info("heed: removed unneeded spool files", "count", n)
 	}
-	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "server.key"))
+	keyPath := filepath.Join(cfg.DataDir, "keys", "server.key")
+	key, err := r.boundSecret("server key", keyPath, func() ([]byte, error) { return loadOrCreateKey(keyPath) })
 	if err != nil {
 		return err
 	}
@@ -152,8 +154,17 @@ func (r *Relay) build() error {
 	if err := r.tenants.SetSealKey(key); err != nil {
 		return err
 	}
-	tokens, err := suppression.LoadKeyring(filepath.Join(cfg.DataDir, "keys", "unsubscribe"))
-	if err != nil {
+	tokenDir := filepath.Join(cfg.DataDir, "keys", "unsubscribe")
+	var tokens *suppression.Keyring
+	// The first token key is bound: every link in mail sent since the
+	// first start depends on it.
+	if _, err := r.boundSecret("unsubscribe token key 1", filepath.Join(tokenDir, "1.key"), func() ([]byte, error) {
+		var err error
+		if tokens, err = suppression.LoadKeyring(tokenDir); err != nil {
+			return nil, err
+		}
+		return os.ReadFile(filepath.Join(tokenDir, "1.key"))
+	}); err != nil {
 		return err
 	}
 	hashKey, err := hkdf.Key(sha256.New, key, nil, "heed suppression address hash v1", 32)
@@ -302,6 +313,29 @@ func (r *Relay) Shutdown() {
 	if err := r.db.Close(); err != nil {
 		r.log.Error("heed: closing the database", "err", err)
 	}
+}
+
+// boundSecret loads (or on first start creates) a key file with load and
+// binds it to the database (store.DB.BindSecret): a database whose key
+// file is missing or was replaced does not start, because what was
+// sealed or keyed under the old key would be lost without an error
+// (DKIM keys that do not open, opted-out addresses that no longer match,
+// links in mail already sent that no longer work).
+func (r *Relay) boundSecret(name, path string, load func() ([]byte, error)) ([]byte, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && r.db.BoundSecret(name) {
+		return nil, fmt.Errorf("%s is missing, but this database was written with it: restore it from the backup of %s (it must not be made anew)", path, r.cfg.DataDir)
+	}
+	secret, err := load()
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("heed secret fingerprint v1"))
+	err = r.db.BindSecret(name, m.Sum(nil)[:16])
+	if errors.Is(err, store.ErrSecretMismatch) {
+		return nil, fmt.Errorf("%s is not the file this database was written with: restore the original from the backup of %s", path, r.cfg.DataDir)
+	}
+	return secret, err
 }
 
 // loadOrCreateKey returns the server key: it MACs VERP addresses, and

@@ -2,11 +2,14 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,4 +57,52 @@ func TestReadyz(t *testing.T) {
 	}
 	sess.Close()
 	<-done
+}
+
+// TestReplacedKeyRefused: a data directory whose server key or first
+// token key was lost or replaced does not start (what was keyed under
+// the old key would silently stop working), and says what to restore.
+func TestReplacedKeyRefused(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.Hostname = "relay.test"
+	cfg.ReturnPathDomain, cfg.Unsubscribe.MailtoDomain = "bounces.relay.test", "unsubscribe.relay.test"
+	cfg.SMTP.Submission.Listen, cfg.HTTP.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Admin.Tokens = []string{"key-test-token-0123456789"}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func() error {
+		r, err := Start(cfg, log)
+		if err == nil {
+			r.Shutdown()
+		}
+		return err
+	}
+	if err := start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(); err != nil {
+		t.Fatalf("second start with the same keys: %v", err)
+	}
+	for _, name := range []string{"server.key", filepath.Join("unsubscribe", "1.key")} {
+		path := filepath.Join(cfg.DataDir, "keys", name)
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(path, bytes.Repeat([]byte{7}, len(orig)), 0o600)
+		if err := start(); err == nil || !strings.Contains(err.Error(), "restore") {
+			t.Errorf("%s replaced: start gave %v, want a refusal saying what to restore", name, err)
+		}
+		os.Remove(path)
+		if err := start(); err == nil || !strings.Contains(err.Error(), "missing") {
+			t.Errorf("%s removed: start gave %v, want a refusal", name, err)
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Errorf("%s was made anew", name)
+		}
+		os.WriteFile(path, orig, 0o600)
+		if err := start(); err != nil {
+			t.Errorf("%s restored: %v", name, err)
+		}
+	}
 }

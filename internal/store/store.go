@@ -9,6 +9,7 @@
 package store
 
 import (
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"os"
@@ -159,3 +160,38 @@ func (db *DB) Path() string { return db.bolt.Path() }
 // Bolt exposes the handle to the bbolt implementations in other packages
 // and to backups; nothing else may use it.
 func (db *DB) Bolt() *bolt.DB { return db.bolt }
+
+// ErrSecretMismatch is returned by BindSecret for a secret that is not the
+// one the database was first used with.
+var ErrSecretMismatch = errors.New("not the secret this database was written with")
+
+// BindSecret ties a secret kept outside the database (a key file) to it:
+// the first call for name stores fingerprint; later calls fail with
+// ErrSecretMismatch when the fingerprint differs. Data encrypted or keyed
+// under a secret (sealed DKIM keys, hashed suppressed addresses) is
+// unreadable or silently unmatched under another one, so a replaced key
+// file must stop the start rather than be discovered later. fingerprint
+// must not reveal the secret (an HMAC of a fixed label under it).
+func (db *DB) BindSecret(name string, fingerprint []byte) error {
+	k := []byte("secret:" + name)
+	return db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(BucketMeta)
+		switch v := meta.Get(k); {
+		case v == nil:
+			return meta.Put(k, fingerprint)
+		case !hmac.Equal(v, fingerprint):
+			return ErrSecretMismatch
+		}
+		return nil
+	})
+}
+
+// BoundSecret reports whether BindSecret was called for name before.
+func (db *DB) BoundSecret(name string) bool {
+	found := false
+	db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(BucketMeta).Get([]byte("secret:"+name)) != nil
+		return nil
+	})
+	return found
+}
