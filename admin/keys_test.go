@@ -92,6 +92,8 @@ func TestKeyRotation(t *testing.T) {
 	e.wantProblem(400, "POST", base, `{"algorithm":"dsa"}`)
 	e.wantProblem(404, "POST", "/api/v1/tenants/other/domains/mail.example.com/keys", `{"algorithm":"rsa"}`)
 	e.wantProblem(404, "POST", "/api/v1/tenants/other/domains/mail.example.com/keys/"+k.Selector+"/activate", "")
+	e.wantProblem(404, "GET", "/api/v1/tenants/other/domains/mail.example.com/keys/"+k.Selector, "")
+	e.wantProblem(404, "DELETE", "/api/v1/tenants/other/domains/mail.example.com/keys/"+k.Selector, "")
 
 	// Not in the DNS yet: activation refused, with what to do.
 	p := e.wantProblem(409, "POST", base+"/"+k.Selector+"/activate", "")

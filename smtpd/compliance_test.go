@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -59,6 +60,15 @@ func TestSuppressedAtAccept(t *testing.T) {
 	text := sendText(t, c, []string{"Gone@Example.net", "pat@example.net"}, msg)
 	if !strings.Contains(text, "1 of 2 recipients are suppressed") {
 		t.Errorf("250 text %q", text)
+	}
+	// Final at accept, never scheduled: the row says so before any
+	// delivery could have run.
+	m, err := queue.NewBoltStore(h.db).Message(ctx, regexp.MustCompile(`queued as ([0-9a-z]+)`).FindStringSubmatch(text)[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Recipients[0].State != queue.Suppressed || m.Recipients[0].Reason != "bounce" || m.Pending != 1 {
+		t.Errorf("rows %+v pending %d, want the first suppressed (bounce) and one pending", m.Recipients, m.Pending)
 	}
 	got := h.sink.Wait(t, 1, 10*time.Second)
 	if got[0].To[0] != "pat@example.net" {
@@ -115,4 +125,28 @@ func TestHeaderNameWithSpace(t *testing.T) {
 	c := h.login()
 	err := send(c, "app@acme.test", []string{"pat@example.net"}, "From: app@acme.test\r\nSubject : hi\r\n\r\nhello\r\n")
 	wantCode(t, err, 550, "5.6.0")
+}
+
+// TestRecipientSuppressionCannotHold: an address the suppression list
+// cannot normalise is refused at RCPT with the reason, and the other
+// recipients of the transaction go through.
+func TestRecipientSuppressionCannotHold(t *testing.T) {
+	h := newHarness(t)
+	c := h.login()
+	if err := c.Mail("app@acme.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, c.Rcpt("a@ab--cd.example", nil), 553, "5.1.3")
+	if err := c.Rcpt("pat@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "From: app@acme.test\r\nSubject: hi\r\n\r\nhello\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.sink.Wait(t, 1, 10*time.Second)
 }

@@ -2,12 +2,14 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/testsink"
@@ -43,7 +45,14 @@ func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tena
 	if _, _, err := reg.CreateDomain(ctx, "acme", "acme.test"); err != nil {
 		e.t.Fatal(err)
 	}
+	if err := reg.CreateTenant(ctx, tenant.Tenant{ID: "other", Name: "Other", PostalAddress: "2 Main St"}); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, _, err := reg.CreateDomain(ctx, "other", "other.test"); err != nil {
+		e.t.Fatal(err)
+	}
 	sup := suppression.NewBoltStore(e.db, []byte("hash key for tests, 32 bytes...."), now)
+	e.store.SuppressHardBounces(sup)
 	e.opts.Tenants, e.opts.Suppressions = reg, sup
 	e.opts.Unsubscribe = Unsubscribe{
 		BaseURL: "https://unsubscribe.relay.test", MailtoDomain: "unsubscribe.relay.test",
@@ -103,7 +112,7 @@ func TestMarketingOptOutSparesTransactional(t *testing.T) {
 		return nil
 	})
 	clk := &clock{now: time.Now()}
-	_, sup := e.withCompliance(clk.Now, time.Hour)
+	reg, sup := e.withCompliance(clk.Now, time.Hour)
 	m := e.submit("pat@example.net")
 	e.waitState(m.ID, 0, Deferred)
 	for _, scope := range []string{suppression.All, "marketing"} {
@@ -117,7 +126,86 @@ func TestMarketingOptOutSparesTransactional(t *testing.T) {
 	e.q.Kick()
 	e.waitState(m.ID, 0, Delivered)
 	got := e.sink.Wait(t, 1, 10*time.Second)[0]
-	if !strings.Contains(string(got.Data), "DKIM-Signature:") {
-		t.Errorf("delivered without a DKIM signature:\n%s", got.Data)
+	keys, err := reg.Keys(context.Background(), "acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dkim.Verify(got.Data, func(name string) ([]string, error) {
+		for _, k := range keys {
+			if k.Name() == name {
+				return []string{k.TXT}, nil
+			}
+		}
+		return nil, errors.New("no such record")
+	})
+	if err != nil || len(res) != 2 || res[0].Err != nil || res[1].Err != nil || res[0].Domain != "acme.test" {
+		t.Errorf("signatures %+v, %v; want two valid ones for acme.test", res, err)
+	}
+}
+
+// TestHardBounceSuppresses: a 5.1.1 at delivery bounces the recipient and
+// suppresses the address for every list of the tenant in the same
+// commit; the next message to it, even transactional, is not sent. A
+// policy 5xx (not about the mailbox) suppresses nothing.
+func TestHardBounceSuppresses(t *testing.T) {
+	e := newEnv(t, func(stage, _, rcpt string, _ int) *smtp.SMTPError {
+		switch {
+		case stage == "RCPT" && rcpt == "gone@example.net":
+			return testsink.SMTPError(550, "5.1.1", "no such user")
+		case stage == "RCPT" && rcpt == "picky@example.net":
+			return testsink.SMTPError(550, "5.7.1", "message refused by policy")
+		}
+		return nil
+	})
+	clk := &clock{now: time.Now()}
+	_, sup := e.withCompliance(clk.Now, time.Hour)
+	m := e.submitList("marketing", "gone@example.net", "picky@example.net")
+	e.waitState(m.ID, 0, Bounced)
+	e.waitState(m.ID, 1, Bounced)
+	ctx := context.Background()
+	if es, _ := sup.Lookup(ctx, "acme", "gone@example.net"); len(es) != 1 || es[0].Reason != suppression.Bounce ||
+		es[0].List != suppression.All || es[0].MessageID != m.ID {
+		t.Errorf("entries for the hard bounce: %+v", es)
+	}
+	if es, _ := sup.Lookup(ctx, "acme", "picky@example.net"); len(es) != 0 {
+		t.Errorf("a policy refusal was suppressed: %+v", es)
+	}
+	next := e.submit("gone@example.net")
+	if r := e.waitState(next.ID, 0, Suppressed); r.Reason != "bounce" {
+		t.Errorf("next message: %+v", r)
+	}
+}
+
+// TestUnpreparableCopies: what cannot be composed bounces with a reason,
+// what cannot be signed now waits, and nothing reaches the sink unsigned.
+func TestUnpreparableCopies(t *testing.T) {
+	e := newEnv(t, nil)
+	clk := &clock{now: time.Now()}
+	reg, _ := e.withCompliance(clk.Now, time.Hour)
+
+	unknownList := e.submitList("no-such-list", "pat@example.net")
+	if r := e.waitState(unknownList.ID, 0, Bounced); !strings.Contains(r.LastReply, "5.7.1") {
+		t.Errorf("unknown list: %q", r.LastReply)
+	}
+	// From: a domain another tenant owns: never signed with its keys.
+	stolen := e.submitFrom("a@other.test", "pat@example.net")
+	if r := e.waitState(stolen.ID, 0, Bounced); !strings.Contains(r.LastReply, "no longer registered") {
+		t.Errorf("another tenant's domain: %q", r.LastReply)
+	}
+
+	// Keys that do not open under this server key: the copy waits.
+	e.q.Stop(context.Background())
+	wrong := tenant.NewRegistry(reg.Store)
+	wrong.SetSealKey([]byte("not the server key of this database"))
+	e.opts.Tenants = wrong
+	e.q = New(e.opts)
+	e.q.Start()
+	waiting := e.submit("pat@example.net")
+	r := e.waitState(waiting.ID, 0, Deferred)
+	if !strings.HasPrefix(r.LastReply, "451 4.3.0") || strings.Contains(r.LastReply, "server key") {
+		t.Errorf("unusable keys: %q, want a 451 with a reference and no internal detail", r.LastReply)
+	}
+	if n := len(e.sink.Messages()); n != 0 {
+		t.Errorf("the sink got %d messages", n)
 	}
 }

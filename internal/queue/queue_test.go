@@ -85,11 +85,22 @@ func (e *env) submit(rcpts ...string) *Message {
 
 func (e *env) submitList(list string, rcpts ...string) *Message {
 	e.t.Helper()
+	return e.submitMsg(list, "a@acme.test", rcpts...)
+}
+
+// submitFrom submits a transactional message with the given From:.
+func (e *env) submitFrom(from string, rcpts ...string) *Message {
+	e.t.Helper()
+	return e.submitMsg("transactional", from, rcpts...)
+}
+
+func (e *env) submitMsg(list, from string, rcpts ...string) *Message {
+	e.t.Helper()
 	now := time.Now()
 	if e.opts.Now != nil {
 		now = e.opts.Now()
 	}
-	m := &Message{ID: ids.New(now), Tenant: "acme", List: list, From: "a@acme.test", HeaderFrom: "a@acme.test", ReceivedAt: now}
+	m := &Message{ID: ids.New(now), Tenant: "acme", List: list, From: "a@acme.test", HeaderFrom: from, ReceivedAt: now}
 	f, err := e.spool.Create(m.ID)
 	if err != nil {
 		e.t.Fatal(err)
