@@ -140,8 +140,13 @@ func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
 	return c.JSON(status, e)
 }
 
-// deleteSuppression removes the entry of one scope (?list=), or every
-// entry of the address when no list is given.
+// deleteSuppression removes entries of an address: of one scope with
+// ?list=, of one reason with ?reason=. Without ?reason= it removes
+// bounces, complaints and manual blocks but keeps the recipient's own
+// opt-outs (unsubscribe, import): clearing a bounce because the mailbox
+// works again must not resume marketing to someone who opted out. An
+// opt-out goes only when named (?reason=unsubscribe), e.g. when the
+// recipient resubscribed through the tenant.
 func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 	st, err := s.suppressionsStore()
 	if err != nil {
@@ -151,27 +156,40 @@ func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	scopes := []string{c.QueryParam("list")}
-	if scopes[0] == "" {
-		entries, err := st.Lookup(ctx, t.ID, addr)
-		if err != nil {
-			return err
-		}
-		scopes = scopes[:0]
-		for _, e := range entries {
-			scopes = append(scopes, e.List)
+	var only suppression.Reason
+	if v := c.QueryParam("reason"); v != "" {
+		if only, err = suppression.ParseReason(v); err != nil {
+			return invalid("reason: %v", err)
 		}
 	}
-	removed := false
-	for _, scope := range scopes {
-		ok, err := st.Remove(ctx, t.ID, addr, scope)
+	scope := c.QueryParam("list")
+	if scope != "" && scope != suppression.All && tenant.ValidID(scope) != nil {
+		return invalid("list: %q is neither a list id nor \"*\"", scope)
+	}
+	ctx := c.Request().Context()
+	entries, err := st.Lookup(ctx, t.ID, addr)
+	if err != nil {
+		return err
+	}
+	removed, kept := false, false
+	for _, e := range entries {
+		if scope != "" && e.List != scope || only != "" && e.Reason != only {
+			continue
+		}
+		if only == "" && (e.Reason == suppression.Unsubscribe || e.Reason == suppression.Import) {
+			kept = true
+			continue
+		}
+		ok, err := st.Remove(ctx, t.ID, addr, e.List, e.Reason)
 		if err != nil {
 			return err
 		}
 		removed = removed || ok
 	}
 	if !removed {
+		if kept {
+			return conflict("%s has only opt-outs for tenant %q here; they are removed only when named: add ?reason=unsubscribe (or import)", addr, t.ID)
+		}
 		return notFound("%s is not suppressed for tenant %q", addr, t.ID)
 	}
 	return c.NoContent(http.StatusNoContent)

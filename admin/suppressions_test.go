@@ -60,7 +60,9 @@ func TestSuppressionsAPI(t *testing.T) {
 	}
 	e.wantProblem(404, "DELETE", "/api/v1/tenants/other/suppressions/pat@example.net", "")
 
-	e.want(204, "DELETE", base+"pat@example.net?list=marketing", "", nil)
+	// An opt-out goes only when named.
+	e.wantProblem(409, "DELETE", base+"pat@example.net?list=marketing", "")
+	e.want(204, "DELETE", base+"pat@example.net?list=marketing&reason=unsubscribe", "", nil)
 	e.wantProblem(404, "DELETE", base+"pat@example.net?list=marketing", "")
 	e.want(204, "DELETE", base+"gone@example.net", "", nil)
 
@@ -102,4 +104,21 @@ func TestSuppressionPathEdges(t *testing.T) {
 		t.Errorf("bounce answered with %+v", got)
 	}
 	e.wantProblem(400, "DELETE", base+"pat@example.net?list=Not%20A%20List", "")
+}
+
+// TestClearingBounceKeepsOptOut: the operator clears a bounce (the
+// mailbox works again); the recipient's marketing opt-out stays.
+func TestClearingBounceKeepsOptOut(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	base := "/api/v1/tenants/acme/suppressions/pat@example.net"
+	e.want(201, "PUT", base, `{"list":"*","reason":"unsubscribe"}`, nil)
+	e.want(201, "PUT", base, `{"reason":"bounce"}`, nil)
+	e.want(204, "DELETE", base, "", nil)
+	var page suppressionPage
+	e.want(200, "GET", "/api/v1/tenants/acme/suppressions", "", &page)
+	if len(page.Suppressions) != 1 || page.Suppressions[0].Reason != suppression.Unsubscribe {
+		t.Errorf("left %+v, want the opt-out alone", page.Suppressions)
+	}
+	e.wantProblem(400, "DELETE", base+"?reason=because", "")
 }

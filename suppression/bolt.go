@@ -27,8 +27,22 @@ import (
 //
 // Layout, in store.BucketSuppressions:
 //
-//	key   tenant 0x00 HMAC-SHA256(key, normalised address)[:16] scope
+//	key   tenant 0x00 HMAC-SHA256(key, normalised address)[:16] scope 0x00 reason
 //	value the entry (encodeEntry): reason, time, address, channel, message id
+//
+// reason is one byte, the reason's code in reasonCodes (the value's
+// encoding uses the same codes); the value repeats it, and a key and value
+// that disagree are reported as corrupt. Scope is a list id or "*", never
+// holding a 0x00, so the separator is unambiguous.
+//
+// One entry per tenant, address, scope and reason: two reasons of one scope
+// are two entries, each added and removed on its own. An earlier layout
+// kept one entry per scope, and a bounce replaced an opt-out from all
+// marketing, so deleting the bounce later (the mailbox works again) let
+// marketing resume to someone who had opted out (CAN-SPAM 15 U.S.C.
+// 7704(a)(4)). That layout was never deployed and store.SchemaVersion was
+// not bumped for the change; a key of it (no 0x00 after the scope) is
+// reported as malformed, never read as an entry.
 //
 // The key holds a keyed hash of the address, not the address: erasing an
 // address at its owner's request clears it from the value and leaves the
@@ -39,7 +53,9 @@ import (
 // stays in the value until then so that List and CSV export can show it.
 //
 // Keys of one tenant and one address are adjacent, so Lookup is a single
-// seek; keys of one tenant are adjacent, so List is a range scan.
+// seek; keys of one tenant are adjacent, so List is a range scan; keys of
+// one address and scope are adjacent, so Remove of every reason of a scope
+// is a seek too.
 type BoltStore struct {
 	db   *store.DB
 	now  func() time.Time
@@ -74,18 +90,63 @@ func tenantPrefix(tenantID string) []byte {
 	return append([]byte(tenantID), 0)
 }
 
-// addrKey returns tenant 0x00 hash scope, the key of one entry, or with an
-// empty scope the prefix of all entries of one address. It is on the
+// addrKey returns tenant 0x00 hash, the prefix of all entries of one
+// address, with room for a scope and reason after it. It is on the
 // delivery path, so it allocates once: the HMAC is summed into the key.
 func (s *BoltStore) addrKey(tenantID, norm, scope string) []byte {
-	k := make([]byte, 0, len(tenantID)+1+sha256.Size+len(scope))
+	k := make([]byte, 0, len(tenantID)+1+sha256.Size+len(scope)+2)
 	k = append(append(k, tenantID...), 0)
 	m := s.macs.Get().(hash.Hash)
 	m.Reset()
 	m.Write([]byte(norm))
 	k = m.Sum(k)[:len(tenantID)+1+hashLen]
 	s.macs.Put(m)
-	return append(k, scope...)
+	return k
+}
+
+// scopeKey returns tenant 0x00 hash scope 0x00, the prefix of the entries
+// of one address and scope.
+func (s *BoltStore) scopeKey(tenantID, norm, scope string) []byte {
+	return append(append(s.addrKey(tenantID, norm, scope), scope...), 0)
+}
+
+// entryKey returns the key of one entry.
+func (s *BoltStore) entryKey(tenantID, norm, scope string, r Reason) []byte {
+	return append(s.scopeKey(tenantID, norm, scope), reasonCode(r))
+}
+
+var allScope = []byte(All)
+
+// splitTail reads the scope and reason that end a key, tail being the key
+// less its tenant and hash.
+func splitTail(tail []byte) (scope string, r Reason, ok bool) {
+	n := len(tail)
+	if n < 3 || bytes.IndexByte(tail, 0) != n-2 || int(tail[n-1]) >= len(reasonCodes) || tail[n-1] == 0 {
+		return "", "", false
+	}
+	scope = All // most entries: spares the delivery path an allocation
+	if sb := tail[:n-2]; !bytes.Equal(sb, allScope) {
+		scope = string(sb)
+	}
+	return scope, reasonCodes[tail[n-1]], true
+}
+
+// decodeAt decodes the entry stored under k, whose scope and reason start
+// at k[tail:]. Tenant and (unless erased) address are the caller's to set.
+func decodeAt(k, v []byte, tail int) (Entry, error) {
+	scope, r, ok := splitTail(k[tail:])
+	if !ok {
+		return Entry{}, fmt.Errorf("suppression key %x is malformed", k)
+	}
+	e, err := decodeEntry(v)
+	if err == nil && e.Reason != r {
+		err = errCorrupt
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("suppression entry %x: %w", k, err)
+	}
+	e.List = scope
+	return e, nil
 }
 
 func checkTenant(t string) error {
@@ -147,20 +208,13 @@ func (s *BoltStore) prepare(e Entry) (Entry, error) {
 	return e, nil
 }
 
-// put stores e under k unless an entry that covers as much is there, and
-// reports whether it did.
-func put(b *bolt.Bucket, k, v []byte, e Entry) (bool, error) {
-	if old := b.Get(k); old != nil {
-		if e.List != All {
-			return false, nil // a list scope covers that list whatever the reason
-		}
-		oe, err := decodeEntry(old)
-		if err != nil {
-			return false, fmt.Errorf("suppression entry %x: %w", k, err)
-		}
-		if covers(e.Reason) <= covers(oe.Reason) {
-			return false, nil
-		}
+// put stores v under k unless an entry is there, and reports whether it
+// did. The entry there has the same scope and reason (they are in the
+// key), so keeping it loses nothing; an entry of another reason has
+// another key and is never touched.
+func put(b *bolt.Bucket, k, v []byte) (bool, error) {
+	if b.Get(k) != nil {
+		return false, nil
 	}
 	return true, b.Put(k, v)
 }
@@ -210,8 +264,8 @@ func (s *BoltStore) AddTx(tx *bolt.Tx, e Entry, also ...events.Type) (bool, erro
 }
 
 func (s *BoltStore) addPrepared(tx *bolt.Tx, e Entry, now time.Time, also []events.Type) (bool, error) {
-	k := s.addrKey(e.Tenant, e.Address, e.List)
-	ok, err := put(tx.Bucket(store.BucketSuppressions), k, encodeEntry(e), e)
+	k := s.entryKey(e.Tenant, e.Address, e.List, e.Reason)
+	ok, err := put(tx.Bucket(store.BucketSuppressions), k, encodeEntry(e))
 	if err != nil || !ok {
 		return false, err
 	}
@@ -223,26 +277,35 @@ func (s *BoltStore) addPrepared(tx *bolt.Tx, e Entry, now time.Time, also []even
 	return true, nil
 }
 
+// Import adds many entries in one transaction and reports how many it
+// wrote (those whose tenant, address, scope and reason were not there yet:
+// the rules of Add), without events: it is for restoring a backup and for
+// carrying a suppression list over from another provider, where a webhook
+// per row would flood the tenant (the caller records the import itself, in
+// the audit log). Any invalid entry fails the whole call, naming it by its
+// position, before anything is written.
+//
+// Entries are written in key order. Fed one tenant per call, in tenant
+// order, Import appends to the end of the B+tree, which is what makes
+// loading millions of entries quick and the file compact.
 func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	// Sorting small records by key, then by position, applies two entries
-	// with one key in their order, as successive Adds would, without a
+	// Sorting small records by key, then by position, keeps the first of
+	// two entries with one key, as successive Adds would, without a
 	// stable sort's cost (that sort was most of the time of a big import).
 	type rec struct {
 		k, v []byte
 		i    int
 	}
-	prepared := make([]Entry, len(entries))
 	recs := make([]rec, len(entries))
 	for i, e := range entries {
 		e, err := s.prepare(e)
 		if err != nil {
 			return 0, fmt.Errorf("entry %d: %w", i, err)
 		}
-		prepared[i] = e
-		recs[i] = rec{k: s.addrKey(e.Tenant, e.Address, e.List), v: encodeEntry(e), i: i}
+		recs[i] = rec{k: s.entryKey(e.Tenant, e.Address, e.List, e.Reason), v: encodeEntry(e), i: i}
 	}
 	slices.SortFunc(recs, func(a, b rec) int {
 		if c := bytes.Compare(a.k, b.k); c != 0 {
@@ -258,7 +321,7 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 		// leave the file twice the size it needs.
 		b.FillPercent = 0.9
 		for _, r := range recs {
-			ok, err := put(b, r.k, r.v, prepared[r.i])
+			ok, err := put(b, r.k, r.v)
 			if err != nil {
 				return err
 			}
@@ -275,7 +338,7 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 }
 
 // Remove implements Store.
-func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, also ...events.Type) (bool, error) {
+func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, reason Reason, also ...events.Type) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -285,32 +348,47 @@ func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, al
 	if err := checkScope(scope); err != nil {
 		return false, err
 	}
+	if reason != "" {
+		if _, err := ParseReason(string(reason)); err != nil {
+			return false, err
+		}
+	}
 	norm, err := Normalize(addr)
 	if err != nil {
 		return false, err
 	}
-	k := s.addrKey(tenantID, norm, scope)
+	prefix := s.scopeKey(tenantID, norm, scope)
+	tail := len(prefix) - len(scope) - 1
 	now := s.now()
 	var removed bool
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		removed = false
 		b := tx.Bucket(store.BucketSuppressions)
-		old := b.Get(k)
-		if old == nil {
-			return nil
+		var keys [][]byte
+		if reason != "" {
+			if k := append(bytes.Clone(prefix), reasonCode(reason)); b.Get(k) != nil {
+				keys = append(keys, k)
+			}
+		} else {
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k)) // deleted below, after the scan
+			}
 		}
-		oe, err := decodeEntry(old)
-		if err != nil {
-			return fmt.Errorf("suppression entry %x: %w", k, err)
+		for _, k := range keys {
+			oe, err := decodeAt(k, b.Get(k), tail)
+			if err != nil {
+				return err
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			d := events.Data{Tenant: tenantID, Recipient: norm, List: scope, Reason: string(oe.Reason)}
+			if err := appendEvents(tx, now, d, events.SuppressionRemoved, also); err != nil {
+				return err
+			}
 		}
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-		d := events.Data{Tenant: tenantID, Recipient: norm, List: scope, Reason: string(oe.Reason)}
-		if err := appendEvents(tx, now, d, events.SuppressionRemoved, also); err != nil {
-			return err
-		}
-		removed = true
+		removed = len(keys) > 0
 		return nil
 	})
 	if err != nil {
@@ -373,11 +451,11 @@ func (s *BoltStore) Lookup(ctx context.Context, tenantID, addr string) ([]Entry,
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(store.BucketSuppressions).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			e, err := decodeEntry(v)
+			e, err := decodeAt(k, v, len(prefix))
 			if err != nil {
-				return fmt.Errorf("suppression entry %x: %w", k, err)
+				return err
 			}
-			e.Tenant, e.List = tenantID, string(k[len(prefix):])
+			e.Tenant = tenantID
 			out = append(out, e)
 		}
 		return nil
@@ -421,6 +499,9 @@ func (s *BoltStore) List(ctx context.Context, tenantID, scope, cursor string, li
 		if err != nil || len(c) <= hashLen {
 			return nil, "", invalid("malformed cursor")
 		}
+		if _, _, ok := splitTail(c[hashLen:]); !ok {
+			return nil, "", invalid("malformed cursor")
+		}
 		after = append(bytes.Clone(prefix), c...)
 		start = after
 	}
@@ -437,8 +518,11 @@ func (s *BoltStore) List(ctx context.Context, tenantID, scope, cursor string, li
 			if len(k) <= len(prefix)+hashLen {
 				return fmt.Errorf("suppression key %x is too short", k)
 			}
-			ks := k[len(prefix)+hashLen:]
-			match := scope == "" || string(ks) == scope
+			ks, _, ok := splitTail(k[len(prefix)+hashLen:])
+			if !ok {
+				return fmt.Errorf("suppression key %x is malformed", k)
+			}
+			match := scope == "" || ks == scope
 			if examined == scanBudget || match && len(out) == limit {
 				next = cursorEnc.EncodeToString(last[len(prefix):])
 				return nil
@@ -448,11 +532,11 @@ func (s *BoltStore) List(ctx context.Context, tenantID, scope, cursor string, li
 			if !match {
 				continue
 			}
-			e, err := decodeEntry(v)
+			e, err := decodeAt(k, v, len(prefix)+hashLen)
 			if err != nil {
-				return fmt.Errorf("suppression entry %x: %w", k, err)
+				return err
 			}
-			e.Tenant, e.List = tenantID, string(ks)
+			e.Tenant = tenantID
 			out = append(out, e)
 		}
 		return nil
@@ -463,7 +547,8 @@ func (s *BoltStore) List(ctx context.Context, tenantID, scope, cursor string, li
 	return out, next, nil
 }
 
-// The value encoding. Tenant and scope are in the key. Version 1:
+// The value encoding. Tenant and scope are in the key, and the reason too
+// (as the same code). Version 1:
 //
 //	byte     1 (the version)
 //	byte     reason code (reasonCodes)
@@ -480,8 +565,11 @@ var reasonCodes = []Reason{1: Unsubscribe, 2: Bounce, 3: Complaint, 4: Manual, 5
 
 var errCorrupt = errors.New("corrupt value")
 
+// reasonCode is r's code, in values and keys. Callers have checked r.
+func reasonCode(r Reason) byte { return byte(slices.Index(reasonCodes, r)) }
+
 func encodeEntry(e Entry) []byte {
-	code := byte(slices.Index(reasonCodes, e.Reason)) // prepare checked it
+	code := reasonCode(e.Reason) // prepare checked it
 	v := make([]byte, 0, 2+2*binary.MaxVarintLen64+3+len(e.Address)+len(e.Channel)+len(e.MessageID))
 	v = append(v, valueV1, code)
 	v = binary.AppendVarint(v, e.Time.Unix())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,17 +148,154 @@ func TestBounceAndComplaintCoverAll(t *testing.T) {
 	if evs := tenantEvents(t, db, "acme"); len(evs) != 1 || evs[0].Data.List != All {
 		t.Errorf("event %+v, want list %q", evs, All)
 	}
-	// A bounce already there: a complaint scoped to a list is the same
-	// all-lists entry, nothing to add.
-	if mustAdd(t, s, Entry{Tenant: "acme", Address: "gone@example.com", List: "other", Reason: Complaint}) {
-		t.Error("a complaint on top of a bounce was created")
+	// A second bounce, whatever list it names, is the same entry.
+	if mustAdd(t, s, Entry{Tenant: "acme", Address: "gone@example.com", List: "promo", Reason: Bounce}) {
+		t.Error("a second bounce was created")
+	}
+	// A complaint scoped to a list is stored with scope All too, beside
+	// the bounce: another reason, another entry.
+	if !mustAdd(t, s, Entry{Tenant: "acme", Address: "gone@example.com", List: "other", Reason: Complaint}, events.RecipientComplained) {
+		t.Error("a complaint on top of a bounce was not created")
+	}
+	got, _ = s.Lookup(ctx, "acme", "gone@example.com")
+	if len(got) != 2 || got[0].List != All || got[1].List != All || reasonsOf(got) != "bounce,complaint" {
+		t.Errorf("Lookup = %+v, want a bounce and a complaint of scope %q", got, All)
+	}
+	if evs := tenantEvents(t, db, "acme"); len(evs) != 3 || evs[1].Data.List != All || evs[2].Type != events.RecipientComplained {
+		t.Errorf("events = %+v", evs)
 	}
 }
 
-// TestStrongerReasonReplaces: an opt-out from all marketing, then a
+// reasonsOf lists the reasons of entries, sorted, comma-separated.
+func reasonsOf(es []Entry) string {
+	var rs []string
+	for _, e := range es {
+		rs = append(rs, string(e.Reason))
+	}
+	slices.Sort(rs)
+	return strings.Join(rs, ",")
+}
+
+func eventTypes(evs []events.Event) string {
+	var ts []string
+	for _, ev := range evs {
+		ts = append(ts, string(ev.Type))
+	}
+	return strings.Join(ts, " ")
+}
+
+// TestRemoveBounceKeepsOptOut: a consumer opts out of all marketing, the
+// mailbox later hard-bounces, then the operator removes the bounce (the
+// mailbox works again). The opt-out must still hold: marketing resuming
+// here would break CAN-SPAM.
+func TestRemoveBounceKeepsOptOut(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	const addr = "pat@example.com"
+	if !mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: Unsubscribe, Channel: "landing"}, events.RecipientUnsubscribed) {
+		t.Fatal("the opt-out was not created")
+	}
+	if !mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: Bounce, Channel: "dsn"}) {
+		t.Fatal("the bounce was not created")
+	}
+	if e, stop, err := Check(ctx, s, "acme", "receipts", tenant.Transactional, addr); err != nil || !stop || e.Reason != Bounce {
+		t.Errorf("with the bounce, transactional Check = %+v, %v, %v; want the bounce", e, stop, err)
+	}
+	removed, err := s.Remove(ctx, "acme", addr, All, Bounce)
+	if err != nil || !removed {
+		t.Fatalf("Remove(bounce) = %v, %v", removed, err)
+	}
+	e, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, addr)
+	if err != nil || !stop || e.Reason != Unsubscribe {
+		t.Errorf("after the bounce is removed, marketing Check = %+v, %v, %v; want the opt-out", e, stop, err)
+	}
+	if _, stop, err := Check(ctx, s, "acme", "receipts", tenant.Transactional, addr); err != nil || stop {
+		t.Errorf("after the bounce is removed, transactional Check = %v, %v; want no suppression", stop, err)
+	}
+	evs := tenantEvents(t, db, "acme")
+	want := "suppression.added recipient.unsubscribed suppression.added suppression.removed"
+	if got := eventTypes(evs); got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if d := evs[3].Data; d.Reason != "bounce" || d.List != All || d.Recipient != addr {
+		t.Errorf("removed event data %+v", d)
+	}
+	// Removing it again finds nothing and writes nothing.
+	if removed, err := s.Remove(ctx, "acme", addr, All, Bounce); err != nil || removed {
+		t.Errorf("second Remove(bounce) = %v, %v", removed, err)
+	}
+	if n := len(tenantEvents(t, db, "acme")); n != 4 {
+		t.Errorf("%d events after a Remove of nothing, want 4", n)
+	}
+}
+
+// TestOptOutOverBlock: a one-click opt-out from an address the operator
+// had blocked is recorded, with its event: the block may be lifted later,
+// the opt-out must not go with it.
+func TestOptOutOverBlock(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	const addr = "lee@example.com"
+	mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: Manual, Channel: "api"})
+	if !mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: Unsubscribe, Channel: "one-click"}, events.RecipientUnsubscribed) {
+		t.Fatal("an opt-out on top of a block: created = false")
+	}
+	if want, got := "suppression.added suppression.added recipient.unsubscribed", eventTypes(tenantEvents(t, db, "acme")); got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if e, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, addr); err != nil || !stop || e.Reason != Manual {
+		t.Errorf("Check = %+v, %v, %v; want the block reported", e, stop, err)
+	}
+	if removed, err := s.Remove(ctx, "acme", addr, All, Manual); err != nil || !removed {
+		t.Fatalf("Remove(manual) = %v, %v", removed, err)
+	}
+	if e, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, addr); err != nil || !stop || e.Reason != Unsubscribe {
+		t.Errorf("after the block is lifted, Check = %+v, %v, %v; want the opt-out", e, stop, err)
+	}
+}
+
+// TestRemoveEveryReason: reason "" removes every reason of the scope, one
+// event (and one of each also) per entry, and nothing of another scope.
+func TestRemoveEveryReason(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	const addr = "kim@example.com"
+	for _, r := range []Reason{Unsubscribe, Manual, Import, Complaint} {
+		mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: r})
+	}
+	mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: "news", Reason: Unsubscribe})
+	removed, err := s.Remove(ctx, "acme", "KIM@example.com", All, "", events.RecipientResubscribed)
+	if err != nil || !removed {
+		t.Fatalf("Remove(all reasons) = %v, %v", removed, err)
+	}
+	got, err := s.Lookup(ctx, "acme", addr)
+	if err != nil || len(got) != 1 || got[0].List != "news" || got[0].Reason != Unsubscribe {
+		t.Errorf("after Remove of scope %q, Lookup = %+v, %v; want the news opt-out only", All, got, err)
+	}
+	evs := tenantEvents(t, db, "acme")[5:]
+	if len(evs) != 8 {
+		t.Fatalf("Remove wrote %d events, want 4 × (suppression.removed, recipient.resubscribed): %q", len(evs), eventTypes(evs))
+	}
+	var removedReasons []Entry
+	for i := 0; i < len(evs); i += 2 {
+		if evs[i].Type != events.SuppressionRemoved || evs[i+1].Type != events.RecipientResubscribed ||
+			evs[i].Data != evs[i+1].Data || evs[i].Data.List != All {
+			t.Errorf("events %d, %d: %+v, %+v", i, i+1, evs[i], evs[i+1])
+		}
+		removedReasons = append(removedReasons, Entry{Reason: Reason(evs[i].Data.Reason)})
+	}
+	if r := reasonsOf(removedReasons); r != "complaint,import,manual,unsubscribe" {
+		t.Errorf("removed events name %s", r)
+	}
+	if removed, err := s.Remove(ctx, "acme", addr, All, ""); err != nil || removed {
+		t.Errorf("Remove of an emptied scope = %v, %v", removed, err)
+	}
+}
+
+// TestStrongerReasonReported: an opt-out from all marketing, then a
 // complaint about a receipt: the complaint must stop transactional mail
-// too, although the scope is the same.
-func TestStrongerReasonReplaces(t *testing.T) {
+// too, although the scope is the same, and Check reports it.
+func TestStrongerReasonReported(t *testing.T) {
 	s, db := openStore(t)
 	ctx := context.Background()
 	mustAdd(t, s, Entry{Tenant: "acme", Address: "ann@example.com", List: All, Reason: Unsubscribe})
@@ -171,9 +309,13 @@ func TestStrongerReasonReplaces(t *testing.T) {
 	if err != nil || !stop || e.Reason != Complaint {
 		t.Errorf("Check after the complaint = %+v, %v, %v", e, stop, err)
 	}
-	// A weaker reason does not replace a stronger one.
+	// The opt-out is still there, beside the complaint; adding it again
+	// changes nothing.
 	if mustAdd(t, s, Entry{Tenant: "acme", Address: "ann@example.com", List: All, Reason: Unsubscribe}) {
-		t.Error("an opt-out replaced a complaint")
+		t.Error("a second opt-out was created")
+	}
+	if got, _ := s.Lookup(ctx, "acme", "ann@example.com"); reasonsOf(got) != "complaint,unsubscribe" {
+		t.Errorf("Lookup = %+v, want the complaint and the opt-out", got)
 	}
 	if evs := tenantEvents(t, db, "acme"); len(evs) != 3 || evs[2].Type != events.RecipientComplained {
 		t.Errorf("events = %+v", evs)
@@ -185,7 +327,7 @@ func TestRemove(t *testing.T) {
 	ctx := context.Background()
 	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: "news", Reason: Unsubscribe})
 	mustAdd(t, s, Entry{Tenant: "acme", Address: "bob@example.com", List: All, Reason: Manual})
-	removed, err := s.Remove(ctx, "acme", "BOB@example.com", "news", events.RecipientResubscribed)
+	removed, err := s.Remove(ctx, "acme", "BOB@example.com", "news", Unsubscribe, events.RecipientResubscribed)
 	if err != nil || !removed {
 		t.Fatalf("Remove = %v, %v", removed, err)
 	}
@@ -201,7 +343,7 @@ func TestRemove(t *testing.T) {
 	if evs[2].Data != want {
 		t.Errorf("removed event data %+v, want %+v", evs[2].Data, want)
 	}
-	if removed, err := s.Remove(ctx, "acme", "bob@example.com", "news"); err != nil || removed {
+	if removed, err := s.Remove(ctx, "acme", "bob@example.com", "news", ""); err != nil || removed {
 		t.Errorf("second Remove = %v, %v", removed, err)
 	}
 	if len(tenantEvents(t, db, "acme")) != 4 {
@@ -222,7 +364,7 @@ func TestTenantIsolation(t *testing.T) {
 	if _, stop, _ := Check(ctx, s, "globex", "news", tenant.Marketing, "bob@example.com"); stop {
 		t.Error("acme's complaint stops globex's mail")
 	}
-	if removed, _ := s.Remove(ctx, "globex", "bob@example.com", All); removed {
+	if removed, _ := s.Remove(ctx, "globex", "bob@example.com", All, ""); removed {
 		t.Error("globex removed acme's entry")
 	}
 	got, next, err := s.List(ctx, "globex", "", "", 10)
@@ -322,8 +464,11 @@ func TestInvalidInput(t *testing.T) {
 			t.Errorf("Add with a bad %s: %v, want ErrInvalid", name, err)
 		}
 	}
-	if _, err := s.Remove(ctx, "acme", "bob@example.com", ""); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Remove(ctx, "acme", "bob@example.com", "", Unsubscribe); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Remove without a scope: %v", err)
+	}
+	if _, err := s.Remove(ctx, "acme", "bob@example.com", "news", "because"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Remove with an unknown reason: %v", err)
 	}
 	for _, cur := range []string{"!!", "AAAA", "AAAAAAAAAAAAAAAAAAAAAAA="} {
 		if _, _, err := s.List(ctx, "acme", "", cur, 10); !errors.Is(err, ErrInvalid) {
@@ -350,7 +495,7 @@ func listAll(t *testing.T, s Store, tenantID, scope string, limit int) (entries 
 		}
 		pages++
 		for _, e := range page {
-			k := e.Address + " " + e.List
+			k := e.Address + " " + e.List + " " + string(e.Reason)
 			if seen[k] {
 				t.Fatalf("%s listed twice", k)
 			}
@@ -366,12 +511,16 @@ func listAll(t *testing.T, s Store, tenantID, scope string, limit int) (entries 
 
 func TestListPagination(t *testing.T) {
 	s, _ := openStore(t)
-	want := map[string][]string{} // scope → addresses
-	for i := range 250 {
+	want := map[string][]string{} // scope → addresses, once per entry
+	for i := range 240 {
 		scope := []string{"news", "promo", All}[i%3]
 		addr := fmt.Sprintf("user%03d@example.com", i)
 		mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: scope, Reason: Unsubscribe})
 		want[scope] = append(want[scope], addr)
+		if i%24 == 0 { // a second reason of the same scope: a second entry
+			mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: scope, Reason: Manual})
+			want[scope] = append(want[scope], addr)
+		}
 	}
 	mustAdd(t, s, Entry{Tenant: "acme0", Address: "other@example.com", List: All, Reason: Manual})
 	mustAdd(t, s, Entry{Tenant: "acm", Address: "other@example.com", List: All, Reason: Manual})
@@ -379,6 +528,9 @@ func TestListPagination(t *testing.T) {
 	all, pages := listAll(t, s, "acme", "", 100)
 	if len(all) != 250 || pages != 3 {
 		t.Errorf("listed %d entries in %d pages, want 250 in 3", len(all), pages)
+	}
+	for scope := range want {
+		slices.Sort(want[scope])
 	}
 	for scope, addrs := range want {
 		got, _ := listAll(t, s, "acme", scope, 30)
@@ -428,6 +580,66 @@ func TestListScopeFilterBudget(t *testing.T) {
 	}
 	if got, _ := s.Lookup(context.Background(), "acme", "new@example.com"); len(got) != 0 {
 		t.Error("a failed Import wrote its valid rows")
+	}
+}
+
+// TestImportKeepsEveryReason: Import follows Add's rules: one entry per
+// scope and reason, the first of two equal ones kept.
+func TestImportKeepsEveryReason(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	added, err := s.Import(ctx, []Entry{
+		{Tenant: "acme", Address: "max@example.com", List: All, Reason: Import, Channel: "first"},
+		{Tenant: "acme", Address: "max@example.com", List: All, Reason: Manual},
+		{Tenant: "acme", Address: "MAX@example.com", List: All, Reason: Import, Channel: "second"},
+		{Tenant: "acme", Address: "max@example.com", List: "news", Reason: Import},
+	})
+	if err != nil || added != 3 {
+		t.Fatalf("Import = %d, %v; want 3", added, err)
+	}
+	got, err := s.Lookup(ctx, "acme", "max@example.com")
+	if err != nil || len(got) != 3 || reasonsOf(got) != "import,import,manual" {
+		t.Fatalf("Lookup = %+v, %v", got, err)
+	}
+	for _, e := range got {
+		if e.Reason == Import && e.List == All && e.Channel != "first" {
+			t.Errorf("the later of two equal imported entries won: %+v", e)
+		}
+	}
+	if added, err := s.Import(ctx, []Entry{{Tenant: "acme", Address: "max@example.com", List: All, Reason: Unsubscribe}}); err != nil || added != 1 {
+		t.Errorf("importing an opt-out beside them = %d, %v; want 1", added, err)
+	}
+}
+
+// TestMalformedKeys: a key of the earlier one-entry-per-scope layout, or
+// whose reason disagrees with its value, is an error, never an entry:
+// Check fails closed on it.
+func TestMalformedKeys(t *testing.T) {
+	for name, mangle := range map[string]func(k []byte) []byte{
+		"earlier layout":   func(k []byte) []byte { return k[:len(k)-2] },
+		"reason mismatch":  func(k []byte) []byte { return append(k[:len(k)-1], reasonCode(Bounce)) },
+		"unknown reason":   func(k []byte) []byte { return append(k[:len(k)-1], byte(len(reasonCodes))) },
+		"no reason byte":   func(k []byte) []byte { return k[:len(k)-1] },
+		"NUL in the scope": func(k []byte) []byte { return append(append(k[:len(k)-2:len(k)-2], 0, 'x'), k[len(k)-2:]...) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, db := openStore(t)
+			ctx := context.Background()
+			e := Entry{Tenant: "acme", Address: "bob@example.com", List: All, Reason: Unsubscribe, Time: testNow}
+			err := db.Update(func(tx *bolt.Tx) error {
+				k := mangle(s.entryKey(e.Tenant, e.Address, e.List, e.Reason))
+				return tx.Bucket(store.BucketSuppressions).Put(k, encodeEntry(e))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, stop, err := Check(ctx, s, "acme", "news", tenant.Marketing, e.Address); err == nil {
+				t.Errorf("Check = %v with no error", stop)
+			}
+			if _, _, err := s.List(ctx, "acme", "", "", 10); err == nil {
+				t.Error("List: no error")
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // RFC 5321 section 4.5.3.1: local part 64 octets, and a path of 256 octets
@@ -19,7 +20,8 @@ const (
 
 // Normalize returns the one spelling of addr under which it is suppressed,
 // so that an opt-out cannot be dodged by writing the same mailbox another
-// way. Errors wrap ErrInvalid.
+// way. Errors wrap ErrInvalid, and say what is wrong without repeating the
+// address or any part of it: they end up in logs and in replies.
 //
 // The rules, and why:
 //
@@ -29,11 +31,21 @@ const (
 //     host treat local parts as case-sensitive, but no real mailbox provider
 //     does, and "Bob@" and "bob@" reach the same person; an opt-out must not
 //     fail on case. Two people whose mailboxes differ only by case would
-//     share one opt-out: the safe side of the trade.
+//     share one opt-out: the safe side of the trade. Beyond ASCII each
+//     character becomes the lowercase of its uppercase, so the spellings
+//     that upper-case alike are one (ſ and s, K and k, ı and i).
+//   - A UTF-8 local part is put in Unicode NFC (RFC 6532 section 3.1), so
+//     "jörg" typed with a precomposed ö and with o and a combining
+//     diaeresis is one mailbox. Case is folded on the decomposed form
+//     (Unicode's canonical caseless match, section 3.13), so upper-casing
+//     a combining iota subscript cannot tell two spellings apart.
 //   - A quoted local part whose content needs no quotes is unquoted
 //     ("bob"@x is bob@x, RFC 5321 section 4.1.2); one that needs them is
 //     re-quoted with the fewest escapes, so each mailbox has one spelling.
-//   - UTF-8 local parts (RFC 6531) are accepted. Dots are taken as written,
+//   - UTF-8 local parts (RFC 6531) are accepted; a character that needs
+//     quotes does in any spelling ("<" followed by a combining long solidus
+//     is "≮" and needs none; U+037E is ";" and needs them). Dots are taken
+//     as written,
 //     even doubled or at the ends: some providers issued such addresses and
 //     their opt-outs must still be recorded.
 //   - The domain loses one trailing dot and is converted to A-labels
@@ -82,33 +94,67 @@ func normalizeLocal(l string) (string, error) {
 	if l == "" {
 		return "", invalid("empty local part")
 	}
-	var content string
-	if l[0] == '"' {
+	quoted := l[0] == '"'
+	content := l
+	if quoted {
 		c, err := unquote(l)
 		if err != nil {
 			return "", err
 		}
 		content = c
-	} else {
-		for _, r := range l {
-			if !unquotedOK(r) {
-				return "", invalid("character %q is not allowed in a local part without quotes", r)
-			}
-		}
-		content = l
 	}
 	if content == "" {
 		return "", invalid("empty local part")
 	}
-	content = strings.ToLower(content)
+	content, err := foldLocal(content)
+	if err != nil {
+		return "", err
+	}
 	out := content
 	if !needsNoQuotes(content) {
+		if !quoted {
+			// Checked on the normal form: whether a character needs
+			// quotes must not depend on how it was composed.
+			return "", invalid("a local part without quotes holds a character that needs them (a space, a control character or one of \"(),:;<>@[\\])")
+		}
 		out = quote(content)
 	}
 	if len(out) > maxLocal {
 		return "", invalid("local part longer than %d octets", maxLocal)
 	}
 	return out, nil
+}
+
+// foldLocal returns the one form of a local part's content for case and
+// canonical equivalence: NFD, each character to the lowercase of its
+// uppercase, then NFC.
+func foldLocal(s string) (string, error) {
+	if isASCII(s) {
+		return strings.ToLower(s), nil // allocates nothing when already lower case
+	}
+	d := norm.NFD.String(strings.Map(foldRune, norm.NFD.String(s)))
+	out := norm.NFC.String(d)
+	// x/text's composition has known faults (golang/go#81028: a starter
+	// outside the BMP is cut to 16 bits, so U+10041 and an acute compose
+	// to Á). A result that does not decompose back to what was composed
+	// is not canonically equivalent to the input; refuse it, as
+	// normalizeDomain refuses unstable A-labels, rather than let two
+	// mailboxes share an entry or one mailbox have two.
+	if norm.NFD.String(out) != d {
+		return "", invalid("local part has no stable Unicode normal form")
+	}
+	return out, nil
+}
+
+func foldRune(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // unquotedOK is RFC 5322 atext, the dot, and (RFC 6531) any non-ASCII
@@ -151,7 +197,7 @@ func unquote(l string) (string, error) {
 	for _, r := range in {
 		switch {
 		case !printable(r):
-			return "", invalid("character %q is not allowed in a local part", r)
+			return "", invalid("quoted local part holds a control character")
 		case escaped:
 			escaped = false
 			b.WriteRune(r)
@@ -195,22 +241,23 @@ func normalizeDomain(d string) (string, error) {
 		// the IDNA tables keeps Check fast for nearly every address.
 		a := strings.ToLower(d)
 		if err := checkDomain(a); err != nil {
-			return "", invalid("domain %q: %v", d, err)
+			return "", invalid("domain: %v", err)
 		}
 		return a, nil
 	}
 	a, err := idna.Lookup.ToASCII(d)
 	if err != nil {
-		return "", invalid("domain %q: %v", d, err)
+		// idna's errors quote the offending label: not repeated.
+		return "", invalid("domain is not a valid internationalised domain name (UTS 46)")
 	}
 	if err := checkDomain(a); err != nil {
-		return "", invalid("domain %q: %v", d, err)
+		return "", invalid("domain: %v", err)
 	}
 	// The lookup profile maps some inputs to a form that does not map to
 	// itself again; refusing those keeps Normalize idempotent, which the
 	// store relies on (it hashes what Normalize returns).
 	if again, err := idna.Lookup.ToASCII(a); err != nil || again != a {
-		return "", invalid("domain %q has no stable A-label form", d)
+		return "", invalid("domain has no stable A-label form")
 	}
 	return a, nil
 }

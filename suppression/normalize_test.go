@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestNormalize(t *testing.T) {
@@ -29,6 +30,14 @@ func TestNormalize(t *testing.T) {
 		{`"a\"b"@example.com`, `"a\"b"@example.com`},
 		// UTF-8 local parts (RFC 6531) are lowercased too.
 		{"JÖRG@example.de", "jörg@example.de"},
+		// NFC: a combining diaeresis is the precomposed letter; case is
+		// folded so that what upper-cases alike is one.
+		{"jo\u0308rg@example.de", "jörg@example.de"},
+		{"JO\u0308RG@example.de", "jörg@example.de"},
+		{"\u212Aelvin@example.com", "kelvin@example.com"}, // KELVIN SIGN
+		{"ſam@example.com", "sam@example.com"},
+		{"<\u0338@example.com", "≮@example.com"},          // "≮" decomposed needs no quotes
+		{"\"a\u037Eb\"@example.com", `"a;b"@example.com`}, // GREEK QUESTION MARK is ";"
 		{"用户@例子.广告", "用户@xn--fsqu00a.xn--4rr70v"},
 		// Dots as written: some providers issued such addresses.
 		{"a..b.@docomo.ne.jp", "a..b.@docomo.ne.jp"},
@@ -52,6 +61,8 @@ func TestNormalizeRefuses(t *testing.T) {
 		"bobbybobby@" + domain247,                // > 254 in all
 		"bob smith@example.com", "bob<x>@example.com", "a@b@example.com", `""@example.com`, `"bob@example.com`,
 		"bob\n@example.com", "bob\x00@example.com", "\xff@example.com",
+		"a\u037Eb@example.com",         // ";" without quotes
+		"\U00010041\u0301@example.com", // x/text composes it to "Á" (golang/go#81028)
 		"bob@exa mple.com", "bob@-example.com", "bob@example..com", "bob@[192.0.2.1]", "bob@xn--a.example",
 	} {
 		got, err := Normalize(in)
@@ -63,9 +74,38 @@ func TestNormalizeRefuses(t *testing.T) {
 	}
 }
 
+// TestNormalizeErrorsDoNotEcho: errors end up in logs and replies, so
+// they never repeat the address or a part of it.
+func TestNormalizeErrorsDoNotEcho(t *testing.T) {
+	for _, in := range []string{
+		"zqsecret", "zqsecret@", "zq secret@example.com", "zqsecret\x01@example.com", "\"zq\x01secret\"@example.com",
+		"bob@zqsecret", "bob@zqsecret..example", "bob@-zqsecret.example", "bob@zqsecret\u2488.example",
+		"bob@zqsécret\u00ad-.example", "bob@zq\u3002\u3002secret.example", "bob@[zqsecret]",
+	} {
+		_, err := Normalize(in)
+		if err == nil {
+			t.Errorf("Normalize(%q) succeeded", in)
+		} else if strings.Contains(strings.ToLower(err.Error()), "zq") {
+			t.Errorf("Normalize(%q): %q repeats the input", in, err)
+		}
+	}
+}
+
+// TestNormalizeASCIIAllocs: the delivery path normalises every recipient
+// of every attempt; an address already in normal form costs no allocation.
+func TestNormalizeASCIIAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { Normalize("bob.smith+news@mail.example.com") }); n != 0 {
+		t.Errorf("Normalize of a normal ASCII address: %v allocations", n)
+	}
+}
+
 // FuzzNormalize: Normalize never panics, what it returns is valid UTF-8
 // within RFC 5321's limits, and normalising again changes nothing (the
 // store hashes the result, so a second spelling would be a second entry).
+// Other spellings of one mailbox normalise alike: the local part
+// NFD-decomposed, and upper-cased (decomposed first: upper-casing a
+// combining iota subscript out of canonical order makes another string,
+// which Unicode's canonical caseless match also decomposes first).
 func FuzzNormalize(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		checkPlainASCII(t, in)
@@ -79,6 +119,23 @@ func FuzzNormalize(f *testing.F) {
 		n2, err := Normalize(n)
 		if err != nil || n2 != n {
 			t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q, %v", in, n, n, n2, err)
+		}
+		a := strings.TrimSpace(in)
+		at := strings.LastIndexByte(a, '@')
+		local, domain := a[:at], a[at:]
+		nLocal, nDomain := n[:strings.LastIndexByte(n, '@')], n[strings.LastIndexByte(n, '@'):]
+		for _, v := range []string{
+			norm.NFD.String(local) + domain,
+			strings.ToUpper(norm.NFD.String(local)) + domain,
+			strings.ToUpper(nLocal) + nDomain,
+			norm.NFD.String(nLocal) + nDomain,
+		} {
+			if len(v) > 4*maxAddress {
+				continue // refused for its length before any work
+			}
+			if got, err := Normalize(v); err != nil || got != n {
+				t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q, %v", in, n, v, got, err)
+			}
 		}
 	})
 }

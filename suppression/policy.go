@@ -61,9 +61,9 @@ func Applies(e Entry, list, kind string) bool {
 	return c.allMarketing
 }
 
-// strength orders reasons by how much they say about the mailbox: Check
-// reports the strongest entry that applies, and Add lets a stronger reason
-// replace a weaker one of the same scope.
+// strength orders reasons by how much they say about the mailbox, for
+// Check to report the strongest entry that applies. It decides only what
+// is reported: the store keeps every reason, none replaces another.
 func strength(r Reason) int {
 	switch r {
 	case Bounce, Complaint:
@@ -74,21 +74,4 @@ func strength(r Reason) int {
 		return 1
 	}
 	return 4 // unknown: treated as covering everything, see Applies
-}
-
-// covers reports how many kinds of list scope All of reason r stops, so Add
-// can tell whether a new entry widens a stored one.
-func covers(r Reason) int {
-	c, ok := policy[r]
-	if !ok || c.anyScope {
-		return 2
-	}
-	n := 0
-	if c.allMarketing {
-		n++
-	}
-	if c.allTransactional {
-		n++
-	}
-	return n
 }

@@ -117,11 +117,13 @@ type Store interface {
 	// store's clock when it is zero, and fails with ErrInvalid when the
 	// tenant, address, list or reason is missing or malformed.
 	//
-	// When an entry for the same tenant, address and scope exists, Add
-	// changes nothing and reports created == false (so a retried click or a
-	// second bounce is harmless) — unless the new reason covers more lists
-	// than the stored one (a complaint after an opt-out from all marketing),
-	// in which case the stronger entry replaces it and created is true.
+	// An entry is one tenant, address, scope and reason. When that entry
+	// exists, Add changes nothing and reports created == false (so a
+	// retried click or a second bounce is harmless). An entry of another
+	// reason, whatever the scope, is kept beside the new one, never
+	// replaced by it: each reason lasts until it is removed itself (see
+	// Remove), and a block or bounce on top of an opt-out is still
+	// created and still writes its events.
 	//
 	// When created, a suppression.added event, and one event of each type in
 	// also (recipient.unsubscribed, recipient.complained, ...), is written
@@ -129,15 +131,24 @@ type Store interface {
 	// address, list, reason, channel and message id.
 	Add(ctx context.Context, e Entry, also ...events.Type) (created bool, err error)
 
-	// Remove deletes the entry of tenant for addr (normalised first, as
-	// everywhere in this interface) with exactly this scope
-	// (a list id or All) and, when there was one, writes a
-	// suppression.removed event and one of each type in also in the same
-	// transaction. Removing what is not there reports removed == false.
-	Remove(ctx context.Context, tenant, addr, scope string, also ...events.Type) (removed bool, err error)
+	// Remove deletes entries of tenant for addr (normalised first, as
+	// everywhere in this interface) with exactly this scope (a list id or
+	// All; Bounce and Complaint entries are always of scope All): the one
+	// of reason, or every reason of the scope when reason is "". For each
+	// entry removed it writes a suppression.removed event naming that
+	// entry's reason, and one event of each type in also, in the same
+	// transaction. Removing what is not there reports removed == false and
+	// writes nothing; an unknown reason fails with ErrInvalid.
+	//
+	// Entries of other reasons stay. Removing a bounce (the mailbox works
+	// again) leaves an opt-out of the same scope in place, so marketing
+	// does not resume to someone who opted out (CAN-SPAM 15 U.S.C.
+	// 7704(a)(4)); lifting every reason of a scope takes reason "", and is
+	// the caller's decision to make knowingly.
+	Remove(ctx context.Context, tenant, addr, scope string, reason Reason, also ...events.Type) (removed bool, err error)
 
-	// Lookup returns every entry of tenant for addr, whatever the scope,
-	// or none. addr is normalised first (ErrInvalid when it does not
+	// Lookup returns every entry of tenant for addr, whatever the scope and
+	// reason (an address can hold several of one scope), or none. addr is normalised first (ErrInvalid when it does not
 	// normalise). An erased entry comes back with an empty Address. It is
 	// on the delivery path: one index seek, no scan.
 	Lookup(ctx context.Context, tenant, addr string) ([]Entry, error)
