@@ -13,9 +13,25 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// maxDepth bounds multipart nesting. Real mail nests three or four deep;
-// each level holds a reader and its buffer.
-const maxDepth = 32
+// The limits on what one message can make composition do. Render runs
+// for every recipient and attempt, so a message past one is refused
+// (marketing mail, with ErrMalformed, by Check too) or, transactional, sent
+// as it came: never composed at a cost its size does not bound.
+const (
+	// maxDepth bounds multipart nesting. Real mail nests three or four
+	// deep; each level holds a reader and its buffer, and reads its bytes
+	// once more.
+	maxDepth = 32
+	// maxParts bounds the body parts scanned, at every depth, multiparts
+	// included. Mail with a dozen attachments has a few dozen parts.
+	maxParts = 1000
+	// maxTextParts bounds the text/plain and text/html parts Render may
+	// rewrite, each decoded, re-encoded and perhaps given a footer.
+	maxTextParts = 50
+	// maxPlaceholders bounds the placeholders filled in one copy: a
+	// template has one or two of each per view.
+	maxPlaceholders = 100
+)
 
 // leaf is a text/plain or text/html body part: one composition may
 // rewrite. Offsets are into the message body.
@@ -33,6 +49,11 @@ type leaf struct {
 	// boundaries are those of the enclosing multiparts, which a rewritten
 	// body must not contain.
 	boundaries []string
+	// footer: on marketing mail the part carries the footer, if it lacks a
+	// placeholder. It is the message's first displayed text: the first
+	// text part of a multipart/mixed (or related, or any other multipart)
+	// that holds one, and each view of a multipart/alternative.
+	footer bool
 }
 
 func (l *leaf) html() bool { return l.mediaType == "text/html" }
@@ -70,10 +91,10 @@ func scan(h *textproto.Header, body []byte) ([]leaf, error) {
 	}
 	switch kind {
 	case textPart:
-		return []leaf{{where: "body", top: true, header: *h, mediaType: mt, params: params, end: len(body)}}, nil
+		return []leaf{{where: "body", top: true, header: *h, mediaType: mt, params: params, end: len(body), footer: true}}, nil
 	case multipartPart:
 		s := scanner{body: body}
-		err := s.multipart(0, len(body), mt, params["boundary"], nil, "", 1)
+		err := s.multipart(0, len(body), mt, params["boundary"], nil, "", 1, true)
 		return s.leaves, err
 	}
 	return nil, nil
@@ -128,13 +149,15 @@ func classify(h *textproto.Header, defaultType, where string) (partKind, string,
 type scanner struct {
 	body   []byte
 	leaves []leaf
+	parts  int // the parts opened so far
 	rd     bytes.Reader
 	br     *bufio.Reader
 	buf    []byte
 }
 
 // multipart walks the multipart entity whose body is s.body[start:end].
-func (s *scanner) multipart(start, end int, mt, boundary string, outer []string, path string, depth int) error {
+// shown says whether the entity is the displayed body (see leaf.footer).
+func (s *scanner) multipart(start, end int, mt, boundary string, outer []string, path string, depth int, shown bool) error {
 	where := "body"
 	if path != "" {
 		where = "part " + path
@@ -149,7 +172,9 @@ func (s *scanner) multipart(start, end int, mt, boundary string, outer []string,
 	if mt == "multipart/digest" {
 		defaultType = "message/rfc822"
 	}
-	var off int // start of the boundary line that opens the next part
+	alternative := mt == "multipart/alternative"
+	claimed := false // a part before held text: later ones are not shown
+	var off int      // start of the boundary line that opens the next part
 	nl := "\r\n"
 	for i := 1; ; i++ {
 		p, err := mr.NextPart()
@@ -165,6 +190,9 @@ func (s *scanner) multipart(start, end int, mt, boundary string, outer []string,
 		case err != nil:
 			return malformed(where, "%s with boundary %q: %v", mt, boundary, err)
 		}
+		if s.parts++; s.parts > maxParts {
+			return malformed("body", "more than %d MIME parts", maxParts)
+		}
 		sub := strconv.Itoa(i)
 		if path != "" {
 			sub = path + "." + sub
@@ -178,18 +206,25 @@ func (s *scanner) multipart(start, end int, mt, boundary string, outer []string,
 		if err != nil {
 			return err
 		}
+		partShown := shown && (alternative || !claimed)
 		switch kind {
 		case textPart:
+			if len(s.leaves) == maxTextParts {
+				return malformed("body", "more than %d text/plain or text/html parts", maxTextParts)
+			}
 			s.leaves = append(s.leaves, leaf{
 				where: "part " + sub, header: pl.header, mediaType: pmt, params: params,
 				hdrStart: start + pl.hdrStart, bodyStart: start + pl.bodyStart, end: start + pl.end,
-				tail: pl.tail, boundaries: bounds,
+				tail: pl.tail, boundaries: bounds, footer: partShown,
 			})
+			claimed = true
 		case multipartPart:
-			err := s.multipart(start+pl.bodyStart, start+pl.end, pmt, params["boundary"], bounds, sub, depth+1)
+			n := len(s.leaves)
+			err := s.multipart(start+pl.bodyStart, start+pl.end, pmt, params["boundary"], bounds, sub, depth+1, partShown)
 			if err != nil {
 				return err
 			}
+			claimed = claimed || len(s.leaves) > n
 		}
 	}
 }
@@ -298,14 +333,34 @@ func firstDelimiter(body []byte, boundary string) (int, string) {
 	return -1, ""
 }
 
+// errPlaceholders is the error of mail with more than maxPlaceholders.
+var errPlaceholders = malformed("body", "more than %d {{heed_...}} placeholders", maxPlaceholders)
+
+// countPlaceholders counts the placeholders in text.
+func countPlaceholders(text string) int {
+	if !strings.Contains(text, placeholderPrefix) {
+		return 0
+	}
+	return strings.Count(text, urlPlaceholder) + strings.Count(text, addrPlaceholder)
+}
+
+// countPlaceholderBytes counts the placeholders in text.
+func countPlaceholderBytes(text []byte) int {
+	if !bytes.Contains(text, []byte(placeholderPrefix)) {
+		return 0
+	}
+	return bytes.Count(text, []byte(urlPlaceholder)) + bytes.Count(text, []byte(addrPlaceholder))
+}
+
 // Check reports, with an error wrapping ErrMalformed, whether msg is mail
 // Render could not compose as marketing mail: a header or MIME structure
 // it cannot parse, a text part in an unknown transfer encoding or charset
-// or whose encoding is broken, or no text part at all. The SMTP server
-// calls it at acceptance, so the app learns at once rather than from a
-// bounce; transactional mail need not pass it (Render sends a body it
-// cannot read as it came). A single-part message in UTF-8 or US-ASCII
-// costs a header parse.
+// or whose encoding is broken, no text part at all, or more parts, text
+// parts, nesting or placeholders than Render composes (maxParts and the
+// rest). The SMTP server calls it at acceptance, so the app learns at once
+// rather than from a bounce; transactional mail need not pass it (Render
+// sends a body it cannot read as it came). A single-part message in UTF-8
+// or US-ASCII costs a header parse and a search of the body.
 func Check(msg []byte) error {
 	h, body, err := Split(msg)
 	if err != nil {
@@ -318,16 +373,30 @@ func Check(msg []byte) error {
 	if len(leaves) == 0 {
 		return errNoText
 	}
+	var buf *bytes.Buffer // made for the first part that needs decoding
+	placeholders := 0
 	for i := range leaves {
 		l := &leaves[i]
 		if _, err := l.contentType(); err != nil {
 			return err
 		}
+		raw := body[l.bodyStart:l.end]
 		if l.identity() && trivialCharset(l.params["charset"]) {
-			continue // nothing to decode, nothing that can fail
+			// Nothing to decode, nothing that can fail: the bytes are the
+			// text.
+			placeholders += countPlaceholderBytes(raw)
+		} else {
+			if buf == nil {
+				buf = new(bytes.Buffer)
+			}
+			buf.Reset()
+			if err := l.decode(raw, buf); err != nil {
+				return err
+			}
+			placeholders += countPlaceholderBytes(buf.Bytes())
 		}
-		if err := l.decode(body[l.bodyStart:l.end], io.Discard); err != nil {
-			return err
+		if placeholders > maxPlaceholders {
+			return errPlaceholders
 		}
 	}
 	return nil

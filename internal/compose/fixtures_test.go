@@ -3,6 +3,7 @@ package compose
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -75,47 +76,109 @@ func renderAs(t testing.TB, msg []byte, in Input) []byte {
 
 // view is a part of a rendered message as a reader of it sees it.
 type view struct {
-	path       []int
-	mediaType  string
-	attachment bool
-	charset    string
-	text       string // decoded, LF line breaks
+	path      []int
+	mediaType string
+	// body: a text/plain or text/html part Heed composes. The others,
+	// attachments and what is inside a signed or encrypted multipart or
+	// a multipart sent as an attachment, are read whole and left as
+	// opaque leaves.
+	body bool
+	// footer: a body part that, on marketing mail, carries the footer when
+	// it lacks a placeholder: the first part holding text of each
+	// multipart/mixed (or other multipart) on the way to it, and every
+	// view of a multipart/alternative.
+	footer  bool
+	charset string
+	text    string // decoded, LF line breaks
+	err     error  // the part cannot be decoded: text is what could be
 }
 
 // views parses msg with go-message, independently of the code under
 // test, and returns its leaf parts decoded.
 func views(t testing.TB, msg []byte) []view {
 	t.Helper()
-	e, err := message.Read(bytes.NewReader(msg))
+	vs, n, err := readViews(msg)
 	if err != nil {
 		t.Fatalf("the output does not parse: %v", err)
 	}
-	var vs []view
-	err = e.Walk(func(path []int, e *message.Entity, err error) error {
-		if err != nil {
-			return err
+	if n > maxParts {
+		t.Fatalf("%d parts", n)
+	}
+	for _, v := range vs {
+		if v.err != nil {
+			t.Fatalf("part %v: %v", v.path, v.err)
 		}
-		mt, params, _ := e.Header.ContentType()
-		if strings.HasPrefix(mt, "multipart/") {
-			return nil
-		}
-		disp, _, _ := e.Header.ContentDisposition()
-		b, err := io.ReadAll(e.Body)
-		if err != nil {
-			return err
-		}
-		vs = append(vs, view{path: path, mediaType: mt, attachment: disp == "attachment", charset: params["charset"],
-			text: strings.ReplaceAll(string(b), "\r\n", "\n")})
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walking the output: %v", err)
 	}
 	return vs
 }
 
-func (v view) body() bool {
-	return !v.attachment && (v.mediaType == "text/plain" || v.mediaType == "text/html")
+// readViews is views without a test to fail. It also says how many parts
+// the body has, multiparts included. A part whose transfer encoding or
+// charset go-message does not know is a view with err set.
+func readViews(msg []byte) ([]view, int, error) {
+	e, err := message.Read(bytes.NewReader(msg))
+	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+		return nil, 0, err
+	}
+	r := viewReader{}
+	_, err = r.walk(e, err, nil, "text/plain", true, 0)
+	return r.views, r.parts, err
+}
+
+type viewReader struct {
+	views []view
+	parts int
+}
+
+// walk appends the leaves of e and reports whether e holds a body part.
+// shown says whether e is displayed as the body of its parent (see
+// view.footer).
+func (r *viewReader) walk(e *message.Entity, eerr error, path []int, defaultType string, shown bool, depth int) (bool, error) {
+	if depth > maxDepth {
+		return false, fmt.Errorf("nested more than %d deep", maxDepth)
+	}
+	mt := defaultType
+	var params map[string]string
+	if e.Header.Get("Content-Type") != "" {
+		mt, params, _ = e.Header.ContentType()
+	}
+	disp, _, _ := strings.Cut(e.Header.Get("Content-Disposition"), ";")
+	opaque := strings.EqualFold(strings.TrimSpace(disp), "attachment") ||
+		mt == "multipart/signed" || mt == "multipart/encrypted"
+	if strings.HasPrefix(mt, "multipart/") && !opaque {
+		mr := e.MultipartReader()
+		alternative, claimed, held := mt == "multipart/alternative", false, false
+		dt := "text/plain"
+		if mt == "multipart/digest" {
+			dt = "message/rfc822"
+		}
+		for i := 0; ; i++ {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return held, nil
+			}
+			if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+				return held, err
+			}
+			if r.parts++; r.parts > 100*maxParts {
+				return held, errors.New("too many parts to check")
+			}
+			has, werr := r.walk(p, err, append(path[:len(path):len(path)], i), dt, shown && (alternative || !claimed), depth+1)
+			if werr != nil {
+				return held, werr
+			}
+			claimed, held = claimed || has, held || has
+		}
+	}
+	b, err := io.ReadAll(e.Body)
+	if eerr != nil {
+		err = eerr
+	}
+	v := view{path: path, mediaType: mt, charset: params["charset"], text: strings.ReplaceAll(string(b), "\r\n", "\n"), err: err}
+	v.body = !opaque && (mt == "text/plain" || mt == "text/html")
+	v.footer = v.body && shown
+	r.views = append(r.views, v)
+	return v.body, nil
 }
 
 // fakeSigner signs with a fixed field and remembers what it signed.

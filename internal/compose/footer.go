@@ -20,6 +20,7 @@ type filler struct {
 	addr      []string
 	text      *strings.Replacer // made on first use
 	html      *strings.Replacer
+	footerN   int // footerLen, once known
 }
 
 func newFiller(in *Input) *filler {
@@ -37,15 +38,16 @@ func newFiller(in *Input) *filler {
 }
 
 // fill replaces the placeholders in text (LF line breaks) and, on
-// marketing mail, adds a footer with what text lacks. It reports whether
-// text changed.
-func (f *filler) fill(text string, isHTML bool) (string, bool) {
+// marketing mail when footer is set, adds a footer with what text lacks.
+// It reports whether text changed.
+func (f *filler) fill(text string, isHTML, footer bool) (string, bool) {
 	hasURL := strings.Contains(text, urlPlaceholder)
 	hasAddr := strings.Contains(text, addrPlaceholder)
 	if hasURL || hasAddr {
 		text = f.replacer(isHTML).Replace(text)
 	}
-	needURL, needAddr := f.marketing && !hasURL, f.marketing && !hasAddr
+	footer = footer && f.marketing
+	needURL, needAddr := footer && !hasURL, footer && !hasAddr
 	switch {
 	case !needURL && !needAddr:
 		return text, hasURL || hasAddr
@@ -67,6 +69,16 @@ func (f *filler) replacer(isHTML bool) *strings.Replacer {
 		f.text = strings.NewReplacer(urlPlaceholder, f.url, addrPlaceholder, strings.Join(f.addr, "\n"))
 	}
 	return f.text
+}
+
+// footerLen bounds the octets a footer adds to a text (LF line breaks),
+// and so the length of each placeholder's value, which a footer holds.
+func (f *filler) footerLen() int {
+	if f.footerN == 0 {
+		// The separating line breaks are the 2.
+		f.footerN = 2 + max(len(f.htmlFooter("", true, true)), len(f.textFooter("", true, true)))
+	}
+	return f.footerN
 }
 
 // htmlAddress is the postal address escaped, its lines broken with <br>.

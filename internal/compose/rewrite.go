@@ -34,6 +34,7 @@ func composeBody(h *textproto.Header, body []byte, in *Input) ([][]byte, []field
 	var f *filler // made for the first part that may change
 	var edits []edit
 	var set []field
+	placeholders := 0
 	for i := range leaves {
 		l := &leaves[i]
 		raw := body[l.bodyStart:l.end]
@@ -43,7 +44,13 @@ func composeBody(h *textproto.Header, body []byte, in *Input) ([][]byte, []field
 		if f == nil {
 			f = newFiller(in)
 		}
-		fields, nb, err := l.rewrite(raw, f)
+		fields, nb, n, err := l.rewrite(raw, f)
+		if placeholders += n; placeholders > maxPlaceholders {
+			if marketing {
+				return nil, nil, errPlaceholders
+			}
+			return [][]byte{body}, nil, nil
+		}
 		if err != nil && marketing {
 			return nil, nil, err
 		}
@@ -68,10 +75,60 @@ func composeBody(h *textproto.Header, body []byte, in *Input) ([][]byte, []field
 	if len(edits) == 0 {
 		return [][]byte{body}, nil, nil
 	}
+	if err := f.checkGrowth(len(body), edits, placeholders); err != nil {
+		if marketing {
+			return nil, nil, err
+		}
+		return [][]byte{body}, nil, nil
+	}
 	if !h.Has("Mime-Version") {
 		set = append([]field{{"MIME-Version", "1.0"}}, set...)
 	}
 	return splice(body, edits), set, nil
+}
+
+// growthMargin is what a composed body may grow by whatever it holds. It
+// pays for the fields Heed writes into the rewritten parts' headers
+// (Content-Type with charset=utf-8, perhaps Content-Transfer-Encoding:
+// under 128 octets a part), a meta tag's charset set to utf-8 in each HTML
+// part (a few hundred octets at most, in its first 1,024) and the rounding
+// of each re-encoding.
+const growthMargin = 64 << 10
+
+// checkGrowth refuses a composed body that is bigger than the stored one
+// by more than this: the margin above; for each rewritten part four times
+// its stored size; and three footers' length for each rewritten part and
+// each placeholder filled (a placeholder's value is never longer than a
+// footer, which carries both values).
+//
+// Composition cannot exceed it: the limits on parts and placeholders bound
+// the footers and values, and the proportional term bounds re-encoding. A
+// part's text grows at most threefold when decoded to UTF-8 (no charset
+// spends less than a byte on a character that takes three in UTF-8, or on
+// U+FFFD for a byte it cannot read; a transfer encoding only shrinks) or
+// when its bare LFs become CRLF, and the
+// encoding it is written in grows that by at most 4/3 plus line breaks
+// (encode never picks quoted-printable when base64 is shorter): 4.11 times
+// the part at worst, in a charset like TIS-620 (Thai). Real mail grows far
+// less: UTF-8 text at most by base64's third, Latin-1 by its accents,
+// Cyrillic in KOI8-R 2.7-fold. The footers and values, doubled by CRLF and
+// base64, stay under three times their length. So the check is the last
+// line of defence: were some change to composition to break the bound,
+// the message is refused rather than sent to every recipient at a size
+// its own does not bound. Check does not repeat it for that reason.
+func (f *filler) checkGrowth(stored int, edits []edit, placeholders int) error {
+	size, limit := stored, stored+growthMargin
+	for _, e := range edits {
+		size += len(e.b) - (e.end - e.start)
+		limit += 4 * (e.end - e.start)
+	}
+	if size <= limit {
+		return nil // as always: the footers need not be measured
+	}
+	if limit += 3 * f.footerLen() * (len(edits) + placeholders); size > limit {
+		return malformed("body", "the composed body would be %d octets, more than the %d allowed for a stored body of %d", size, limit, stored)
+	}
+	return nil
 }
 
 // edit replaces body[start:end] with b.
@@ -93,23 +150,27 @@ func splice(body []byte, edits []edit) [][]byte {
 }
 
 // rewrite fills the placeholders of l and adds the footer it needs. It
-// returns the fields to set in l's header and the new body, or a nil body
-// when l does not change.
-func (l *leaf) rewrite(raw []byte, f *filler) ([]field, []byte, error) {
+// returns the fields to set in l's header, the new body, or nil when l
+// does not change, and the number of placeholders l held.
+func (l *leaf) rewrite(raw []byte, f *filler) ([]field, []byte, int, error) {
 	ct, err := l.contentType()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	var b bytes.Buffer // a ReaderFrom: io.Copy needs no buffer of its own
 	b.Grow(len(raw) + 512)
 	if err := l.decode(raw, &b); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	// Work with LF line breaks; encoding makes them CRLF again.
 	text := strings.ReplaceAll(b.String(), "\r\n", "\n")
-	text, changed := f.fill(text, l.html())
+	n := countPlaceholders(text)
+	text, changed := f.fill(text, l.html(), l.footer)
 	if !changed {
-		return nil, nil, nil
+		return nil, nil, n, nil
+	}
+	if ct != "" && l.html() {
+		text = metaCharsetUTF8(text) // the part's charset becomes UTF-8
 	}
 	nb, cte := l.encode(text)
 	var fields []field
@@ -119,7 +180,7 @@ func (l *leaf) rewrite(raw []byte, f *filler) ([]field, []byte, error) {
 	if cte != "" {
 		fields = append(fields, field{"Content-Transfer-Encoding", cte})
 	}
-	return fields, nb, nil
+	return fields, nb, n, nil
 }
 
 // contentType is the Content-Type l gets when rewritten: its own, with
@@ -203,17 +264,18 @@ func (l *leaf) mayHold(raw []byte) bool {
 	return !ok || bytes.Contains(raw, []byte(placeholderPrefix))
 }
 
-// encode encodes text (LF line breaks) for l: base64 and quoted-printable
-// are kept; 7bit, 8bit and binary are kept while the text is 7-bit clean
-// with short lines, and become quoted-printable otherwise. A body that
-// would hold an enclosing boundary becomes base64. cte is the new
+// encode encodes text (LF line breaks) for l: base64 is kept;
+// quoted-printable is kept, and 7bit, 8bit and binary while the text is
+// 7-bit clean with short lines, and become quoted-printable otherwise; but
+// quoted-printable that would be longer than base64 (text mostly outside
+// ASCII) or hold an enclosing boundary is base64 instead. cte is the new
 // Content-Transfer-Encoding, "" when it stays.
 func (l *leaf) encode(text string) (body []byte, cte string) {
 	switch l.cte() {
 	case "base64":
 		return encodeBase64(text), ""
 	case "quoted-printable":
-		if b := encodeQP(text); !l.holdsBoundary(b) {
+		if b := encodeQP(text); len(b) <= base64Len(text) && !l.holdsBoundary(b) {
 			return b, ""
 		}
 		return encodeBase64(text), "base64"
@@ -221,10 +283,16 @@ func (l *leaf) encode(text string) (body []byte, cte string) {
 	if b := []byte(strings.ReplaceAll(text, "\n", "\r\n")); sevenBitClean(b) && !l.holdsBoundary(b) {
 		return b, ""
 	}
-	if b := encodeQP(text); !l.holdsBoundary(b) {
+	if b := encodeQP(text); len(b) <= base64Len(text) && !l.holdsBoundary(b) {
 		return b, "quoted-printable"
 	}
 	return encodeBase64(text), "base64"
+}
+
+// base64Len is the length of encodeBase64(text).
+func base64Len(text string) int {
+	n := base64.StdEncoding.EncodedLen(len(text) + strings.Count(text, "\n"))
+	return n + 2*max(1, (n+75)/76)
 }
 
 func encodeQP(text string) []byte {
