@@ -42,6 +42,16 @@ func pathAddress(c echo.Context) (string, error) {
 	return addr, nil
 }
 
+// suppressionTarget is the store and the normalised address in the path.
+func (s *server) suppressionTarget(c echo.Context) (suppression.Store, string, error) {
+	st, err := s.suppressionsStore()
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := pathAddress(c)
+	return st, addr, err
+}
+
 // scopeOf checks a scope: "*" or one of the tenant's lists.
 func (s *server) scopeOf(c echo.Context, t tenant.Tenant, scope string) error {
 	if scope == suppression.All {
@@ -82,11 +92,7 @@ func (s *server) listSuppressions(c echo.Context, t tenant.Tenant) error {
 
 // putSuppression adds an entry: 201 when new, 200 when it was there.
 func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
-	st, err := s.suppressionsStore()
-	if err != nil {
-		return err
-	}
-	addr, err := pathAddress(c)
+	st, addr, err := s.suppressionTarget(c)
 	if err != nil {
 		return err
 	}
@@ -148,11 +154,7 @@ func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
 // opt-out goes only when named (?reason=unsubscribe), e.g. when the
 // recipient resubscribed through the tenant.
 func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
-	st, err := s.suppressionsStore()
-	if err != nil {
-		return err
-	}
-	addr, err := pathAddress(c)
+	st, addr, err := s.suppressionTarget(c)
 	if err != nil {
 		return err
 	}

@@ -36,14 +36,8 @@ type relayEnv struct {
 func startRelay(t *testing.T) *relayEnv {
 	t.Helper()
 	sink := testsink.Start(t, testsink.Options{})
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Hostname = "relay.test"
-	cfg.ReturnPathDomain, cfg.Unsubscribe.MailtoDomain = "bounces.relay.test", "unsubscribe.relay.test"
-	cfg.HTTP.Public.BaseURL = "https://unsubscribe.relay.test"
-	cfg.SMTP.Submission.Listen, cfg.HTTP.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg := testConfig(t)
 	cfg.Delivery.Routes = map[string]string{"example.net": sink.Addr()}
-	cfg.Admin.Tokens = []string{"compliance-test-token-0123456789"}
 	r, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -16,14 +16,22 @@ import (
 	"github.com/heedmail/heed/internal/config"
 )
 
-// TestReadyz: ready once started, not ready once shutdown has begun.
-func TestReadyz(t *testing.T) {
+// testConfig is a relay on loopback ports the system picks, with its data
+// under t.TempDir().
+func testConfig(t *testing.T) *config.Config {
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.Hostname = "relay.test"
 	cfg.ReturnPathDomain, cfg.Unsubscribe.MailtoDomain = "bounces.relay.test", "unsubscribe.relay.test"
+	cfg.HTTP.Public.BaseURL = "https://unsubscribe.relay.test"
 	cfg.SMTP.Submission.Listen, cfg.HTTP.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Admin.Tokens = []string{"readyz-test-token-0123456789"}
+	cfg.Admin.Tokens = []string{"server-test-token-0123456789"}
+	return cfg
+}
+
+// TestReadyz: ready once started, not ready once shutdown has begun.
+func TestReadyz(t *testing.T) {
+	cfg := testConfig(t)
 	r, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -63,12 +71,7 @@ func TestReadyz(t *testing.T) {
 // token key was lost or replaced does not start (what was keyed under
 // the old key would silently stop working), and says what to restore.
 func TestReplacedKeyRefused(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Hostname = "relay.test"
-	cfg.ReturnPathDomain, cfg.Unsubscribe.MailtoDomain = "bounces.relay.test", "unsubscribe.relay.test"
-	cfg.SMTP.Submission.Listen, cfg.HTTP.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Admin.Tokens = []string{"key-test-token-0123456789"}
+	cfg := testConfig(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := func() error {
 		r, err := Start(cfg, log)
