@@ -147,12 +147,12 @@ func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
 }
 
 // deleteSuppression removes entries of an address: of one scope with
-// ?list=, of one reason with ?reason=. Without ?reason= it removes
-// bounces, complaints and manual blocks but keeps the recipient's own
-// opt-outs (unsubscribe, import): clearing a bounce because the mailbox
-// works again must not resume marketing to someone who opted out. An
-// opt-out goes only when named (?reason=unsubscribe), e.g. when the
-// recipient resubscribed through the tenant.
+// ?list=, of one reason with ?reason=. Without ?reason= it removes only
+// bounces (the usual request: the mailbox works again) and keeps what a
+// person or the operator decided — opt-outs, imports, complaints, manual
+// blocks — which go only when named (?reason=unsubscribe, e.g. when the
+// recipient resubscribed through the tenant): clearing a bounce must not
+// resume mail to someone who opted out or reported spam.
 func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 	st, addr, err := s.suppressionTarget(c)
 	if err != nil {
@@ -178,7 +178,7 @@ func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 		if scope != "" && e.List != scope || only != "" && e.Reason != only {
 			continue
 		}
-		if only == "" && (e.Reason == suppression.Unsubscribe || e.Reason == suppression.Import) {
+		if only == "" && e.Reason != suppression.Bounce {
 			kept = true
 			continue
 		}
@@ -190,7 +190,8 @@ func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 	}
 	if !removed {
 		if kept {
-			return conflict("%s has only opt-outs for tenant %q here; they are removed only when named: add ?reason=unsubscribe (or import)", addr, t.ID)
+			return conflict("%s has no bounce for tenant %q here, only entries a person or operator decided (opt-out, complaint, manual block); "+
+				"they are removed only when named: add ?reason=unsubscribe (or import, complaint, manual)", addr, t.ID)
 		}
 		return notFound("%s is not suppressed for tenant %q", addr, t.ID)
 	}

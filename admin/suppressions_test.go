@@ -107,18 +107,27 @@ func TestSuppressionPathEdges(t *testing.T) {
 }
 
 // TestClearingBounceKeepsOptOut: the operator clears a bounce (the
-// mailbox works again); the recipient's marketing opt-out stays.
+// mailbox works again); the recipient's opt-out and complaint stay until
+// named.
 func TestClearingBounceKeepsOptOut(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
 	base := "/api/v1/tenants/acme/suppressions/pat@example.net"
 	e.want(201, "PUT", base, `{"list":"*","reason":"unsubscribe"}`, nil)
 	e.want(201, "PUT", base, `{"reason":"bounce"}`, nil)
+	e.want(201, "PUT", base, `{"reason":"complaint"}`, nil)
 	e.want(204, "DELETE", base, "", nil)
 	var page suppressionPage
 	e.want(200, "GET", "/api/v1/tenants/acme/suppressions", "", &page)
-	if len(page.Suppressions) != 1 || page.Suppressions[0].Reason != suppression.Unsubscribe {
-		t.Errorf("left %+v, want the opt-out alone", page.Suppressions)
+	if len(page.Suppressions) != 2 {
+		t.Errorf("left %+v, want the opt-out and the complaint", page.Suppressions)
 	}
+	for _, got := range page.Suppressions {
+		if got.Reason == suppression.Bounce {
+			t.Errorf("the bounce is still there: %+v", got)
+		}
+	}
+	e.wantProblem(409, "DELETE", base, "")
+	e.want(204, "DELETE", base+"?reason=complaint", "", nil)
 	e.wantProblem(400, "DELETE", base+"?reason=because", "")
 }

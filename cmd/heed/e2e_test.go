@@ -317,7 +317,7 @@ func TestSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	smtpAddr, adminAddr := freePort(t), freePort(t)
 	cfgPath := filepath.Join(dir, "heed.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("data_dir: %s\nsmtp: { submission: { listen: %q } }\nhttp: { admin: { listen: %q } }\nadmin: { tokens: [\"sigterm-test-token-0123456789\"] }\n",
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("hostname: relay.test\ndata_dir: %s\nsmtp: { submission: { listen: %q } }\nhttp: { admin: { listen: %q } }\nadmin: { tokens: [\"sigterm-test-token-0123456789\"] }\n",
 		filepath.Join(dir, "data"), smtpAddr, adminAddr)), 0o600)
 	for round := range 2 {
 		p := startHeed(t, dir, "serve", "-config", cfgPath)

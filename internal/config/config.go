@@ -164,10 +164,10 @@ type Log struct {
 }
 
 // Default returns the configuration a file starts from: every key the file
-// leaves out keeps the value set here. ReturnPathDomain and
-// Unsubscribe.MailtoDomain are empty because they derive from Hostname once
-// the file is read (bounces.HOSTNAME and unsubscribe.HOSTNAME); Load does
-// that. The listeners are on loopback so that a fresh install exposes
+// leaves out keeps the value set here. ReturnPathDomain,
+// Unsubscribe.MailtoDomain and HTTP.Public.BaseURL are empty because they
+// derive from Hostname once the file is read (bounces.HOSTNAME,
+// unsubscribe.HOSTNAME and https://unsubscribe.HOSTNAME); Load does that. The listeners are on loopback so that a fresh install exposes
 // nothing.
 func Default() *Config {
 	host, err := os.Hostname()

@@ -216,7 +216,7 @@ var validCases = []struct {
 	check func(t *testing.T, c *Config)
 }{{
 	name: "durations",
-	yaml: doc("admin: { tokens: ["+token+"] }", "smtp: { read_timeout: 90s, write_timeout: 2m }", "delivery: { max_queue_lifetime: 120h, connect_timeout: 1m30s }"),
+	yaml: doc("hostname: relay.example.com", "admin: { tokens: ["+token+"] }", "smtp: { read_timeout: 90s, write_timeout: 2m }", "delivery: { max_queue_lifetime: 120h, connect_timeout: 1m30s }"),
 	check: func(t *testing.T, c *Config) {
 		got := []time.Duration{c.SMTP.ReadTimeout, c.SMTP.WriteTimeout, c.Delivery.MaxQueueLifetime, c.Delivery.ConnectTimeout}
 		want := []time.Duration{90 * time.Second, 2 * time.Minute, 120 * time.Hour, 90 * time.Second}
@@ -226,7 +226,7 @@ var validCases = []struct {
 	},
 }, {
 	name: "environment secrets",
-	yaml: doc("admin: { tokens: ["+token+"] }", "delivery: { mode: smarthost, smarthost: 'smtp.example.net:587', smarthost_username: heed, smarthost_password: from-file }"),
+	yaml: doc("hostname: relay.example.com", "admin: { tokens: ["+token+"] }", "delivery: { mode: smarthost, smarthost: 'smtp.example.net:587', smarthost_username: heed, smarthost_password: from-file }"),
 	env:  env(EnvAdminToken, " env-token-0123456789\n", EnvSmarthostPassword, "from-env"),
 	check: func(t *testing.T, c *Config) {
 		if want := []string{token, "env-token-0123456789"}; !reflect.DeepEqual(c.Admin.Tokens, want) {
@@ -237,8 +237,10 @@ var validCases = []struct {
 		}
 	},
 }, {
-	name: "an empty file and a token from the environment",
-	yaml: "",
+	// The machine's own name is not enough to deliver (it would make the
+	// opt-out links), so a minimal file names the relay.
+	name: "only a hostname, and a token from the environment",
+	yaml: "hostname: relay.example.com\n",
 	env:  env(EnvAdminToken, token),
 	check: func(t *testing.T, c *Config) {
 		if c.Delivery.Mode != ModeMX || len(c.Admin.Tokens) != 1 {
@@ -459,9 +461,14 @@ func TestBaseURLMustBePublicHTTPS(t *testing.T) {
 		{"mx", "https://localhost", false},
 		{"mx", "https://10.0.0.5", false},
 		{"capture", "http://127.0.0.1:8080", true},
+		{"mx", "", false}, // derived from the single-label hostname web01
+		{"mx", "https://unsubscribe.ip-10-0-0-5.ec2.internal", false},
 	} {
 		c := Default()
 		c.Hostname = "relay.example.com"
+		if tc.url == "" {
+			c.Hostname = "web01"
+		}
 		c.Admin.Tokens = []string{"0123456789abcdefABCDEF"}
 		c.Delivery.Mode, c.HTTP.Public.BaseURL = tc.mode, tc.url
 		if tc.mode == "smarthost" {
@@ -469,7 +476,8 @@ func TestBaseURLMustBePublicHTTPS(t *testing.T) {
 		}
 		c.fillDerived()
 		err := c.Validate()
-		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "http.public.base_url") {
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "http.public.base_url") ||
+			tc.url == "" && err != nil && !strings.Contains(err.Error(), "derived from hostname") {
 			t.Errorf("mode %s, base_url %s: %v, want ok=%v", tc.mode, tc.url, err, tc.ok)
 		}
 	}

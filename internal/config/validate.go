@@ -113,12 +113,17 @@ func (c *Config) checkHTTP(v *checker) {
 		v.add(key, "must be an absolute http or https URL such as https://unsubscribe.example.com (got %q)", c.HTTP.Public.BaseURL)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		v.add(key, "must not have a query or fragment: unsubscribe paths are appended to it (got %q)", c.HTTP.Public.BaseURL)
-	case c.Delivery.Mode != ModeCapture && (u.Scheme != "https" || localHost(u.Hostname())):
+	case c.Delivery.Mode != ModeCapture && (u.Scheme != "https" || localHost(u.Hostname()) ||
+		c.HTTP.Public.BaseURL == "https://unsubscribe."+c.Hostname && !strings.Contains(c.Hostname, ".")):
 		// Mail that leaves the machine carries this URL to its readers, and
 		// mailbox providers use one-click unsubscribe only over HTTPS (RFC
 		// 8058 section 3).
+		hint := ""
+		if c.HTTP.Public.BaseURL == "https://unsubscribe."+c.Hostname {
+			hint = " (derived from hostname " + strconv.Quote(c.Hostname) + ": set hostname to the relay's public name, or set base_url)"
+		}
 		v.add(key, "must be the public https URL of this relay's unsubscribe endpoints, such as https://unsubscribe.example.com, "+
-			"when mail is delivered (delivery.mode %s); got %q", c.Delivery.Mode, c.HTTP.Public.BaseURL)
+			"when mail is delivered (delivery.mode %s); got %q%s", c.Delivery.Mode, c.HTTP.Public.BaseURL, hint)
 	}
 }
 
@@ -128,7 +133,15 @@ func localHost(h string) bool {
 		return ip.IsLoopback() || ip.IsUnspecified() || ip.IsPrivate() || ip.IsLinkLocalUnicast()
 	}
 	h = strings.ToLower(strings.TrimSuffix(h, "."))
-	return h == "localhost" || strings.HasSuffix(h, ".localhost")
+	if !strings.Contains(h, ".") {
+		return true // a single label: a machine name, not a public host
+	}
+	for _, suffix := range []string{".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain", ".invalid"} {
+		if strings.HasSuffix(h, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) checkAdmin(v *checker) {

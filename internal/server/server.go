@@ -154,17 +154,8 @@ func (r *Relay) build() error {
 	if err := r.tenants.SetSealKey(key); err != nil {
 		return err
 	}
-	tokenDir := filepath.Join(cfg.DataDir, "keys", "unsubscribe")
-	var tokens *suppression.Keyring
-	// The first token key is bound: every link in mail sent since the
-	// first start depends on it.
-	if _, err := r.boundSecret("unsubscribe token key 1", filepath.Join(tokenDir, "1.key"), func() ([]byte, error) {
-		var err error
-		if tokens, err = suppression.LoadKeyring(tokenDir); err != nil {
-			return nil, err
-		}
-		return os.ReadFile(filepath.Join(tokenDir, "1.key"))
-	}); err != nil {
+	tokens, err := r.tokenKeys(filepath.Join(cfg.DataDir, "keys", "unsubscribe"))
+	if err != nil {
 		return err
 	}
 	hashKey, err := hkdf.Key(sha256.New, key, nil, "heed suppression address hash v1", 32)
@@ -315,27 +306,85 @@ func (r *Relay) Shutdown() {
 	}
 }
 
-// boundSecret loads (or on first start creates) a key file with load and
-// binds it to the database (store.DB.BindSecret): a database whose key
-// file is missing or was replaced does not start, because what was
-// sealed or keyed under the old key would be lost without an error
+// Key files are bound to the database (store.DB.BindSecret): a database
+// whose key file is missing or was replaced does not start, because what
+// was sealed or keyed under the old key would be lost without an error
 // (DKIM keys that do not open, opted-out addresses that no longer match,
 // links in mail already sent that no longer work).
+
+// fingerprint identifies a secret without revealing it.
+func fingerprint(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("heed secret fingerprint v1"))
+	return m.Sum(nil)[:16]
+}
+
+// restoreError says which key file to put back.
+func (r *Relay) restoreError(path, what string) error {
+	return fmt.Errorf("%s %s: restore it from the backup of %s (a new key would silently break what the old one protected)", path, what, r.cfg.DataDir)
+}
+
+// boundSecret loads (or, for a database that holds nothing yet, creates)
+// a key file with load and binds it.
 func (r *Relay) boundSecret(name, path string, load func() ([]byte, error)) ([]byte, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && r.db.BoundSecret(name) {
-		return nil, fmt.Errorf("%s is missing, but this database was written with it: restore it from the backup of %s (it must not be made anew)", path, r.cfg.DataDir)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		bound, err := r.db.BoundSecret(name)
+		if err != nil {
+			return nil, err
+		}
+		fresh, err := r.db.Fresh()
+		if err != nil {
+			return nil, err
+		}
+		if bound || !fresh {
+			return nil, r.restoreError(path, "is missing, but this database was written with it")
+		}
 	}
 	secret, err := load()
 	if err != nil {
 		return nil, err
 	}
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("heed secret fingerprint v1"))
-	err = r.db.BindSecret(name, m.Sum(nil)[:16])
+	err = r.db.BindSecret(name, fingerprint(secret))
 	if errors.Is(err, store.ErrSecretMismatch) {
-		return nil, fmt.Errorf("%s is not the file this database was written with: restore the original from the backup of %s", path, r.cfg.DataDir)
+		return nil, r.restoreError(path, "is not the file this database was written with")
 	}
 	return secret, err
+}
+
+// tokenKeys loads the opt-out token keys and binds each: a known key id
+// whose contents changed, or a directory left with no key once keys were
+// recorded, stops the start. A retired id may be removed.
+func (r *Relay) tokenKeys(dir string) (*suppression.Keyring, error) {
+	const anyKey = "unsubscribe token keys"
+	files, _ := filepath.Glob(filepath.Join(dir, "*.key"))
+	if len(files) == 0 {
+		bound, err := r.db.BoundSecret(anyKey)
+		if err != nil {
+			return nil, err
+		}
+		if bound {
+			return nil, r.restoreError(dir, "holds no token key, but this database has sent links made with them")
+		}
+	}
+	keys, err := suppression.LoadKeyring(dir) // creates 1.key in an empty directory
+	if err != nil {
+		return nil, err
+	}
+	files, _ = filepath.Glob(filepath.Join(dir, "*.key"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		err = r.db.BindSecret("unsubscribe token key "+filepath.Base(f), fingerprint(b))
+		if errors.Is(err, store.ErrSecretMismatch) {
+			return nil, r.restoreError(f, "is not the token key of that id this database has used")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return keys, r.db.BindSecret(anyKey, []byte{1})
 }
 
 // loadOrCreateKey returns the server key: it MACs VERP addresses, and

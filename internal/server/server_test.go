@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/tenant"
+	bolt "go.etcd.io/bbolt"
 )
 
 // testConfig is a relay on loopback ports the system picks, with its data
@@ -67,9 +70,10 @@ func TestReadyz(t *testing.T) {
 	<-done
 }
 
-// TestReplacedKeyRefused: a data directory whose server key or first
-// token key was lost or replaced does not start (what was keyed under
-// the old key would silently stop working), and says what to restore.
+// TestReplacedKeyRefused: a data directory whose server key or a token
+// key was lost or replaced does not start (what was keyed under the old
+// key would silently stop working), and says what to restore; a retired
+// token key may go.
 func TestReplacedKeyRefused(t *testing.T) {
 	cfg := testConfig(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -86,8 +90,9 @@ func TestReplacedKeyRefused(t *testing.T) {
 	if err := start(); err != nil {
 		t.Fatalf("second start with the same keys: %v", err)
 	}
+	keys := filepath.Join(cfg.DataDir, "keys")
 	for _, name := range []string{"server.key", filepath.Join("unsubscribe", "1.key")} {
-		path := filepath.Join(cfg.DataDir, "keys", name)
+		path := filepath.Join(keys, name)
 		orig, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -97,7 +102,7 @@ func TestReplacedKeyRefused(t *testing.T) {
 			t.Errorf("%s replaced: start gave %v, want a refusal saying what to restore", name, err)
 		}
 		os.Remove(path)
-		if err := start(); err == nil || !strings.Contains(err.Error(), "missing") {
+		if err := start(); err == nil || !strings.Contains(err.Error(), "restore") {
 			t.Errorf("%s removed: start gave %v, want a refusal", name, err)
 		}
 		if _, err := os.Stat(path); err == nil {
@@ -107,5 +112,44 @@ func TestReplacedKeyRefused(t *testing.T) {
 		if err := start(); err != nil {
 			t.Errorf("%s restored: %v", name, err)
 		}
+	}
+
+	// Rotation: 2.key is added and made current; later 1.key is retired.
+	os.WriteFile(filepath.Join(keys, "unsubscribe", "2.key"), bytes.Repeat([]byte{9}, 32), 0o600)
+	if err := start(); err != nil {
+		t.Fatalf("with a second token key: %v", err)
+	}
+	os.Remove(filepath.Join(keys, "unsubscribe", "1.key"))
+	if err := start(); err != nil {
+		t.Errorf("with the first token key retired: %v", err)
+	}
+}
+
+// TestUpgradeWithoutServerKeyRefused: a database from before the keys were
+// bound, holding tenants, does not accept a newly made server key.
+func TestUpgradeWithoutServerKeyRefused(t *testing.T) {
+	cfg := testConfig(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := Start(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Tenants().CreateTenant(t.Context(), tenant.Tenant{ID: "acme", Name: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	r.Shutdown()
+	// As an older version left it: no fingerprint recorded.
+	db, err := store.Open(filepath.Join(cfg.DataDir, "heed.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Bolt().Update(func(tx *bolt.Tx) error { return tx.Bucket(store.BucketMeta).Delete([]byte("secret:server key")) })
+	db.Close()
+	os.Remove(filepath.Join(cfg.DataDir, "keys", "server.key"))
+	if r, err := Start(cfg, log); err == nil || !strings.Contains(err.Error(), "restore") {
+		if err == nil {
+			r.Shutdown()
+		}
+		t.Errorf("start gave %v, want a refusal", err)
 	}
 }

@@ -48,8 +48,11 @@ var allBuckets = [][]byte{
 	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
 }
 
-// SchemaVersion is the layout this code reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout this code reads and writes. 2: suppression
+// keys carry the reason and addresses are NFC-normalised (a database of
+// version 1 is refused: Heed had no releases then, so there is no
+// migration).
+const SchemaVersion = 2
 
 var keySchema = []byte("schema_version")
 
@@ -114,6 +117,9 @@ func initSchema(tx *bolt.Tx) error {
 		return meta.Put(keySchema, []byte{SchemaVersion})
 	case len(v) != 1 || v[0] > SchemaVersion:
 		return fmt.Errorf("database schema version %v is newer than this heed understands (%d)", v, SchemaVersion)
+	case v[0] < SchemaVersion:
+		return fmt.Errorf("database schema version %d was written by a development build of heed and cannot be read by this one (%d); "+
+			"move the data directory aside and start afresh", v[0], SchemaVersion)
 	}
 	return nil
 }
@@ -187,11 +193,26 @@ func (db *DB) BindSecret(name string, fingerprint []byte) error {
 }
 
 // BoundSecret reports whether BindSecret was called for name before.
-func (db *DB) BoundSecret(name string) bool {
+func (db *DB) BoundSecret(name string) (bool, error) {
 	found := false
-	db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *bolt.Tx) error {
 		found = tx.Bucket(BucketMeta).Get([]byte("secret:"+name)) != nil
 		return nil
 	})
-	return found
+	return found, err
+}
+
+// Fresh reports whether the database holds no tenant and no suppression
+// yet: nothing a lost key could have protected.
+func (db *DB) Fresh() (bool, error) {
+	fresh := true
+	err := db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{BucketTenants, BucketSuppressions} {
+			if k, _ := tx.Bucket(b).Cursor().First(); k != nil {
+				fresh = false
+			}
+		}
+		return nil
+	})
+	return fresh, err
 }

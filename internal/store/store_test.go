@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -76,5 +77,17 @@ func TestOpenLockedAndNewerSchema(t *testing.T) {
 	db.Close()
 	if _, err := Open(path, Options{}); err == nil {
 		t.Error("a database of a newer schema opened")
+	}
+}
+
+// TestOlderSchemaRefused: a database of an older layout is refused at
+// open with what to do, not misread later.
+func TestOlderSchemaRefused(t *testing.T) {
+	db := open(t)
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(BucketMeta).Put(keySchema, []byte{SchemaVersion - 1}) })
+	path := db.Path()
+	db.Close()
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "start afresh") {
+		t.Errorf("an older schema: %v", err)
 	}
 }
