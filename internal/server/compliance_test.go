@@ -243,10 +243,19 @@ func TestMarketingMailArrivesCompliant(t *testing.T) {
 		}
 	}
 
-	// Pat opts out of marketing; the next newsletter is not sent to pat,
+	// Pat presses Gmail's unsubscribe button: an RFC 8058 POST to the
+	// link in the header (served by the public listener; the test reaches
+	// it at its loopback address). The next newsletter is not sent to pat,
 	// and the app is told so at once.
-	e.api("PUT", "/api/v1/tenants/acme/suppressions/pat@example.net",
-		map[string]string{"list": "marketing", "reason": "unsubscribe"}, http.StatusCreated, nil)
+	oneClick := "http://" + e.r.PublicAddr() + strings.TrimPrefix(m[1], "https://unsubscribe.relay.test")
+	resp, err := http.Post(oneClick, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("one-click POST: %d", resp.StatusCode)
+	}
 	text := e.send(user, pass, []string{"pat@example.net", "sam@example.net"}, marketingMsg)
 	if !strings.Contains(text, "1 of 2 recipients are suppressed") {
 		t.Errorf("250 text %q does not say a recipient is suppressed", text)

@@ -81,6 +81,7 @@ Heed is running on the embedded defaults (demo mode: mail is captured, not sent)
     sending domain %s   (tenant %q)
   Admin API        http://%s   Authorization: Bearer %s
   Captured mail    GET /api/v1/captured
+  Opt-out links    http://%s/u/...   (the links in captured marketing mail work)
 
 Try it:
   swaks --server %s --auth-user %s --auth-password %s \
@@ -88,7 +89,7 @@ Try it:
   curl -H 'Authorization: Bearer %s' http://%s/api/v1/captured
 
 `, r.submissionAddr, user, pass, demoDomain, demoTenant,
-		r.adminAddr, r.cfg.Admin.Tokens[0],
+		r.adminAddr, r.cfg.Admin.Tokens[0], r.publicAddr,
 		r.submissionAddr, user, pass, demoDomain,
 		r.cfg.Admin.Tokens[0], r.adminAddr)
 	fmt.Fprintf(w, `Every copy is signed for %s (DKIM keys: GET /api/v1/tenants/%s/domains/%s).

@@ -29,6 +29,7 @@ import (
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/public"
 	"github.com/heedmail/heed/smtpd"
 	"github.com/heedmail/heed/suppression"
 )
@@ -43,17 +44,22 @@ type Relay struct {
 	// suppressions is the suppression list, checked at accept and at
 	// every delivery attempt.
 	suppressions *suppression.BoltStore
+	optOut       *suppression.OptOut
 	queue        *queue.Queue
 	transport    *outbound.Transport
 	submission   *smtpd.Submission
+	public       *http.Server
 	admin        *http.Server
 	errs         chan error
 	// ready is true between a complete start and the start of shutdown;
 	// /readyz reports it so a load balancer stops sending first.
 	ready atomic.Bool
 
-	submissionAddr, implicitTLSAddr, adminAddr string
+	submissionAddr, implicitTLSAddr, adminAddr, publicAddr string
 }
+
+// PublicAddr is the address the public (opt-out) listener is bound to.
+func (r *Relay) PublicAddr() string { return r.publicAddr }
 
 // SubmissionAddr is the address the submission listener is bound to.
 func (r *Relay) SubmissionAddr() string { return r.submissionAddr }
@@ -88,7 +94,7 @@ func Serve(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.
 			return err
 		}
 	}
-	log.Info("heed: serving", "submission", r.submissionAddr, "admin", r.adminAddr, "delivery", cfg.Delivery.Mode)
+	log.Info("heed: serving", "submission", r.submissionAddr, "admin", r.adminAddr, "public", r.publicAddr, "delivery", cfg.Delivery.Mode)
 	select {
 	case <-ctx.Done():
 		log.Info("heed: shutting down")
@@ -163,6 +169,7 @@ func (r *Relay) build() error {
 		return err
 	}
 	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now)
+	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}
 	qs.SuppressHardBounces(r.suppressions)
 	if err := r.keyEveryDomain(); err != nil {
 		return err
@@ -246,6 +253,16 @@ func (r *Relay) listen() error {
 	r.adminAddr = al.Addr().String()
 	r.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go r.serveHTTP(r.admin, al)
+	pl, err := net.Listen("tcp", cfg.HTTP.Public.Listen)
+	if err != nil {
+		return fmt.Errorf("public HTTP listener: %w", err)
+	}
+	r.publicAddr = pl.Addr().String()
+	r.public = &http.Server{
+		Handler:           public.New(public.Options{OptOut: r.optOut, Logger: r.log}),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+	}
+	go r.serveHTTP(r.public, pl)
 	sl, err := net.Listen("tcp", cfg.SMTP.Submission.Listen)
 	if err != nil {
 		return fmt.Errorf("submission listener: %w", err)
@@ -289,6 +306,9 @@ func (r *Relay) Shutdown() {
 		if err := r.submission.Shutdown(ctx); err != nil {
 			r.log.Warn("heed: closing SMTP sessions", "err", err)
 		}
+	}
+	if r.public != nil {
+		r.public.Shutdown(ctx)
 	}
 	if r.admin != nil {
 		r.admin.Shutdown(ctx)
