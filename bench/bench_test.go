@@ -212,6 +212,7 @@ type relayEnv struct {
 	shutdown   func() // Shutdown once, whether the run ends or fails
 	sink       *testsink.Sink
 	user, pass string
+	dataDir    string
 
 	target    atomic.Int64 // deliveries to wait for
 	delivered atomic.Int64
@@ -256,7 +257,7 @@ func startRelay(b *testing.B, sc scenario) *relayEnv {
 	if err != nil {
 		b.Fatalf("server.Start: %v", err)
 	}
-	env.relay = relay
+	env.relay, env.dataDir = relay, cfg.DataDir
 	env.shutdown = sync.OnceFunc(relay.Shutdown)
 	b.Cleanup(env.shutdown)
 	admin := relay.AdminAddr()
@@ -624,3 +625,31 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// suppressed counts the bench tenant's suppressions through the admin API.
+func (env *relayEnv) suppressed(b *testing.B) int {
+	b.Helper()
+	n, cursor := 0, ""
+	for {
+		req, _ := http.NewRequest("GET", "http://"+env.relay.AdminAddr()+"/api/v1/tenants/bench/suppressions?limit=1000&cursor="+cursor, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var page struct {
+			Suppressions []json.RawMessage `json:"suppressions"`
+			Cursor       string            `json:"cursor"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += len(page.Suppressions)
+		if page.Cursor == "" {
+			return n
+		}
+		cursor = page.Cursor
+	}
+}
