@@ -7,9 +7,12 @@
 //     disk before the 200, a repeat changes nothing, and the answer is
 //     never a redirect (RFC 8058 section 3.2).
 //   - GET and HEAD /u/{token}: the page a person sees from the link in the
-//     footer, naming the business and the list, with a button that POSTs.
-//     They never change anything: link scanners and prefetchers follow
-//     every link in a message.
+//     footer: the business, the list, the address masked, buttons that
+//     POST to leave this list or all of the business's marketing, and the
+//     recipient's state on each marketing list; after a choice, an undo
+//     (resubscribe) button. In English or Spanish by Accept-Language
+//     (catalogues in locales/), without JavaScript. GET and HEAD never
+//     change anything: link scanners and prefetchers follow every link.
 //
 // A forged, damaged or stale token gets one and the same 404 page. The
 // domain work (tokens, the suppression list) is package suppression's;
@@ -68,22 +71,39 @@ func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// oneClick records the opt-out. Any POST to a valid link unsubscribes
-// from its list: RFC 8058 asks for List-Unsubscribe=One-Click in the body,
-// and the page's own button sends the same; a body without it is still a
-// deliberate POST to this recipient's link, never a prefetch.
+// oneClick records what a POST asks. RFC 8058's body
+// (List-Unsubscribe=One-Click, from a mailbox provider's button) leaves
+// the link's list; the page's buttons send action=list, all or
+// resubscribe. Any POST to a valid link is deliberate (prefetchers only
+// GET), so one without a known action leaves the list too.
 func (s *server) oneClick(c echo.Context) error {
 	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
-	channel := "page"
-	if c.FormValue("List-Unsubscribe") == "One-Click" && c.FormValue("source") != "page" {
-		channel = "one-click"
+	ctx, tok := c.Request().Context(), c.Param("token")
+	action, channel := c.FormValue("action"), "page"
+	if action == "" {
+		action = "list"
+		if c.FormValue("List-Unsubscribe") == "One-Click" {
+			channel = "one-click"
+		}
 	}
-	link, err := s.OptOut.Unsubscribe(c.Request().Context(), c.Param("token"), channel)
+	var link suppression.Link
+	var err error
+	state := stateDone
+	switch action {
+	case "resubscribe":
+		link, err = s.OptOut.Resubscribe(ctx, tok, channel)
+		state = stateResubscribed
+	case "all":
+		link, err = s.OptOut.Unsubscribe(ctx, tok, channel, true)
+	default:
+		action = "list"
+		link, err = s.OptOut.Unsubscribe(ctx, tok, channel, false)
+	}
 	if err != nil {
 		return err
 	}
-	s.Logger.Info("public: unsubscribed", "tenant", link.Target.Tenant, "list", link.Target.List, "channel", channel)
-	return render(c, http.StatusOK, view{Done: true, Business: link.Tenant.Name, List: listName(link), Address: mask(link.Target.Address)})
+	s.Logger.Info("public: "+action, "tenant", link.Target.Tenant, "list", link.Target.List, "channel", channel)
+	return s.render(c, http.StatusOK, view{State: state, All: action == "all"}, &link)
 }
 
 func (s *server) page(c echo.Context) error {
@@ -91,14 +111,7 @@ func (s *server) page(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, view{Business: link.Tenant.Name, List: listName(link), Address: mask(link.Target.Address)})
-}
-
-func listName(l suppression.Link) string {
-	if l.List.Name != "" {
-		return l.List.Name
-	}
-	return l.List.ID
+	return s.render(c, http.StatusOK, view{State: stateChoose}, &link)
 }
 
 // handleError answers an unknown link and every other failure with a
@@ -117,7 +130,7 @@ func (s *server) handleError(err error, c echo.Context) {
 	default:
 		s.Logger.Error("public: request failed", "path", c.Path(), "err", err)
 	}
-	_ = render(c, status, view{Error: status})
+	_ = s.render(c, status, view{State: stateError}, nil)
 }
 
 // mask shows enough of an address for its owner to recognise it and not
@@ -131,14 +144,44 @@ func mask(addr string) string {
 	return string(r[0]) + "***" + addr[at:]
 }
 
+// Page states.
+const (
+	stateChoose = iota
+	stateDone
+	stateResubscribed
+	stateError
+)
+
 type view struct {
-	Done                    bool
-	Error                   int
-	Business, List, Address string
+	State int
+	All   bool // the opt-out was from all marketing
+	// Filled by render from the link.
+	Lang, Business, List, Address string
+	Prefs                         []suppression.ListState
+	T                             func(key string, args ...any) string
 }
 
-func render(c echo.Context, status int, v view) error {
-	c.Response().Header().Set(echo.HeaderContentType, "text/html; charset=utf-8")
+func (s *server) render(c echo.Context, status int, v view, link *suppression.Link) error {
+	cat := pick(c.Request().Header.Get("Accept-Language"))
+	v.Lang, v.T = cat.tag.String(), cat.T
+	if link != nil {
+		v.Business, v.Address = link.Tenant.Name, mask(link.Target.Address)
+		v.List = link.List.Name
+		if v.List == "" {
+			v.List = link.List.ID
+		}
+		if v.State != stateError {
+			prefs, err := s.OptOut.Preferences(c.Request().Context(), *link)
+			if err != nil {
+				s.Logger.Error("public: preferences", "err", err)
+			}
+			v.Prefs = prefs
+		}
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/html; charset=utf-8")
+	h.Set("Content-Language", v.Lang)
+	h.Add("Vary", "Accept-Language")
 	c.Response().WriteHeader(status)
 	if c.Request().Method == http.MethodHead {
 		return nil
@@ -147,20 +190,30 @@ func render(c echo.Context, status int, v view) error {
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="{{.Lang}}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>{{if .Error}}Link not found{{else if .Done}}Unsubscribed{{else}}Unsubscribe{{end}}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#111;background:#fff}
-button{font:inherit;padding:.6rem 1.2rem;border:0;border-radius:.3rem;background:#1d4ed8;color:#fff;cursor:pointer}</style>
+<title>{{if eq .State 3}}{{call .T "title.error"}}{{else if eq .State 1}}{{call .T "title.done"}}{{else if eq .State 2}}{{call .T "title.resubscribed"}}{{else}}{{call .T "title.choose"}}{{end}}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#111;background:#fff}
+button{font:inherit;padding:.6rem 1.2rem;margin:.3rem 0;border:0;border-radius:.3rem;background:#1d4ed8;color:#fff;cursor:pointer}
+button.secondary{background:#374151}form{margin:0}ul{padding-left:1.2rem}</style>
 </head><body><main>
-{{if .Error}}<h1>This link does not work</h1>
-<p>The link may be incomplete. Please open it again from the email you received.</p>
-{{else if .Done}}<h1>You are unsubscribed</h1>
-<p>{{.Address}} will no longer receive <strong>{{.List}}</strong> emails from <strong>{{.Business}}</strong>.</p>
-{{else}}<h1>Unsubscribe</h1>
-<p>Stop sending <strong>{{.List}}</strong> emails from <strong>{{.Business}}</strong> to {{.Address}}?</p>
-<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click"><input type="hidden" name="source" value="page">
-<button type="submit">Unsubscribe</button></form>
+{{if eq .State 3}}<h1>{{call .T "title.error"}}</h1>
+<p>{{call .T "error.text"}}</p>
+{{else if eq .State 1}}<h1 id="status">{{call .T "title.done"}}</h1>
+<p>{{if .All}}{{call .T "done.all" .Address .Business}}{{else}}{{call .T "done.list" .Address .List .Business}}{{end}}</p>
+<p>{{call .T "done.note"}}</p>
+<form method="post"><input type="hidden" name="action" value="resubscribe">
+<button type="submit" class="secondary">{{call .T "button.resubscribe"}}</button></form>
+{{else if eq .State 2}}<h1 id="status">{{call .T "title.resubscribed"}}</h1>
+<p>{{call .T "resubscribed.text" .Address .List .Business}}</p>
+{{else}}<h1>{{call .T "title.choose"}}</h1>
+<p>{{call .T "choose.text" .Business .Address}}</p>
+<form method="post"><input type="hidden" name="action" value="list">
+<button type="submit">{{call .T "button.list" .List}}</button></form>
+<form method="post"><input type="hidden" name="action" value="all">
+<button type="submit" class="secondary">{{call .T "button.all" .Business}}</button></form>
+{{end}}{{if .Prefs}}<h2>{{call .T "prefs.title" .Business}}</h2>
+<ul>{{range .Prefs}}<li>{{if .List.Name}}{{.List.Name}}{{else}}{{.List.ID}}{{end}}: {{if .Suppressed}}{{call $.T "prefs.off"}}{{else}}{{call $.T "prefs.on"}}{{end}}</li>{{end}}</ul>
 {{end}}</main></body></html>
 `))

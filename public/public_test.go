@@ -198,3 +198,83 @@ func TestBadLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestPageChoices: a person leaves all marketing from the page, sees the
+// confirmation and the state of each list, and undoes it; the undo takes
+// back only the person's own opt-outs, never a bounce.
+func TestPageChoices(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+	form := func(action string) (*http.Response, string) {
+		return e.post(tok, "application/x-www-form-urlencoded", strings.NewReader("action="+action))
+	}
+	resp, body := form("all")
+	if resp.StatusCode != 200 || !strings.Contains(body, "no longer receive marketing emails from ACME Dental") ||
+		!strings.Contains(body, "Marketing: unsubscribed") || !strings.Contains(body, `value="resubscribe"`) {
+		t.Fatalf("after all: %d\n%s", resp.StatusCode, body)
+	}
+	es := e.entries("acme", "pat@example.net")
+	if len(es) != 1 || es[0].List != suppression.All || es[0].Channel != "page" {
+		t.Fatalf("entries %+v, want one all-marketing opt-out from the page", es)
+	}
+	ctx := context.Background()
+	e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: suppression.All, Reason: suppression.Bounce})
+	resp, body = form("resubscribe")
+	if resp.StatusCode != 200 || !strings.Contains(body, "You are subscribed again") {
+		t.Fatalf("resubscribe: %d\n%s", resp.StatusCode, body)
+	}
+	es = e.entries("acme", "pat@example.net")
+	if len(es) != 1 || es[0].Reason != suppression.Bounce {
+		t.Errorf("after resubscribe %+v, want the bounce alone", es)
+	}
+	evs, _ := events.BoltLog{DB: e.db}.Events(ctx, "acme", 0, 100)
+	var got []events.Type
+	for _, ev := range evs {
+		if ev.Type == events.RecipientUnsubscribed || ev.Type == events.RecipientResubscribed {
+			got = append(got, ev.Type)
+		}
+	}
+	if len(got) != 2 || got[0] != events.RecipientUnsubscribed || got[1] != events.RecipientResubscribed {
+		t.Errorf("events %v", got)
+	}
+}
+
+// TestSpanish: the page speaks the reader's language when it can, and
+// English otherwise.
+func TestSpanish(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+	for lang, want := range map[string]string{
+		"es-MX,es;q=0.9,en;q=0.5": "Darse de baja",
+		"fr-FR, de;q=0.8":         "Unsubscribe",
+		"":                        "Unsubscribe",
+		";;;garbage":              "Unsubscribe",
+	} {
+		req, _ := http.NewRequest("GET", e.url+"/u/"+tok, nil)
+		req.Header.Set("Accept-Language", lang)
+		resp, body := e.do(req)
+		if !strings.Contains(body, "<h1>"+want+"</h1>") {
+			t.Errorf("Accept-Language %q: want %q in\n%s", lang, want, body)
+		}
+		if want == "Darse de baja" && (!strings.Contains(body, `lang="es`) || resp.Header.Get("Content-Language") == "en") {
+			t.Errorf("Spanish page not labelled Spanish: %s", resp.Header.Get("Content-Language"))
+		}
+	}
+}
+
+// TestCatalogsComplete: every language has every string.
+func TestCatalogsComplete(t *testing.T) {
+	en := catalogs[0]
+	for _, c := range catalogs[1:] {
+		for k := range en.strings {
+			if _, ok := c.strings[k]; !ok {
+				t.Errorf("%s lacks %q", c.tag, k)
+			}
+		}
+		for k := range c.strings {
+			if _, ok := en.strings[k]; !ok {
+				t.Errorf("%s has %q, which English lacks", c.tag, k)
+			}
+		}
+	}
+}
