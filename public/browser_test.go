@@ -1,0 +1,111 @@
+package public
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium is Debian's browser, which .ci/run installs.
+const chromium = "/usr/bin/chromium"
+
+// TestBrowserUnsubscribe drives a real browser through the page a person
+// sees from the footer link: open it, press unsubscribe, see the
+// confirmation, undo. With HEED_SCREENSHOTS=DIR it writes a PNG of each
+// step there (docs/screenshots holds the ones the README shows).
+func TestBrowserUnsubscribe(t *testing.T) {
+	if _, err := exec.LookPath(chromium); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing (apt-get install chromium)", chromium)
+		}
+		t.Skipf("%s is missing (apt-get install chromium)", chromium)
+	}
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // the tests may run as root
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(420, 780), // a phone
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	// The first action starts the browser; it must not run under a timeout
+	// (that would stop the browser), the later ones do.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	shots := os.Getenv("HEED_SCREENSHOTS")
+	shot := func(name string) {
+		t.Helper()
+		if shots == "" {
+			return
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(sel chromedp.CSS) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.url+"/u/"+tok), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+		t.Fatal(err)
+	}
+	shot("1-landing")
+	if h := text("h1"); h != "Unsubscribe" {
+		t.Fatalf("landing heading %q", h)
+	}
+	if len(e.entries("acme", "pat@example.net")) != 0 {
+		t.Fatal("opening the page recorded an opt-out")
+	}
+	// The first button: leave this list.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("button")), chromedp.WaitVisible(chromedp.CSS("#status"))); err != nil {
+		t.Fatal(err)
+	}
+	shot("2-unsubscribed")
+	if m := text("main"); !strings.Contains(m, "You are unsubscribed") || !strings.Contains(m, "Marketing: unsubscribed") {
+		t.Fatalf("after the click:\n%s", m)
+	}
+	es := e.entries("acme", "pat@example.net")
+	if len(es) != 1 || es[0].List != "marketing" || es[0].Channel != "page" {
+		t.Fatalf("entries %+v", es)
+	}
+	// Undo.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("button")),
+		chromedp.WaitVisible(chromedp.Search(`//h1[@id="status" and contains(., "subscribed again")]`))); err != nil {
+		t.Fatal(err)
+	}
+	shot("3-resubscribed")
+	if m := text("main"); !strings.Contains(m, "Marketing: subscribed") {
+		t.Errorf("after undo:\n%s", m)
+	}
+	if es := e.entries("acme", "pat@example.net"); len(es) != 0 {
+		t.Errorf("entries after undo %+v", es)
+	}
+}
