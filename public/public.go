@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/heedmail/heed/suppression"
 	"github.com/labstack/echo/v4"
@@ -34,9 +35,17 @@ import (
 type Options struct {
 	OptOut *suppression.OptOut
 	Logger *slog.Logger
+	// Rate and Burst limit page views and bad links per client address
+	// (defaults 5 per second, bursts of 60); a POST that records an
+	// opt-out is never limited.
+	Rate, Burst float64
+	Now         func() time.Time
 }
 
-type server struct{ Options }
+type server struct {
+	Options
+	limit *limiter
+}
 
 // maxBody bounds a POST: the one-click body is 26 bytes.
 const maxBody = 64 << 10
@@ -46,7 +55,13 @@ func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{o}
+	if o.Rate <= 0 {
+		o.Rate = 5
+	}
+	if o.Burst <= 0 {
+		o.Burst = 60
+	}
+	s := &server{Options: o, limit: newLimiter(o.Rate, o.Burst, o.Now)}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -100,18 +115,36 @@ func (s *server) oneClick(c echo.Context) error {
 		link, err = s.OptOut.Unsubscribe(ctx, tok, channel, false)
 	}
 	if err != nil {
-		return err
+		return s.limited(c, err)
 	}
 	s.Logger.Info("public: "+action, "tenant", link.Target.Tenant, "list", link.Target.List, "channel", channel)
 	return s.render(c, http.StatusOK, view{State: state, All: action == "all"}, &link)
 }
 
 func (s *server) page(c echo.Context) error {
+	if err := s.limited(c, nil); err != nil {
+		return err
+	}
 	link, err := s.OptOut.Resolve(c.Request().Context(), c.Param("token"))
 	if err != nil {
 		return err
 	}
 	return s.render(c, http.StatusOK, view{State: stateChoose}, &link)
+}
+
+// errTooMany is the answer to a client over its rate.
+var errTooMany = echo.NewHTTPError(http.StatusTooManyRequests)
+
+// limited takes a token from the client's bucket for a request that
+// recorded nothing (a page view, or a POST that failed with err) and
+// returns errTooMany when there is none, else err.
+func (s *server) limited(c echo.Context, err error) error {
+	ok, wait := s.limit.allow(clientAddr(c.Request()))
+	if !ok {
+		c.Response().Header().Set("Retry-After", retryAfter(wait))
+		return errTooMany
+	}
+	return err
 }
 
 // handleError answers an unknown link and every other failure with a
@@ -130,7 +163,11 @@ func (s *server) handleError(err error, c echo.Context) {
 	default:
 		s.Logger.Error("public: request failed", "path", c.Path(), "err", err)
 	}
-	_ = s.render(c, status, view{State: stateError}, nil)
+	state := stateError
+	if status == http.StatusTooManyRequests {
+		state = stateBusy
+	}
+	_ = s.render(c, status, view{State: state}, nil)
 }
 
 // mask shows enough of an address for its owner to recognise it and not
@@ -150,6 +187,7 @@ const (
 	stateDone
 	stateResubscribed
 	stateError
+	stateBusy
 )
 
 type view struct {
@@ -193,12 +231,14 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="{{.Lang}}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>{{if eq .State 3}}{{call .T "title.error"}}{{else if eq .State 1}}{{call .T "title.done"}}{{else if eq .State 2}}{{call .T "title.resubscribed"}}{{else}}{{call .T "title.choose"}}{{end}}</title>
+<title>{{if eq .State 4}}{{call .T "title.busy"}}{{else if eq .State 3}}{{call .T "title.error"}}{{else if eq .State 1}}{{call .T "title.done"}}{{else if eq .State 2}}{{call .T "title.resubscribed"}}{{else}}{{call .T "title.choose"}}{{end}}</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#111;background:#fff}
 button{font:inherit;padding:.6rem 1.2rem;margin:.3rem 0;border:0;border-radius:.3rem;background:#1d4ed8;color:#fff;cursor:pointer}
 button.secondary{background:#374151}form{margin:0}ul{padding-left:1.2rem}</style>
 </head><body><main>
-{{if eq .State 3}}<h1>{{call .T "title.error"}}</h1>
+{{if eq .State 4}}<h1>{{call .T "title.busy"}}</h1>
+<p>{{call .T "busy.text"}}</p>
+{{else if eq .State 3}}<h1>{{call .T "title.error"}}</h1>
 <p>{{call .T "error.text"}}</p>
 {{else if eq .State 1}}<h1 id="status">{{call .T "title.done"}}</h1>
 <p>{{if .All}}{{call .T "done.all" .Address .Business}}{{else}}{{call .T "done.list" .Address .List .Business}}{{end}}</p>

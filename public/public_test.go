@@ -278,3 +278,43 @@ func TestCatalogsComplete(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimit: page views and bad links are limited per client
+// address; a POST that records an opt-out never is.
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t)
+	reg := tenant.NewRegistry(tenant.NewBoltStore(e.db))
+	srv := httptest.NewServer(New(Options{
+		OptOut: &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: reg},
+		Rate:   0.001, Burst: 3,
+	}))
+	defer srv.Close()
+	e.url = srv.URL
+	page := e.url + "/u/" + e.token("acme", "marketing", "pat@example.net")
+	for i := range 3 {
+		if resp, _ := e.do(mustReq("GET", page)); resp.StatusCode != 200 {
+			t.Fatalf("view %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, body := e.do(mustReq("GET", page))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") {
+		t.Fatalf("4th view: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	for i := range 20 {
+		tok := e.token("acme", "marketing", "reader-"+strings.Repeat("x", i)+"@example.net")
+		if resp, _ := e.post(tok, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click")); resp.StatusCode != 200 {
+			t.Fatalf("one-click %d over the limit: %d", i, resp.StatusCode)
+		}
+	}
+	if resp, _ := e.post("forged", "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click")); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("a bad link over the limit: %d, want 429", resp.StatusCode)
+	}
+}
+
+func mustReq(method, url string) *http.Request {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
+}
