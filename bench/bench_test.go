@@ -241,7 +241,7 @@ func startRelay(b *testing.B, sc scenario) *relayEnv {
 	cfg.SMTP.Submission.Listen = "127.0.0.1:0"
 	cfg.SMTP.Submission.ImplicitTLSListen = ""
 	cfg.HTTP.Admin.Listen = "127.0.0.1:0"
-	cfg.HTTP.Public.Listen = "127.0.0.1:0"
+	cfg.HTTP.Public.Listen, cfg.SMTP.Inbound.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Admin.Tokens = []string{adminToken}
 	cfg.Delivery.Mode = config.ModeMX
 	cfg.Delivery.Routes = map[string]string{rcptDomain: env.sink.Addr()}

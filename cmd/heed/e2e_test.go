@@ -172,6 +172,7 @@ func TestCrashLosesNothing(t *testing.T) {
 data_dir: %s
 smtp:
   submission: { listen: "%s" }
+  inbound: { listen: "127.0.0.1:0" }
 http:
   admin: { listen: "%s" }
   public: { listen: "127.0.0.1:0" }
@@ -268,7 +269,7 @@ var evenMessage = regexp.MustCompile(`^m-\d+-\d*[02468]@`)
 // TestDemoMode: `heed serve` with no config, as `make run` starts it,
 // prints working credentials; mail sent with them is captured and listed.
 func TestDemoMode(t *testing.T) {
-	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:8080", "127.0.0.1:8081"} {
+	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:2526", "127.0.0.1:8080", "127.0.0.1:8081"} {
 		if l, err := net.Listen("tcp", addr); err != nil {
 			t.Skipf("%s is in use: %v", addr, err)
 		} else {
@@ -318,7 +319,7 @@ func TestSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	smtpAddr, adminAddr := freePort(t), freePort(t)
 	cfgPath := filepath.Join(dir, "heed.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("hostname: relay.test\ndata_dir: %s\nsmtp: { submission: { listen: %q } }\nhttp: { admin: { listen: %q }, public: { listen: \"127.0.0.1:0\" } }\nadmin: { tokens: [\"sigterm-test-token-0123456789\"] }\n",
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("hostname: relay.test\ndata_dir: %s\nsmtp: { submission: { listen: %q }, inbound: { listen: \"127.0.0.1:0\" } }\nhttp: { admin: { listen: %q }, public: { listen: \"127.0.0.1:0\" } }\nadmin: { tokens: [\"sigterm-test-token-0123456789\"] }\n",
 		filepath.Join(dir, "data"), smtpAddr, adminAddr)), 0o600)
 	for round := range 2 {
 		p := startHeed(t, dir, "serve", "-config", cfgPath)

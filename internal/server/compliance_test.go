@@ -356,3 +356,59 @@ func TestMarketingWithoutPostalAddressRefused(t *testing.T) {
 	e.sink.Wait(t, 1, 20*time.Second)
 
 }
+
+// TestMailtoOptOut: a reader who replies to the List-Unsubscribe mailto
+// address is opted out of that list; the inbound listener takes mail only
+// for Heed's own addresses and is never a relay.
+func TestMailtoOptOut(t *testing.T) {
+	e := startRelay(t)
+	user, pass, _ := e.tenantSetup()
+	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
+	got := e.sink.Wait(t, 1, 20*time.Second)[0]
+	mailto := regexp.MustCompile(`<mailto:([a-z0-9-]+@unsubscribe\.relay\.test)\?subject=unsubscribe>`).FindSubmatch(got.Data)
+	if mailto == nil {
+		t.Fatalf("no mailto URI in:\n%s", got.Data)
+	}
+	c, err := smtp.Dial(e.r.InboundAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("mail.example.net"); err != nil {
+		t.Fatal(err)
+	}
+	// Never a relay; a forged address is unknown.
+	if err := c.Mail("pat@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+	for rcpt, code := range map[string]int{"someone@example.org": 550, "u-forged-0-aaaaaaaaaa@unsubscribe.relay.test": 550} {
+		if err := c.Rcpt(rcpt, nil); err == nil || err.(*smtp.SMTPError).Code != code {
+			t.Errorf("RCPT %s: %v, want %d", rcpt, err, code)
+		}
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: pat@example.net\r\nTo: " + string(mailto[1]) + "\r\nSubject: unsubscribe\r\n\r\n\r\n"
+	if err := c.SendMail("pat@example.net", []string{string(mailto[1])}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	text := e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
+	if !strings.Contains(text, "1 of 1 recipients are suppressed") {
+		t.Errorf("after the mailto opt-out: %q", text)
+	}
+	var evs struct {
+		Events []struct {
+			Type string
+			Data struct{ Channel, List string }
+		}
+	}
+	e.api("GET", "/api/v1/tenants/acme/events?limit=1000", nil, http.StatusOK, &evs)
+	found := false
+	for _, ev := range evs.Events {
+		found = found || ev.Type == "recipient.unsubscribed" && ev.Data.Channel == "mailto" && ev.Data.List == "marketing"
+	}
+	if !found {
+		t.Error("no recipient.unsubscribed event from the mailto channel")
+	}
+}

@@ -48,6 +48,7 @@ type Relay struct {
 	queue        *queue.Queue
 	transport    *outbound.Transport
 	submission   *smtpd.Submission
+	inbound      *smtpd.Inbound
 	public       *http.Server
 	admin        *http.Server
 	errs         chan error
@@ -55,8 +56,11 @@ type Relay struct {
 	// /readyz reports it so a load balancer stops sending first.
 	ready atomic.Bool
 
-	submissionAddr, implicitTLSAddr, adminAddr, publicAddr string
+	submissionAddr, implicitTLSAddr, adminAddr, publicAddr, inboundAddr string
 }
+
+// InboundAddr is the address the inbound SMTP listener is bound to.
+func (r *Relay) InboundAddr() string { return r.inboundAddr }
 
 // PublicAddr is the address the public (opt-out) listener is bound to.
 func (r *Relay) PublicAddr() string { return r.publicAddr }
@@ -94,7 +98,7 @@ func Serve(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.
 			return err
 		}
 	}
-	log.Info("heed: serving", "submission", r.submissionAddr, "admin", r.adminAddr, "public", r.publicAddr, "delivery", cfg.Delivery.Mode)
+	log.Info("heed: serving", "submission", r.submissionAddr, "admin", r.adminAddr, "public", r.publicAddr, "inbound", r.inboundAddr, "delivery", cfg.Delivery.Mode)
 	select {
 	case <-ctx.Done():
 		log.Info("heed: shutting down")
@@ -170,6 +174,10 @@ func (r *Relay) build() error {
 	}
 	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now)
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}
+	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
+		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
+		Messages: qs, Suppressions: r.suppressions, ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
+	})
 	qs.SuppressHardBounces(r.suppressions)
 	if err := r.keyEveryDomain(); err != nil {
 		return err
@@ -263,6 +271,12 @@ func (r *Relay) listen() error {
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}
 	go r.serveHTTP(r.public, pl)
+	il, err := net.Listen("tcp", cfg.SMTP.Inbound.Listen)
+	if err != nil {
+		return fmt.Errorf("inbound SMTP listener: %w", err)
+	}
+	r.inboundAddr = il.Addr().String()
+	go func() { r.fail(r.inbound.Serve(il)) }()
 	sl, err := net.Listen("tcp", cfg.SMTP.Submission.Listen)
 	if err != nil {
 		return fmt.Errorf("submission listener: %w", err)
@@ -305,6 +319,11 @@ func (r *Relay) Shutdown() {
 	if r.submission != nil {
 		if err := r.submission.Shutdown(ctx); err != nil {
 			r.log.Warn("heed: closing SMTP sessions", "err", err)
+		}
+	}
+	if r.inbound != nil {
+		if err := r.inbound.Shutdown(ctx); err != nil {
+			r.log.Warn("heed: closing inbound SMTP sessions", "err", err)
 		}
 	}
 	if r.public != nil {

@@ -28,7 +28,7 @@ func testConfig(t *testing.T) *config.Config {
 	cfg.ReturnPathDomain, cfg.Unsubscribe.MailtoDomain = "bounces.relay.test", "unsubscribe.relay.test"
 	cfg.HTTP.Public.BaseURL = "https://unsubscribe.relay.test"
 	cfg.SMTP.Submission.Listen, cfg.HTTP.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.HTTP.Public.Listen = "127.0.0.1:0"
+	cfg.HTTP.Public.Listen, cfg.SMTP.Inbound.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Admin.Tokens = []string{"server-test-token-0123456789"}
 	return cfg
 }

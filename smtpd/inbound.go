@@ -1,0 +1,177 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/address"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/suppression"
+)
+
+// Messages finds the message a mailto opt-out or a bounce refers to.
+type Messages interface {
+	Message(ctx context.Context, id string) (*queue.Message, error)
+}
+
+// InboundOptions configure the inbound listener.
+type InboundOptions struct {
+	Hostname string
+	// MailtoDomain is unsubscribe.mailto_domain: mail to u-...@ it is an
+	// opt-out (RFC 2369 mailto List-Unsubscribe).
+	MailtoDomain string
+	Tokens       *suppression.Keyring
+	Messages     Messages
+	Suppressions suppression.Store
+	// MaxMessageBytes bounds what is read (default 10 MiB: opt-out mail
+	// and reports are small).
+	MaxMessageBytes int64
+	MaxConnections  int
+	ReadTimeout     time.Duration
+	Logger          *slog.Logger
+}
+
+// Inbound is the SMTP listener for mail sent to Heed itself: mailto
+// opt-outs now; bounces to the VERP return path and complaints are the
+// next step. It accepts mail only for the addresses Heed made and is
+// never a relay: anything else is refused at RCPT (550 5.7.1).
+//
+// Lifecycle: NewInbound, Serve (blocks), Shutdown.
+type Inbound struct {
+	o   InboundOptions
+	log *slog.Logger
+
+	mu  sync.Mutex
+	srv *smtp.Server
+}
+
+// NewInbound returns the listener.
+func NewInbound(o InboundOptions) *Inbound {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 10 << 20
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 1000
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = time.Minute
+	}
+	return &Inbound{o: o, log: o.Logger}
+}
+
+// Serve answers SMTP on l.
+func (in *Inbound) Serve(l net.Listener) error {
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &inboundSession{in: in}, nil
+	}))
+	srv.Domain = in.o.Hostname
+	srv.MaxMessageBytes = in.o.MaxMessageBytes
+	srv.MaxRecipients = 100
+	srv.ReadTimeout, srv.WriteTimeout = in.o.ReadTimeout, in.o.ReadTimeout
+	srv.ErrorLog = slogLogger{in.log}
+	in.mu.Lock()
+	in.srv = srv
+	in.mu.Unlock()
+	return srv.Serve(&listener{Listener: l, max: in.o.MaxConnections, plaintext: true, timeout: 10 * time.Second})
+}
+
+// Shutdown stops accepting and lets sessions finish until ctx ends.
+func (in *Inbound) Shutdown(ctx context.Context) error {
+	in.mu.Lock()
+	srv := in.srv
+	in.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		srv.Close()
+		return err
+	}
+	return nil
+}
+
+// optOut is one mailto recipient of a transaction: who wants out of what.
+type optOut struct {
+	msg   *queue.Message
+	index int
+}
+
+type inboundSession struct {
+	in      *Inbound
+	optOuts []optOut
+}
+
+var errNotHere = reply(550, smtp.EnhancedCode{5, 7, 1},
+	"Relaying refused: this server takes mail only for the addresses in the mail it sent")
+
+func (s *inboundSession) Mail(from string, _ *smtp.MailOptions) error { return nil } // <> for reports
+
+func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	a, err := address.Parse(to)
+	if err != nil {
+		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
+	}
+	if !strings.EqualFold(a.Domain, s.in.o.MailtoDomain) || s.in.o.Tokens == nil {
+		return errNotHere
+	}
+	id, idx, err := s.in.o.Tokens.ParseMailto(a.Local)
+	if err != nil {
+		// Forged or damaged: the same answer as an address nobody has.
+		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address")
+	}
+	m, err := s.in.o.Messages.Message(context.Background(), id)
+	if errors.Is(err, queue.ErrNotFound) || err == nil && (idx >= len(m.Recipients) || m.Recipients[idx].Index != idx) {
+		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address: the message it was sent with is no longer known")
+	}
+	if err != nil {
+		return internalError(s.in.log, "looking up a message", err)
+	}
+	s.optOuts = append(s.optOuts, optOut{msg: m, index: idx})
+	return nil
+}
+
+// Data records each recipient's opt-out, durably, before the 250. The
+// content does not matter (RFC 2369: the mail itself is the request).
+func (s *inboundSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		return err
+	}
+	for _, o := range s.optOuts {
+		m, rc := o.msg, o.msg.Recipients[o.index]
+		_, err := s.in.o.Suppressions.Add(context.Background(), suppression.Entry{
+			Tenant: m.Tenant, Address: rc.Address, List: m.List, Reason: suppression.Unsubscribe,
+			Channel: "mailto", MessageID: m.ID,
+		}, events.RecipientUnsubscribed)
+		if err != nil && !errors.Is(err, suppression.ErrInvalid) {
+			return internalError(s.in.log, "recording a mailto opt-out", err)
+		}
+		s.in.log.Info("inbound: unsubscribed by mail", "tenant", m.Tenant, "list", m.List, "msg", m.ID)
+	}
+	return reply(250, smtp.EnhancedCode{2, 0, 0}, "OK: %s", plural(len(s.optOuts), "opt-out recorded", "opt-outs recorded"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func (s *inboundSession) Reset()        { s.optOuts = nil }
+func (s *inboundSession) Logout() error { return nil }
