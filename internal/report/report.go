@@ -32,9 +32,8 @@ var ErrTooLarge = fmt.Errorf("%w: message too large or too complex", ErrUnparsab
 type Kind int
 
 const (
-	// Unknown: Parse could read the message but it is neither a bounce nor a
-	// complaint. Parse returns it with a nil error only for RFC 3834
-	// auto-replies; otherwise it returns an error wrapping ErrUnparsable.
+	// Unknown is the zero Kind; Parse never returns it with a nil error:
+	// what it cannot classify is an error wrapping ErrUnparsable.
 	Unknown Kind = iota
 	// Bounce is a delivery status notification: failed, delayed or other.
 	Bounce
@@ -146,9 +145,21 @@ func Parse(msg []byte) (*Report, error) {
 	if len(msg) > MaxSize {
 		return nil, ErrTooLarge
 	}
-	s, err := scan(bytes.NewReader(msg))
+	s, err := scan(bytes.NewReader(skipMboxLine(msg)))
 	if err != nil {
 		return nil, err
 	}
 	return s.build()
+}
+
+// skipMboxLine drops an mbox "From " envelope line, which saved bounces
+// often start with and which is not a header field.
+func skipMboxLine(msg []byte) []byte {
+	if !bytes.HasPrefix(msg, []byte("From ")) {
+		return msg
+	}
+	if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+		return msg[i+1:]
+	}
+	return nil
 }

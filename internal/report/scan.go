@@ -15,10 +15,10 @@ import (
 type scanner struct {
 	top      message.Header
 	parts    int
-	dsn      [][]byte         // bodies of message/delivery-status parts
+	dsn      [][]byte          // bodies of message/delivery-status parts
 	feedback *textproto.Header // the message/feedback-report fields
 	original *textproto.Header // headers of the quoted original message
-	text     strings.Builder  // human-readable text, for the heuristic
+	text     strings.Builder   // human-readable text, for the heuristic
 }
 
 // tolerable reports whether a go-message error still left a usable entity:
@@ -110,13 +110,10 @@ func (s *scanner) addText(r io.Reader, html bool) error {
 
 // readLimited reads at most n bytes; a body that ends early or badly
 // encoded yields what could be read.
+// A truncated or mis-encoded body is common in bounces: keep going with
+// what there is rather than refuse the whole report.
 func readLimited(r io.Reader, n int) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, int64(n)))
-	if err != nil && len(b) == 0 && !tolerable(err) {
-		// A truncated or mis-encoded body is common in bounces: keep going
-		// with nothing rather than refuse the whole report.
-		return nil, nil
-	}
+	b, _ := io.ReadAll(io.LimitReader(r, int64(n)))
 	return b, nil
 }
 
