@@ -30,6 +30,10 @@ type InboundOptions struct {
 	// opt-out (RFC 2369 mailto List-Unsubscribe).
 	MailtoDomain string
 	Tokens       *suppression.Keyring
+	// VERP is the return path: DSNs to its addresses are bounces of one
+	// message and recipient, ARF reports to it (or to fbl@, abuse@ its
+	// domain) complaints.
+	VERP         queue.VERP
 	Messages     Messages
 	Suppressions suppression.Store
 	// MaxMessageBytes bounds what is read (default 10 MiB: opt-out mail
@@ -41,9 +45,11 @@ type InboundOptions struct {
 }
 
 // Inbound is the SMTP listener for mail sent to Heed itself: mailto
-// opt-outs now; bounces to the VERP return path and complaints are the
-// next step. It accepts mail only for the addresses Heed made and is
-// never a relay: anything else is refused at RCPT (550 5.7.1).
+// opt-outs (RFC 2369), delivery status notifications to the VERP return
+// path (RFC 3464: a permanent failure becomes a bounce suppression) and
+// abuse reports (RFC 5965 ARF: a complaint suppression). It accepts mail
+// only for the addresses Heed made and is never a relay: anything else
+// is refused at RCPT (550 5.7.1).
 //
 // Lifecycle: NewInbound, Serve (blocks), Shutdown.
 type Inbound struct {
@@ -111,7 +117,15 @@ type optOut struct {
 type inboundSession struct {
 	in      *Inbound
 	optOuts []optOut
+	// reports are the return-path recipients: the message and recipient
+	// a VERP address names (msg nil for fbl@/abuse@, matched from the
+	// report's copy of the original).
+	reports []optOut
 }
+
+// feedbackLocals are the return-path domain's addresses feedback loops
+// are registered with.
+var feedbackLocals = map[string]bool{"fbl": true, "abuse": true, "feedback": true}
 
 var errNotHere = reply(550, smtp.EnhancedCode{5, 7, 1},
 	"Relaying refused: this server takes mail only for the addresses in the mail it sent")
@@ -122,6 +136,9 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	a, err := address.Parse(to)
 	if err != nil {
 		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
+	}
+	if s.in.o.VERP.Domain != "" && strings.EqualFold(a.Domain, s.in.o.VERP.Domain) {
+		return s.returnPath(a)
 	}
 	if !strings.EqualFold(a.Domain, s.in.o.MailtoDomain) || s.in.o.Tokens == nil {
 		return errNotHere
@@ -142,15 +159,45 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-// Data records each recipient's opt-out, durably, before the 250. The
-// content does not matter (RFC 2369: the mail itself is the request).
+// returnPath accepts a VERP address Heed made (its message still known)
+// or a feedback-loop address.
+func (s *inboundSession) returnPath(a address.Address) error {
+	local := strings.ToLower(a.Local)
+	if feedbackLocals[local] {
+		s.reports = append(s.reports, optOut{})
+		return nil
+	}
+	id, idx, err := s.in.o.VERP.Parse(a.String())
+	if err != nil {
+		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address")
+	}
+	m, err := s.in.o.Messages.Message(context.Background(), id)
+	if errors.Is(err, queue.ErrNotFound) || err == nil && (idx >= len(m.Recipients) || m.Recipients[idx].Index != idx) {
+		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address: the message it was sent with is no longer known")
+	}
+	if err != nil {
+		return internalError(s.in.log, "looking up a message", err)
+	}
+	s.reports = append(s.reports, optOut{msg: m, index: idx})
+	return nil
+}
+
+// Data records each recipient's opt-out, bounce or complaint, durably,
+// before the 250. For a mailto opt-out the content does not matter (RFC
+// 2369: the mail itself is the request).
 func (s *inboundSession) Data(r io.Reader) error {
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	body, err := io.ReadAll(r)
+	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return se
 		}
 		return err
+	}
+	if len(s.reports) > 0 {
+		if err := s.handleReport(body); err != nil {
+			return err
+		}
 	}
 	for _, o := range s.optOuts {
 		m, rc := o.msg, o.msg.Recipients[o.index]
@@ -163,6 +210,9 @@ func (s *inboundSession) Data(r io.Reader) error {
 		}
 		s.in.log.Info("inbound: unsubscribed by mail", "tenant", m.Tenant, "list", m.List, "msg", m.ID)
 	}
+	if len(s.optOuts) == 0 {
+		return reply(250, smtp.EnhancedCode{2, 0, 0}, "OK: report received")
+	}
 	return reply(250, smtp.EnhancedCode{2, 0, 0}, "OK: %s", plural(len(s.optOuts), "opt-out recorded", "opt-outs recorded"))
 }
 
@@ -173,5 +223,5 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-func (s *inboundSession) Reset()        { s.optOuts = nil }
+func (s *inboundSession) Reset()        { s.optOuts, s.reports = nil, nil }
 func (s *inboundSession) Logout() error { return nil }

@@ -412,3 +412,53 @@ func TestMailtoOptOut(t *testing.T) {
 		t.Error("no recipient.unsubscribed event from the mailto channel")
 	}
 }
+
+// TestBounceAndComplaintByMail: a DSN to the VERP return path of a copy
+// (a permanent failure) and an ARF report to the feedback-loop address
+// suppress those recipients for every list of the tenant.
+func TestBounceAndComplaintByMail(t *testing.T) {
+	e := startRelay(t)
+	user, pass, _ := e.tenantSetup()
+	e.send(user, pass, []string{"pat@example.net", "sam@example.net"}, marketingMsg)
+	copies := e.sink.Wait(t, 2, 20*time.Second)
+	verp := map[string]string{}
+	for _, c := range copies {
+		verp[c.To[0]] = c.From
+	}
+	dsn := "From: MAILER-DAEMON@mx.example.net\r\nTo: " + verp["pat@example.net"] + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n" +
+		"Final-Recipient: rfc822; pat@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--b--\r\n"
+	arf := "From: fbl@mailbox.example\r\nTo: fbl@bounces.relay.test\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n" +
+		"--f\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n" +
+		"--f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: test/1.0\r\nVersion: 1\r\n\r\n" +
+		"--f\r\nContent-Type: text/rfc822-headers\r\n\r\nReturn-Path: <" + verp["sam@example.net"] + ">\r\nFrom: news@acme.test\r\nTo: sam@example.net\r\nSubject: Spring cleaning offer\r\n\r\n--f--\r\n"
+	c, err := smtp.Dial(e.r.InboundAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for rcpt, msg := range map[string]string{verp["pat@example.net"]: dsn, "fbl@bounces.relay.test": arf} {
+		if err := c.SendMail("", []string{rcpt}, strings.NewReader(msg)); err != nil {
+			t.Fatalf("to %s: %v", rcpt, err)
+		}
+	}
+	// Both stop even transactional mail now.
+	text := e.send(user, pass, []string{"pat@example.net", "sam@example.net"}, reminderMsg)
+	if !strings.Contains(text, "2 of 2 recipients are suppressed") {
+		t.Errorf("after the bounce and the complaint: %q", text)
+	}
+	var page struct {
+		Suppressions []struct{ Address, List, Reason, Channel string }
+	}
+	e.api("GET", "/api/v1/tenants/acme/suppressions", nil, http.StatusOK, &page)
+	got := map[string]string{}
+	for _, s := range page.Suppressions {
+		got[s.Address] = s.Reason + "/" + s.Channel + "/" + s.List
+	}
+	if got["pat@example.net"] != "bounce/dsn/*" || got["sam@example.net"] != "complaint/arf/*" {
+		t.Errorf("suppressions %v", got)
+	}
+}

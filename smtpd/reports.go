@@ -1,0 +1,108 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/report"
+	"github.com/heedmail/heed/suppression"
+)
+
+// handleReport turns a report to the return path into suppressions: a
+// permanent failure of the recipient the VERP address names is a bounce
+// (every list of the tenant), an ARF report a complaint. A report that
+// cannot be parsed, or a transient failure, changes nothing and is
+// logged: it is accepted, since refusing it would only bounce it back to
+// a machine.
+func (s *inboundSession) handleReport(body []byte) error {
+	rep, err := report.Parse(body)
+	if err != nil {
+		s.in.log.Warn("inbound: a report that cannot be read was received", "err", err, "size", len(body))
+		return nil
+	}
+	for _, target := range s.reports {
+		m, idx := target.msg, target.index
+		if m == nil {
+			// A feedback-loop address: the original's return path names
+			// the message.
+			if m, idx = s.originalOf(rep); m == nil {
+				s.in.log.Warn("inbound: a report for no message Heed knows", "kind", rep.Kind)
+				continue
+			}
+		}
+		if err := s.apply(rep, m, idx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// originalOf finds the message of an ARF report through the VERP
+// return path of the copy it quotes.
+func (s *inboundSession) originalOf(rep *report.Report) (*queue.Message, int) {
+	if rep.Original == nil {
+		return nil, 0
+	}
+	rp := strings.Trim(strings.TrimSpace(rep.Original.ReturnPath), "<>")
+	id, idx, err := s.in.o.VERP.Parse(rp)
+	if err != nil {
+		return nil, 0
+	}
+	m, err := s.in.o.Messages.Message(context.Background(), id)
+	if err != nil || idx >= len(m.Recipients) {
+		return nil, 0
+	}
+	return m, idx
+}
+
+// apply records what rep says about recipient idx of m.
+func (s *inboundSession) apply(rep *report.Report, m *queue.Message, idx int) error {
+	rcpt := m.Recipients[idx].Address
+	e := suppression.Entry{Tenant: m.Tenant, Address: rcpt, List: suppression.All, MessageID: m.ID}
+	var also []events.Type
+	switch rep.Kind {
+	case report.Complaint:
+		e.Reason, e.Channel = suppression.Complaint, "arf"
+		also = append(also, events.RecipientComplained)
+	case report.Bounce:
+		if !permanentFor(rep, rcpt) {
+			s.in.log.Info("inbound: a transient or unclear delivery report", "msg", m.ID, "rcpt", idx)
+			return nil
+		}
+		e.Reason, e.Channel = suppression.Bounce, "dsn"
+		also = append(also, events.MessageBounced)
+	default:
+		return nil
+	}
+	_, err := s.in.o.Suppressions.Add(context.Background(), e, also...)
+	if err != nil && !errors.Is(err, suppression.ErrInvalid) {
+		return internalError(s.in.log, "recording a "+string(e.Reason), err)
+	}
+	s.in.log.Info("inbound: "+string(e.Reason)+" recorded", "tenant", m.Tenant, "msg", m.ID, "rcpt", idx)
+	return nil
+}
+
+// permanentFor reports whether rep says delivery to rcpt failed for good.
+// The VERP address already names the recipient, so a single permanent
+// status counts even when the report spells the recipient differently
+// (forwarding, aliases); with several, the one naming rcpt decides.
+func permanentFor(rep *report.Report, rcpt string) bool {
+	var perm []report.Status
+	for _, st := range rep.Recipients {
+		if st.Permanent {
+			perm = append(perm, st)
+		}
+	}
+	if len(rep.Recipients) == 1 {
+		return len(perm) == 1
+	}
+	for _, st := range perm {
+		if strings.EqualFold(strings.Trim(st.Recipient, "<>"), rcpt) {
+			return true
+		}
+	}
+	return false
+}
