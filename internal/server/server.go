@@ -176,7 +176,7 @@ func (r *Relay) build() error {
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
-		VERP: queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
+		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Messages: qs, Suppressions: r.suppressions, ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
 	qs.SuppressHardBounces(r.suppressions)
