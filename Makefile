@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./suppression/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./suppression/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMailto$$' -fuzztime $(FUZZTIME) ./suppression/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/report/
 
 clean:
 	rm -rf bin

@@ -36,6 +36,9 @@ type InboundOptions struct {
 	VERP         queue.VERP
 	Messages     Messages
 	Suppressions suppression.Store
+	// Events records what reports say without changing a suppression (a
+	// transient failure); nil drops those.
+	Events events.Recorder
 	// MaxMessageBytes bounds what is read (default 10 MiB: opt-out mail
 	// and reports are small).
 	MaxMessageBytes int64

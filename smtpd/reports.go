@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
@@ -70,7 +71,7 @@ func (s *inboundSession) apply(rep *report.Report, m *queue.Message, idx int) er
 	case report.Bounce:
 		if !permanentFor(rep, rcpt) {
 			s.in.log.Info("inbound: a transient or unclear delivery report", "msg", m.ID, "rcpt", idx)
-			return nil
+			return s.deferred(rep, m, rcpt)
 		}
 		e.Reason, e.Channel = suppression.Bounce, "dsn"
 		also = append(also, events.MessageBounced)
@@ -105,4 +106,27 @@ func permanentFor(rep *report.Report, rcpt string) bool {
 		}
 	}
 	return false
+}
+
+// deferred tells the tenant of a report that delivery is delayed or
+// failed for now: an event only, nothing is suppressed.
+func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt string) error {
+	if s.in.o.Events == nil {
+		return nil
+	}
+	reply := ""
+	for _, st := range rep.Recipients {
+		if st.Status != "" {
+			reply = strings.TrimSpace(st.Status + " " + st.Diagnostic)
+			break
+		}
+	}
+	err := s.in.o.Events.Record(context.Background(), &events.Event{
+		Type: events.MessageDeferred, Time: time.Now(),
+		Data: events.Data{Tenant: m.Tenant, MessageID: m.ID, Recipient: rcpt, List: m.List, Reply: reply, Channel: "dsn"},
+	})
+	if err != nil {
+		return internalError(s.in.log, "recording a delivery report", err)
+	}
+	return nil
 }

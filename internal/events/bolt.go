@@ -72,3 +72,12 @@ func (l BoltLog) Events(ctx context.Context, tenant string, after uint64, limit 
 	})
 	return out, err
 }
+
+// Record writes one event that reports no state change of its own (a
+// transient delivery report, say) in a transaction of its own.
+func (l BoltLog) Record(_ context.Context, ev *Event) error {
+	return l.DB.Update(func(tx *bolt.Tx) error {
+		e := *ev // Append assigns Seq and ID; the function may run again
+		return Append(tx, &e)
+	})
+}

@@ -51,6 +51,11 @@ type Data struct {
 	Channel     string     `json:"channel,omitempty"`
 }
 
+// Recorder writes an event that is not part of another state change.
+type Recorder interface {
+	Record(ctx context.Context, ev *Event) error
+}
+
 // Reader reads the event log of one tenant.
 type Reader interface {
 	// Events returns up to limit events of tenant with Seq > after, oldest

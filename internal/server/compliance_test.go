@@ -440,7 +440,9 @@ func TestBounceAndComplaintByMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for rcpt, msg := range map[string]string{verp["pat@example.net"]: dsn, "fbl@bounces.relay.test": arf} {
+	delayed := strings.NewReplacer("pat@example.net", "sam@example.net", "Action: failed", "Action: delayed",
+		"Status: 5.1.1", "Status: 4.2.2", "550 5.1.1 no such user", "452 4.2.2 mailbox full").Replace(dsn)
+	for rcpt, msg := range map[string]string{verp["pat@example.net"]: dsn, "fbl@bounces.relay.test": arf, verp["sam@example.net"]: delayed} {
 		if err := c.SendMail("", []string{rcpt}, strings.NewReader(msg)); err != nil {
 			t.Fatalf("to %s: %v", rcpt, err)
 		}
@@ -458,7 +460,22 @@ func TestBounceAndComplaintByMail(t *testing.T) {
 	for _, s := range page.Suppressions {
 		got[s.Address] = s.Reason + "/" + s.Channel + "/" + s.List
 	}
-	if got["pat@example.net"] != "bounce/dsn/*" || got["sam@example.net"] != "complaint/arf/*" {
-		t.Errorf("suppressions %v", got)
+	if got["pat@example.net"] != "bounce/dsn/*" || got["sam@example.net"] != "complaint/arf/*" || len(page.Suppressions) != 2 {
+		t.Errorf("suppressions %v, want a bounce and a complaint only (the delay suppresses nothing)", got)
+	}
+	var evs struct {
+		Events []struct {
+			Type string
+			Data struct{ Recipient, Channel, Reply string }
+		}
+	}
+	e.api("GET", "/api/v1/tenants/acme/events?limit=1000", nil, http.StatusOK, &evs)
+	deferred := false
+	for _, ev := range evs.Events {
+		deferred = deferred || ev.Type == "message.deferred" && ev.Data.Channel == "dsn" &&
+			ev.Data.Recipient == "sam@example.net" && strings.HasPrefix(ev.Data.Reply, "4.2.2")
+	}
+	if !deferred {
+		t.Error("no message.deferred event for the delayed report")
 	}
 }

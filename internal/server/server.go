@@ -177,7 +177,8 @@ func (r *Relay) build() error {
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
-		Messages: qs, Suppressions: r.suppressions, ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
+		Messages: qs, Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
+		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
 	qs.SuppressHardBounces(r.suppressions)
 	if err := r.keyEveryDomain(); err != nil {
