@@ -39,6 +39,9 @@ type InboundOptions struct {
 	// Events records what reports say without changing a suppression (a
 	// transient failure); nil drops those.
 	Events events.Recorder
+	// UnreadDir keeps, one file each, the reports that could not be read,
+	// for the operator to look at (data_dir/reports/unread); "" keeps none.
+	UnreadDir string
 	// MaxMessageBytes bounds what is read (default 10 MiB: opt-out mail
 	// and reports are small).
 	MaxMessageBytes int64

@@ -3,10 +3,14 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/fsutil"
+	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/suppression"
@@ -21,8 +25,7 @@ import (
 func (s *inboundSession) handleReport(body []byte) error {
 	rep, err := report.Parse(body)
 	if err != nil {
-		s.in.log.Warn("inbound: a report that cannot be read was received", "err", err, "size", len(body))
-		return nil
+		return s.keepUnread(body, err)
 	}
 	for _, target := range s.reports {
 		m, idx := target.msg, target.index
@@ -128,5 +131,25 @@ func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt str
 	if err != nil {
 		return internalError(s.in.log, "recording a delivery report", err)
 	}
+	return nil
+}
+
+// keepUnread stores a report Heed cannot read, durably, before the 250,
+// and logs where: never silently lost, and never bounced back to the
+// machine that sent it.
+func (s *inboundSession) keepUnread(body []byte, why error) error {
+	dir := s.in.o.UnreadDir
+	if dir == "" {
+		s.in.log.Warn("inbound: a report that cannot be read was dropped", "err", why, "size", len(body))
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return internalError(s.in.log, "keeping an unreadable report", err)
+	}
+	name := ids.New(time.Now()) + ".eml"
+	if err := fsutil.WriteFileSync(filepath.Join(dir, name), body); err != nil {
+		return internalError(s.in.log, "keeping an unreadable report", err)
+	}
+	s.in.log.Warn("inbound: a report that cannot be read was kept", "file", filepath.Join(dir, name), "err", why)
 	return nil
 }

@@ -447,6 +447,13 @@ func TestBounceAndComplaintByMail(t *testing.T) {
 			t.Fatalf("to %s: %v", rcpt, err)
 		}
 	}
+	// A report nobody can read is kept for the operator, not lost.
+	if err := c.SendMail("", []string{"fbl@bounces.relay.test"}, strings.NewReader("Subject: ???\r\n\r\ngibberish\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "reports", "unread", "*.eml")); len(kept) != 1 {
+		t.Errorf("%d unreadable reports kept, want 1", len(kept))
+	}
 	// Both stop even transactional mail now.
 	text := e.send(user, pass, []string{"pat@example.net", "sam@example.net"}, reminderMsg)
 	if !strings.Contains(text, "2 of 2 recipients are suppressed") {

@@ -178,6 +178,7 @@ func (r *Relay) build() error {
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Messages: qs, Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
+		UnreadDir:   filepath.Join(cfg.DataDir, "reports", "unread"),
 		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
 	qs.SuppressHardBounces(r.suppressions)
