@@ -3,16 +3,17 @@ package public
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 )
 
-// limiter is a token bucket per client address for the requests that cost
-// without recording an opt-out: page views and bad links (someone
-// guessing tokens, a scanner). A POST that records an opt-out is never
-// refused, however many come from one address: Gmail's one-click POSTs
-// for millions of readers come from a few addresses.
+// limiter is a token bucket per client address for page views, the page's
+// buttons and bad links (someone guessing tokens, a scanner). An RFC 8058
+// one-click POST that records an opt-out is never refused, however many
+// come from one address: Gmail's one-click POSTs for millions of readers
+// come from a few addresses.
 type limiter struct {
 	rate  float64 // tokens per second
 	burst float64
@@ -48,6 +49,12 @@ func (l *limiter) allow(addr string) (bool, time.Duration) {
 	if !ok {
 		if len(l.buckets) >= maxBuckets {
 			l.evict(now)
+			if len(l.buckets) >= maxBuckets {
+				// A flood from more addresses than we track: refuse the
+				// newcomers until buckets refill (one-click POSTs that
+				// record never come here).
+				return false, time.Second
+			}
 		}
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[addr] = b
@@ -70,12 +77,17 @@ func (l *limiter) evict(now time.Time) {
 	}
 }
 
-// clientAddr is the peer's IP address. Forwarded headers are not trusted:
-// anyone can send them.
+// clientAddr is the peer's IP address, an IPv6 peer's /64 (one host
+// holds a whole /64). Forwarded headers are not trusted: anyone can send
+// them.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
 	}
 	return host
 }

@@ -35,9 +35,9 @@ import (
 type Options struct {
 	OptOut *suppression.OptOut
 	Logger *slog.Logger
-	// Rate and Burst limit page views and bad links per client address
-	// (defaults 5 per second, bursts of 60); a POST that records an
-	// opt-out is never limited.
+	// Rate and Burst limit page views, the page's buttons and bad links
+	// per client address (defaults 5 per second, bursts of 60); an RFC
+	// 8058 one-click POST that records an opt-out is never limited.
 	Rate, Burst float64
 	Now         func() time.Time
 }
@@ -101,6 +101,15 @@ func (s *server) oneClick(c echo.Context) error {
 			channel = "one-click"
 		}
 	}
+	// Only RFC 8058's one-click POST is never limited (a provider's POSTs
+	// for many readers share addresses); the page's buttons are a person's
+	// and are limited like page views, so nobody can toggle a link into
+	// a stream of writes and webhooks.
+	if channel != "one-click" {
+		if err := s.limited(c, nil); err != nil {
+			return err
+		}
+	}
 	var link suppression.Link
 	var err error
 	state := stateDone
@@ -114,8 +123,11 @@ func (s *server) oneClick(c echo.Context) error {
 		action = "list"
 		link, err = s.OptOut.Unsubscribe(ctx, tok, channel, false)
 	}
+	if errors.Is(err, suppression.ErrUnknownLink) && channel == "one-click" {
+		return s.limited(c, err) // guessing tokens costs a token
+	}
 	if err != nil {
-		return s.limited(c, err)
+		return err
 	}
 	s.Logger.Info("public: "+action, "tenant", link.Target.Tenant, "list", link.Target.List, "channel", channel)
 	return s.render(c, http.StatusOK, view{State: state, All: action == "all"}, &link)

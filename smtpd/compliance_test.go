@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -149,4 +150,21 @@ func TestRecipientSuppressionCannotHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.sink.Wait(t, 1, 10*time.Second)
+}
+
+// TestOnlyGoneMailboxesSuppress: a late DSN suppresses the address only
+// when it says the mailbox is gone; a content refusal, a full mailbox or
+// the tenant's own DMARC failure bounce that message, not the person.
+func TestOnlyGoneMailboxesSuppress(t *testing.T) {
+	for status, want := range map[string]bool{
+		"5.1.1": true, "5.1.10": true, "5.2.1": true,
+		"5.7.1": false, "5.7.26": false, "5.2.2": false, "5.3.4": false, "4.2.2": false,
+	} {
+		rep := &report.Report{Kind: report.Bounce, Recipients: []report.Status{
+			{Recipient: "pat@example.net", Action: "failed", Status: status, Permanent: status[0] == '5'},
+		}}
+		if got := permanentFor(rep, "pat@example.net"); got != want {
+			t.Errorf("%s: suppress=%v, want %v", status, got, want)
+		}
+	}
 }

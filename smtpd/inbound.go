@@ -42,8 +42,8 @@ type InboundOptions struct {
 	// UnreadDir keeps, one file each, the reports that could not be read,
 	// for the operator to look at (data_dir/reports/unread); "" keeps none.
 	UnreadDir string
-	// MaxMessageBytes bounds what is read (default 10 MiB: opt-out mail
-	// and reports are small).
+	// MaxMessageBytes bounds what is read (default 2 MiB: opt-out mail and
+	// reports are small, and a report is held in memory to be parsed).
 	MaxMessageBytes int64
 	MaxConnections  int
 	ReadTimeout     time.Duration
@@ -72,10 +72,10 @@ func NewInbound(o InboundOptions) *Inbound {
 		o.Logger = slog.Default()
 	}
 	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 10 << 20
+		o.MaxMessageBytes = 2 << 20
 	}
 	if o.MaxConnections <= 0 {
-		o.MaxConnections = 1000
+		o.MaxConnections = 100
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = time.Minute
@@ -133,6 +133,10 @@ type inboundSession struct {
 // are registered with.
 var feedbackLocals = map[string]bool{"fbl": true, "abuse": true, "feedback": true}
 
+// errNoSuchAddress answers a forged address and one whose message is no
+// longer known alike, so the answer tells nothing about the MAC.
+var errNoSuchAddress = reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address")
+
 var errNotHere = reply(550, smtp.EnhancedCode{5, 7, 1},
 	"Relaying refused: this server takes mail only for the addresses in the mail it sent")
 
@@ -152,11 +156,11 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	id, idx, err := s.in.o.Tokens.ParseMailto(a.Local)
 	if err != nil {
 		// Forged or damaged: the same answer as an address nobody has.
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address")
+		return errNoSuchAddress
 	}
 	m, err := s.in.o.Messages.Message(context.Background(), id)
 	if errors.Is(err, queue.ErrNotFound) || err == nil && (idx >= len(m.Recipients) || m.Recipients[idx].Index != idx) {
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address: the message it was sent with is no longer known")
+		return errNoSuchAddress
 	}
 	if err != nil {
 		return internalError(s.in.log, "looking up a message", err)
@@ -175,11 +179,11 @@ func (s *inboundSession) returnPath(a address.Address) error {
 	}
 	id, idx, err := s.in.o.VERP.Parse(a.String())
 	if err != nil {
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address")
+		return errNoSuchAddress
 	}
 	m, err := s.in.o.Messages.Message(context.Background(), id)
 	if errors.Is(err, queue.ErrNotFound) || err == nil && (idx >= len(m.Recipients) || m.Recipients[idx].Index != idx) {
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address: the message it was sent with is no longer known")
+		return errNoSuchAddress
 	}
 	if err != nil {
 		return internalError(s.in.log, "looking up a message", err)

@@ -32,8 +32,14 @@ func (s *inboundSession) handleReport(body []byte) error {
 		if m == nil {
 			// A feedback-loop address: the original's return path names
 			// the message.
-			if m, idx = s.originalOf(rep); m == nil {
-				s.in.log.Warn("inbound: a report for no message Heed knows", "kind", rep.Kind)
+			var err error
+			if m, idx, err = s.originalOf(rep); err != nil {
+				return err
+			}
+			if m == nil {
+				if err := s.keepUnread(body, errors.New("the report names no message Heed knows")); err != nil {
+					return err
+				}
 				continue
 			}
 		}
@@ -45,21 +51,27 @@ func (s *inboundSession) handleReport(body []byte) error {
 }
 
 // originalOf finds the message of an ARF report through the VERP
-// return path of the copy it quotes.
-func (s *inboundSession) originalOf(rep *report.Report) (*queue.Message, int) {
+// return path of the copy it quotes; (nil, 0, nil) when it names none.
+func (s *inboundSession) originalOf(rep *report.Report) (*queue.Message, int, error) {
 	if rep.Original == nil {
-		return nil, 0
+		return nil, 0, nil
 	}
 	rp := strings.Trim(strings.TrimSpace(rep.Original.ReturnPath), "<>")
 	id, idx, err := s.in.o.VERP.Parse(rp)
 	if err != nil {
-		return nil, 0
+		return nil, 0, nil
 	}
 	m, err := s.in.o.Messages.Message(context.Background(), id)
-	if err != nil || idx >= len(m.Recipients) {
-		return nil, 0
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, 0, nil
 	}
-	return m, idx
+	if err != nil {
+		return nil, 0, internalError(s.in.log, "looking up a message", err)
+	}
+	if idx >= len(m.Recipients) || m.Recipients[idx].Index != idx {
+		return nil, 0, nil
+	}
+	return m, idx, nil
 }
 
 // apply records what rep says about recipient idx of m.
@@ -89,22 +101,19 @@ func (s *inboundSession) apply(rep *report.Report, m *queue.Message, idx int) er
 	return nil
 }
 
-// permanentFor reports whether rep says delivery to rcpt failed for good.
-// The VERP address already names the recipient, so a single permanent
-// status counts even when the report spells the recipient differently
+// permanentFor reports whether rep says the mailbox of rcpt is gone for
+// good (queue.MailboxGone: 5.1.1 and its kin); a late 5.7.1 for content,
+// a full mailbox or a size refusal bounce that message, not the address.
+// The VERP address already names the recipient, so a single status
+// counts even when the report spells the recipient differently
 // (forwarding, aliases); with several, the one naming rcpt decides.
 func permanentFor(rep *report.Report, rcpt string) bool {
-	var perm []report.Status
-	for _, st := range rep.Recipients {
-		if st.Permanent {
-			perm = append(perm, st)
-		}
-	}
+	gone := func(st report.Status) bool { return st.Permanent && queue.MailboxGone(st.Status) }
 	if len(rep.Recipients) == 1 {
-		return len(perm) == 1
+		return gone(rep.Recipients[0])
 	}
-	for _, st := range perm {
-		if strings.EqualFold(strings.Trim(st.Recipient, "<>"), rcpt) {
+	for _, st := range rep.Recipients {
+		if gone(st) && strings.EqualFold(strings.Trim(st.Recipient, "<>"), rcpt) {
 			return true
 		}
 	}
@@ -134,6 +143,10 @@ func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt str
 	return nil
 }
 
+// maxUnread bounds the files reports/unread holds (at most MaxMessageBytes
+// each).
+const maxUnread = 1000
+
 // keepUnread stores a report Heed cannot read, durably, before the 250,
 // and logs where: never silently lost, and never bounced back to the
 // machine that sent it.
@@ -145,6 +158,12 @@ func (s *inboundSession) keepUnread(body []byte, why error) error {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return internalError(s.in.log, "keeping an unreadable report", err)
+	}
+	// The feedback-loop addresses need no MAC, so anyone can send here:
+	// the folder is bounded, and past the bound reports are only logged.
+	if kept, _ := os.ReadDir(dir); len(kept) >= maxUnread {
+		s.in.log.Warn("inbound: a report that cannot be read was dropped: reports/unread is full", "err", why, "size", len(body))
+		return nil
 	}
 	name := ids.New(time.Now()) + ".eml"
 	if err := fsutil.WriteFileSync(filepath.Join(dir, name), body); err != nil {

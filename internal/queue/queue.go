@@ -288,19 +288,22 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	return q.decide(msg, rcpt, res), msg, true
 }
 
-// hardBounce tells a permanent failure that is about the mailbox itself
+// MailboxGone tells a permanent failure that is about the mailbox itself
 // (RFC 3463: 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.6 mailbox moved,
 // 5.1.10 null MX, 5.2.1 mailbox disabled) from one about this message
-// (content, policy, size): only the first kind is suppressed, as
-// compliance.md's "hard bounce" is. A 5xx without an enhanced code says
-// too little to suppress on.
-func hardBounce(res outbound.Result) bool {
-	switch res.Enhanced {
+// (content, policy, size, a full mailbox): only the first kind is a hard
+// bounce that suppresses the address, whether the reply came during
+// delivery or later in a DSN. A 5xx without an enhanced code says too
+// little to suppress on.
+func MailboxGone(enhanced string) bool {
+	switch enhanced {
 	case "5.1.1", "5.1.2", "5.1.6", "5.1.10", "5.2.1":
 		return true
 	}
 	return false
 }
+
+func hardBounce(res outbound.Result) bool { return MailboxGone(res.Enhanced) }
 
 // unprepared decides the outcome of an attempt that stopped before
 // sending: a suppressed recipient is final, a permanent reason bounces,
