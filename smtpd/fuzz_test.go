@@ -95,21 +95,27 @@ func FuzzSession(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		q.t = t
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		go func() {
-			c.Write(in)
-			c.(*net.TCPConn).CloseWrite()
-		}()
-		out, _ := io.ReadAll(c)
-		for _, line := range strings.Split(strings.TrimSuffix(string(out), "\r\n"), "\r\n") {
-			if line != "" && !replyLine.MatchString(line) {
-				t.Fatalf("malformed reply line %q in %q", line, out)
-			}
-		}
+		dialogue(t, l.Addr().String(), in)
 	})
+}
+
+// dialogue sends a fuzzed client's bytes to addr, reads everything the
+// server answers, and fails on a reply line that is not an SMTP reply.
+func dialogue(t *testing.T, addr string, in []byte) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		c.Write(in)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	out, _ := io.ReadAll(c)
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\r\n"), "\r\n") {
+		if line != "" && !replyLine.MatchString(line) {
+			t.Fatalf("malformed reply line %q in %q", line, out)
+		}
+	}
 }

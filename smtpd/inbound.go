@@ -158,15 +158,25 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 		// Forged or damaged: the same answer as an address nobody has.
 		return errNoSuchAddress
 	}
+	o, err := s.recipientOf(id, idx)
+	if err != nil {
+		return err
+	}
+	s.optOuts = append(s.optOuts, o)
+	return nil
+}
+
+// recipientOf is recipient idx of message id; a message no longer known
+// gets the answer a forged address gets.
+func (s *inboundSession) recipientOf(id string, idx int) (optOut, error) {
 	m, err := s.in.o.Messages.Message(context.Background(), id)
 	if errors.Is(err, queue.ErrNotFound) || err == nil && (idx >= len(m.Recipients) || m.Recipients[idx].Index != idx) {
-		return errNoSuchAddress
+		return optOut{}, errNoSuchAddress
 	}
 	if err != nil {
-		return internalError(s.in.log, "looking up a message", err)
+		return optOut{}, internalError(s.in.log, "looking up a message", err)
 	}
-	s.optOuts = append(s.optOuts, optOut{msg: m, index: idx})
-	return nil
+	return optOut{msg: m, index: idx}, nil
 }
 
 // returnPath accepts a VERP address Heed made (its message still known)
@@ -181,14 +191,11 @@ func (s *inboundSession) returnPath(a address.Address) error {
 	if err != nil {
 		return errNoSuchAddress
 	}
-	m, err := s.in.o.Messages.Message(context.Background(), id)
-	if errors.Is(err, queue.ErrNotFound) || err == nil && (idx >= len(m.Recipients) || m.Recipients[idx].Index != idx) {
-		return errNoSuchAddress
-	}
+	o, err := s.recipientOf(id, idx)
 	if err != nil {
-		return internalError(s.in.log, "looking up a message", err)
+		return err
 	}
-	s.reports = append(s.reports, optOut{msg: m, index: idx})
+	s.reports = append(s.reports, o)
 	return nil
 }
 

@@ -56,22 +56,7 @@ func FuzzInbound(f *testing.F) {
 	defer in.Shutdown(context.Background())
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		go func() {
-			c.Write(data)
-			c.(*net.TCPConn).CloseWrite()
-		}()
-		out, _ := io.ReadAll(c)
-		for _, line := range strings.Split(strings.TrimSuffix(string(out), "\r\n"), "\r\n") {
-			if line != "" && !replyLine.MatchString(line) {
-				t.Fatalf("malformed reply line %q in %q", line, out)
-			}
-		}
+		dialogue(t, l.Addr().String(), data)
 		for _, tn := range []string{"acme", ""} {
 			es, _, _ := sup.List(context.Background(), tn, "", "", 10)
 			for _, e := range es {
