@@ -130,7 +130,9 @@ func (s *server) oneClick(c echo.Context) error {
 		return err
 	}
 	s.Logger.Info("public: "+action, "tenant", link.Target.Tenant, "list", link.Target.List, "channel", channel)
-	return s.render(c, http.StatusOK, view{State: state, All: action == "all"}, &link)
+	// A one-click POST comes from a mailbox provider's machine: the
+	// confirmation without the preference list, which nobody reads there.
+	return s.render(c, http.StatusOK, view{State: state, All: action == "all", NoPrefs: channel == "one-click"}, &link)
 }
 
 func (s *server) page(c echo.Context) error {
@@ -203,8 +205,9 @@ const (
 )
 
 type view struct {
-	State int
-	All   bool // the opt-out was from all marketing
+	State   int
+	All     bool // the opt-out was from all marketing
+	NoPrefs bool // leave the preference list out
 	// Filled by render from the link.
 	Lang, Business, List, Address string
 	Prefs                         []suppression.ListState
@@ -220,7 +223,7 @@ func (s *server) render(c echo.Context, status int, v view, link *suppression.Li
 		if v.List == "" {
 			v.List = link.List.ID
 		}
-		if v.State != stateError {
+		if v.State != stateError && !v.NoPrefs {
 			prefs, err := s.OptOut.Preferences(c.Request().Context(), *link)
 			if err != nil {
 				s.Logger.Error("public: preferences", "err", err)
