@@ -27,6 +27,7 @@ import (
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 	"github.com/labstack/echo/v4"
 )
 
@@ -52,6 +53,8 @@ type Options struct {
 	// Suppressions is the suppression list.
 	Suppressions suppression.Store
 	Messages     MessageReader
+	// Webhooks manages the tenants' webhook endpoints.
+	Webhooks *webhooks.Manager
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.
 	Captures Captures
 	// OperatorTokens may do everything. With none, every /api/v1 request

@@ -21,6 +21,7 @@ import (
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -50,6 +51,7 @@ type env struct {
 	db    *store.DB
 	reg   *tenant.Registry
 	queue *queue.BoltStore
+	hooks *webhooks.Manager
 	ready error
 	// dns is the fake DNS at the edge of the world: name → TXT values.
 	dnsMu sync.Mutex
@@ -82,7 +84,13 @@ func newEnv(t *testing.T) *env {
 	if err := e.reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
 		t.Fatal(err)
 	}
+	sealer, err := webhooks.NewSealer([]byte("admin test server key, 32 bytes."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hooks = &webhooks.Manager{Store: webhooks.NewBoltStore(db), Events: events.BoltLog{DB: db}, Sealer: sealer, AllowPrivate: true}
 	h := New(Options{
+		Webhooks:       e.hooks,
 		Suppressions:   suppression.NewBoltStore(db, []byte("admin test hash key"), time.Now),
 		LookupTXT:      e.lookupTXT,
 		Tenants:        e.reg,

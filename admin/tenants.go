@@ -99,10 +99,11 @@ func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
 	return c.JSON(http.StatusOK, t)
 }
 
-// deleteTenant removes the tenant, then its suppression list, so that a
-// tenant created later with the same id inherits none of its consumers'
-// data. A crash between the two leaves entries no tenant can reach until
-// the id is used again; deleting the tenant once more clears them.
+// deleteTenant removes the tenant, then its suppression list and webhook
+// endpoints, so that a tenant created later with the same id inherits none
+// of its consumers' data or its endpoints. A crash in between leaves
+// entries no tenant can reach until the id is used again; deleting the
+// tenant once more clears them.
 func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
 	ctx := c.Request().Context()
 	if err := s.Tenants.DeleteTenant(ctx, t.ID); err != nil {
@@ -110,6 +111,11 @@ func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
 	}
 	if s.Suppressions != nil {
 		if err := s.Suppressions.DeleteTenant(ctx, t.ID); err != nil {
+			return err
+		}
+	}
+	if s.Webhooks != nil {
+		if err := s.Webhooks.DeleteTenant(ctx, t.ID); err != nil {
 			return err
 		}
 	}

@@ -149,8 +149,12 @@ type Unsubscribe struct {
 // Webhooks configures event delivery to the tenants' endpoints.
 type Webhooks struct {
 	// AllowPrivateTargets lets endpoints resolve to loopback and private
-	// addresses (tests, private deployments).
+	// addresses and use plain http (tests, private deployments).
 	AllowPrivateTargets bool `yaml:"allow_private_targets"`
+	// Concurrency bounds the deliveries in flight, all endpoints together.
+	Concurrency int `yaml:"concurrency"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Log configures logging.
@@ -202,7 +206,8 @@ func Default() *Config {
 			DomainConcurrency: 20,
 			ConnectTimeout:    30 * time.Second,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Webhooks: Webhooks{Concurrency: 20, Timeout: 10 * time.Second},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 }
 

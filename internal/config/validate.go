@@ -203,6 +203,8 @@ func (c *Config) checkDelivery(v *checker) {
 	v.atLeast([]string{"delivery", "workers"}, int64(d.Workers), 0)
 	v.atLeast([]string{"delivery", "domain_concurrency"}, int64(d.DomainConcurrency), 1)
 	v.duration([]string{"delivery", "connect_timeout"}, d.ConnectTimeout, time.Second)
+	v.atLeast([]string{"webhooks", "concurrency"}, int64(c.Webhooks.Concurrency), 1)
+	v.duration([]string{"webhooks", "timeout"}, c.Webhooks.Timeout, time.Second)
 }
 
 func (v *checker) oneOf(key []string, got string, allowed ...string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/heedmail/heed/internal/ids"
@@ -80,4 +81,38 @@ func (l BoltLog) Record(_ context.Context, ev *Event) error {
 		e := *ev // Append assigns Seq and ID; the function may run again
 		return Append(tx, &e)
 	})
+}
+
+// ErrNotFound is returned by Event for a sequence number the tenant has no
+// event at (never written, purged, or another tenant's).
+var ErrNotFound = errors.New("events: no such event")
+
+// Event implements Source: the event of tenant at seq.
+func (l BoltLog) Event(_ context.Context, tenant string, seq uint64) (Event, error) {
+	var ev Event
+	err := l.DB.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(store.BucketEvents).Get(seqKey(seq))
+		if v == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return fmt.Errorf("event %d: %w", seq, err)
+		}
+		if ev.Data.Tenant != tenant {
+			return ErrNotFound
+		}
+		return nil
+	})
+	return ev, err
+}
+
+// Last implements Source: the sequence number of the newest event of any
+// tenant (0 when there is none).
+func (l BoltLog) Last(_ context.Context) (uint64, error) {
+	var seq uint64
+	err := l.DB.View(func(tx *bolt.Tx) error {
+		seq = tx.Bucket(store.BucketEvents).Sequence()
+		return nil
+	})
+	return seq, err
 }

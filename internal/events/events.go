@@ -26,6 +26,13 @@ const (
 	SuppressionRemoved    Type = "suppression.removed"
 )
 
+// AllTypes lists every event type, in the order of contract.md.
+var AllTypes = []Type{
+	MessageAccepted, MessageDelivered, MessageDeferred, MessageBounced, MessageSuppressed,
+	RecipientUnsubscribed, RecipientResubscribed, RecipientComplained,
+	SuppressionAdded, SuppressionRemoved,
+}
+
 // Event is one thing that happened, for one tenant.
 type Event struct {
 	// ID is unique and stable: the webhook-id of every delivery attempt.
@@ -61,4 +68,13 @@ type Reader interface {
 	// Events returns up to limit events of tenant with Seq > after, oldest
 	// first.
 	Events(ctx context.Context, tenant string, after uint64, limit int) ([]Event, error)
+}
+
+// Source is what the webhooks dispatcher reads: a tenant's events in order,
+// one event by its sequence number, and the newest sequence number (where
+// a new endpoint starts).
+type Source interface {
+	Reader
+	Event(ctx context.Context, tenant string, seq uint64) (Event, error)
+	Last(ctx context.Context) (uint64, error)
 }

@@ -35,9 +35,19 @@ type relayEnv struct {
 
 func startRelay(t *testing.T) *relayEnv {
 	t.Helper()
-	sink := testsink.Start(t, testsink.Options{})
+	return startRelayWith(t, testsink.Options{}, nil)
+}
+
+// startRelayWith starts a relay delivering to a sink with sinkOpts, after
+// edit (when not nil) changed its configuration.
+func startRelayWith(t *testing.T, sinkOpts testsink.Options, edit func(*config.Config)) *relayEnv {
+	t.Helper()
+	sink := testsink.Start(t, sinkOpts)
 	cfg := testConfig(t)
 	cfg.Delivery.Routes = map[string]string{"example.net": sink.Addr()}
+	if edit != nil {
+		edit(cfg)
+	}
 	r, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

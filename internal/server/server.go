@@ -32,6 +32,7 @@ import (
 	"github.com/heedmail/heed/public"
 	"github.com/heedmail/heed/smtpd"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 // Relay is everything Serve starts, in the order it is stopped.
@@ -52,6 +53,11 @@ type Relay struct {
 	public       *http.Server
 	admin        *http.Server
 	errs         chan error
+	// webhooks sends events to the tenants' endpoints; hooks manages them.
+	webhooks     *webhooks.Dispatcher
+	hooks        *webhooks.Manager
+	stopHooks    context.CancelFunc
+	hooksStopped chan struct{}
 	// ready is true between a complete start and the start of shutdown;
 	// /readyz reports it so a load balancer stops sending first.
 	ready atomic.Bool
@@ -182,6 +188,23 @@ func (r *Relay) build() error {
 		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
 	qs.SuppressHardBounces(r.suppressions)
+	sealer, err := webhooks.NewSealer(key)
+	if err != nil {
+		return err
+	}
+	hookStore := webhooks.NewBoltStore(r.db)
+	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
+		Store: hookStore, Events: events.BoltLog{DB: r.db}, Sealer: sealer,
+		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
+		Concurrency: cfg.Webhooks.Concurrency, Timeout: cfg.Webhooks.Timeout,
+		Logger: r.log,
+	})
+	r.hooks = &webhooks.Manager{
+		Store: hookStore, Events: events.BoltLog{DB: r.db}, Sealer: sealer,
+		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,
+	}
+	// The outbox: every commit may have written events.
+	r.db.AfterCommit(r.webhooks.Notify)
 	if err := r.keyEveryDomain(); err != nil {
 		return err
 	}
@@ -249,7 +272,7 @@ func (r *Relay) listen() error {
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
-		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions,
+		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Ready: func() error {
 			if !r.ready.Load() {
 				return errors.New("starting or shutting down")
@@ -295,6 +318,12 @@ func (r *Relay) listen() error {
 		go func() { r.fail(r.submission.ServeTLS(tl)) }()
 	}
 	r.queue.Start()
+	hctx, stop := context.WithCancel(context.Background())
+	r.stopHooks, r.hooksStopped = stop, make(chan struct{})
+	go func() {
+		defer close(r.hooksStopped)
+		r.webhooks.Run(hctx)
+	}()
 	r.ready.Store(true)
 	return nil
 }
@@ -342,6 +371,12 @@ func (r *Relay) Shutdown() {
 	}
 	if r.transport != nil {
 		r.transport.Close()
+	}
+	if r.stopHooks != nil {
+		// Requests in flight are cancelled; their events go out after the
+		// next start, with the same webhook-id.
+		r.stopHooks()
+		<-r.hooksStopped
 	}
 	if err := r.db.Close(); err != nil {
 		r.log.Error("heed: closing the database", "err", err)

@@ -95,6 +95,9 @@ func (db *DB) run(batch []*request) {
 		for _, r := range batch {
 			r.err <- err
 		}
+		if err == nil {
+			db.committed()
+		}
 		return
 	}
 }

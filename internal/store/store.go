@@ -40,12 +40,21 @@ var (
 	BucketSuppressions = []byte("suppressions")
 	// BucketDKIMKeys holds the DKIM keys of sending domains.
 	BucketDKIMKeys = []byte("dkim_keys")
+	// BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule
+	// and BucketWebhookDead hold the webhooks' endpoints, the attempts per
+	// endpoint and event, the retries due and the dead letters (package
+	// webhooks).
+	BucketWebhookEndpoints  = []byte("webhook_endpoints")
+	BucketWebhookDeliveries = []byte("webhook_deliveries")
+	BucketWebhookSchedule   = []byte("webhook_schedule")
+	BucketWebhookDead       = []byte("webhook_dead")
 )
 
 var allBuckets = [][]byte{
 	BucketMeta, BucketTenants, BucketCredentials, BucketUsernames, BucketDomains,
 	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
 	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
+	BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule, BucketWebhookDead,
 }
 
 // SchemaVersion is the layout this code reads and writes. 2: suppression
@@ -65,6 +74,27 @@ type DB struct {
 
 	mu       sync.RWMutex
 	isClosed bool
+
+	hookMu sync.Mutex
+	hooks  []func()
+}
+
+// AfterCommit registers fn to run after every group commit that wrote
+// something (the webhooks dispatcher is woken so: an event is sent as soon
+// as it is on disk). fn runs on the committer and must not block.
+func (db *DB) AfterCommit(fn func()) {
+	db.hookMu.Lock()
+	db.hooks = append(db.hooks, fn)
+	db.hookMu.Unlock()
+}
+
+func (db *DB) committed() {
+	db.hookMu.Lock()
+	hooks := db.hooks
+	db.hookMu.Unlock()
+	for _, fn := range hooks {
+		fn()
+	}
 }
 
 // Options tune Open.
