@@ -256,6 +256,9 @@ func (s *BoltStore) Record(_ context.Context, r Result) error {
 			return err
 		}
 		rows := tx.Bucket(store.BucketWebhookDeliveries)
+		// Rows come nearly in key order (the log's): fuller pages than
+		// bbolt's default half, which suits random inserts.
+		rows.FillPercent = 0.9
 		rk := rowKey(r.Tenant, r.Endpoint, r.Event.Seq)
 		d, err := loadRow(rows, rk, r)
 		if err != nil {

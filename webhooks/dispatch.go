@@ -82,7 +82,10 @@ type Dispatcher struct {
 
 	changed chan struct{}
 
-	mu  sync.Mutex // guards epState.inflight and epState.busy
+	dirtyMu sync.Mutex
+	dirty   map[string]bool // tenants with new events since the last look
+
+	mu  sync.Mutex // guards epState.read, buf, inflight and busy
 	eps map[string]*epState
 
 	inflight   int
@@ -161,14 +164,17 @@ func NewDispatcher(o Options) *Dispatcher {
 	if o.Client == nil {
 		o.Client = NewClient(o.Resolver, o.AllowPrivate, o.Timeout, o.Concurrency)
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		o: o, log: o.Logger,
 		wake:    make(chan struct{}, 1),
 		changed: make(chan struct{}, 1),
 		jobs:    make(chan *job),
 		done:    make(chan *job, o.Concurrency),
 		eps:     make(map[string]*epState),
+		dirty:   make(map[string]bool),
 	}
+	o.Events.Watch(d.Notify)
+	return d
 }
 
 // NewClient returns the HTTP client of webhook deliveries: every address
@@ -191,9 +197,17 @@ func NewClient(r Resolver, allowPrivate bool, timeout time.Duration, conns int) 
 	}
 }
 
-// Notify wakes the dispatcher: new events may be in the log. It never
-// blocks (store.DB.AfterCommit calls it after every commit).
-func (d *Dispatcher) Notify() {
+// Notify tells the dispatcher that tenant has new events in the log. It
+// never blocks: the event log calls it as each commit lands
+// (events.Source.Watch, which NewDispatcher sets up).
+func (d *Dispatcher) Notify(tenant string) {
+	d.dirtyMu.Lock()
+	d.dirty[tenant] = true
+	d.dirtyMu.Unlock()
+	d.poke()
+}
+
+func (d *Dispatcher) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -207,7 +221,7 @@ func (d *Dispatcher) Changed() {
 	case d.changed <- struct{}{}:
 	default:
 	}
-	d.Notify()
+	d.poke()
 }
 
 // Run dispatches until ctx ends; requests in flight are cancelled and
@@ -253,8 +267,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.log.Error("webhooks: reading endpoints", "err", err)
 			}
 		case <-d.wake:
+			d.dirtyMu.Lock()
+			dirty := d.dirty
+			d.dirty = make(map[string]bool)
+			d.dirtyMu.Unlock()
 			for _, st := range d.eps {
-				st.drained = false
+				if dirty[st.ep.Tenant] {
+					st.drained = false
+				}
 			}
 		case j := <-d.done:
 			d.inflight--
@@ -291,8 +311,8 @@ func (d *Dispatcher) reload(ctx context.Context) error {
 			st = &epState{read: ep.Cursor, inflight: map[uint64]bool{}, busy: map[uint64]bool{}}
 			d.eps[k] = st
 		}
-		if ep.State == Paused && st.ep.State != Paused {
-			st.probeAt = d.o.Now() // a restart or an operator's pause: probe now
+		if ep.State == Paused && (st.ep.State != Paused || ep.URL != st.ep.URL) {
+			st.probeAt = d.o.Now() // after a restart or a new URL: probe now
 		}
 		if !equalTypes(ep.Types, st.ep.Types) {
 			d.rewind(st) // a new filter applies to the events buffered

@@ -142,7 +142,6 @@ func newRig(t *testing.T, path string, o Options) *rig {
 	}
 	r.disp = NewDispatcher(o)
 	r.mgr = &Manager{Store: r.store, Events: r.log, Sealer: sealer, AllowPrivate: true, Changed: r.disp.Changed, Now: o.Now}
-	db.AfterCommit(r.disp.Notify)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
 	go func() {

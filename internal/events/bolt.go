@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/store"
@@ -17,6 +18,9 @@ import (
 // reports.
 func Append(tx *bolt.Tx, ev *Event) error {
 	b := tx.Bucket(store.BucketEvents)
+	// Keys only ever grow: full pages (bbolt's default half-fills them,
+	// which suits random inserts).
+	b.FillPercent = appendFill
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -33,8 +37,45 @@ func Append(tx *bolt.Tx, ev *Event) error {
 	if err := b.Put(k, v); err != nil {
 		return err
 	}
-	return tx.Bucket(store.BucketTenantEvents).Put(tenantKey(ev.Data.Tenant, seq), nil)
+	idx := tx.Bucket(store.BucketTenantEvents)
+	idx.FillPercent = appendFill
+	if err := idx.Put(tenantKey(ev.Data.Tenant, seq), nil); err != nil {
+		return err
+	}
+	if fn := watcher(tx.DB()); fn != nil {
+		tenant := ev.Data.Tenant
+		tx.OnCommit(func() { fn(tenant) })
+	}
+	return nil
 }
+
+// watchers holds the function each database's events are announced to.
+var watchers struct {
+	sync.RWMutex
+	m map[*bolt.DB]func(tenant string)
+}
+
+func watcher(db *bolt.DB) func(string) {
+	watchers.RLock()
+	defer watchers.RUnlock()
+	return watchers.m[db]
+}
+
+// Watch implements Source: fn is called with the tenant of every event
+// once the transaction that wrote it has committed (a rolled-back one
+// calls nothing). fn runs on the committer and must not block; a second
+// Watch replaces the first.
+func (l BoltLog) Watch(fn func(tenant string)) {
+	watchers.Lock()
+	defer watchers.Unlock()
+	if watchers.m == nil {
+		watchers.m = make(map[*bolt.DB]func(string))
+	}
+	watchers.m[l.DB.Bolt()] = fn
+}
+
+// appendFill is the fill of pages of buckets written in key order.
+const appendFill = 0.95
 
 func seqKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, seq)

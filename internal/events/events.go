@@ -71,10 +71,11 @@ type Reader interface {
 }
 
 // Source is what the webhooks dispatcher reads: a tenant's events in order,
-// one event by its sequence number, and the newest sequence number (where
-// a new endpoint starts).
+// one event by its sequence number, the newest sequence number, and a
+// notice of each tenant's new events as they are committed.
 type Source interface {
 	Reader
 	Event(ctx context.Context, tenant string, seq uint64) (Event, error)
 	Last(ctx context.Context) (uint64, error)
+	Watch(fn func(tenant string))
 }

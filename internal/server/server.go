@@ -203,8 +203,6 @@ func (r *Relay) build() error {
 		Store: hookStore, Events: events.BoltLog{DB: r.db}, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,
 	}
-	// The outbox: every commit may have written events.
-	r.db.AfterCommit(r.webhooks.Notify)
 	if err := r.keyEveryDomain(); err != nil {
 		return err
 	}

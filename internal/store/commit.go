@@ -95,9 +95,6 @@ func (db *DB) run(batch []*request) {
 		for _, r := range batch {
 			r.err <- err
 		}
-		if err == nil {
-			db.committed()
-		}
 		return
 	}
 }

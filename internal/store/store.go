@@ -74,27 +74,6 @@ type DB struct {
 
 	mu       sync.RWMutex
 	isClosed bool
-
-	hookMu sync.Mutex
-	hooks  []func()
-}
-
-// AfterCommit registers fn to run after every group commit that wrote
-// something (the webhooks dispatcher is woken so: an event is sent as soon
-// as it is on disk). fn runs on the committer and must not block.
-func (db *DB) AfterCommit(fn func()) {
-	db.hookMu.Lock()
-	db.hooks = append(db.hooks, fn)
-	db.hookMu.Unlock()
-}
-
-func (db *DB) committed() {
-	db.hookMu.Lock()
-	hooks := db.hooks
-	db.hookMu.Unlock()
-	for _, fn := range hooks {
-		fn()
-	}
 }
 
 // Options tune Open.
