@@ -452,6 +452,18 @@ func TestEvents(t *testing.T) {
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?limit=1001", "")
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?after=-1", "")
 	e.wantProblem(404, "GET", "/api/v1/tenants/ghost/events", "")
+
+	// A tenant deleted and made again with the same id (another business,
+	// maybe) sees none of the old events; other tenants keep theirs.
+	e.want(204, "DELETE", "/api/v1/tenants/acme", "", nil)
+	e.createTenant("acme")
+	e.want(200, "GET", "/api/v1/tenants/acme/events", "", &page)
+	if len(page.Events) != 0 {
+		t.Fatalf("a new tenant of the old id sees %+v", page.Events)
+	}
+	if evs, _ := (events.BoltLog{DB: e.db}).Events(context.Background(), "other", 0, 10); len(evs) != 1 {
+		t.Fatalf("the other tenant's events: %+v", evs)
+	}
 }
 
 func TestMessages(t *testing.T) {

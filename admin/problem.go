@@ -143,6 +143,9 @@ func (s *server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// errEmptyBody is what decodeJSON returns for a body with nothing in it.
+var errEmptyBody = &apiError{http.StatusBadRequest, "the request body is empty; send a JSON object"}
+
 // decodeJSON reads the request body, at most 1 MiB of one JSON object with
 // only known fields, into v.
 func decodeJSON(c echo.Context, v any) error {
@@ -171,7 +174,7 @@ func bodyError(err error) error {
 	var big *http.MaxBytesError
 	switch {
 	case errors.Is(err, io.EOF):
-		return invalid("the request body is empty; send a JSON object")
+		return errEmptyBody
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return invalid("the JSON body ends early")
 	case errors.As(err, &syn):

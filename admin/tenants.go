@@ -99,9 +99,9 @@ func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
 	return c.JSON(http.StatusOK, t)
 }
 
-// deleteTenant removes the tenant, then its suppression list and webhook
-// endpoints, so that a tenant created later with the same id inherits none
-// of its consumers' data or its endpoints. A crash in between leaves
+// deleteTenant removes the tenant, then its suppression list, webhook
+// endpoints and events, so that a tenant created later with the same id
+// inherits none of its consumers' data or its endpoints. A crash in between leaves
 // entries no tenant can reach until the id is used again; deleting the
 // tenant once more clears them.
 func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
@@ -116,6 +116,11 @@ func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
 	}
 	if s.Webhooks != nil {
 		if err := s.Webhooks.DeleteTenant(ctx, t.ID); err != nil {
+			return err
+		}
+	}
+	if s.Events != nil {
+		if err := s.Events.DeleteTenant(ctx, t.ID); err != nil {
 			return err
 		}
 	}

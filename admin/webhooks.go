@@ -214,10 +214,8 @@ func (s *server) rotateWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Mana
 	var in struct {
 		Grace string `json:"grace"`
 	}
-	if c.Request().ContentLength != 0 {
-		if err := decodeJSON(c, &in); err != nil {
-			return err
-		}
+	if err := decodeJSON(c, &in); err != nil && !errors.Is(err, errEmptyBody) {
+		return err
 	}
 	var grace time.Duration
 	if in.Grace != "" {

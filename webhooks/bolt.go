@@ -93,6 +93,13 @@ func (s *BoltStore) CreateEndpoint(_ context.Context, ep *Endpoint) error {
 		if b.Get(k) != nil {
 			return ErrExists
 		}
+		n, c, pfx := 0, b.Cursor(), append([]byte(ep.Tenant), 0)
+		for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+			n++
+		}
+		if n >= MaxEndpoints {
+			return fmt.Errorf("%w: a tenant has at most %d webhook endpoints", ErrInvalid, MaxEndpoints)
+		}
 		e := *ep
 		// New endpoints get what happens from now on; history is replayed
 		// on request.
@@ -268,7 +275,7 @@ func (s *BoltStore) Record(_ context.Context, r Result) error {
 		if n := len(d.Attempts); n > maxAttemptsKept {
 			d.Attempts = d.Attempts[n-maxAttemptsKept:]
 		}
-		if d.Status == Pending && d.UpdatedAt.After(r.Attempt.At) {
+		if d.Status == Pending && d.Resends > r.Resends {
 			// Resent while this attempt ran: the resend stands.
 			return putJSON(rows, rk, d)
 		}
@@ -281,6 +288,11 @@ func (s *BoltStore) Record(_ context.Context, r Result) error {
 		}
 		if scheduled(r.Status) {
 			d.NextAttempt = r.NextAttempt
+			if ep.State != Active {
+				// Paused or disabled meanwhile: it waits with the endpoint,
+				// out of the way of the schedule's other entries.
+				d.NextAttempt = Hold
+			}
 		}
 		if err := place(tx, d); err != nil {
 			return err
@@ -482,7 +494,7 @@ func (s *BoltStore) Due(_ context.Context, now time.Time, limit int, skip func(J
 }
 
 // Schedule implements Store.
-func (s *BoltStore) Schedule(_ context.Context, tenant, endpoint string, evs []events.Event, at time.Time) (int, error) {
+func (s *BoltStore) Schedule(_ context.Context, tenant, endpoint string, evs []events.Event, at, now time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		n = 0
@@ -502,7 +514,8 @@ func (s *BoltStore) Schedule(_ context.Context, tenant, endpoint string, evs []e
 			if err := unschedule(tx, d); err != nil {
 				return err
 			}
-			d.Status, d.NextAttempt, d.Retries, d.UpdatedAt = Pending, at, 0, at
+			d.Status, d.NextAttempt, d.Retries, d.UpdatedAt = Pending, at, 0, now
+			d.Resends++
 			if err := place(tx, d); err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,9 +308,15 @@ func (d *Dispatcher) reload(ctx context.Context) error {
 			continue
 		}
 		st := d.eps[k]
+		if st != nil && !st.ep.CreatedAt.Equal(ep.CreatedAt) {
+			st = nil // deleted and made again: a new endpoint, from its own cursor
+		}
 		if st == nil {
 			st = &epState{read: ep.Cursor, inflight: map[uint64]bool{}, busy: map[uint64]bool{}}
 			d.eps[k] = st
+		}
+		if ep.State == Active && st.ep.State != Active {
+			st.failures, st.probes = 0, 0 // enabled or resumed by the tenant: a fresh start
 		}
 		if ep.State == Paused && (st.ep.State != Paused || ep.URL != st.ep.URL) {
 			st.probeAt = d.o.Now() // after a restart or a new URL: probe now
@@ -533,7 +540,9 @@ func (d *Dispatcher) send(ctx context.Context, j *job) {
 	st, ep := j.st, &j.ep
 	body, err := json.Marshal(payload{Type: j.ev.Type, Timestamp: j.ev.Time.UTC(), Data: j.ev.Data})
 	if err != nil {
-		j.err = err.Error()
+		d.log.Error("webhooks: encoding an event", "tenant", ep.Tenant, "seq", j.ev.Seq, "err", err)
+		j.cancelled = true
+		d.release(j, abandoned)
 		return
 	}
 	start := d.o.Now()
@@ -544,7 +553,7 @@ func (d *Dispatcher) send(ctx context.Context, j *job) {
 	if err != nil {
 		if ctx.Err() != nil {
 			j.cancelled = true
-			d.release(j)
+			d.release(j, abandoned)
 			return
 		}
 		a.Error = err.Error()
@@ -561,7 +570,7 @@ func (d *Dispatcher) send(ctx context.Context, j *job) {
 	r := Result{Tenant: ep.Tenant, Endpoint: ep.ID, Event: j.ev, Attempt: a}
 	retries := 0
 	if j.prior != nil {
-		retries = j.prior.Retries
+		retries, r.Resends = j.prior.Retries, j.prior.Resends
 	}
 	switch {
 	case j.ok:
@@ -582,20 +591,37 @@ func (d *Dispatcher) send(ctx context.Context, j *job) {
 	d.mu.Lock()
 	r.Cursor = st.cursor()
 	d.mu.Unlock()
+	outcome := recorded
 	if err := d.o.Store.Record(context.WithoutCancel(ctx), r); err != nil {
 		d.log.Error("webhooks: recording an attempt; it will be made again", "tenant", ep.Tenant, "endpoint", ep.ID, "seq", j.ev.Seq, "err", err)
-		j.cancelled = true
+		j.cancelled, outcome = true, again
 	}
-	d.release(j)
+	d.release(j, outcome)
 }
 
-// release marks j's event no longer in flight: after its record
-// committed, so the cursor never passes an event with no record.
-func (d *Dispatcher) release(j *job) {
+// What became of an attempt, for release.
+const (
+	recorded  = iota // its record committed
+	abandoned        // cancelled by shutdown: sent again after the restart
+	again            // its record failed: sent again now
+)
+
+// release marks j's event no longer in flight. A log event leaves the
+// in-flight set only once its record committed, so the cursor never
+// passes an event with no record: an abandoned one keeps holding the
+// cursor until the restart, and one whose record failed goes back to the
+// front of the buffer.
+func (d *Dispatcher) release(j *job, outcome int) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	delete(j.st.busy, j.ev.Seq)
+	if !j.stream || outcome == abandoned {
+		return
+	}
 	delete(j.st.inflight, j.ev.Seq)
-	d.mu.Unlock()
+	if outcome == again {
+		j.st.buf = append([]events.Event{j.ev}, j.st.buf...)
+	}
 }
 
 // cursor is the last sequence number of the log all of whose events up to
@@ -616,6 +642,11 @@ func (st *epState) cursor() uint64 {
 // answer.
 func (d *Dispatcher) post(ctx context.Context, j *job, ts time.Time, body []byte) (int, string, error) {
 	id := j.ev.ID
+	// Checked again at every attempt: an endpoint saved while
+	// allow_private_targets was on must not send in clear once it is off.
+	if _, err := CheckURL(j.ep.URL, d.o.AllowPrivate); err != nil {
+		return 0, "", err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.ep.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
@@ -638,6 +669,15 @@ func (d *Dispatcher) post(ctx context.Context, j *job, ts time.Time, body []byte
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	return resp.StatusCode, kept(b), nil
+}
+
+// hostOf is the host of an endpoint URL, for logs (a path or query may
+// hold a token).
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Host
+	}
+	return ""
 }
 
 // cleanErr drops the request line url.Error repeats.
@@ -680,8 +720,7 @@ func (d *Dispatcher) finish(ctx context.Context, j *job) {
 	switch {
 	case j.ok:
 		st.failures, st.probes = 0, 0
-		if st.ep.State == Paused {
-			d.setState(ctx, st, Active, "")
+		if st.ep.State == Paused && d.setState(ctx, st, Paused, Active, "") {
 			// What waited is due at once.
 			if err := d.o.Store.Reschedule(ctx, st.ep.Tenant, st.ep.ID, now); err != nil {
 				d.log.Error("webhooks: rescheduling", "err", err)
@@ -689,9 +728,11 @@ func (d *Dispatcher) finish(ctx context.Context, j *job) {
 			d.log.Info("webhooks: endpoint recovered", "tenant", st.ep.Tenant, "endpoint", st.ep.ID)
 		}
 	case j.gone:
-		d.setState(ctx, st, Disabled, fmt.Sprintf("answered 410 Gone at %s", now.UTC().Format(time.RFC3339)))
+		if !d.setState(ctx, st, st.ep.State, Disabled, fmt.Sprintf("answered 410 Gone at %s", now.UTC().Format(time.RFC3339))) {
+			return
+		}
 		d.hold(ctx, st)
-		d.log.Warn("webhooks: endpoint answered 410 Gone; disabled", "tenant", st.ep.Tenant, "endpoint", st.ep.ID, "url", st.ep.URL)
+		d.log.Warn("webhooks: endpoint answered 410 Gone; disabled", "tenant", st.ep.Tenant, "endpoint", st.ep.ID, "host", hostOf(st.ep.URL))
 	default:
 		st.failures++
 		st.lastErr = j.err
@@ -700,8 +741,8 @@ func (d *Dispatcher) finish(ctx context.Context, j *job) {
 			st.probeAt = now.Add(d.o.Probes[min(st.probes, len(d.o.Probes)-1)])
 			return
 		}
-		if st.ep.State == Active && st.failures >= d.o.PauseAfter {
-			d.setState(ctx, st, Paused, fmt.Sprintf("%d failures in a row, the last: %s", st.failures, j.err))
+		if st.ep.State == Active && st.failures >= d.o.PauseAfter &&
+			d.setState(ctx, st, Active, Paused, fmt.Sprintf("%d failures in a row, the last: %s", st.failures, j.err)) {
 			st.probes, st.probeAt = 0, now.Add(d.o.Probes[0])
 			d.hold(ctx, st)
 			d.log.Warn("webhooks: endpoint keeps failing; paused, its events wait", "tenant", st.ep.Tenant, "endpoint", st.ep.ID, "err", j.err)
@@ -718,13 +759,28 @@ func (d *Dispatcher) hold(ctx context.Context, st *epState) {
 	d.rewind(st)
 }
 
-func (d *Dispatcher) setState(ctx context.Context, st *epState, s State, reason string) {
-	st.ep.State, st.ep.Reason = s, reason
+// errStale is setState's: the stored endpoint is not in the state the
+// loop believed (the tenant changed it meanwhile).
+var errStale = errors.New("webhooks: endpoint changed meanwhile")
+
+// setState moves the endpoint from state from to state to, unless it was
+// changed meanwhile (then the tenant's change stands and the endpoints are
+// read again); it reports whether it moved.
+func (d *Dispatcher) setState(ctx context.Context, st *epState, from, to State, reason string) bool {
 	_, err := d.o.Store.UpdateEndpoint(ctx, st.ep.Tenant, st.ep.ID, func(ep *Endpoint) error {
-		ep.State, ep.Reason, ep.UpdatedAt = s, reason, d.o.Now().UTC()
+		if ep.State != from || !ep.CreatedAt.Equal(st.ep.CreatedAt) {
+			return errStale
+		}
+		ep.State, ep.Reason, ep.UpdatedAt = to, reason, d.o.Now().UTC()
 		return nil
 	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		d.log.Error("webhooks: saving the endpoint's state", "tenant", st.ep.Tenant, "endpoint", st.ep.ID, "err", err)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) && !errors.Is(err, errStale) {
+			d.log.Error("webhooks: saving the endpoint's state", "tenant", st.ep.Tenant, "endpoint", st.ep.ID, "err", err)
+		}
+		d.Changed()
+		return false
 	}
+	st.ep.State, st.ep.Reason = to, reason
+	return true
 }

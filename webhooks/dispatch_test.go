@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -537,12 +538,29 @@ func TestRestartResumes(t *testing.T) {
 	rc.setAnswer(func(received) int { return 200 })
 	// The retries are an hour away; the operator resends the range rather
 	// than waiting, as after an outage.
-	r2 := newRig(t, path, Options{})
+	r2 := newRig(t, path, Options{Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
 	n, err := r2.mgr.Replay(context.Background(), "acme", "main", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if err != nil || n != 10 {
 		t.Fatalf("replay: %d, %v", n, err)
 	}
-	rc.waitFor(t, "every event", func() bool { return len(rc.delivered()) == 10 })
+	t.Cleanup(func() {
+		if t.Failed() {
+			ds, _, _ := r2.store.Deliveries(context.Background(), "acme", "main", "", "", 100)
+			for _, d := range ds {
+				t.Logf("%d %s %v resends %d attempts %d", d.Seq, d.Status, d.NextAttempt, d.Resends, len(d.Attempts))
+			}
+			t.Logf("requests %d", len(rc.all()))
+		}
+	})
+	// Each at least once (an event never attempted before the stop may go
+	// both from the log and from the replay).
+	rc.waitFor(t, "every event", func() bool {
+		ids := map[string]bool{}
+		for _, g := range rc.delivered() {
+			ids[g.ID] = true
+		}
+		return len(ids) == 10
+	})
 	for _, g := range rc.delivered() {
 		if !want[g.ID] {
 			t.Errorf("after the restart: id %s is new", g.ID)
@@ -582,3 +600,111 @@ func TestBlockedAddressAttempt(t *testing.T) {
 		t.Errorf("the receiver got %d requests", n)
 	}
 }
+
+// TestResendWhileDisabled: an event resent while the endpoint is disabled
+// goes out once when it is enabled again, and is then delivered (not sent
+// over and over).
+func TestResendWhileDisabled(t *testing.T) {
+	rc := newReceiver(t)
+	r := newRig(t, "", Options{})
+	r.endpoint("acme", "main", rc.srv.URL)
+	ev := r.emit("acme", events.MessageDelivered, "a@example.com")
+	rc.waitFor(t, "the event", func() bool { return len(rc.delivered()) == 1 })
+	disabled, active := Disabled, Active
+	ctx := context.Background()
+	if _, err := r.mgr.Update(ctx, "acme", "main", Patch{State: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.mgr.Resend(ctx, "acme", "main", ev.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.mgr.Update(ctx, "acme", "main", Patch{State: &active}); err != nil {
+		t.Fatal(err)
+	}
+	rc.waitFor(t, "the resend delivered", func() bool {
+		d, err := r.store.Delivery(ctx, "acme", "main", ev.Seq)
+		return err == nil && d.Status == Delivered && len(d.Attempts) == 2
+	})
+	// A marker event after it: once it arrived, a looping resend would
+	// have shown.
+	marker := r.emit("acme", events.MessageBounced, "b@example.com")
+	rc.waitFor(t, "the marker", func() bool {
+		return slices.ContainsFunc(rc.delivered(), func(g received) bool { return g.ID == marker.ID })
+	})
+	if n := len(rc.all()); n != 3 {
+		t.Errorf("%d requests, want 3 (the event, its resend, the marker)", n)
+	}
+	d, _ := r.store.Delivery(ctx, "acme", "main", ev.Seq)
+	if d.UpdatedAt.After(time.Now()) {
+		t.Errorf("updated_at %v is in the future", d.UpdatedAt)
+	}
+}
+
+// TestEndpointLimits: at most MaxEndpoints per tenant, even when created
+// at once; the contract's PUT still changes the default endpoint at the
+// limit; rotation keeps at most MaxOldSecrets old secrets.
+func TestEndpointLimits(t *testing.T) {
+	r := newRig(t, "", Options{})
+	ctx := context.Background()
+	if _, _, _, err := r.mgr.Put(ctx, "acme", DefaultEndpoint, Input{URL: "https://a.example/"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 3 * MaxEndpoints {
+		wg.Go(func() { r.mgr.Create(ctx, "acme", "", Input{URL: "https://b.example/"}) })
+	}
+	wg.Wait()
+	eps, _ := r.store.Endpoints(ctx, "acme")
+	if len(eps) != MaxEndpoints {
+		t.Errorf("%d endpoints, want %d", len(eps), MaxEndpoints)
+	}
+	ep, secret, created, err := r.mgr.Put(ctx, "acme", DefaultEndpoint, Input{URL: "https://c.example/"})
+	if err != nil || created || secret != "" || ep.URL != "https://c.example/" {
+		t.Errorf("PUT at the limit: %v %v %q %v", ep, created, secret, err)
+	}
+	for range 10 {
+		if _, _, err := r.mgr.Rotate(ctx, "acme", DefaultEndpoint, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ep, _ = r.store.Endpoint(ctx, "acme", DefaultEndpoint)
+	if len(ep.Secrets) != 1+MaxOldSecrets {
+		t.Errorf("%d secrets after 10 rotations, want %d", len(ep.Secrets), 1+MaxOldSecrets)
+	}
+}
+
+// TestFindByIDReadsLittle: an event is found by its id, also among many
+// older ones, and another tenant's id is not found.
+func TestFindByID(t *testing.T) {
+	rc := newReceiver(t)
+	r := newRig(t, "", Options{})
+	r.endpoint("acme", "main", rc.srv.URL)
+	var evs []events.Event
+	for i := range 30 {
+		tenant := "acme"
+		if i%3 == 0 {
+			tenant = "other"
+		}
+		evs = append(evs, r.emit(tenant, events.MessageAccepted, "x@example.com"))
+	}
+	ctx := context.Background()
+	for _, ev := range evs {
+		got, err := r.mgr.findEvent(ctx, "acme", ev.ID)
+		if ev.Data.Tenant == "other" {
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("another tenant's event: %v %v", got.ID, err)
+			}
+			continue
+		}
+		if err != nil || got.Seq != ev.Seq {
+			t.Errorf("event %s: %v, %v", ev.ID, got.Seq, err)
+		}
+	}
+	if _, err := r.mgr.findEvent(ctx, "acme", "evt_nonsense"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a malformed id: %v", err)
+	}
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
@@ -83,6 +84,8 @@ const (
 	DefaultGrace = 24 * time.Hour
 	// MaxGrace bounds the grace a rotation may ask for.
 	MaxGrace = 7 * 24 * time.Hour
+	// MaxOldSecrets bounds the rotated-out secrets that still sign.
+	MaxOldSecrets = 2
 	// MaxReplay bounds the events one replay schedules.
 	MaxReplay = 1_000_000
 )
@@ -162,13 +165,6 @@ func (m *Manager) Create(ctx context.Context, tenant, id string, in Input) (*End
 	if err := m.check(&in); err != nil {
 		return nil, "", err
 	}
-	have, err := m.Store.Endpoints(ctx, tenant)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(have) >= MaxEndpoints {
-		return nil, "", fmt.Errorf("%w: a tenant has at most %d webhook endpoints", ErrInvalid, MaxEndpoints)
-	}
 	secret, err := NewSecret()
 	if err != nil {
 		return nil, "", err
@@ -247,12 +243,17 @@ func (m *Manager) Update(ctx context.Context, tenant, id string, p Patch) (*Endp
 // Put creates the endpoint id with in, or changes its URL, types and
 // description; the secret is returned only when it was created.
 func (m *Manager) Put(ctx context.Context, tenant, id string, in Input) (ep *Endpoint, secret string, created bool, err error) {
-	ep, secret, err = m.Create(ctx, tenant, id, in)
-	if !errors.Is(err, ErrExists) {
-		return ep, secret, err == nil, err
+	for range 2 {
+		ep, err = m.Update(ctx, tenant, id, Patch{URL: &in.URL, Types: &in.Types, Description: &in.Description})
+		if !errors.Is(err, ErrNotFound) {
+			return ep, "", false, err
+		}
+		ep, secret, err = m.Create(ctx, tenant, id, in)
+		if !errors.Is(err, ErrExists) { // else created meanwhile: update it
+			return ep, secret, err == nil, err
+		}
 	}
-	ep, err = m.Update(ctx, tenant, id, Patch{URL: &in.URL, Types: &in.Types, Description: &in.Description})
-	return ep, "", false, err
+	return nil, "", false, err
 }
 
 // Rotate gives an endpoint a new secret, shown this once; the old one
@@ -279,7 +280,9 @@ func (m *Manager) Rotate(ctx context.Context, tenant, id string, grace time.Dura
 			if s.Expires.IsZero() {
 				s.Expires = now.Add(grace)
 			}
-			if s.Expires.After(now) {
+			// The newest old secrets, at most MaxOldSecrets: each signs
+			// every request, and receivers limit header sizes.
+			if s.Expires.After(now) && len(keep) <= MaxOldSecrets {
 				keep = append(keep, s)
 			}
 		}
@@ -332,7 +335,7 @@ func (m *Manager) Resend(ctx context.Context, tenant, id, ref string) (*Delivery
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.Store.Schedule(ctx, tenant, id, []events.Event{ev}, dueFor(ep, m.now())); err != nil {
+	if _, err := m.Store.Schedule(ctx, tenant, id, []events.Event{ev}, dueFor(ep, m.now()), m.now()); err != nil {
 		return nil, err
 	}
 	m.changed()
@@ -348,9 +351,9 @@ func dueFor(ep *Endpoint, now time.Time) time.Time {
 	return now
 }
 
-// findEvent looks an event of tenant up by sequence number, or by id,
-// reading the tenant's log (the log is keyed by sequence number; ids are
-// what receivers see).
+// findEvent looks an event of tenant up by sequence number, or by id:
+// an id tells when the event happened, so only the events of that moment
+// are read.
 func (m *Manager) findEvent(ctx context.Context, tenant, eventID string) (events.Event, error) {
 	if seq, err := strconv.ParseUint(eventID, 10, 64); err == nil {
 		ev, err := m.Events.Event(ctx, tenant, seq)
@@ -359,26 +362,55 @@ func (m *Manager) findEvent(ctx context.Context, tenant, eventID string) (events
 		}
 		return ev, err
 	}
-	var after uint64
+	at, ok := ids.Time(strings.TrimPrefix(eventID, "evt_"))
+	if !ok || !strings.HasPrefix(eventID, "evt_") {
+		return events.Event{}, fmt.Errorf("%w: event %q", ErrNotFound, eventID)
+	}
+	var found events.Event
+	err := m.scan(ctx, tenant, at, at.Add(time.Millisecond), func(ev events.Event) bool {
+		if ev.ID == eventID {
+			found = ev
+			return false
+		}
+		return true
+	})
+	if err == nil && found.ID == "" {
+		err = fmt.Errorf("%w: event %q", ErrNotFound, eventID)
+	}
+	return found, err
+}
+
+// scan calls fn with the tenant's events that happened in [since, until),
+// oldest first, until fn returns false.
+func (m *Manager) scan(ctx context.Context, tenant string, since, until time.Time, fn func(events.Event) bool) error {
+	after, err := m.Events.Since(ctx, since)
+	if err != nil {
+		return err
+	}
 	for {
 		evs, err := m.Events.Events(ctx, tenant, after, 1000)
 		if err != nil {
-			return events.Event{}, err
+			return err
 		}
 		for _, ev := range evs {
-			if ev.ID == eventID {
-				return ev, nil
+			if ev.Time.After(until.Add(events.TimeSlack)) {
+				return nil // later events are later still
+			}
+			if !ev.Time.Before(since) && ev.Time.Before(until) && !fn(ev) {
+				return nil
 			}
 		}
 		if len(evs) < 1000 {
-			return events.Event{}, fmt.Errorf("%w: event %q", ErrNotFound, eventID)
+			return nil
 		}
 		after = evs[len(evs)-1].Seq
 	}
 }
 
 // Replay sends again every event of the tenant that happened in [since,
-// until) and the endpoint takes, and returns how many were scheduled.
+// until) and the endpoint takes, and returns how many were scheduled. A
+// range of more than MaxReplay events is refused before anything is
+// scheduled.
 func (m *Manager) Replay(ctx context.Context, tenant, id string, since, until time.Time) (int, error) {
 	ep, err := m.Store.Endpoint(ctx, tenant, id)
 	if err != nil {
@@ -387,34 +419,43 @@ func (m *Manager) Replay(ctx context.Context, tenant, id string, since, until ti
 	if !until.After(since) {
 		return 0, fmt.Errorf("%w: until must be after since", ErrInvalid)
 	}
+	n := 0
+	err = m.scan(ctx, tenant, since, until, func(ev events.Event) bool {
+		if ep.Wants(ev.Type) {
+			n++
+		}
+		return n <= MaxReplay
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > MaxReplay {
+		return 0, fmt.Errorf("%w: the range holds more than %d events; replay it in parts", ErrInvalid, MaxReplay)
+	}
 	at := dueFor(ep, m.now())
 	total := 0
-	var after uint64
-	for {
-		evs, err := m.Events.Events(ctx, tenant, after, 1000)
-		if err != nil {
-			return total, err
+	var batch []events.Event
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
 		}
-		var pick []events.Event
-		for _, ev := range evs {
-			if !ev.Time.Before(since) && ev.Time.Before(until) && ep.Wants(ev.Type) {
-				pick = append(pick, ev)
-			}
-		}
-		if total+len(pick) > MaxReplay {
-			return total, fmt.Errorf("%w: a replay schedules at most %d events; %d were scheduled, narrow the range for the rest", ErrInvalid, MaxReplay, total)
-		}
-		if len(pick) > 0 {
-			n, err := m.Store.Schedule(ctx, tenant, id, pick, at)
-			total += n
-			if err != nil {
-				return total, err
-			}
-			m.changed()
-		}
-		if len(evs) < 1000 {
-			return total, nil
-		}
-		after = evs[len(evs)-1].Seq
+		k, err := m.Store.Schedule(ctx, tenant, id, batch, at, m.now())
+		total += k
+		batch = batch[:0]
+		m.changed()
+		return err
 	}
+	err = m.scan(ctx, tenant, since, until, func(ev events.Event) bool {
+		if ep.Wants(ev.Type) {
+			batch = append(batch, ev)
+		}
+		if len(batch) == 1000 {
+			err = flush()
+		}
+		return err == nil
+	})
+	if err != nil {
+		return total, err
+	}
+	return total, flush()
 }

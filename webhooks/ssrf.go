@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/net/idna"
 	"net"
 	"net/netip"
 	"net/url"
@@ -274,6 +275,13 @@ func CheckURL(raw string, allowPrivate bool) (*url.URL, error) {
 	}
 	if allowPrivate {
 		return u, nil
+	}
+	// The name as a resolver will see it: full-width dots and other
+	// compatibility forms (127。0。0。1, ⓛocalhost) mapped (UTS #46).
+	if ascii, err := idna.Lookup.ToASCII(host); err == nil {
+		host = ascii
+	} else if _, perr := netip.ParseAddr(host); perr != nil {
+		return nil, fmt.Errorf("webhook url host %q is not a valid host name: %v", u.Hostname(), err)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if err := CheckAddr(a); err != nil {

@@ -111,7 +111,10 @@ type Delivery struct {
 	Status   Status      `json:"status"`
 	// Retries counts the failed attempts that are not probes; the
 	// schedule's length bounds it.
-	Retries     int       `json:"retries"`
+	Retries int `json:"retries"`
+	// Resends counts the resends and replays asked for: an attempt that
+	// began before the last one does not settle the delivery.
+	Resends     int       `json:"resends,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	UpdatedAt   time.Time `json:"updated_at"`
 	Attempts    []Attempt `json:"attempts"`
@@ -135,6 +138,8 @@ type Result struct {
 	NextAttempt time.Time
 	// CountRetry adds one to the delivery's retries.
 	CountRetry bool
+	// Resends is the delivery's Resends when the attempt began.
+	Resends int
 	// Cursor, when above the endpoint's, is its new cursor.
 	Cursor uint64
 }
@@ -172,8 +177,9 @@ type Store interface {
 	// and when the next one is due (zero: none).
 	Due(ctx context.Context, now time.Time, limit int, skip func(Job) bool) ([]Job, time.Time, error)
 	// Schedule makes deliveries of evs to an endpoint pending, due at at
-	// (resend and replay), and returns how many it scheduled.
-	Schedule(ctx context.Context, tenant, endpoint string, evs []events.Event, at time.Time) (int, error)
+	// (resend and replay; Hold while the endpoint is not active), and
+	// returns how many it scheduled; now dates the change.
+	Schedule(ctx context.Context, tenant, endpoint string, evs []events.Event, at, now time.Time) (int, error)
 	// Reschedule makes every scheduled delivery of an endpoint due at at:
 	// Hold when it is paused or disabled, now when it recovers.
 	Reschedule(ctx context.Context, tenant, endpoint string, at time.Time) error

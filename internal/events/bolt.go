@@ -1,12 +1,14 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/store"
@@ -156,4 +158,77 @@ func (l BoltLog) Last(_ context.Context) (uint64, error) {
 		return nil
 	})
 	return seq, err
+}
+
+// Since implements Reader: a binary search over the log by time, which
+// follows the sequence numbers to within TimeSlack.
+func (l BoltLog) Since(_ context.Context, t time.Time) (uint64, error) {
+	target := t.Add(-TimeSlack)
+	var seq uint64
+	err := l.DB.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketEvents)
+		c := b.Cursor()
+		// before reports whether the first event at or after s happened
+		// before target (false past the end).
+		before := func(s uint64) (bool, error) {
+			k, v := c.Seek(seqKey(s))
+			if k == nil {
+				return false, nil
+			}
+			var ev struct {
+				Time time.Time `json:"timestamp"`
+			}
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return false, fmt.Errorf("event %x: %w", k, err)
+			}
+			return ev.Time.Before(target), nil
+		}
+		lo, hi := uint64(1), b.Sequence()+1
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			early, err := before(mid)
+			if err != nil {
+				return err
+			}
+			if early {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		seq = lo - 1
+		return nil
+	})
+	return seq, err
+}
+
+// DeleteTenant implements Reader, in transactions of at most 10,000 events.
+func (l BoltLog) DeleteTenant(_ context.Context, tenant string) error {
+	prefix := append([]byte(tenant), 0)
+	for more := true; more; {
+		err := l.DB.Update(func(tx *bolt.Tx) error {
+			idx, evs := tx.Bucket(store.BucketTenantEvents), tx.Bucket(store.BucketEvents)
+			var keys [][]byte
+			c := idx.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(keys) < 10000; k, _ = c.Next() {
+				if len(k) == len(prefix)+8 {
+					keys = append(keys, bytes.Clone(k))
+				}
+			}
+			more = len(keys) == 10000
+			for _, k := range keys {
+				if err := evs.Delete(k[len(prefix):]); err != nil {
+					return err
+				}
+				if err := idx.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -68,7 +68,18 @@ type Reader interface {
 	// Events returns up to limit events of tenant with Seq > after, oldest
 	// first.
 	Events(ctx context.Context, tenant string, after uint64, limit int) ([]Event, error)
+	// Since returns a sequence number at or before every event that
+	// happened at t or later (within TimeSlack: an event's time is when it
+	// happened, written a moment later), to start reading from.
+	Since(ctx context.Context, t time.Time) (uint64, error)
+	// DeleteTenant removes every event of tenant (the tenant was deleted:
+	// a new tenant of the same id must not see them).
+	DeleteTenant(ctx context.Context, tenant string) error
 }
+
+// TimeSlack bounds how much earlier than a later-written event an event
+// may be dated: the time between an event happening and its commit.
+const TimeSlack = 5 * time.Minute
 
 // Source is what the webhooks dispatcher reads: a tenant's events in order,
 // one event by its sequence number, the newest sequence number, and a

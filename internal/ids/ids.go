@@ -34,3 +34,17 @@ func Secret(n int) string {
 	}
 	return enc.EncodeToString(b)
 }
+
+// Time returns when an id made by New was made (to the millisecond);
+// false for a string that is no such id.
+func Time(id string) (time.Time, bool) {
+	if len(id) != 26 {
+		return time.Time{}, false
+	}
+	b, err := enc.DecodeString(id)
+	if err != nil || len(b) != 16 {
+		return time.Time{}, false
+	}
+	ms := binary.BigEndian.Uint64(b[:8]) >> 16
+	return time.UnixMilli(int64(ms)), true
+}
