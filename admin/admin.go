@@ -55,6 +55,8 @@ type Options struct {
 	Messages     MessageReader
 	// Webhooks manages the tenants' webhook endpoints.
 	Webhooks *webhooks.Manager
+	// Audit keeps a record of every change made through the API.
+	Audit AuditLog
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.
 	Captures Captures
 	// OperatorTokens may do everything. With none, every /api/v1 request

@@ -90,6 +90,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e.hooks = &webhooks.Manager{Store: webhooks.NewBoltStore(db), Events: events.BoltLog{DB: db}, Sealer: sealer, AllowPrivate: true}
 	h := New(Options{
+		Audit:          BoltAudit{DB: db},
 		Webhooks:       e.hooks,
 		Suppressions:   suppression.NewBoltStore(db, []byte("admin test hash key"), time.Now),
 		LookupTXT:      e.lookupTXT,

@@ -81,6 +81,9 @@ func (s *server) getMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if who := whoIs(c); !who.operator && who.tenant != m.Tenant {
+		return notFound("no message %q", id) // another tenant's
+	}
 	return c.JSON(http.StatusOK, messageView{
 		ID: m.ID, Tenant: m.Tenant, List: m.List, Credential: m.Credential,
 		From: m.From, HeaderFrom: m.HeaderFrom, Size: m.Size, ReceivedAt: m.ReceivedAt,

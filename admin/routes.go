@@ -1,10 +1,16 @@
 package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net"
 	"net/http"
 	"strings"
+
+	"github.com/heedmail/heed/internal/tenant"
 
 	"github.com/labstack/echo/v4"
 )
@@ -15,9 +21,17 @@ type perm int
 const (
 	// public routes need no token (probes).
 	public perm = iota
-	// operator routes need an operator token. Tenant API keys (a later
-	// issue) will add a perm for routes a tenant may call on itself.
+	// operator routes need an operator token.
 	operator
+	// tenantRead routes take an operator token or an API key of the
+	// tenant in the path.
+	tenantRead
+	// tenantWrite routes take an operator token or a read-write API key of
+	// the tenant in the path.
+	tenantWrite
+	// keyRead routes take an operator token or any API key; the handler
+	// shows a key its own tenant's data only.
+	keyRead
 )
 
 type route struct {
@@ -35,50 +49,55 @@ func (s *server) routes() []route {
 
 		{http.MethodPost, "/api/v1/tenants", operator, s.createTenant},
 		{http.MethodGet, "/api/v1/tenants", operator, s.listTenants},
-		{http.MethodGet, t, operator, s.scoped(s.getTenant)},
-		{http.MethodPatch, t, operator, s.scoped(s.patchTenant)},
+		{http.MethodGet, t, tenantRead, s.scoped(s.getTenant)},
+		{http.MethodPatch, t, tenantWrite, s.scoped(s.patchTenant)},
 		{http.MethodDelete, t, operator, s.scoped(s.deleteTenant)},
 
-		{http.MethodPost, t + "/credentials", operator, s.scoped(s.createCredential)},
-		{http.MethodGet, t + "/credentials", operator, s.scoped(s.listCredentials)},
-		{http.MethodDelete, t + "/credentials/:id", operator, s.scoped(s.deleteCredential)},
+		{http.MethodPost, t + "/credentials", tenantWrite, s.scoped(s.createCredential)},
+		{http.MethodGet, t + "/credentials", tenantRead, s.scoped(s.listCredentials)},
+		{http.MethodDelete, t + "/credentials/:id", tenantWrite, s.scoped(s.deleteCredential)},
+
+		{http.MethodPost, t + "/api-keys", operator, s.scoped(s.createAPIKey)},
+		{http.MethodGet, t + "/api-keys", tenantRead, s.scoped(s.listAPIKeys)},
+		{http.MethodDelete, t + "/api-keys/:id", operator, s.scoped(s.deleteAPIKey)},
 
 		{http.MethodPost, t + "/domains", operator, s.scoped(s.createDomain)},
-		{http.MethodGet, t + "/domains", operator, s.scoped(s.listDomains)},
-		{http.MethodGet, t + "/domains/:domain", operator, s.scoped(s.getDomain)},
+		{http.MethodGet, t + "/domains", tenantRead, s.scoped(s.listDomains)},
+		{http.MethodGet, t + "/domains/:domain", tenantRead, s.scoped(s.getDomain)},
 		{http.MethodDelete, t + "/domains/:domain", operator, s.scoped(s.deleteDomain)},
-		{http.MethodPost, t + "/domains/:domain/keys", operator, s.scoped(s.createKey)},
-		{http.MethodGet, t + "/domains/:domain/keys/:selector", operator, s.scoped(s.getKey)},
-		{http.MethodPost, t + "/domains/:domain/keys/:selector/activate", operator, s.scoped(s.activateKey)},
-		{http.MethodDelete, t + "/domains/:domain/keys/:selector", operator, s.scoped(s.deleteKey)},
+		{http.MethodPost, t + "/domains/:domain/keys", tenantWrite, s.scoped(s.createKey)},
+		{http.MethodGet, t + "/domains/:domain/keys/:selector", tenantRead, s.scoped(s.getKey)},
+		{http.MethodPost, t + "/domains/:domain/keys/:selector/activate", tenantWrite, s.scoped(s.activateKey)},
+		{http.MethodDelete, t + "/domains/:domain/keys/:selector", tenantWrite, s.scoped(s.deleteKey)},
 
-		{http.MethodPut, t + "/lists/:list", operator, s.scoped(s.putList)},
-		{http.MethodGet, t + "/lists", operator, s.scoped(s.listLists)},
-		{http.MethodGet, t + "/lists/:list", operator, s.scoped(s.getList)},
+		{http.MethodPut, t + "/lists/:list", tenantWrite, s.scoped(s.putList)},
+		{http.MethodGet, t + "/lists", tenantRead, s.scoped(s.listLists)},
+		{http.MethodGet, t + "/lists/:list", tenantRead, s.scoped(s.getList)},
 
-		{http.MethodGet, t + "/suppressions", operator, s.scoped(s.listSuppressions)},
-		{http.MethodPut, t + "/suppressions/:address", operator, s.scoped(s.putSuppression)},
-		{http.MethodDelete, t + "/suppressions/:address", operator, s.scoped(s.deleteSuppression)},
+		{http.MethodGet, t + "/suppressions", tenantRead, s.scoped(s.listSuppressions)},
+		{http.MethodPut, t + "/suppressions/:address", tenantWrite, s.scoped(s.putSuppression)},
+		{http.MethodDelete, t + "/suppressions/:address", tenantWrite, s.scoped(s.deleteSuppression)},
 
-		{http.MethodPut, t + "/webhook", operator, s.scoped(s.putWebhook)},
-		{http.MethodGet, t + "/webhook", operator, s.scoped(s.withEndpoint(s.getWebhook))},
-		{http.MethodDelete, t + "/webhook", operator, s.scoped(s.withEndpoint(s.deleteWebhook))},
-		{http.MethodPost, t + "/webhooks", operator, s.scoped(s.createWebhook)},
-		{http.MethodGet, t + "/webhooks", operator, s.scoped(s.listWebhooks)},
-		{http.MethodGet, t + "/webhooks/:endpoint", operator, s.scoped(s.withEndpoint(s.getWebhook))},
-		{http.MethodPatch, t + "/webhooks/:endpoint", operator, s.scoped(s.withEndpoint(s.patchWebhook))},
-		{http.MethodDelete, t + "/webhooks/:endpoint", operator, s.scoped(s.withEndpoint(s.deleteWebhook))},
-		{http.MethodPost, t + "/webhooks/:endpoint/rotate", operator, s.scoped(s.withEndpoint(s.rotateWebhook))},
-		{http.MethodGet, t + "/webhooks/:endpoint/deliveries", operator, s.scoped(s.withEndpoint(s.listDeliveries))},
-		{http.MethodGet, t + "/webhooks/:endpoint/deliveries/:event", operator, s.scoped(s.withEndpoint(s.getDelivery))},
-		{http.MethodPost, t + "/webhooks/:endpoint/deliveries/:event/resend", operator, s.scoped(s.withEndpoint(s.resendDelivery))},
-		{http.MethodPost, t + "/webhooks/:endpoint/replay", operator, s.scoped(s.withEndpoint(s.replayWebhook))},
+		{http.MethodPut, t + "/webhook", tenantWrite, s.scoped(s.putWebhook)},
+		{http.MethodGet, t + "/webhook", tenantRead, s.scoped(s.withEndpoint(s.getWebhook))},
+		{http.MethodDelete, t + "/webhook", tenantWrite, s.scoped(s.withEndpoint(s.deleteWebhook))},
+		{http.MethodPost, t + "/webhooks", tenantWrite, s.scoped(s.createWebhook)},
+		{http.MethodGet, t + "/webhooks", tenantRead, s.scoped(s.listWebhooks)},
+		{http.MethodGet, t + "/webhooks/:endpoint", tenantRead, s.scoped(s.withEndpoint(s.getWebhook))},
+		{http.MethodPatch, t + "/webhooks/:endpoint", tenantWrite, s.scoped(s.withEndpoint(s.patchWebhook))},
+		{http.MethodDelete, t + "/webhooks/:endpoint", tenantWrite, s.scoped(s.withEndpoint(s.deleteWebhook))},
+		{http.MethodPost, t + "/webhooks/:endpoint/rotate", tenantWrite, s.scoped(s.withEndpoint(s.rotateWebhook))},
+		{http.MethodGet, t + "/webhooks/:endpoint/deliveries", tenantRead, s.scoped(s.withEndpoint(s.listDeliveries))},
+		{http.MethodGet, t + "/webhooks/:endpoint/deliveries/:event", tenantRead, s.scoped(s.withEndpoint(s.getDelivery))},
+		{http.MethodPost, t + "/webhooks/:endpoint/deliveries/:event/resend", tenantWrite, s.scoped(s.withEndpoint(s.resendDelivery))},
+		{http.MethodPost, t + "/webhooks/:endpoint/replay", tenantWrite, s.scoped(s.withEndpoint(s.replayWebhook))},
 		{http.MethodGet, "/api/v1/webhook-dead-letters", operator, s.listDeadLetters},
 
-		{http.MethodGet, t + "/events", operator, s.scoped(s.listEvents)},
-		{http.MethodGet, "/api/v1/messages/:id", operator, s.getMessage},
+		{http.MethodGet, t + "/events", tenantRead, s.scoped(s.listEvents)},
+		{http.MethodGet, "/api/v1/messages/:id", keyRead, s.getMessage},
 		{http.MethodGet, "/api/v1/captured", operator, s.listCaptured},
 		{http.MethodGet, "/api/v1/captured/:id", operator, s.getCaptured},
+		{http.MethodGet, "/api/v1/audit", keyRead, s.listAudit},
 	}
 }
 
@@ -101,13 +120,25 @@ func needsAuth(path string) bool {
 }
 
 // principal is who made a request.
-type principal struct{ operator bool }
+type principal struct {
+	operator bool
+	// tenant and access are an API key's.
+	tenant, access string
+	// actor names the caller in the audit log.
+	actor string
+}
 
 const ctxPrincipal = "heed.principal"
 
-// authenticate checks the bearer token and records the principal. A
-// missing token and a wrong one are both 401, with WWW-Authenticate as RFC
-// 6750 section 3 asks.
+// whoIs is the request's principal (the zero one before authentication).
+func whoIs(c echo.Context) principal {
+	who, _ := c.Get(ctxPrincipal).(principal)
+	return who
+}
+
+// authenticate checks the bearer token, an operator token or a tenant's
+// API key, and records the principal. A missing token and a wrong one are
+// both 401, with WWW-Authenticate as RFC 6750 section 3 asks.
 func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !needsAuth(c.Request().URL.Path) {
@@ -119,14 +150,38 @@ func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="heed"`)
 			return &apiError{http.StatusUnauthorized, "send Authorization: Bearer <token>"}
 		}
-		if !s.isOperator(token) {
-			s.Logger.Info("admin: rejected token", "remote", c.RealIP(), "path", c.Request().URL.Path)
+		var who principal
+		switch {
+		case s.isOperator(token):
+			sum := sha256.Sum256([]byte(token))
+			who = principal{operator: true, actor: "operator:" + hex.EncodeToString(sum[:4])}
+		case strings.HasPrefix(token, tenant.APIKeyPrefix):
+			key, err := s.Tenants.AuthenticateAPIKey(c.Request().Context(), token)
+			if err != nil && !errors.Is(err, tenant.ErrBadCredentials) {
+				return err
+			}
+			if err == nil {
+				who = principal{tenant: key.Tenant, access: key.Access, actor: "api_key:" + key.ID}
+			}
+		}
+		if who.actor == "" {
+			s.Logger.Info("admin: rejected token", "remote", remoteIP(c), "path", c.Request().URL.Path)
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="heed", error="invalid_token"`)
 			return &apiError{http.StatusUnauthorized, "the bearer token is not valid"}
 		}
-		c.Set(ctxPrincipal, principal{operator: true})
+		c.Set(ctxPrincipal, who)
 		return next(c)
 	}
+}
+
+// remoteIP is the client's address as the listener saw it (headers such
+// as X-Forwarded-For are the client's to forge).
+func remoteIP(c echo.Context) string {
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		return c.Request().RemoteAddr
+	}
+	return host
 }
 
 // isOperator compares token's digest with every operator token's, in
@@ -140,7 +195,8 @@ func (s *server) isOperator(token string) bool {
 	return match == 1
 }
 
-// require wraps h with the check of perm.
+// require wraps h with the check of perm and, for a change that
+// succeeded, its audit record.
 func (s *server) require(p perm, h echo.HandlerFunc) echo.HandlerFunc {
 	if p == public {
 		return h
@@ -150,9 +206,47 @@ func (s *server) require(p perm, h echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return &apiError{http.StatusUnauthorized, "send Authorization: Bearer <token>"}
 		}
-		if p == operator && !who.operator {
-			return &apiError{http.StatusForbidden, "this endpoint needs an operator token"}
+		if !who.operator {
+			switch p {
+			case operator:
+				return &apiError{http.StatusForbidden, "this endpoint needs an operator token"}
+			case tenantRead, tenantWrite:
+				// Another tenant's resources do not exist for a key.
+				if id := c.Param("tenant"); id != who.tenant {
+					return notFound("no tenant %q", id)
+				}
+				if p == tenantWrite && who.access != tenant.ReadWrite {
+					return &apiError{http.StatusForbidden, "this API key is read-only"}
+				}
+			}
 		}
-		return h(c)
+		err := h(c)
+		if err == nil && changes(c.Request().Method) && c.Response().Status < 400 {
+			s.audit(c, who)
+		}
+		return err
+	}
+}
+
+// changes reports whether a request of method changes something.
+func changes(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
+}
+
+// audit records one change that succeeded. The response is already
+// written: a record that cannot be stored is logged with everything it
+// would have held.
+func (s *server) audit(c echo.Context, who principal) {
+	if s.Audit == nil {
+		return
+	}
+	r := &AuditRecord{
+		Time: s.now(), Actor: who.actor, Tenant: c.Param("tenant"),
+		Action: c.Request().Method + " " + c.Path(), Target: c.Request().URL.Path,
+		Status: c.Response().Status, RemoteIP: remoteIP(c),
+	}
+	if err := s.Audit.Append(context.WithoutCancel(c.Request().Context()), r); err != nil {
+		s.Logger.Error("admin: the audit record of a change could not be stored", "err", err,
+			"actor", r.Actor, "action", r.Action, "target", r.Target, "status", r.Status, "remote", r.RemoteIP)
 	}
 }

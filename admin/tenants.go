@@ -221,14 +221,20 @@ func (s *server) listCredentials(c echo.Context, t tenant.Tenant) error {
 	}
 	out := make([]credentialView, 0, len(cs))
 	for _, cr := range cs {
-		out = append(out, viewCredential(cr))
+		if cr.Kind != tenant.KindAPIKey { // listed at .../api-keys
+			out = append(out, viewCredential(cr))
+		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"credentials": out})
 }
 
 func (s *server) deleteCredential(c echo.Context, t tenant.Tenant) error {
 	id := c.Param("id")
-	err := s.Tenants.DeleteCredential(c.Request().Context(), t.ID, id)
+	ctx := c.Request().Context()
+	if k, err := s.Tenants.APIKey(ctx, id); err == nil && k.Tenant == t.ID {
+		return notFound("tenant %q has no credential %q (API keys are revoked at .../api-keys/{id})", t.ID, id)
+	}
+	err := s.Tenants.DeleteCredential(ctx, t.ID, id)
 	if errors.Is(err, tenant.ErrNotFound) {
 		return notFound("tenant %q has no credential %q", t.ID, id)
 	}

@@ -271,6 +271,7 @@ func (r *Relay) listen() error {
 		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
+		Audit: admin.BoltAudit{DB: r.db},
 		Ready: func() error {
 			if !r.ready.Load() {
 				return errors.New("starting or shutting down")

@@ -48,6 +48,8 @@ var (
 	BucketWebhookDeliveries = []byte("webhook_deliveries")
 	BucketWebhookSchedule   = []byte("webhook_schedule")
 	BucketWebhookDead       = []byte("webhook_dead")
+	// BucketAudit holds the admin API's audit log (package admin).
+	BucketAudit = []byte("audit")
 )
 
 var allBuckets = [][]byte{
@@ -55,6 +57,7 @@ var allBuckets = [][]byte{
 	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
 	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
 	BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule, BucketWebhookDead,
+	BucketAudit,
 }
 
 // SchemaVersion is the layout this code reads and writes. 2: suppression

@@ -160,9 +160,17 @@ func deletePrefix(b *bolt.Bucket, pfx []byte) error {
 
 func usernameKey(u string) []byte      { return []byte("u:" + u) }
 func networkKey(p netip.Prefix) []byte { return []byte("n:" + p.String()) }
+func apiKeyKey(id string) []byte       { return []byte("k:" + id) }
+
+// credentialIndexKey is a credential's entry in the index: SMTP usernames,
+// ip networks and API key ids each have a prefix of their own, so an API
+// key is never an SMTP login and the reverse.
 func credentialIndexKey(c Credential) []byte {
-	if c.Kind == KindIP {
+	switch c.Kind {
+	case KindIP:
 		return networkKey(c.Network)
+	case KindAPIKey:
+		return apiKeyKey(c.ID)
 	}
 	return usernameKey(c.Username)
 }
@@ -181,7 +189,7 @@ func (s *BoltStore) CreateCredential(_ context.Context, c Credential) error {
 			}
 		}
 		ik := credentialIndexKey(c)
-		if c.Kind == KindPassword && idx.Get(ik) != nil {
+		if c.Kind != KindIP && idx.Get(ik) != nil {
 			return ErrExists
 		}
 		if err := idx.Put(ik, key(c.Tenant, c.ID)); err != nil {
@@ -240,6 +248,19 @@ func deleteCredential(tx *bolt.Tx, c Credential) error {
 func (s *BoltStore) CredentialByUsername(_ context.Context, username string) (c Credential, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		ref := tx.Bucket(store.BucketUsernames).Get(usernameKey(username))
+		if ref == nil {
+			return ErrNotFound
+		}
+		c, err = get[Credential](tx.Bucket(store.BucketCredentials), ref)
+		return err
+	})
+	return c, err
+}
+
+// APIKey implements Store.
+func (s *BoltStore) APIKey(_ context.Context, id string) (c Credential, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ref := tx.Bucket(store.BucketUsernames).Get(apiKeyKey(id))
 		if ref == nil {
 			return ErrNotFound
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/ids"
@@ -76,6 +77,55 @@ func (r *Registry) CreatePassword(ctx context.Context, tenant, defaultList strin
 		return Credential{}, "", err
 	}
 	return c, password, nil
+}
+
+// APIKeyPrefix starts every API key: "heed_" + the key's id + "_" + the
+// secret, so a key names its own record and a leaked one is recognisable.
+const APIKeyPrefix = "heed_"
+
+// CreateAPIKey issues an API key of tenant with access ReadOnly or
+// ReadWrite and returns it with the key, which is kept only as a SHA-256
+// hash (it is a random 160-bit secret: a slow hash would buy nothing).
+func (r *Registry) CreateAPIKey(ctx context.Context, tenant, access, name string) (Credential, string, error) {
+	if access != ReadOnly && access != ReadWrite {
+		return Credential{}, "", fmt.Errorf("access must be %q or %q", ReadOnly, ReadWrite)
+	}
+	if len(name) > 100 {
+		return Credential{}, "", errors.New("name: at most 100 bytes")
+	}
+	now := r.Now().UTC()
+	id := ids.New(now)
+	secret := ids.Secret(20)
+	sum := sha256.Sum256([]byte(secret))
+	c := Credential{ID: id, Tenant: tenant, Kind: KindAPIKey, SecretHash: sum[:], Access: access, Name: name, CreatedAt: now}
+	if err := r.CreateCredential(ctx, c); err != nil {
+		return Credential{}, "", err
+	}
+	return c, APIKeyPrefix + id + "_" + secret, nil
+}
+
+// AuthenticateAPIKey returns the API key a bearer token is, comparing in
+// constant time; ErrBadCredentials when it is none.
+func (r *Registry) AuthenticateAPIKey(ctx context.Context, token string) (Credential, error) {
+	rest, ok := strings.CutPrefix(token, APIKeyPrefix)
+	id, secret, ok2 := strings.Cut(rest, "_")
+	var c Credential
+	err := ErrNotFound
+	if ok && ok2 && ValidID(id) == nil {
+		c, err = r.APIKey(ctx, id)
+	}
+	want := dummyHash[:]
+	switch {
+	case err == nil:
+		want = c.SecretHash
+	case !errors.Is(err, ErrNotFound):
+		return Credential{}, err
+	}
+	got := sha256.Sum256([]byte(secret))
+	if subtle.ConstantTimeCompare(got[:], want) != 1 || err != nil {
+		return Credential{}, ErrBadCredentials
+	}
+	return c, nil
 }
 
 // CreateIP issues an ip credential: mail from network needs no AUTH and

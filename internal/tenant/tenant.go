@@ -38,10 +38,18 @@ type Tenant struct {
 	CreatedAt     time.Time `json:"created_at"`
 }
 
-// Credential kinds.
+// Credential kinds. Password and ip credentials submit mail; API keys
+// call the admin API for their tenant.
 const (
 	KindPassword = "password"
 	KindIP       = "ip"
+	KindAPIKey   = "api_key"
+)
+
+// Access of an API key.
+const (
+	ReadOnly  = "read-only"
+	ReadWrite = "read-write"
 )
 
 // Credential lets an app submit mail for a tenant.
@@ -53,8 +61,11 @@ type Credential struct {
 	// SecretHash is SHA-256 of the password; never serialised to clients.
 	SecretHash  []byte       `json:"secret_hash,omitempty"`
 	Network     netip.Prefix `json:"cidr,omitzero"`
-	DefaultList string       `json:"default_list"`
-	CreatedAt   time.Time    `json:"created_at"`
+	DefaultList string       `json:"default_list,omitempty"`
+	// Access and Name are an API key's.
+	Access    string    `json:"access,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Domain is a sending domain owned by exactly one tenant.
@@ -110,6 +121,8 @@ type Store interface {
 	CredentialByUsername(ctx context.Context, username string) (Credential, error)
 	// CredentialForAddr returns the ip credential whose network holds addr.
 	CredentialForAddr(ctx context.Context, addr netip.Addr) (Credential, error)
+	// APIKey returns the API key of id, of any tenant.
+	APIKey(ctx context.Context, id string) (Credential, error)
 
 	// AddDomain stores d with its first DKIM keys, in one transaction.
 	AddDomain(ctx context.Context, d Domain, keys ...DKIMKey) error

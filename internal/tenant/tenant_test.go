@@ -119,3 +119,34 @@ func TestNormalizeDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIKeyIsNoSMTPLogin: an API key authenticates as itself only, never
+// as an SMTP credential, and the reverse.
+func TestAPIKeyIsNoSMTPLogin(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	if err := r.CreateTenant(ctx, Tenant{ID: "keys", Name: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	k, key, err := r.CreateAPIKey(ctx, "keys", ReadOnly, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.AuthenticateAPIKey(ctx, key); err != nil || got.ID != k.ID || got.Access != ReadOnly {
+		t.Fatalf("the key: %+v %v", got, err)
+	}
+	secret := key[len(APIKeyPrefix)+len(k.ID)+1:]
+	if _, err := r.Authenticate(ctx, k.ID, secret); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("the key's id and secret as an SMTP login: %v", err)
+	}
+	cr, pass, err := r.CreatePassword(ctx, "keys", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AuthenticateAPIKey(ctx, APIKeyPrefix+cr.Username+"_"+pass); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("an SMTP login as an API key: %v", err)
+	}
+	if _, _, err := r.CreateAPIKey(ctx, "keys", "admin", ""); err == nil {
+		t.Error("an unknown access was accepted")
+	}
+}

@@ -1,0 +1,61 @@
+package admin
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/heedmail/heed/internal/store"
+)
+
+// BoltAudit is the AuditLog in Heed's bbolt database: records keyed by a
+// big-endian sequence number, in order.
+type BoltAudit struct{ DB *store.DB }
+
+var _ AuditLog = BoltAudit{}
+
+// Append implements AuditLog.
+func (a BoltAudit) Append(_ context.Context, r *AuditRecord) error {
+	var seq uint64
+	err := a.DB.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketAudit)
+		b.FillPercent = 0.95 // keys only grow
+		var err error
+		if seq, err = b.NextSequence(); err != nil {
+			return err
+		}
+		rec := *r
+		rec.Seq = seq
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put(binary.BigEndian.AppendUint64(nil, seq), v)
+	})
+	if err == nil {
+		r.Seq = seq // the function may have run more than once: set once it committed
+	}
+	return err
+}
+
+// Records implements AuditLog.
+func (a BoltAudit) Records(_ context.Context, tenant string, after uint64, limit int) ([]AuditRecord, error) {
+	var out []AuditRecord
+	err := a.DB.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(store.BucketAudit).Cursor()
+		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
+			var r AuditRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("audit record %x: %w", k, err)
+			}
+			if tenant == "" || r.Tenant == tenant {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
