@@ -57,6 +57,8 @@ type Options struct {
 	Webhooks *webhooks.Manager
 	// Audit keeps a record of every change made through the API.
 	Audit AuditLog
+	// Metrics serves /metrics (nil: 404).
+	Metrics http.Handler
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.
 	Captures Captures
 	// OperatorTokens may do everything. With none, every /api/v1 request

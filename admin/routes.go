@@ -46,6 +46,7 @@ func (s *server) routes() []route {
 	return []route{
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
+		{http.MethodGet, "/metrics", public, s.metrics},
 
 		{http.MethodPost, "/api/v1/tenants", operator, s.createTenant},
 		{http.MethodGet, "/api/v1/tenants", operator, s.listTenants},
@@ -249,4 +250,14 @@ func (s *server) audit(c echo.Context, who principal) {
 		s.Logger.Error("admin: the audit record of a change could not be stored", "err", err,
 			"actor", r.Actor, "action", r.Action, "target", r.Target, "status", r.Status, "remote", r.RemoteIP)
 	}
+}
+
+// metrics serves the Prometheus metrics, like the probes without a token:
+// the admin listener is private.
+func (s *server) metrics(c echo.Context) error {
+	if s.Metrics == nil {
+		return notFound("metrics are not available")
+	}
+	s.Metrics.ServeHTTP(c.Response(), c.Request())
+	return nil
 }

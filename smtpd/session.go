@@ -147,4 +147,7 @@ func (ss *session) Reset() {
 	ss.rcpts = nil
 }
 
-func (ss *session) Logout() error { return nil }
+func (ss *session) Logout() error {
+	ss.s.active.Add(-1)
+	return nil
+}

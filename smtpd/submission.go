@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -59,6 +60,10 @@ type SubmissionOptions struct {
 // Submission is the SMTP submission service. Lifecycle: NewSubmission, then
 // Serve and/or ServeTLS on listeners (each blocks), then Shutdown.
 type Submission struct {
+	// active and total count sessions (metrics).
+	active atomic.Int64
+	total  atomic.Uint64
+
 	o        SubmissionOptions
 	log      *slog.Logger
 	throttle *throttle
@@ -169,7 +174,14 @@ func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
 	case !errors.Is(err, tenant.ErrNotFound):
 		return nil, internalError(s.log, "looking up ip credentials", err)
 	}
+	s.active.Add(1)
+	s.total.Add(1)
 	return sess, nil
+}
+
+// Sessions returns the SMTP sessions open now and opened since the start.
+func (s *Submission) Sessions() (active int64, total uint64) {
+	return s.active.Load(), s.total.Load()
 }
 
 // slogLogger adapts go-smtp's Logger to slog.

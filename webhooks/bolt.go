@@ -563,6 +563,16 @@ func (s *BoltStore) Reschedule(_ context.Context, tenant, endpoint string, at ti
 	})
 }
 
+// Scheduled implements Store.
+func (s *BoltStore) Scheduled(_ context.Context) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(store.BucketWebhookSchedule).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
 // Held implements Store.
 func (s *BoltStore) Held(_ context.Context, tenant, endpoint string, limit int) ([]Job, error) {
 	var out []Job

@@ -174,7 +174,7 @@ func NewDispatcher(o Options) *Dispatcher {
 		eps:     make(map[string]*epState),
 		dirty:   make(map[string]bool),
 	}
-	o.Events.Watch(d.Notify)
+	o.Events.Watch(func(n events.Notice) { d.Notify(n.Tenant) })
 	return d
 }
 

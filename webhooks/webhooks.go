@@ -183,6 +183,9 @@ type Store interface {
 	// Reschedule makes every scheduled delivery of an endpoint due at at:
 	// Hold when it is paused or disabled, now when it recovers.
 	Reschedule(ctx context.Context, tenant, endpoint string, at time.Time) error
+	// Scheduled counts the deliveries waiting in the schedule (retries,
+	// resends, replays, held ones).
+	Scheduled(ctx context.Context) (int, error)
 	// Held returns up to limit deliveries of an endpoint held at Hold.
 	Held(ctx context.Context, tenant, endpoint string, limit int) ([]Job, error)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,36 +45,40 @@ func Append(tx *bolt.Tx, ev *Event) error {
 	if err := idx.Put(tenantKey(ev.Data.Tenant, seq), nil); err != nil {
 		return err
 	}
-	if fn := watcher(tx.DB()); fn != nil {
-		tenant := ev.Data.Tenant
-		tx.OnCommit(func() { fn(tenant) })
+	if fns := watchersOf(tx.DB()); len(fns) > 0 {
+		n := Notice{Tenant: ev.Data.Tenant, Type: ev.Type, Channel: ev.Data.Channel}
+		tx.OnCommit(func() {
+			for _, fn := range fns {
+				fn(n)
+			}
+		})
 	}
 	return nil
 }
 
-// watchers holds the function each database's events are announced to.
+// watchers holds the functions each database's events are announced to.
 var watchers struct {
 	sync.RWMutex
-	m map[*bolt.DB]func(tenant string)
+	m map[*bolt.DB][]func(Notice)
 }
 
-func watcher(db *bolt.DB) func(string) {
+func watchersOf(db *bolt.DB) []func(Notice) {
 	watchers.RLock()
 	defer watchers.RUnlock()
 	return watchers.m[db]
 }
 
-// Watch implements Source: fn is called with the tenant of every event
-// once the transaction that wrote it has committed (a rolled-back one
-// calls nothing). fn runs on the committer and must not block; a second
-// Watch replaces the first.
-func (l BoltLog) Watch(fn func(tenant string)) {
+// Watch implements Source: fn is called with a notice of every event once
+// the transaction that wrote it has committed (a rolled-back one calls
+// nothing). fn runs on the committer and must not block.
+func (l BoltLog) Watch(fn func(Notice)) {
 	watchers.Lock()
 	defer watchers.Unlock()
 	if watchers.m == nil {
-		watchers.m = make(map[*bolt.DB]func(string))
+		watchers.m = make(map[*bolt.DB][]func(Notice))
 	}
-	watchers.m[l.DB.Bolt()] = fn
+	db := l.DB.Bolt()
+	watchers.m[db] = append(slices.Clip(watchers.m[db]), fn)
 }
 
 // appendFill is the fill of pages of buckets written in key order.
@@ -231,4 +236,20 @@ func (l BoltLog) DeleteTenant(_ context.Context, tenant string) error {
 		}
 	}
 	return nil
+}
+
+// CountAfter implements Source, reading index keys only.
+func (l BoltLog) CountAfter(_ context.Context, tenant string, after uint64, max int) (int, error) {
+	n := 0
+	prefix := append([]byte(tenant), 0)
+	err := l.DB.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(store.BucketTenantEvents).Cursor()
+		for k, _ := c.Seek(tenantKey(tenant, after+1)); k != nil && bytes.HasPrefix(k, prefix) && n < max; k, _ = c.Next() {
+			if len(k) == len(prefix)+8 {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }

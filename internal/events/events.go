@@ -88,5 +88,14 @@ type Source interface {
 	Reader
 	Event(ctx context.Context, tenant string, seq uint64) (Event, error)
 	Last(ctx context.Context) (uint64, error)
-	Watch(fn func(tenant string))
+	// CountAfter counts tenant's events with Seq > after, stopping at max.
+	CountAfter(ctx context.Context, tenant string, after uint64, max int) (int, error)
+	Watch(fn func(Notice))
+}
+
+// Notice is what a watcher of the log hears of each event committed.
+type Notice struct {
+	Tenant  string
+	Type    Type
+	Channel string
 }

@@ -153,6 +153,17 @@ func (s *BoltStore) Due(_ context.Context, now time.Time, limit int, skip func(J
 	return jobs, next, err
 }
 
+// Depth is the number of recipients waiting for a delivery attempt (the
+// schedule's entries; it reads the whole schedule, for metrics scrapes).
+func (s *BoltStore) Depth() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(store.BucketSchedule).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
 // Message implements Store.
 func (s *BoltStore) Message(_ context.Context, id string) (*Message, error) {
 	var m Message

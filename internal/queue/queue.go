@@ -40,7 +40,10 @@ type Options struct {
 	MaxLifetime time.Duration
 	Now         func() time.Time
 	Backoff     func(attempts int) time.Duration
-	Logger      *slog.Logger
+	// Observe, when set, hears each recorded outcome with the time since
+	// the message was accepted (metrics).
+	Observe func(state State, sinceAccepted time.Duration)
+	Logger  *slog.Logger
 }
 
 // Queue accepts messages and runs their delivery.
@@ -249,6 +252,9 @@ func (q *Queue) run(j Job) {
 		return
 	}
 	q.log.Info("delivery", "msg", j.MessageID, "rcpt", j.Index, "state", out.State, "reply", out.Reply)
+	if q.o.Observe != nil && msg != nil {
+		q.o.Observe(out.State, out.At.Sub(msg.ReceivedAt))
+	}
 	if finished && !msg.Inline {
 		if err := q.o.Spool.Remove(j.MessageID); err != nil {
 			q.log.Error("queue: removing a finished body", "msg", j.MessageID, "err", err)

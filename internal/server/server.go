@@ -25,6 +25,7 @@ import (
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/fsutil"
+	"github.com/heedmail/heed/internal/metrics"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
@@ -56,6 +57,7 @@ type Relay struct {
 	// webhooks sends events to the tenants' endpoints; hooks manages them.
 	webhooks     *webhooks.Dispatcher
 	hooks        *webhooks.Manager
+	metrics      *metrics.Metrics
 	stopHooks    context.CancelFunc
 	hooksStopped chan struct{}
 	// ready is true between a complete start and the start of shutdown;
@@ -144,6 +146,12 @@ func (r *Relay) build() error {
 		return err
 	}
 	qs := queue.NewBoltStore(r.db)
+	r.metrics = metrics.New()
+	events.BoltLog{DB: r.db}.Watch(r.metrics.Event)
+	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
+		n, err := qs.Depth()
+		return float64(n), err
+	})
 	// Bodies whose record never committed got no 250, and bodies of
 	// finished messages a crash left behind are not needed: remove them.
 	if n, err := spool.Sweep(qs.NeedsBody); err != nil {
@@ -213,6 +221,11 @@ func (r *Relay) build() error {
 		VERP:        queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Hostname:    cfg.Hostname, Workers: cfg.Delivery.Workers, DomainConcurrency: cfg.Delivery.DomainConcurrency,
 		MaxLifetime: cfg.Delivery.MaxQueueLifetime, Logger: r.log,
+		Observe: func(st queue.State, d time.Duration) {
+			if st == queue.Delivered {
+				r.metrics.Delivered(d)
+			}
+		},
 	})
 	tlsCfg, err := smtpd.LoadCertificate(cfg.SMTP.Submission.TLSCert, cfg.SMTP.Submission.TLSKey, cfg.DataDir, cfg.Hostname)
 	if err != nil {
@@ -225,6 +238,18 @@ func (r *Relay) build() error {
 		MaxConnections: cfg.SMTP.MaxConnections, MaxLineLength: cfg.SMTP.MaxLineLength,
 		ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Logger: r.log,
+	})
+	r.metrics.Gauge("heed_smtp_sessions", "SMTP submission sessions open now.", func() (float64, error) {
+		n, _ := r.submission.Sessions()
+		return float64(n), nil
+	})
+	r.metrics.Counter("heed_smtp_sessions_total", "SMTP submission sessions opened since the start.", func() (float64, error) {
+		_, n := r.submission.Sessions()
+		return float64(n), nil
+	})
+	r.metrics.Gauge("heed_webhook_backlog", "Events waiting to go to webhook endpoints, and deliveries scheduled again.", func() (float64, error) {
+		n, err := r.hooks.Backlog(context.Background())
+		return float64(n), err
 	})
 	return nil
 }
@@ -271,7 +296,7 @@ func (r *Relay) listen() error {
 		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
-		Audit: admin.BoltAudit{DB: r.db},
+		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(),
 		Ready: func() error {
 			if !r.ready.Load() {
 				return errors.New("starting or shutting down")
