@@ -50,6 +50,17 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+// TestNormalizeOutsideBMP: a starter outside the BMP with a combining
+// mark stays itself. x/text before v0.42 composed U+10041 and an acute to
+// "Á" (golang/go#81028), which foldLocal's stability check refused; the
+// check stays for the next such fault.
+func TestNormalizeOutsideBMP(t *testing.T) {
+	in := "\U00010041\u0301@example.com"
+	if got, err := Normalize(in); err != nil || got != in {
+		t.Errorf("Normalize(%q) = %q, %v", in, got, err)
+	}
+}
+
 func TestNormalizeRefuses(t *testing.T) {
 	label := strings.Repeat("x", 60)
 	domain247 := label + "." + label + "." + label + "." + label + ".com"
@@ -62,7 +73,6 @@ func TestNormalizeRefuses(t *testing.T) {
 		"bob smith@example.com", "bob<x>@example.com", "a@b@example.com", `""@example.com`, `"bob@example.com`,
 		"bob\n@example.com", "bob\x00@example.com", "\xff@example.com",
 		"a\u037Eb@example.com",         // ";" without quotes
-		"\U00010041\u0301@example.com", // x/text composes it to "Á" (golang/go#81028)
 		"bob@exa mple.com", "bob@-example.com", "bob@example..com", "bob@[192.0.2.1]", "bob@xn--a.example",
 	} {
 		got, err := Normalize(in)
