@@ -24,6 +24,7 @@ import (
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/outbound"
+	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
@@ -57,6 +58,8 @@ type Options struct {
 	Webhooks *webhooks.Manager
 	// Audit keeps a record of every change made through the API.
 	Audit AuditLog
+	// Privacy answers export and erasure requests (nil: 404).
+	Privacy *privacy.Service
 	// Metrics serves /metrics (nil: 404).
 	Metrics http.Handler
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.

@@ -110,6 +110,9 @@ func (s *server) listAudit(c echo.Context) error {
 		limit = n
 	}
 	tid := c.QueryParam("tenant")
+	if tid != "" && tenant.ValidID(tid) != nil {
+		return invalid("tenant %q is not a tenant id", tid)
+	}
 	if who := whoIs(c); !who.operator {
 		if tid != "" && tid != who.tenant {
 			return notFound("no tenant %q", tid)

@@ -1,13 +1,16 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/url"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 )
 
@@ -58,4 +61,47 @@ func (a BoltAudit) Records(_ context.Context, tenant string, after uint64, limit
 		return nil
 	})
 	return out, err
+}
+
+// Erase removes addr from the audit records (a path such as
+// .../suppressions/{address} names it) and returns how many it changed.
+func (a BoltAudit) Erase(_ context.Context, addr string) (int, error) {
+	n := 0
+	err := a.DB.Update(func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(store.BucketAudit)
+		type kv struct{ k, v []byte }
+		var changes []kv
+		err := b.ForEach(func(k, v []byte) error {
+			var r AuditRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("audit record %x: %w", k, err)
+			}
+			t := r.Target
+			if u, err := url.PathUnescape(t); err == nil {
+				t = u
+			}
+			if !events.ContainsFold([]byte(t), addr) {
+				return nil
+			}
+			r.Target = events.EraseText(t, addr)
+			nv, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, kv{bytes.Clone(k), nv})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			if err := b.Put(c.k, c.v); err != nil {
+				return err
+			}
+		}
+		n = len(changes)
+		return nil
+	})
+	return n, err
 }

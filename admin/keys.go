@@ -160,10 +160,8 @@ func (s *server) activateKey(c echo.Context, t tenant.Tenant) error {
 	var req struct {
 		Force bool `json:"force"`
 	}
-	if c.Request().ContentLength != 0 {
-		if err := decodeJSON(c, &req); err != nil {
-			return err
-		}
+	if err := decodeJSON(c, &req); err != nil && !errors.Is(err, errEmptyBody) {
+		return err // an empty body (none, or chunked with nothing) takes the defaults
 	}
 	ctx := c.Request().Context()
 	if !req.Force && s.LookupTXT != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 
 	"github.com/labstack/echo/v4"
@@ -47,6 +48,7 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 		{http.MethodGet, "/metrics", public, s.metrics},
+		{http.MethodGet, "/api/v1/openapi.json", public, s.openapi},
 
 		{http.MethodPost, "/api/v1/tenants", operator, s.createTenant},
 		{http.MethodGet, "/api/v1/tenants", operator, s.listTenants},
@@ -99,6 +101,8 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/api/v1/captured", operator, s.listCaptured},
 		{http.MethodGet, "/api/v1/captured/:id", operator, s.getCaptured},
 		{http.MethodGet, "/api/v1/audit", keyRead, s.listAudit},
+		{http.MethodGet, "/api/v1/privacy/:address", operator, s.exportPrivacy},
+		{http.MethodDelete, "/api/v1/privacy/:address", operator, s.erasePrivacy},
 	}
 }
 
@@ -117,6 +121,9 @@ func (s *server) register(e *echo.Echo) {
 // on the raw path when there is one; the decoded path starts with /api/v1/
 // whenever the raw one does.
 func needsAuth(path string) bool {
+	if path == "/api/v1/openapi.json" {
+		return false
+	}
 	return path == "/api/v1" || strings.HasPrefix(path, "/api/v1/")
 }
 
@@ -245,6 +252,9 @@ func (s *server) audit(c echo.Context, who principal) {
 		Time: s.now(), Actor: who.actor, Tenant: c.Param("tenant"),
 		Action: c.Request().Method + " " + c.Path(), Target: c.Request().URL.Path,
 		Status: c.Response().Status, RemoteIP: remoteIP(c),
+	}
+	if strings.HasPrefix(c.Path(), "/api/v1/privacy/") {
+		r.Target = "/api/v1/privacy/" + events.Erased // the erased address, not in the audit log
 	}
 	if err := s.Audit.Append(context.WithoutCancel(c.Request().Context()), r); err != nil {
 		s.Logger.Error("admin: the audit record of a change could not be stored", "err", err,

@@ -100,10 +100,8 @@ func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
 		List   string `json:"list"`
 		Reason string `json:"reason"`
 	}
-	if c.Request().ContentLength != 0 {
-		if err := decodeJSON(c, &req); err != nil {
-			return err
-		}
+	if err := decodeJSON(c, &req); err != nil && !errors.Is(err, errEmptyBody) {
+		return err // an empty body (none, or chunked with nothing) takes the defaults
 	}
 	if req.List == "" {
 		req.List = suppression.All

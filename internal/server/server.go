@@ -27,6 +27,7 @@ import (
 	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/metrics"
 	"github.com/heedmail/heed/internal/outbound"
+	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -297,6 +298,13 @@ func (r *Relay) listen() error {
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(),
+		Privacy: &privacy.Service{
+			Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
+			Queue: queue.NewBoltStore(r.db), Spool: r.spool,
+			Others: []privacy.Eraser{webhooks.NewBoltStore(r.db), admin.BoltAudit{DB: r.db}},
+			Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},
+			DB:     r.db,
+		},
 		Ready: func() error {
 			if !r.ready.Load() {
 				return errors.New("starting or shutting down")
