@@ -449,6 +449,15 @@ func TestEvents(t *testing.T) {
 	if len(page.Events) != 0 || page.Next != "3" {
 		t.Fatalf("empty page %+v", page)
 	}
+	e.want(200, "GET", "/api/v1/tenants/acme/events?type=message.deferred", "", &page)
+	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m3" || page.Next != "3" {
+		t.Fatalf("deferred only %+v", page)
+	}
+	e.want(200, "GET", "/api/v1/tenants/acme/events?type=message.bounced,message.delivered&limit=5", "", &page)
+	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m1" {
+		t.Fatalf("bounced or delivered %+v", page)
+	}
+	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?type=message.lost", "")
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?limit=0", "")
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?limit=1001", "")
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?after=-1", "")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,8 @@ func (s *server) readyz(c echo.Context) error {
 }
 
 // listEvents pages through a tenant's event log: events with seq > after,
-// oldest first; next is the after of the following page.
+// oldest first, of the types asked (?type=a,b or repeated; all without);
+// next is the after of the following page.
 func (s *server) listEvents(c echo.Context, t tenant.Tenant) error {
 	if s.Events == nil {
 		return notFound("the event log is not available")
@@ -55,13 +57,35 @@ func (s *server) listEvents(c echo.Context, t tenant.Tenant) error {
 		}
 		limit = n
 	}
-	evs, err := s.Events.Events(c.Request().Context(), t.ID, after, limit)
-	if err != nil {
-		return err
+	var types []events.Type
+	for _, v := range c.QueryParams()["type"] {
+		for _, ty := range strings.Split(v, ",") {
+			if !slices.Contains(events.AllTypes, events.Type(ty)) {
+				return invalid("type %q is not an event type (one of %v)", ty, events.AllTypes)
+			}
+			types = append(types, events.Type(ty))
+		}
 	}
+	// With a type filter, read on until the page is full, up to a bounded
+	// number of events (next then says where to go on).
+	var evs []events.Event
 	next := after
-	if len(evs) > 0 {
-		next = evs[len(evs)-1].Seq
+	for scanned := 0; len(evs) < limit && scanned < 10*maxEventLimit; {
+		want := limit - len(evs)
+		page, err := s.Events.Events(c.Request().Context(), t.ID, next, want)
+		if err != nil {
+			return err
+		}
+		for _, ev := range page {
+			if len(types) == 0 || slices.Contains(types, ev.Type) {
+				evs = append(evs, ev)
+			}
+			next = ev.Seq
+		}
+		scanned += len(page)
+		if len(page) < want || len(types) == 0 {
+			break
+		}
 	}
 	return c.JSON(http.StatusOK, struct {
 		Events []events.Event `json:"events"`

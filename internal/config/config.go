@@ -32,6 +32,7 @@ type Config struct {
 
 	Unsubscribe Unsubscribe `yaml:"unsubscribe"`
 	Webhooks    Webhooks    `yaml:"webhooks"`
+	Retention   Retention   `yaml:"retention"`
 	Log         Log         `yaml:"log"`
 
 	// Demo is true when Heed runs on the embedded defaults (no config file):
@@ -157,6 +158,13 @@ type Webhooks struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// Retention says how long Heed keeps records of what happened.
+type Retention struct {
+	// Events is how long events, finished messages' records and finished
+	// webhook deliveries are kept (suppressions are kept for ever).
+	Events time.Duration `yaml:"events"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -206,8 +214,9 @@ func Default() *Config {
 			DomainConcurrency: 20,
 			ConnectTimeout:    30 * time.Second,
 		},
-		Webhooks: Webhooks{Concurrency: 20, Timeout: 10 * time.Second},
-		Log:      Log{Level: "info", Format: "text"},
+		Webhooks:  Webhooks{Concurrency: 20, Timeout: 10 * time.Second},
+		Retention: Retention{Events: 30 * 24 * time.Hour},
+		Log:       Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -205,6 +205,7 @@ func (c *Config) checkDelivery(v *checker) {
 	v.duration([]string{"delivery", "connect_timeout"}, d.ConnectTimeout, time.Second)
 	v.atLeast([]string{"webhooks", "concurrency"}, int64(c.Webhooks.Concurrency), 1)
 	v.duration([]string{"webhooks", "timeout"}, c.Webhooks.Timeout, time.Second)
+	v.duration([]string{"retention", "events"}, c.Retention.Events, time.Hour)
 }
 
 func (v *checker) oneOf(key []string, got string, allowed ...string) {

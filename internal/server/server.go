@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -255,6 +256,45 @@ func (r *Relay) build() error {
 	return nil
 }
 
+// retentionEvery is how often the retention job runs (and once at start).
+const retentionEvery = time.Hour
+
+// retain deletes, at start and every hour until ctx ends, the events,
+// finished messages' records and finished webhook deliveries older than
+// retention.events.
+func (r *Relay) retain(ctx context.Context) {
+	t := time.NewTicker(retentionEvery)
+	defer t.Stop()
+	for {
+		r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purge runs one retention pass for cutoff.
+func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
+	for _, p := range []struct {
+		what string
+		fn   func(context.Context, time.Time) (int, error)
+	}{
+		{"events", events.BoltLog{DB: r.db}.Purge},
+		{"messages", queue.NewBoltStore(r.db).Purge},
+		{"webhook deliveries", webhooks.NewBoltStore(r.db).Purge},
+	} {
+		n, err := p.fn(ctx, cutoff)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("heed: retention", "what", p.what, "err", err)
+		}
+		if n > 0 {
+			r.log.Info("heed: retention deleted old records", "what", p.what, "count", n, "before", cutoff.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
 // keyEveryDomain gives DKIM keys to domains registered before Heed
 // signed, so that every domain's mail is signed; the new records are
 // logged for the operator to publish (GET of the domain shows them too).
@@ -352,9 +392,12 @@ func (r *Relay) listen() error {
 	r.queue.Start()
 	hctx, stop := context.WithCancel(context.Background())
 	r.stopHooks, r.hooksStopped = stop, make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Go(func() { r.webhooks.Run(hctx) })
+	bg.Go(func() { r.retain(hctx) })
 	go func() {
-		defer close(r.hooksStopped)
-		r.webhooks.Run(hctx)
+		bg.Wait()
+		close(r.hooksStopped)
 	}()
 	r.ready.Store(true)
 	return nil
