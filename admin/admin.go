@@ -60,6 +60,8 @@ type Options struct {
 	Audit AuditLog
 	// Privacy answers export and erasure requests (nil: 404).
 	Privacy *privacy.Service
+	// Backup writes a consistent copy of the database (nil: 404).
+	Backup func(w io.Writer, size func(int64)) (int64, error)
 	// Metrics serves /metrics (nil: 404).
 	Metrics http.Handler
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.

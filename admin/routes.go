@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/heedmail/heed/internal/events"
@@ -78,6 +79,9 @@ func (s *server) routes() []route {
 		{http.MethodGet, t + "/lists/:list", tenantRead, s.scoped(s.getList)},
 
 		{http.MethodGet, t + "/suppressions", tenantRead, s.scoped(s.listSuppressions)},
+		{http.MethodPost, t + "/suppressions/import", tenantWrite, s.scoped(s.importSuppressions)},
+		{http.MethodGet, t + "/suppressions/export", tenantRead, s.scoped(s.exportSuppressions)},
+		{http.MethodGet, t + "/suppressions/:address", tenantRead, s.scoped(s.getSuppression)},
 		{http.MethodPut, t + "/suppressions/:address", tenantWrite, s.scoped(s.putSuppression)},
 		{http.MethodDelete, t + "/suppressions/:address", tenantWrite, s.scoped(s.deleteSuppression)},
 
@@ -101,6 +105,7 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/api/v1/captured", operator, s.listCaptured},
 		{http.MethodGet, "/api/v1/captured/:id", operator, s.getCaptured},
 		{http.MethodGet, "/api/v1/audit", keyRead, s.listAudit},
+		{http.MethodGet, "/api/v1/backup", operator, s.backup},
 		{http.MethodGet, "/api/v1/privacy/:address", operator, s.exportPrivacy},
 		{http.MethodDelete, "/api/v1/privacy/:address", operator, s.erasePrivacy},
 	}
@@ -269,5 +274,26 @@ func (s *server) metrics(c echo.Context) error {
 		return notFound("metrics are not available")
 	}
 	s.Metrics.ServeHTTP(c.Response(), c.Request())
+	return nil
+}
+
+// backup streams a consistent copy of the database while Heed serves
+// (heed backup -api); the copy opens as a data directory's heed.db.
+func (s *server) backup(c echo.Context) error {
+	if s.Backup == nil {
+		return notFound("backups are not available")
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "application/octet-stream")
+	h.Set(echo.HeaderContentDisposition, `attachment; filename="heed.db"`)
+	h.Set(echo.HeaderCacheControl, "no-store")
+	_, err := s.Backup(c.Response(), func(n int64) {
+		h.Set(echo.HeaderContentLength, strconv.FormatInt(n, 10))
+		c.Response().WriteHeader(http.StatusOK)
+	})
+	if err != nil {
+		s.Logger.Error("admin: backup cut short", "err", err)
+		panic(http.ErrAbortHandler) // the client sees a short transfer, not a short file
+	}
 	return nil
 }

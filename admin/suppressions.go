@@ -2,9 +2,12 @@ package admin
 
 import (
 	"errors"
+	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
@@ -77,13 +80,26 @@ func (s *server) listSuppressions(c echo.Context, t tenant.Tenant) error {
 		}
 		limit = n
 	}
-	es, next, err := st.List(c.Request().Context(), t.ID, c.QueryParam("list"), c.QueryParam("cursor"), limit)
+	f, err := suppressionFilter(c)
+	if err != nil {
+		return err
+	}
+	// Reason and since filter the pages the store reads (by list); a page
+	// may then hold fewer than limit while cursor says there is more.
+	es, next, err := st.List(c.Request().Context(), t.ID, f.List, c.QueryParam("cursor"), limit)
 	if errors.Is(err, suppression.ErrInvalid) {
 		return invalid("%v", err)
 	}
 	if err != nil {
 		return err
 	}
+	kept := es[:0]
+	for _, e := range es {
+		if (f.Reason == "" || e.Reason == f.Reason) && (f.Since.IsZero() || !e.Time.Before(f.Since)) {
+			kept = append(kept, e)
+		}
+	}
+	es = kept
 	return c.JSON(http.StatusOK, struct {
 		Suppressions []suppression.Entry `json:"suppressions"`
 		Cursor       string              `json:"cursor,omitempty"`
@@ -194,4 +210,132 @@ func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 		return notFound("%s is not suppressed for tenant %q", addr, t.ID)
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// maxImportBody bounds a CSV import's body (about ten million rows).
+const maxImportBody = 1 << 30
+
+// importSuppressions streams a CSV body (header address[,list,reason])
+// into the tenant's list and answers the per-row report; ?dry_run=true
+// validates without writing.
+func (s *server) importSuppressions(c echo.Context, t tenant.Tenant) error {
+	st, err := s.suppressionsStore()
+	if err != nil {
+		return err
+	}
+	imp, ok := st.(suppression.Importer)
+	if !ok {
+		return notFound("importing is not available")
+	}
+	req := c.Request()
+	if mt, _, err := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); err != nil || mt != "text/csv" {
+		return &apiError{http.StatusUnsupportedMediaType, "send the CSV with Content-Type: text/csv"}
+	}
+	dry := false
+	if v := c.QueryParam("dry_run"); v != "" {
+		if dry, err = strconv.ParseBool(v); err != nil {
+			return invalid("dry_run must be true or false, not %q", v)
+		}
+	}
+	ctx := req.Context()
+	lists, err := s.Tenants.Lists(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, l := range lists {
+		known[l.ID] = true
+	}
+	body := http.MaxBytesReader(c.Response(), req.Body, maxImportBody)
+	rep, err := suppression.ImportCSV(ctx, imp, t.ID, body, suppression.ImportOptions{
+		DryRun: dry,
+		CheckList: func(id string) error {
+			if !known[id] {
+				return fmt.Errorf("tenant %q has no list %q", t.ID, id)
+			}
+			return nil
+		},
+	})
+	var big *http.MaxBytesError
+	switch {
+	case errors.As(err, &big):
+		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the CSV exceeds %d bytes; split it (rows before the limit were imported: %d added)", int64(maxImportBody), rep.Added)}
+	case errors.Is(err, suppression.ErrInvalid):
+		return invalid("%v (rows before it were imported: %d added, %d existing)", err, rep.Added, rep.Existing)
+	case err != nil:
+		return err
+	}
+	if rep.Errors == nil {
+		rep.Errors = []suppression.RowError{}
+	}
+	return c.JSON(http.StatusOK, struct {
+		DryRun bool `json:"dry_run"`
+		suppression.ImportReport
+	}{dry, rep})
+}
+
+// exportSuppressions streams the tenant's list as CSV, filtered by ?list=,
+// ?reason= and ?since= (RFC 3339).
+func (s *server) exportSuppressions(c echo.Context, t tenant.Tenant) error {
+	st, err := s.suppressionsStore()
+	if err != nil {
+		return err
+	}
+	o, err := suppressionFilter(c)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	h.Set(echo.HeaderContentDisposition, `attachment; filename="`+t.ID+`-suppressions.csv"`)
+	h.Set(echo.HeaderCacheControl, "no-store")
+	c.Response().WriteHeader(http.StatusOK)
+	if _, err := suppression.ExportCSV(c.Request().Context(), st, t.ID, c.Response(), o); err != nil {
+		// The status is sent: cut the body short, so the client sees an
+		// incomplete transfer rather than a short list.
+		s.Logger.Error("admin: suppression export cut short", "tenant", t.ID, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// suppressionFilter reads ?list=, ?reason= and ?since=.
+func suppressionFilter(c echo.Context) (suppression.ExportOptions, error) {
+	var o suppression.ExportOptions
+	o.List = c.QueryParam("list")
+	if v := c.QueryParam("reason"); v != "" {
+		r, err := suppression.ParseReason(v)
+		if err != nil {
+			return o, invalid("%v", err)
+		}
+		o.Reason = r
+	}
+	if v := c.QueryParam("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return o, invalid("since must be an RFC 3339 time, like 2025-11-23T00:00:00Z, not %q", v)
+		}
+		o.Since = t
+	}
+	return o, nil
+}
+
+// getSuppression shows the entries of one address, with their evidence
+// (when, through which channel, after which message); 404 when there is
+// none.
+func (s *server) getSuppression(c echo.Context, t tenant.Tenant) error {
+	st, addr, err := s.suppressionTarget(c)
+	if err != nil {
+		return err
+	}
+	es, err := st.Lookup(c.Request().Context(), t.ID, addr)
+	if err != nil {
+		return err
+	}
+	if len(es) == 0 {
+		return notFound("%s is not on the suppression list of %s", addr, t.ID)
+	}
+	return c.JSON(http.StatusOK, struct {
+		Suppressions []suppression.Entry `json:"suppressions"`
+	}{es})
 }

@@ -337,6 +337,55 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 	return added, nil
 }
 
+// kv is one entry in its stored form: its key and its value.
+type kv struct{ k, v []byte }
+
+// prepareKV validates e as Import does and returns its key and value, for
+// an import that sorts the entries itself (ImportCSV) before importSorted.
+func (s *BoltStore) prepareKV(e Entry) (k, v []byte, err error) {
+	e, err = s.prepare(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.entryKey(e.Tenant, e.Address, e.List, e.Reason), encodeEntry(e), nil
+}
+
+// importSorted is Import for records that prepareKV made, already in
+// strictly increasing key order (so no two with one key): one transaction,
+// an entry that is there already is kept, no events, and it reports how
+// many it wrote. Records out of order fail the call before anything is
+// written. The records must stay unchanged until it returns.
+func (s *BoltStore) importSorted(ctx context.Context, recs []kv) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	for i := 1; i < len(recs); i++ {
+		if bytes.Compare(recs[i-1].k, recs[i].k) >= 0 {
+			return 0, fmt.Errorf("suppression: importSorted: record %d is out of key order", i)
+		}
+	}
+	var added int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		added = 0
+		b := tx.Bucket(store.BucketSuppressions)
+		b.FillPercent = 0.9 // as Import: sorted appends fill pages
+		for _, r := range recs {
+			ok, err := put(b, r.k, r.v)
+			if err != nil {
+				return err
+			}
+			if ok {
+				added++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return added, nil
+}
+
 // Remove implements Store.
 func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, reason Reason, also ...events.Type) (bool, error) {
 	if err := ctx.Err(); err != nil {

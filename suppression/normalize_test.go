@@ -72,7 +72,7 @@ func TestNormalizeRefuses(t *testing.T) {
 		"bobbybobby@" + domain247,                // > 254 in all
 		"bob smith@example.com", "bob<x>@example.com", "a@b@example.com", `""@example.com`, `"bob@example.com`,
 		"bob\n@example.com", "bob\x00@example.com", "\xff@example.com",
-		"a\u037Eb@example.com",         // ";" without quotes
+		"a\u037Eb@example.com", // ";" without quotes
 		"bob@exa mple.com", "bob@-example.com", "bob@example..com", "bob@[192.0.2.1]", "bob@xn--a.example",
 	} {
 		got, err := Normalize(in)

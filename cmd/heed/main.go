@@ -22,6 +22,18 @@ Commands:
   serve [-config FILE]          run the relay (embedded defaults without -config)
   check-config -config FILE     validate a configuration file and print it
   version                       print the version
+
+Operator commands, on a serving relay's admin API (-api URL, token in
+-token or HEED_ADMIN_TOKEN) or on a stopped relay's data directory
+(-config FILE, or the embedded defaults' ./heed-data without):
+  backup [-api URL | -config FILE] OUT
+                                a consistent copy of the database
+  suppress import -tenant T [-dry-run] FILE
+                                import a CSV of suppressions (address[,list,reason])
+  suppress export -tenant T [-list L] [-reason R] [-since TIME] [-out FILE]
+                                export a tenant's suppressions as CSV
+  dkim keygen [-algorithm rsa|ed25519] [-domain D] [-selector S] [-out FILE]
+                                make a DKIM key and print its DNS record
 `
 
 func main() {
@@ -39,6 +51,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(args[1:], stdout, stderr)
 	case "check-config":
 		err = checkConfigCmd(args[1:], stdout, stderr)
+	case "backup":
+		err = backupCmd(args[1:], stdout, stderr)
+	case "suppress":
+		err = suppressCmd(args[1:], stdout, stderr)
+	case "dkim":
+		err = dkimCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "heed", version)
 	case "help", "-h", "-help", "--help":

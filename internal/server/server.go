@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -184,7 +183,7 @@ func (r *Relay) build() error {
 	if err != nil {
 		return err
 	}
-	hashKey, err := hkdf.Key(sha256.New, key, nil, "heed suppression address hash v1", 32)
+	hashKey, err := suppressionHashKey(key)
 	if err != nil {
 		return err
 	}
@@ -337,7 +336,7 @@ func (r *Relay) listen() error {
 		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
-		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(),
+		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
 			Queue: queue.NewBoltStore(r.db), Spool: r.spool,

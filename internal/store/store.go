@@ -12,6 +12,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -83,6 +84,9 @@ type DB struct {
 type Options struct {
 	// SkipCheck skips the consistency check (tests of huge databases).
 	SkipCheck bool
+	// LockTimeout is how long Open waits for another process to release
+	// the file (default 2 s).
+	LockTimeout time.Duration
 }
 
 // Open opens (creating if needed) the database file at path, checks its
@@ -91,8 +95,11 @@ func Open(path string, o Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 2 * time.Second
+	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      2 * time.Second,
+		Timeout:      o.LockTimeout,
 		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
@@ -170,6 +177,22 @@ func (db *DB) Close() error {
 	close(db.closed)
 	<-db.done
 	return db.bolt.Close()
+}
+
+// Backup writes a consistent copy of the database to w, from one read
+// transaction (writers go on meanwhile), and returns its size; size is
+// called first with it, for a Content-Length.
+func (db *DB) Backup(w io.Writer, size func(int64)) (int64, error) {
+	var n int64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if size != nil {
+			size(tx.Size())
+		}
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }
 
 // Path is the database file's path.

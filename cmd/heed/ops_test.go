@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/server"
+)
+
+// heedCmd runs the built binary and returns its stdout, failing on a
+// non-zero exit.
+func heedCmd(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("heed %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+// TestOperatorCommands: on a serving relay, `heed suppress import` and
+// `export` through the API, and `heed backup` takes a consistent copy
+// that opens as a data directory; on the stopped relay the same commands
+// work on the data directory; `heed dkim keygen` makes a key whose record
+// matches it.
+func TestOperatorCommands(t *testing.T) {
+	dir := t.TempDir()
+	smtpAddr, adminAddr := freePort(t), freePort(t)
+	const token = "ops-test-operator-token-0123456789"
+	cfgPath := filepath.Join(dir, "heed.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`hostname: relay.test
+data_dir: %s
+smtp: { submission: { listen: "%s" }, inbound: { listen: "127.0.0.1:0" } }
+http: { admin: { listen: "%s" }, public: { listen: "127.0.0.1:0" } }
+admin: { tokens: ["%s"] }
+delivery: { mode: capture }
+log: { level: warn }
+`, filepath.Join(dir, "data"), smtpAddr, adminAddr, token)), 0o600)
+	p := startHeed(t, dir, "serve", "-config", cfgPath)
+	p.waitHealthy(t, adminAddr)
+	api(t, adminAddr, token, "POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"})
+
+	csvPath := filepath.Join(dir, "optouts.csv")
+	var b strings.Builder
+	b.WriteString("address,list,reason\n")
+	for i := range 3000 {
+		fmt.Fprintf(&b, "reader-%d@example.net,marketing,unsubscribe\n", i)
+	}
+	b.WriteString("not an address,,\n")
+	os.WriteFile(csvPath, []byte(b.String()), 0o600)
+	env := []string{"HEED_ADMIN_TOKEN=" + token}
+	rep := heedCmd(t, dir, env, "suppress", "import", "-api", "http://"+adminAddr, "-tenant", "acme", csvPath)
+	if !strings.Contains(rep, `"added": 3000`) || !strings.Contains(rep, `"line": 3002`) {
+		t.Fatalf("import report:\n%s", rep)
+	}
+	exported := heedCmd(t, dir, env, "suppress", "export", "-api", "http://"+adminAddr, "-tenant", "acme")
+	if n := strings.Count(exported, "\n"); n != 3001 {
+		t.Fatalf("export has %d lines, want 3001", n)
+	}
+
+	// A backup while serving opens, checks, and holds the tenant's list.
+	backup := filepath.Join(dir, "backup.db")
+	heedCmd(t, dir, env, "backup", "-api", "http://"+adminAddr, backup)
+	restored := filepath.Join(dir, "restored")
+	os.MkdirAll(filepath.Join(restored, "keys"), 0o700)
+	raw, _ := os.ReadFile(backup)
+	os.WriteFile(filepath.Join(restored, "heed.db"), raw, 0o600)
+	key, _ := os.ReadFile(filepath.Join(dir, "data", "keys", "server.key"))
+	os.WriteFile(filepath.Join(restored, "keys", "server.key"), key, 0o600)
+	cfg := config.Default()
+	cfg.DataDir = restored
+	d, err := server.OpenData(cfg) // opens only a consistent file
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := d.Suppressions.List(context.Background(), "acme", "", "", 1000)
+	if err != nil || len(es) != 1000 {
+		t.Fatalf("the restored list: %d entries, %v", len(es), err)
+	}
+	d.Close()
+
+	// While it serves, the data directory is not for the commands.
+	cmd := exec.Command(binary(t), "suppress", "export", "-config", cfgPath, "-tenant", "acme")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "use -api") {
+		t.Errorf("an offline command on a serving relay: %v %s", err, out)
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
+	offline := heedCmd(t, dir, nil, "suppress", "export", "-config", cfgPath, "-tenant", "acme", "-reason", "unsubscribe")
+	if offline != exported {
+		t.Errorf("the offline export differs from the API's")
+	}
+	rep = heedCmd(t, dir, nil, "suppress", "import", "-config", cfgPath, "-tenant", "acme", csvPath)
+	if !strings.Contains(rep, `"existing": 3000`) {
+		t.Errorf("offline re-import:\n%s", rep)
+	}
+	heedCmd(t, dir, nil, "backup", "-config", cfgPath, filepath.Join(dir, "offline.db"))
+
+	// dkim keygen: the key parses and the record is its public key.
+	keyPath := filepath.Join(dir, "dkim.pem")
+	rec := heedCmd(t, dir, nil, "dkim", "keygen", "-algorithm", "ed25519", "-domain", "acme.test", "-selector", "s1", "-out", keyPath)
+	pemKey, _ := os.ReadFile(keyPath)
+	k, err := dkim.ParsePEM(pemKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, _ := dkim.TXTRecord(k.Public())
+	if !strings.HasPrefix(rec, "s1._domainkey.acme.test. IN TXT") || !strings.Contains(rec, txt) {
+		t.Errorf("record %q does not publish the key (%s)", rec, txt)
+	}
+	if fi, _ := os.Stat(keyPath); fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", fi.Mode())
+	}
+}
