@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -77,14 +78,18 @@ func (a BoltAudit) Erase(_ context.Context, addr string) (int, error) {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("audit record %x: %w", k, err)
 			}
-			t := r.Target
-			if u, err := url.PathUnescape(t); err == nil {
-				t = u
+			// The path's segments: an address is one of them, whole.
+			segs := strings.Split(r.Target, "/")
+			hit := false
+			for i, seg := range segs {
+				if u, err := url.PathUnescape(seg); err == nil && strings.EqualFold(u, addr) {
+					segs[i], hit = events.Erased, true
+				}
 			}
-			if !events.ContainsFold([]byte(t), addr) {
+			if !hit {
 				return nil
 			}
-			r.Target = events.EraseText(t, addr)
+			r.Target = strings.Join(segs, "/")
 			nv, err := json.Marshal(r)
 			if err != nil {
 				return err

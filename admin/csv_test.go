@@ -60,6 +60,11 @@ func TestSuppressionCSV(t *testing.T) {
 	if len(list.Suppressions) != 0 {
 		t.Fatalf("a dry run wrote %d entries", len(list.Suppressions))
 	}
+	var audit struct{ Records []AuditRecord }
+	e.want(200, "GET", "/api/v1/audit", "", &audit)
+	if len(audit.Records) != 1 { // the tenant's creation; the dry run changed nothing
+		t.Fatalf("audit after a dry run: %+v", audit.Records)
+	}
 	decode(e.csv("POST", "/api/v1/tenants/acme/suppressions/import", file))
 	if rep.Added != 2 || rep.Rejected != 3 || len(rep.Errors) != 3 {
 		t.Fatalf("import %+v", rep)
@@ -75,6 +80,15 @@ func TestSuppressionCSV(t *testing.T) {
 	decode(e.csv("POST", "/api/v1/tenants/acme/suppressions/import", file))
 	if rep.Added != 0 || rep.Existing != 2 {
 		t.Fatalf("re-import %+v", rep)
+	}
+	// Cut short by a runaway quote after rows were written: still audited.
+	e.want(200, "GET", "/api/v1/audit", "", &audit)
+	before := len(audit.Records)
+	resp0, b0 := e.csv("POST", "/api/v1/tenants/acme/suppressions/import", "address\nlee@example.net\n\"open\n"+strings.Repeat("x\n", 700000))
+	problem(t, resp0, b0, http.StatusBadRequest)
+	e.want(200, "GET", "/api/v1/audit", "", &audit)
+	if len(audit.Records) != before+1 {
+		t.Errorf("an import cut short after writing rows left %d audit records, want 1", len(audit.Records)-before)
 	}
 	resp, b := e.csv("POST", "/api/v1/tenants/acme/suppressions/import", "email\r\nx@example.net\r\n")
 	problem(t, resp, b, http.StatusBadRequest)
@@ -110,7 +124,7 @@ func TestSuppressionCSV(t *testing.T) {
 	e.wantProblem(404, "GET", "/api/v1/tenants/acme/suppressions/nobody@example.net", "")
 	// Filters on the listing.
 	e.want(200, "GET", "/api/v1/tenants/acme/suppressions?reason=import", "", &list)
-	if len(list.Suppressions) != 1 {
+	if len(list.Suppressions) != 2 { // =cmd and lee, from the import cut short
 		t.Errorf("listing by reason: %+v", list)
 	}
 }

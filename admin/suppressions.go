@@ -256,6 +256,9 @@ func (s *server) importSuppressions(c echo.Context, t tenant.Tenant) error {
 			return nil
 		},
 	})
+	// What the audit log records: nothing for a dry run; an import that
+	// stopped half-way after writing rows did change the list.
+	changed(c, !dry && rep.Added > 0 || err == nil && !dry)
 	var big *http.MaxBytesError
 	switch {
 	case errors.As(err, &big):

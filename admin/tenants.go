@@ -109,6 +109,7 @@ func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
 	if err := s.Tenants.DeleteTenant(ctx, t.ID); err != nil {
 		return err
 	}
+	changed(c, true) // whatever the clean-up below does
 	if s.Suppressions != nil {
 		if err := s.Suppressions.DeleteTenant(ctx, t.ID); err != nil {
 			return err

@@ -993,17 +993,19 @@ func formulaStart(c byte) bool {
 }
 
 // neutralise makes s inert in a spreadsheet: a leading single quote when
-// it would start a formula.
+// it would start a formula, and when it starts with a quote before such a
+// character (so that unneutralise gives back '=x@example.com as it was).
 func neutralise(s string) string {
-	if s != "" && formulaStart(s[0]) {
+	if t := strings.TrimLeft(s, "'"); t != "" && formulaStart(t[0]) {
 		return "'" + s
 	}
 	return s
 }
 
-// unneutralise undoes neutralise.
+// unneutralise undoes neutralise: one quote off a string of quotes before
+// a formula character.
 func unneutralise(s string) string {
-	if len(s) >= 2 && s[0] == '\'' && formulaStart(s[1]) {
+	if t := strings.TrimLeft(s, "'"); len(t) < len(s) && t != "" && formulaStart(t[0]) {
 		return s[1:]
 	}
 	return s

@@ -775,3 +775,16 @@ func TestImportCSVSortedErrors(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestNeutraliseRoundTrip: every string comes back from neutralise and
+// unneutralise as it was, quotes included.
+func TestNeutraliseRoundTrip(t *testing.T) {
+	for _, s := range []string{"=x@example.com", "'=x@example.com", "''=x", "'x@example.com", "-", "'", "", "plain"} {
+		if got := unneutralise(neutralise(s)); got != s {
+			t.Errorf("%q came back as %q", s, got)
+		}
+		if n := neutralise(s); n != "" && formulaStart(n[0]) {
+			t.Errorf("%q is exported as %q, a formula", s, n)
+		}
+	}
+}

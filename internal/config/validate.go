@@ -205,7 +205,9 @@ func (c *Config) checkDelivery(v *checker) {
 	v.duration([]string{"delivery", "connect_timeout"}, d.ConnectTimeout, time.Second)
 	v.atLeast([]string{"webhooks", "concurrency"}, int64(c.Webhooks.Concurrency), 1)
 	v.duration([]string{"webhooks", "timeout"}, c.Webhooks.Timeout, time.Second)
-	v.duration([]string{"retention", "events"}, c.Retention.Events, time.Hour)
+	// Events must outlive the webhooks' retries (27 h and a half) and the
+	// queue's lifetime, or a retried event would be gone before its last try.
+	v.duration([]string{"retention", "events"}, c.Retention.Events, max(48*time.Hour, c.Delivery.MaxQueueLifetime))
 }
 
 func (v *checker) oneOf(key []string, got string, allowed ...string) {

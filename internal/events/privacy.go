@@ -15,33 +15,101 @@ import (
 // Erased replaces an erased address wherever Heed keeps text about it.
 const Erased = "[erased]"
 
-// EraseText returns s with every occurrence of addr replaced by Erased,
-// matching ASCII case-insensitively (addresses are stored as given and
-// quoted in remote replies in any case).
+// EraseText returns s with every occurrence of addr (see ContainsFold)
+// replaced by Erased.
 func EraseText(s, addr string) string {
-	if addr == "" || !ContainsFold([]byte(s), addr) {
+	b := []byte(s)
+	if !ContainsFold(b, addr) {
 		return s
 	}
-	var b strings.Builder
-	ls, la := strings.ToLower(s), strings.ToLower(addr)
+	var out []byte
 	for {
-		i := strings.Index(ls, la)
+		i := indexAddr(b, addr)
 		if i < 0 {
-			b.WriteString(s)
-			return b.String()
+			return string(append(out, b...))
 		}
-		b.WriteString(s[:i])
-		b.WriteString(Erased)
-		s, ls = s[i+len(addr):], ls[i+len(la):]
+		out = append(append(out, b[:i]...), Erased...)
+		b = b[i+len(addr):]
 	}
 }
 
-// ContainsFold reports whether b holds addr, ASCII case-insensitively.
+// ContainsFold reports whether b holds addr as a whole address: ASCII
+// case-insensitively (addresses are quoted in any case), and not as part
+// of a longer one (pat@example.net is not in xpat@example.net or
+// pat@example.network). The JSON-escaped spelling counts too.
 func ContainsFold(b []byte, addr string) bool {
-	if len(addr) == 0 || len(b) < len(addr) {
-		return false
+	if indexAddr(b, addr) >= 0 {
+		return true
 	}
-	return bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(addr)))
+	if esc := jsonEscaped(addr); esc != addr {
+		return indexAddr(b, esc) >= 0
+	}
+	return false
+}
+
+// jsonEscaped is addr as encoding/json writes it inside a string.
+func jsonEscaped(addr string) string {
+	q, err := json.Marshal(addr)
+	if err != nil || len(q) < 2 {
+		return addr
+	}
+	return string(q[1 : len(q)-1])
+}
+
+// indexAddr is the index of the first whole-address occurrence of addr in
+// b, ASCII case-insensitively, or -1. Byte-wise: b need not be UTF-8.
+func indexAddr(b []byte, addr string) int {
+	n := len(addr)
+	if n == 0 {
+		return -1
+	}
+	first := lower(addr[0])
+	for i := 0; i+n <= len(b); i++ {
+		if lower(b[i]) != first || !asciiFold(b[i:i+n], addr) {
+			continue
+		}
+		// A JSON escape (\u003c for "<", as encoding/json writes it) right
+		// before is a delimiter, not the end of a longer local part.
+		escaped := i >= 6 && b[i-6] == '\\' && b[i-5] == 'u'
+		if i > 0 && localChar(b[i-1]) && !escaped {
+			continue
+		}
+		if end := i + n; end < len(b) && (domainChar(b[end]) || b[end] == '.' && end+1 < len(b) && domainChar(b[end+1])) {
+			continue
+		}
+		return i
+	}
+	return -1
+}
+
+// asciiFold reports whether b and s are equal but for ASCII case (never
+// folding other letters onto ASCII ones, as the Kelvin sign onto K).
+func asciiFold(b []byte, s string) bool {
+	for i := range len(s) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// localChar reports whether c may be in the local part of an address
+// (RFC 5322 atext and the dot), so a match preceded by it is inside a
+// longer address.
+func localChar(c byte) bool {
+	return domainChar(c) || c >= 0x80 || strings.IndexByte("!#$%&'*+/=?^_`{|}~.", c) >= 0
+}
+
+// domainChar reports whether c may be in a domain label.
+func domainChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c >= 0x80
 }
 
 // mentions is a cheap first look: does the stored value hold addr at all?
@@ -87,7 +155,10 @@ func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
 				return fmt.Errorf("event %x: %w", k, err)
 			}
 			d := &ev.Data
-			d.Recipient, d.Reply, d.Reason = EraseText(d.Recipient, addr), EraseText(d.Reply, addr), EraseText(d.Reason, addr)
+			if strings.EqualFold(d.Recipient, addr) {
+				d.Recipient = Erased
+			}
+			d.Reply, d.Reason = EraseText(d.Reply, addr), EraseText(d.Reason, addr)
 			nv, err := json.Marshal(ev)
 			if err != nil {
 				return err

@@ -46,7 +46,7 @@ type (
 		Erase(ctx context.Context, addr string) (int, error)
 	}
 	// Scrubber overwrites the database's free pages.
-	Scrubber interface{ Scrub() error }
+	Scrubber interface{ Scrub() (held int, err error) }
 )
 
 // Service answers privacy requests.
@@ -81,6 +81,10 @@ type Erasure struct {
 	Recipients   int    `json:"recipients"`
 	Other        int    `json:"other_records"`
 	Files        int    `json:"files"`
+	// HeldPages counts database pages an open read transaction still held,
+	// which the scrub of free pages could not reach: run the erasure again
+	// later (after a long backup or export) to scrub them.
+	HeldPages int `json:"held_pages,omitempty"`
 }
 
 // Normalize is the address as Heed stores it (suppression.Normalize).
@@ -159,7 +163,7 @@ func (s *Service) Erase(ctx context.Context, addr string) (*Erasure, error) {
 		return nil, err
 	}
 	if s.DB != nil {
-		if err := s.DB.Scrub(); err != nil {
+		if e.HeldPages, err = s.DB.Scrub(); err != nil {
 			return nil, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -61,10 +62,9 @@ func (s *BoltStore) About(_ context.Context, addr string) ([]RecipientOf, error)
 // returns the recipients erased.
 func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, error) {
 	n := 0
-	var files []string // spool bodies to delete or rewrite after the commit
-	var rewrite []string
+	var files []string // spool bodies to delete after the commit
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		n, files, rewrite = 0, nil, nil
+		n, files = 0, nil
 		msgs, rows := tx.Bucket(store.BucketMessages), tx.Bucket(store.BucketDeliveries)
 		sched, bodies := tx.Bucket(store.BucketSchedule), tx.Bucket(store.BucketBodies)
 		type kv struct{ k, v []byte }
@@ -152,8 +152,6 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 				// The inline body goes below.
 			case m.Pending <= 0:
 				files = append(files, id)
-			case !m.Inline:
-				rewrite = append(rewrite, id)
 			}
 			nv, err := json.Marshal(m)
 			if err != nil {
@@ -210,7 +208,17 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 			return n, err
 		}
 	}
-	for _, id := range rewrite {
+	// Bodies in spool files still needed for other recipients: rewritten
+	// wherever they mention addr (not only those of its own recipients).
+	entries, err := os.ReadDir(spool.dir)
+	if err != nil {
+		return n, err
+	}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".eml")
+		if !ok {
+			continue
+		}
 		b, err := spool.ReadAll(id)
 		if err != nil || !events.ContainsFold(b, addr) {
 			continue

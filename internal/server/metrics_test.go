@@ -38,10 +38,16 @@ func TestMetrics(t *testing.T) {
 		`heed_webhook_backlog 0`,
 		`heed_events_total{type="recipient.unsubscribed"} 1`,
 	}
+	// Without the operator token: 401 (the metrics name every tenant).
+	if resp, err := http.Get("http://" + e.r.AdminAddr() + "/metrics"); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("/metrics without a token: %v %v", resp.Status, err)
+	}
 	var body string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get("http://" + e.r.AdminAddr() + "/metrics")
+		req, _ := http.NewRequest("GET", "http://"+e.r.AdminAddr()+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

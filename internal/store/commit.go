@@ -2,6 +2,8 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -80,7 +82,7 @@ func (db *DB) run(batch []*request) {
 		var ferr error
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
 			for i, r := range batch {
-				if err := r.fn(tx); err != nil {
+				if err := call(r.fn, tx); err != nil {
 					failed, ferr = i, err
 					return err
 				}
@@ -97,4 +99,16 @@ func (db *DB) run(batch []*request) {
 		}
 		return
 	}
+}
+
+// call runs fn, turning a panic into its error: the committer serves
+// every writer, and one faulty function must fail its own request, not
+// the process.
+func call(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: a transaction function panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return fn(tx)
 }
