@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -69,14 +68,11 @@ func (a BoltAudit) Records(_ context.Context, tenant string, after uint64, limit
 func (a BoltAudit) Erase(_ context.Context, addr string) (int, error) {
 	n := 0
 	err := a.DB.Update(func(tx *bolt.Tx) error {
-		n = 0
-		b := tx.Bucket(store.BucketAudit)
-		type kv struct{ k, v []byte }
-		var changes []kv
-		err := b.ForEach(func(k, v []byte) error {
+		var err error
+		n, err = store.Rewrite(tx.Bucket(store.BucketAudit), func(k, v []byte) ([]byte, bool, error) {
 			var r AuditRecord
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("audit record %x: %w", k, err)
+				return nil, false, fmt.Errorf("audit record %x: %w", k, err)
 			}
 			// The path's segments: an address is one of them, whole.
 			segs := strings.Split(r.Target, "/")
@@ -87,26 +83,13 @@ func (a BoltAudit) Erase(_ context.Context, addr string) (int, error) {
 				}
 			}
 			if !hit {
-				return nil
+				return nil, false, nil
 			}
 			r.Target = strings.Join(segs, "/")
 			nv, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			changes = append(changes, kv{bytes.Clone(k), nv})
-			return nil
+			return nv, err == nil, err
 		})
-		if err != nil {
-			return err
-		}
-		for _, c := range changes {
-			if err := b.Put(c.k, c.v); err != nil {
-				return err
-			}
-		}
-		n = len(changes)
-		return nil
+		return err
 	})
 	return n, err
 }

@@ -612,39 +612,23 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 func (s *BoltStore) Erase(_ context.Context, addr string) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		n = 0
-		b := tx.Bucket(store.BucketWebhookDeliveries)
-		type kv struct{ k, v []byte }
-		var changes []kv
-		err := b.ForEach(func(k, v []byte) error {
+		var err error
+		n, err = store.Rewrite(tx.Bucket(store.BucketWebhookDeliveries), func(k, v []byte) ([]byte, bool, error) {
 			if !events.ContainsFold(v, addr) {
-				return nil
+				return nil, false, nil
 			}
 			var d Delivery
 			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("webhook delivery %q: %w", k, err)
+				return nil, false, fmt.Errorf("webhook delivery %q: %w", k, err)
 			}
 			for i := range d.Attempts {
 				a := &d.Attempts[i]
 				a.Response, a.Error = events.EraseText(a.Response, addr), events.EraseText(a.Error, addr)
 			}
 			nv, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			changes = append(changes, kv{bytes.Clone(k), nv})
-			return nil
+			return nv, err == nil, err
 		})
-		if err != nil {
-			return err
-		}
-		for _, c := range changes {
-			if err := b.Put(c.k, c.v); err != nil {
-				return err
-			}
-		}
-		n = len(changes)
-		return nil
+		return err
 	})
 	return n, err
 }

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -142,17 +141,14 @@ func (l BoltLog) About(_ context.Context, addr string) ([]Event, error) {
 func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
 	n := 0
 	err := l.DB.Update(func(tx *bolt.Tx) error {
-		n = 0
-		b := tx.Bucket(store.BucketEvents)
-		type kv struct{ k, v []byte }
-		var changes []kv
-		err := b.ForEach(func(k, v []byte) error {
+		var err error
+		n, err = store.Rewrite(tx.Bucket(store.BucketEvents), func(k, v []byte) ([]byte, bool, error) {
 			if !mentions(v, addr) {
-				return nil
+				return nil, false, nil
 			}
 			var ev Event
 			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("event %x: %w", k, err)
+				return nil, false, fmt.Errorf("event %x: %w", k, err)
 			}
 			d := &ev.Data
 			if strings.EqualFold(d.Recipient, addr) {
@@ -160,22 +156,9 @@ func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
 			}
 			d.Reply, d.Reason = EraseText(d.Reply, addr), EraseText(d.Reason, addr)
 			nv, err := json.Marshal(ev)
-			if err != nil {
-				return err
-			}
-			changes = append(changes, kv{bytes.Clone(k), nv})
-			return nil
+			return nv, err == nil, err
 		})
-		if err != nil {
-			return err
-		}
-		for _, c := range changes {
-			if err := b.Put(c.k, c.v); err != nil {
-				return err
-			}
-		}
-		n = len(changes)
-		return nil
+		return err
 	})
 	return n, err
 }

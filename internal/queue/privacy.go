@@ -67,16 +67,14 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 		n, files = 0, nil
 		msgs, rows := tx.Bucket(store.BucketMessages), tx.Bucket(store.BucketDeliveries)
 		sched, bodies := tx.Bucket(store.BucketSchedule), tx.Bucket(store.BucketBodies)
-		type kv struct{ k, v []byte }
-		var changes []kv
 		touched := map[string]bool{}
-		err := rows.ForEach(func(k, v []byte) error {
+		_, err := store.Rewrite(rows, func(k, v []byte) ([]byte, bool, error) {
 			if !events.ContainsFold(v, addr) {
-				return nil
+				return nil, false, nil
 			}
 			var r Recipient
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("delivery %q: %w", k, err)
+				return nil, false, fmt.Errorf("delivery %q: %w", k, err)
 			}
 			id := string(k[:len(k)-4])
 			if strings.EqualFold(r.Address, addr) {
@@ -89,19 +87,10 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 			}
 			r.LastReply = events.EraseText(r.LastReply, addr)
 			nv, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			changes = append(changes, kv{bytes.Clone(k), nv})
-			return nil
+			return nv, err == nil, err
 		})
 		if err != nil {
 			return err
-		}
-		for _, c := range changes {
-			if err := rows.Put(c.k, c.v); err != nil {
-				return err
-			}
 		}
 		// Schedule entries of finished recipients.
 		var dead [][]byte
@@ -122,16 +111,15 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 			}
 		}
 		// Messages: pending counts, and bodies.
-		var updated []kv
-		err = msgs.ForEach(func(k, v []byte) error {
+		_, err = store.Rewrite(msgs, func(k, v []byte) ([]byte, bool, error) {
 			id := string(k)
 			inline := bodies.Get(k)
 			if !touched[id] && !(inline != nil && events.ContainsFold(inline, addr)) {
-				return nil
+				return nil, false, nil
 			}
 			var m Message
 			if err := json.Unmarshal(v, &m); err != nil {
-				return err
+				return nil, false, err
 			}
 			if touched[id] {
 				pending := 0
@@ -139,7 +127,7 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 				for rk, rv := cur.Seek(k); rk != nil && len(rk) == len(k)+4 && bytes.HasPrefix(rk, k); rk, rv = cur.Next() {
 					var r Recipient
 					if err := json.Unmarshal(rv, &r); err != nil {
-						return err
+						return nil, false, err
 					}
 					if !r.State.Final() {
 						pending++
@@ -154,20 +142,10 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 				files = append(files, id)
 			}
 			nv, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			updated = append(updated, kv{bytes.Clone(k), nv})
-			return nil
+			return nv, err == nil, err
 		})
 		if err != nil {
 			return err
-		}
-		// A bucket is not changed while ForEach runs over it.
-		for _, u := range updated {
-			if err := msgs.Put(u.k, u.v); err != nil {
-				return err
-			}
 		}
 		// Inline bodies: drop the finished, rewrite the rest.
 		var drop, scrub [][]byte
