@@ -137,28 +137,59 @@ func (l BoltLog) About(_ context.Context, addr string) ([]Event, error) {
 
 // Erase removes addr from every event that mentions it (recipient, reply,
 // reason), keeping the events (what happened, when, to which message), and
-// returns how many it changed.
+// returns how many it changed. The log is searched in a read transaction
+// and the matches rewritten in transactions of at most 1,000, so a large
+// log does not hold the writers (and the SMTP 250s behind them) up.
 func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
-	n := 0
-	err := l.DB.Update(func(tx *bolt.Tx) error {
-		var err error
-		n, err = store.Rewrite(tx.Bucket(store.BucketEvents), func(k, v []byte) ([]byte, bool, error) {
-			if !mentions(v, addr) {
-				return nil, false, nil
+	var keys [][]byte
+	err := l.DB.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(store.BucketEvents).ForEach(func(k, v []byte) error {
+			if mentions(v, addr) {
+				keys = append(keys, append([]byte(nil), k...))
 			}
-			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return nil, false, fmt.Errorf("event %x: %w", k, err)
-			}
-			d := &ev.Data
-			if strings.EqualFold(d.Recipient, addr) {
-				d.Recipient = Erased
-			}
-			d.Reply, d.Reason = EraseText(d.Reply, addr), EraseText(d.Reason, addr)
-			nv, err := json.Marshal(ev)
-			return nv, err == nil, err
+			return nil
 		})
-		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), 1000)]
+		keys = keys[len(batch):]
+		n := 0
+		err := l.DB.Update(func(tx *bolt.Tx) error {
+			n = 0
+			b := tx.Bucket(store.BucketEvents)
+			for _, k := range batch {
+				v := b.Get(k)
+				if v == nil || !mentions(v, addr) {
+					continue // purged or changed meanwhile
+				}
+				var ev Event
+				if err := json.Unmarshal(v, &ev); err != nil {
+					return fmt.Errorf("event %x: %w", k, err)
+				}
+				d := &ev.Data
+				if strings.EqualFold(d.Recipient, addr) {
+					d.Recipient = Erased
+				}
+				d.Reply, d.Reason = EraseText(d.Reply, addr), EraseText(d.Reason, addr)
+				nv, err := json.Marshal(ev)
+				if err != nil {
+					return err
+				}
+				if err := b.Put(k, nv); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
 }
