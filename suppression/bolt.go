@@ -313,12 +313,22 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 		}
 		return cmp.Compare(a.i, b.i)
 	})
+	kvs := make([]kv, len(recs))
+	for i, r := range recs {
+		kvs[i] = kv{r.k, r.v}
+	}
+	return s.writeSorted(kvs)
+}
+
+// writeSorted writes records in key order in one transaction, keeping an
+// entry that is there already (the first of equal keys wins), and reports
+// how many it added. Sorted appends fill pages; bbolt's default half-full
+// split would leave the file twice the size it needs.
+func (s *BoltStore) writeSorted(recs []kv) (int, error) {
 	var added int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		added = 0
 		b := tx.Bucket(store.BucketSuppressions)
-		// Sorted appends fill pages; the default half-full split would
-		// leave the file twice the size it needs.
 		b.FillPercent = 0.9
 		for _, r := range recs {
 			ok, err := put(b, r.k, r.v)
@@ -364,26 +374,7 @@ func (s *BoltStore) importSorted(ctx context.Context, recs []kv) (int, error) {
 			return 0, fmt.Errorf("suppression: importSorted: record %d is out of key order", i)
 		}
 	}
-	var added int
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		added = 0
-		b := tx.Bucket(store.BucketSuppressions)
-		b.FillPercent = 0.9 // as Import: sorted appends fill pages
-		for _, r := range recs {
-			ok, err := put(b, r.k, r.v)
-			if err != nil {
-				return err
-			}
-			if ok {
-				added++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return added, nil
+	return s.writeSorted(recs)
 }
 
 // Remove implements Store.
