@@ -263,7 +263,39 @@ func suppressCmd(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return export(stdout)
 	}
-	return writeFileAtomic(*out, export)
+	// To a file, the rows written so far are shown on stderr.
+	return writeFileAtomic(*out, func(w io.Writer) error {
+		c := &rowCounter{w: w, show: stderr, what: "exporting " + filepath.Base(*out)}
+		err := export(c)
+		c.done()
+		return err
+	})
+}
+
+// rowCounter counts the lines written through it and shows the count on
+// show, at most a few times a second.
+type rowCounter struct {
+	w, show io.Writer
+	what    string
+	lines   int
+	last    time.Time
+	shown   bool
+}
+
+func (c *rowCounter) Write(p []byte) (int, error) {
+	c.lines += bytes.Count(p, []byte{'\n'})
+	if time.Since(c.last) > 200*time.Millisecond && c.lines > 10000 {
+		c.last = time.Now()
+		fmt.Fprintf(c.show, "\r%s: %d rows", c.what, max(c.lines-1, 0))
+		c.shown = true
+	}
+	return c.w.Write(p)
+}
+
+func (c *rowCounter) done() {
+	if c.shown {
+		fmt.Fprintf(c.show, "\r%s: %d rows, done\n", c.what, max(c.lines-1, 0))
+	}
 }
 
 func suppressImport(t *target, tenantID, file string, dry bool, stdout, stderr io.Writer) error {

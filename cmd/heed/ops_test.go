@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,5 +123,34 @@ log: { level: warn }
 	}
 	if fi, _ := os.Stat(keyPath); fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v", fi.Mode())
+	}
+}
+
+// TestProgressShown: a large import shows its progress and ends at 100%;
+// a large export to a file shows its row count; small ones show nothing.
+func TestProgressShown(t *testing.T) {
+	var shown bytes.Buffer
+	data := strings.Repeat("reader@example.net\n", 100000) // 1.9 MB
+	p := &progress{r: strings.NewReader(data), total: int64(len(data)), w: &shown, what: "importing x.csv"}
+	if _, err := io.Copy(io.Discard, p); err != nil {
+		t.Fatal(err)
+	}
+	p.done()
+	if out := shown.String(); !strings.Contains(out, "importing x.csv:") || !strings.HasSuffix(out, "100% (1 MiB), done\n") {
+		t.Errorf("import progress: %q", out)
+	}
+	shown.Reset()
+	c := &rowCounter{w: io.Discard, show: &shown, what: "exporting y.csv"}
+	io.WriteString(c, "address,list\n"+data)
+	c.done()
+	if out := shown.String(); !strings.HasSuffix(out, "exporting y.csv: 100000 rows, done\n") {
+		t.Errorf("export progress: %q", out)
+	}
+	shown.Reset()
+	small := &progress{r: strings.NewReader("a@b.example\n"), total: 12, w: &shown}
+	io.Copy(io.Discard, small)
+	small.done()
+	if shown.Len() != 0 {
+		t.Errorf("a small file showed %q", shown.String())
 	}
 }
