@@ -11,8 +11,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -63,8 +63,8 @@ type Options struct {
 
 // maxResponse is the part of an answer read (and the start of it kept).
 const (
-	maxResponse = 4 << 10
-	keptResonse = 256
+	maxResponse  = 4 << 10
+	keptResponse = 256
 	// batch is the events read from the log at a time per endpoint.
 	batch = 256
 	// reloadEvery re-reads the endpoints even without a change notice
@@ -110,7 +110,6 @@ type epState struct {
 	probes   int
 	probeAt  time.Time
 	probing  bool
-	lastErr  string
 }
 
 type openKey struct {
@@ -129,7 +128,6 @@ type job struct {
 	// stream marks an event taken from the log (not the schedule).
 	stream bool
 	probe  bool
-	due    time.Time
 
 	// Outcome, filled by the worker.
 	ok, gone, cancelled bool
@@ -321,7 +319,7 @@ func (d *Dispatcher) reload(ctx context.Context) error {
 		if ep.State == Paused && (st.ep.State != Paused || ep.URL != st.ep.URL) {
 			st.probeAt = d.o.Now() // after a restart or a new URL: probe now
 		}
-		if !equalTypes(ep.Types, st.ep.Types) {
+		if !slices.Equal(ep.Types, st.ep.Types) {
 			d.rewind(st) // a new filter applies to the events buffered
 		}
 		st.ep, st.keys = ep, keys
@@ -332,18 +330,6 @@ func (d *Dispatcher) reload(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func equalTypes(a, b []events.Type) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // rewind gives the buffered events back to the log, to be read again.
@@ -489,7 +475,7 @@ func (d *Dispatcher) startScheduled(ctx context.Context, st *epState, j Job, pro
 		}
 		return false
 	}
-	d.start(&job{st: st, ev: ev, prior: prior, probe: probe, due: j.Due})
+	d.start(&job{st: st, ev: ev, prior: prior, probe: probe})
 	return true
 }
 
@@ -680,21 +666,18 @@ func hostOf(raw string) string {
 	return ""
 }
 
-// cleanErr drops the request line url.Error repeats.
+// cleanErr drops the method and URL that url.Error repeats.
 func cleanErr(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil && strings.HasPrefix(err.Error(), "Post ") {
-			return inner
-		}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
 	}
 	return err
 }
 
 // kept is the start of an answer, valid UTF-8.
 func kept(b []byte) string {
-	if len(b) > keptResonse {
-		b = b[:keptResonse]
+	if len(b) > keptResponse {
+		b = b[:keptResponse]
 	}
 	for len(b) > 0 && !utf8.Valid(b) {
 		b = b[:len(b)-1]
@@ -735,7 +718,6 @@ func (d *Dispatcher) finish(ctx context.Context, j *job) {
 		d.log.Warn("webhooks: endpoint answered 410 Gone; disabled", "tenant", st.ep.Tenant, "endpoint", st.ep.ID, "host", hostOf(st.ep.URL))
 	default:
 		st.failures++
-		st.lastErr = j.err
 		if j.probe {
 			st.probes++
 			st.probeAt = now.Add(d.o.Probes[min(st.probes, len(d.o.Probes)-1)])

@@ -150,6 +150,26 @@ func api(t *testing.T, admin, token, method, path string, body any) map[string]a
 	return out
 }
 
+// writeConfig writes dir/heed.yaml for a relay on loopback with its data in
+// dir/data, submission and admin on the given addresses, the operator
+// token, and extra YAML lines (delivery, webhooks, ...) after them; it
+// returns the file's path.
+func writeConfig(t *testing.T, dir, smtpAddr, adminAddr, token, extra string) string {
+	t.Helper()
+	path := filepath.Join(dir, "heed.yaml")
+	cfg := fmt.Sprintf(`hostname: relay.test
+data_dir: %s
+smtp: { submission: { listen: "%s" }, inbound: { listen: "127.0.0.1:0" } }
+http: { admin: { listen: "%s" }, public: { listen: "127.0.0.1:0" } }
+admin: { tokens: ["%s"] }
+log: { level: warn }
+`, filepath.Join(dir, "data"), smtpAddr, adminAddr, token) + extra
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestCrashLosesNothing: several connections send; heed is killed with
 // SIGKILL mid-load and restarted; every message that got a 250 reaches the
 // next hop. Duplicates (an attempt in flight at the kill) are counted and

@@ -40,15 +40,7 @@ func TestOperatorCommands(t *testing.T) {
 	dir := t.TempDir()
 	smtpAddr, adminAddr := freePort(t), freePort(t)
 	const token = "ops-test-operator-token-0123456789"
-	cfgPath := filepath.Join(dir, "heed.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`hostname: relay.test
-data_dir: %s
-smtp: { submission: { listen: "%s" }, inbound: { listen: "127.0.0.1:0" } }
-http: { admin: { listen: "%s" }, public: { listen: "127.0.0.1:0" } }
-admin: { tokens: ["%s"] }
-delivery: { mode: capture }
-log: { level: warn }
-`, filepath.Join(dir, "data"), smtpAddr, adminAddr, token)), 0o600)
+	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token, "delivery: { mode: capture }\n")
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
 	p.waitHealthy(t, adminAddr)
 	api(t, adminAddr, token, "POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"})

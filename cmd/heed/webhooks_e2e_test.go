@@ -5,8 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,21 +64,7 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	smtpAddr, adminAddr := freePort(t), freePort(t)
 	const token = "webhook-test-operator-token-0123456789"
-	cfgPath := filepath.Join(dir, "heed.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`hostname: relay.test
-data_dir: %s
-smtp:
-  submission: { listen: "%s" }
-  inbound: { listen: "127.0.0.1:0" }
-http:
-  admin: { listen: "%s" }
-  public: { listen: "127.0.0.1:0" }
-admin:
-  tokens: ["%s"]
-delivery: { mode: capture }
-webhooks: { allow_private_targets: true }
-log: { level: warn }
-`, filepath.Join(dir, "data"), smtpAddr, adminAddr, token)), 0o600)
+	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token, "delivery: { mode: capture }\nwebhooks: { allow_private_targets: true }\n")
 
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
 	p.waitHealthy(t, adminAddr)
@@ -149,7 +134,7 @@ log: { level: warn }
 		t.Error(b)
 	}
 	for id := range recv.ok {
-		if !contains(all, id) {
+		if !slices.Contains(all, id) {
 			t.Errorf("the endpoint got id %s, which is no event of the tenant", id)
 		}
 	}
@@ -159,13 +144,4 @@ log: { level: warn }
 		}
 	}
 	t.Logf("%d events; %d attempted before the kill, all delivered after the restart in %d requests in all", len(all), len(before), recv.tries)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -111,9 +111,6 @@ func domainChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c >= 0x80
 }
 
-// mentions is a cheap first look: does the stored value hold addr at all?
-func mentions(v []byte, addr string) bool { return ContainsFold(v, addr) }
-
 // About returns every event, of any tenant, that mentions addr (its
 // recipient, or a reply quoting it): a privacy export. It reads the whole
 // log.
@@ -121,7 +118,7 @@ func (l BoltLog) About(_ context.Context, addr string) ([]Event, error) {
 	var out []Event
 	err := l.DB.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketEvents).ForEach(func(k, v []byte) error {
-			if !mentions(v, addr) {
+			if !ContainsFold(v, addr) {
 				return nil
 			}
 			var ev Event
@@ -144,7 +141,7 @@ func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
 	var keys [][]byte
 	err := l.DB.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketEvents).ForEach(func(k, v []byte) error {
-			if mentions(v, addr) {
+			if ContainsFold(v, addr) {
 				keys = append(keys, append([]byte(nil), k...))
 			}
 			return nil
@@ -163,7 +160,7 @@ func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
 			b := tx.Bucket(store.BucketEvents)
 			for _, k := range batch {
 				v := b.Get(k)
-				if v == nil || !mentions(v, addr) {
+				if v == nil || !ContainsFold(v, addr) {
 					continue // purged or changed meanwhile
 				}
 				var ev Event

@@ -56,9 +56,12 @@ type Relay struct {
 	admin        *http.Server
 	errs         chan error
 	// webhooks sends events to the tenants' endpoints; hooks manages them.
-	webhooks     *webhooks.Dispatcher
-	hooks        *webhooks.Manager
-	metrics      *metrics.Metrics
+	webhooks *webhooks.Dispatcher
+	hooks    *webhooks.Manager
+	metrics  *metrics.Metrics
+	// qs and hookStore are the queue's and the webhooks' stores.
+	qs           *queue.BoltStore
+	hookStore    *webhooks.BoltStore
 	stopHooks    context.CancelFunc
 	hooksStopped chan struct{}
 	// ready is true between a complete start and the start of shutdown;
@@ -147,6 +150,7 @@ func (r *Relay) build() error {
 		return err
 	}
 	qs := queue.NewBoltStore(r.db)
+	r.qs = qs
 	r.metrics = metrics.New()
 	events.BoltLog{DB: r.db}.Watch(r.metrics.Event)
 	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
@@ -202,6 +206,7 @@ func (r *Relay) build() error {
 		return err
 	}
 	hookStore := webhooks.NewBoltStore(r.db)
+	r.hookStore = hookStore
 	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
 		Store: hookStore, Events: events.BoltLog{DB: r.db}, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
@@ -281,8 +286,8 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		fn   func(context.Context, time.Time) (int, error)
 	}{
 		{"events", events.BoltLog{DB: r.db}.Purge},
-		{"messages", queue.NewBoltStore(r.db).Purge},
-		{"webhook deliveries", webhooks.NewBoltStore(r.db).Purge},
+		{"messages", r.qs.Purge},
+		{"webhook deliveries", r.hookStore.Purge},
 	} {
 		n, err := p.fn(ctx, cutoff)
 		if err != nil && ctx.Err() == nil {
@@ -333,14 +338,14 @@ func (r *Relay) listen() error {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
 	handler := admin.New(admin.Options{
-		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: queue.NewBoltStore(r.db),
+		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: r.qs,
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
-			Queue: queue.NewBoltStore(r.db), Spool: r.spool,
-			Others: []privacy.Eraser{webhooks.NewBoltStore(r.db), admin.BoltAudit{DB: r.db}},
+			Queue: r.qs, Spool: r.spool,
+			Others: []privacy.Eraser{r.hookStore, admin.BoltAudit{DB: r.db}},
 			Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},
 			DB:     r.db,
 		},
