@@ -136,6 +136,13 @@ type result struct {
 
 func runEndToEnd(b *testing.B, sc scenario) {
 	var all []result
+	// The machine reference brackets the relay runs (see reference_test.go);
+	// signed runs have their own reference, the RSA signing rate.
+	var ref reference
+	if !sc.signed {
+		b.StopTimer()
+		ref.measure(b, sc.newConnPerMessage)
+	}
 	for range b.N {
 		b.StopTimer()
 		env := startRelay(b, sc)
@@ -143,6 +150,9 @@ func runEndToEnd(b *testing.B, sc scenario) {
 		all = append(all, env.run(b, sc))
 		b.StopTimer()
 		env.shutdown()
+	}
+	if !sc.signed {
+		ref.measure(b, sc.newConnPerMessage)
 	}
 	// The baseline runs after the relay is shut down, on the same disk,
 	// so the two do not compete for it.
@@ -200,6 +210,9 @@ func runEndToEnd(b *testing.B, sc scenario) {
 		b.ReportMetric(100*delRate/rsa, "pct_of_rsa_rate")
 		base += fmt.Sprintf("\n  RSA-2048 signatures alone (same run, %d goroutines): %.0f/s → delivered signed msgs/s is %.0f%% of the signing rate (target ≥ 40%%)",
 			runtime.GOMAXPROCS(0), rsa, 100*delRate/rsa)
+	}
+	if !sc.signed {
+		base += "\n  " + ref.report(b, sc, delRate)
 	}
 	b.Log(line)
 	b.Log(base)
