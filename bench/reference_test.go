@@ -105,8 +105,8 @@ func referenceRate(b *testing.B, newConn bool) (float64, error) {
 	return float64(refMessages) / elapsed.Seconds(), nil
 }
 
-// reference measures the machine reference before and after one relay
-// run, so that both samples bracket it.
+// reference is the machine reference sampled just before and just after
+// a scenario's relay runs, so that the two samples bracket them.
 type reference struct {
 	before, after float64
 	err           error
