@@ -273,12 +273,18 @@ func TestTypeFilter(t *testing.T) {
 	r := newRig(t, "", Options{})
 	r.endpoint("acme", "optouts", rc.srv.URL, events.RecipientUnsubscribed, events.RecipientComplained)
 	r.emit("acme", events.MessageAccepted, "a@example.com")
-	r.emit("acme", events.RecipientUnsubscribed, "b@example.com")
+	optout := r.emit("acme", events.RecipientUnsubscribed, "b@example.com")
 	r.emit("acme", events.MessageDelivered, "c@example.com")
 	last := r.emit("acme", events.RecipientComplained, "d@example.com")
-	rc.waitFor(t, "the complaint", func() bool {
-		return slices.ContainsFunc(rc.delivered(), func(g received) bool { return g.ID == last.ID })
+	// Deliveries run in parallel, so the complaint may arrive before the
+	// opt-out: wait for both, then stop the dispatcher so that any request
+	// still in flight has been counted.
+	rc.waitFor(t, "the opt-out and the complaint", func() bool {
+		got := rc.delivered()
+		return slices.ContainsFunc(got, func(g received) bool { return g.ID == optout.ID }) &&
+			slices.ContainsFunc(got, func(g received) bool { return g.ID == last.ID })
 	})
+	r.stop()
 	for _, g := range rc.all() {
 		if !strings.Contains(string(g.Body), "recipient.") {
 			t.Errorf("filtered endpoint got %s", g.Body)
