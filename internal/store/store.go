@@ -78,6 +78,8 @@ type DB struct {
 
 	mu       sync.RWMutex
 	isClosed bool
+
+	shared sync.Map // Shared's values
 }
 
 // Options tune Open.
@@ -193,6 +195,19 @@ func (db *DB) Backup(w io.Writer, size func(int64)) (int64, error) {
 		return err
 	})
 	return n, err
+}
+
+// Shared returns the value kept on db under key, made by init on first
+// use: state that every store over this database must share, such as the
+// generation a read cache is invalidated by (two stores of one package over
+// one file must see each other's writes). key is a package's own
+// unexported type, as with context values.
+func (db *DB) Shared(key any, init func() any) any {
+	if v, ok := db.shared.Load(key); ok {
+		return v
+	}
+	v, _ := db.shared.LoadOrStore(key, init())
+	return v
 }
 
 // Path is the database file's path.

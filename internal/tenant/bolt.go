@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -19,10 +20,25 @@ import (
 // credential_usernames "u:"+username→tenant\0id and "n:"+cidr→tenant\0id;
 // domains name→Domain; lists tenant\0id→List; dkim_keys
 // domain\0selector→DKIMKey.
-type BoltStore struct{ db *store.DB }
+//
+// Tenant, Domain, List and Keys, which every message reads, are served from
+// an exact in-memory cache that every write invalidates (cache.go).
+type BoltStore struct {
+	db    *store.DB
+	cache *readCache
+}
 
 // NewBoltStore returns the registry kept in db.
-func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
+func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db, cache: cacheFor(db)} }
+
+// update runs fn in a write transaction that makes the read cache stale
+// when it commits.
+func (s *BoltStore) update(fn func(tx *bolt.Tx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		tx.OnCommit(s.cache.invalidate)
+		return fn(tx)
+	})
+}
 
 var _ Store = (*BoltStore)(nil)
 
@@ -62,7 +78,7 @@ func scan[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
 
 // CreateTenant stores t and its default lists.
 func (s *BoltStore) CreateTenant(_ context.Context, t Tenant) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketTenants)
 		if b.Get([]byte(t.ID)) != nil {
 			return ErrExists
@@ -77,12 +93,14 @@ func (s *BoltStore) CreateTenant(_ context.Context, t Tenant) error {
 	})
 }
 
-func (s *BoltStore) Tenant(_ context.Context, id string) (t Tenant, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		t, err = get[Tenant](tx.Bucket(store.BucketTenants), []byte(id))
-		return err
+func (s *BoltStore) Tenant(_ context.Context, id string) (Tenant, error) {
+	return cached(s.cache, cacheKey{cacheTenant, id}, func() (t Tenant, err error) {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			t, err = get[Tenant](tx.Bucket(store.BucketTenants), []byte(id))
+			return err
+		})
+		return t, err
 	})
-	return t, err
 }
 
 func (s *BoltStore) Tenants(_ context.Context) (ts []Tenant, err error) {
@@ -94,7 +112,7 @@ func (s *BoltStore) Tenants(_ context.Context) (ts []Tenant, err error) {
 }
 
 func (s *BoltStore) UpdateTenant(_ context.Context, t Tenant) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketTenants)
 		if b.Get([]byte(t.ID)) == nil {
 			return ErrNotFound
@@ -104,7 +122,7 @@ func (s *BoltStore) UpdateTenant(_ context.Context, t Tenant) error {
 }
 
 func (s *BoltStore) DeleteTenant(_ context.Context, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketTenants)
 		if b.Get([]byte(id)) == nil {
 			return ErrNotFound
@@ -178,7 +196,7 @@ func credentialIndexKey(c Credential) []byte {
 // CreateCredential stores c. An ip credential whose network overlaps
 // another tenant's is refused with ErrExists.
 func (s *BoltStore) CreateCredential(_ context.Context, c Credential) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(store.BucketTenants).Get([]byte(c.Tenant)) == nil {
 			return ErrNotFound
 		}
@@ -223,7 +241,7 @@ func (s *BoltStore) Credentials(_ context.Context, tenant string) (cs []Credenti
 }
 
 func (s *BoltStore) DeleteCredential(_ context.Context, tenant, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		c, err := get[Credential](tx.Bucket(store.BucketCredentials), key(tenant, id))
 		if err != nil {
 			return err
@@ -298,7 +316,7 @@ func (s *BoltStore) CredentialForAddr(_ context.Context, addr netip.Addr) (c Cre
 
 // AddDomain stores d; a domain already owned by any tenant is ErrExists.
 func (s *BoltStore) AddDomain(_ context.Context, d Domain, keys ...DKIMKey) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(store.BucketTenants).Get([]byte(d.Tenant)) == nil {
 			return ErrNotFound
 		}
@@ -323,12 +341,14 @@ func (s *BoltStore) AddDomain(_ context.Context, d Domain, keys ...DKIMKey) erro
 	})
 }
 
-func (s *BoltStore) Domain(_ context.Context, name string) (d Domain, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		d, err = get[Domain](tx.Bucket(store.BucketDomains), []byte(name))
-		return err
+func (s *BoltStore) Domain(_ context.Context, name string) (Domain, error) {
+	return cached(s.cache, cacheKey{cacheDomain, name}, func() (d Domain, err error) {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			d, err = get[Domain](tx.Bucket(store.BucketDomains), []byte(name))
+			return err
+		})
+		return d, err
 	})
-	return d, err
 }
 
 func (s *BoltStore) Domains(_ context.Context, tenant string) (ds []Domain, err error) {
@@ -345,7 +365,7 @@ func (s *BoltStore) Domains(_ context.Context, tenant string) (ds []Domain, err 
 }
 
 func (s *BoltStore) DeleteDomain(_ context.Context, tenant, name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketDomains)
 		d, err := get[Domain](b, []byte(name))
 		if err != nil {
@@ -362,7 +382,7 @@ func (s *BoltStore) DeleteDomain(_ context.Context, tenant, name string) error {
 }
 
 func (s *BoltStore) PutList(_ context.Context, l List) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(store.BucketTenants).Get([]byte(l.Tenant)) == nil {
 			return ErrNotFound
 		}
@@ -374,12 +394,15 @@ func (s *BoltStore) PutList(_ context.Context, l List) error {
 	})
 }
 
-func (s *BoltStore) List(_ context.Context, tenant, id string) (l List, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		l, err = get[List](tx.Bucket(store.BucketLists), key(tenant, id))
-		return err
+func (s *BoltStore) List(_ context.Context, tenant, id string) (List, error) {
+	k := key(tenant, id)
+	return cached(s.cache, cacheKey{cacheList, string(k)}, func() (l List, err error) {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			l, err = get[List](tx.Bucket(store.BucketLists), k)
+			return err
+		})
+		return l, err
 	})
-	return l, err
 }
 
 func (s *BoltStore) Lists(_ context.Context, tenant string) (ls []List, err error) {
@@ -392,7 +415,7 @@ func (s *BoltStore) Lists(_ context.Context, tenant string) (ls []List, err erro
 
 // PutKey implements Store.
 func (s *BoltStore) PutKey(_ context.Context, k DKIMKey) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(store.BucketDomains).Get([]byte(k.Domain)) == nil {
 			return ErrNotFound
 		}
@@ -401,18 +424,22 @@ func (s *BoltStore) PutKey(_ context.Context, k DKIMKey) error {
 }
 
 // Keys implements Store.
-func (s *BoltStore) Keys(_ context.Context, domain string) (ks []DKIMKey, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		ks, err = scan[DKIMKey](tx.Bucket(store.BucketDKIMKeys), prefix(domain))
-		return err
+func (s *BoltStore) Keys(_ context.Context, domain string) ([]DKIMKey, error) {
+	ks, err := cached(s.cache, cacheKey{cacheKeys, domain}, func() (ks []DKIMKey, err error) {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			ks, err = scan[DKIMKey](tx.Bucket(store.BucketDKIMKeys), prefix(domain))
+			return err
+		})
+		sort.SliceStable(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
+		return ks, err
 	})
-	sort.SliceStable(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
-	return ks, err
+	// The cached slice is shared: callers get their own.
+	return slices.Clone(ks), err
 }
 
 // ActivateKey implements Store.
 func (s *BoltStore) ActivateKey(_ context.Context, domain, selector string, at time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketDKIMKeys)
 		k, err := get[DKIMKey](b, key(domain, selector))
 		if err != nil {
@@ -439,7 +466,7 @@ func (s *BoltStore) ActivateKey(_ context.Context, domain, selector string, at t
 
 // DeleteKey implements Store.
 func (s *BoltStore) DeleteKey(_ context.Context, domain, selector string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(store.BucketDKIMKeys)
 		k, err := get[DKIMKey](b, key(domain, selector))
 		if err != nil {
