@@ -223,15 +223,20 @@ func (q *Queue) worker() {
 // next message to that domain overlaps this one's fsync.
 func (q *Queue) run(j Job) {
 	released := false
+	// release kicks the scheduler only when it frees the slot: a second
+	// call (the deferred one, after attempt released it) has nothing new
+	// to tell, and each kick costs a scan of the schedule.
 	release := func() {
 		q.mu.Lock()
-		if !released {
-			q.active[j.Domain]--
-			if q.active[j.Domain] <= 0 {
-				delete(q.active, j.Domain)
-			}
-			released = true
+		if released {
+			q.mu.Unlock()
+			return
 		}
+		q.active[j.Domain]--
+		if q.active[j.Domain] <= 0 {
+			delete(q.active, j.Domain)
+		}
+		released = true
 		q.mu.Unlock()
 		q.Kick()
 	}
