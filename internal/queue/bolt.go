@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
@@ -25,6 +26,14 @@ import (
 type BoltStore struct {
 	db  *store.DB
 	sup *suppression.BoltStore
+
+	// seen memoises the schedule entries Due parsed, by key: an entry in
+	// flight stays at the head of the schedule until its outcome is
+	// recorded, and every scan passes it again (under load, each message's
+	// entry is read a few dozen times), so parsing it afresh each time
+	// made most of the relay's allocations.
+	seenMu sync.Mutex
+	seen   map[string]Job
 }
 
 // NewBoltStore returns the queue store kept in db.
@@ -130,11 +139,21 @@ func (s *BoltStore) Due(_ context.Context, now time.Time, limit int, skip func(J
 		// one busy domain costs little per wake-up (the workers' completions
 		// wake the scheduler again).
 		scanned, maxScan := 0, 4*limit+1024
+		s.seenMu.Lock()
+		defer s.seenMu.Unlock()
+		if s.seen == nil || len(s.seen) > 4*maxScan {
+			// Entries whose outcome was recorded are never looked up
+			// again; starting afresh now and then drops them.
+			s.seen = make(map[string]Job, maxScan)
+		}
 		for k, v := c.First(); k != nil && scanned < maxScan; k, v = c.Next() {
 			scanned++
-			j, ok := parseSchedKey(k, v)
+			j, ok := s.seen[string(k)]
 			if !ok {
-				continue
+				if j, ok = parseSchedKey(k, v); !ok {
+					continue
+				}
+				s.seen[string(k)] = j
 			}
 			if j.Due.After(now) {
 				next = j.Due
