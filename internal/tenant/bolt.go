@@ -94,12 +94,17 @@ func (s *BoltStore) CreateTenant(_ context.Context, t Tenant) error {
 }
 
 func (s *BoltStore) Tenant(_ context.Context, id string) (Tenant, error) {
-	return cached(s.cache, cacheKey{cacheTenant, id}, func() (t Tenant, err error) {
+	return cachedGet[Tenant](s, cacheTenant, store.BucketTenants, []byte(id))
+}
+
+// cachedGet returns the record at k in bucket, through the read cache.
+func cachedGet[T any](s *BoltStore, kind cacheKind, bucket, k []byte) (T, error) {
+	return cached(s.cache, cacheKey{kind, string(k)}, func() (v T, err error) {
 		err = s.db.View(func(tx *bolt.Tx) error {
-			t, err = get[Tenant](tx.Bucket(store.BucketTenants), []byte(id))
+			v, err = get[T](tx.Bucket(bucket), k)
 			return err
 		})
-		return t, err
+		return v, err
 	})
 }
 
@@ -342,13 +347,7 @@ func (s *BoltStore) AddDomain(_ context.Context, d Domain, keys ...DKIMKey) erro
 }
 
 func (s *BoltStore) Domain(_ context.Context, name string) (Domain, error) {
-	return cached(s.cache, cacheKey{cacheDomain, name}, func() (d Domain, err error) {
-		err = s.db.View(func(tx *bolt.Tx) error {
-			d, err = get[Domain](tx.Bucket(store.BucketDomains), []byte(name))
-			return err
-		})
-		return d, err
-	})
+	return cachedGet[Domain](s, cacheDomain, store.BucketDomains, []byte(name))
 }
 
 func (s *BoltStore) Domains(_ context.Context, tenant string) (ds []Domain, err error) {
@@ -395,14 +394,7 @@ func (s *BoltStore) PutList(_ context.Context, l List) error {
 }
 
 func (s *BoltStore) List(_ context.Context, tenant, id string) (List, error) {
-	k := key(tenant, id)
-	return cached(s.cache, cacheKey{cacheList, string(k)}, func() (l List, err error) {
-		err = s.db.View(func(tx *bolt.Tx) error {
-			l, err = get[List](tx.Bucket(store.BucketLists), k)
-			return err
-		})
-		return l, err
-	})
+	return cachedGet[List](s, cacheList, store.BucketLists, key(tenant, id))
 }
 
 func (s *BoltStore) Lists(_ context.Context, tenant string) (ls []List, err error) {

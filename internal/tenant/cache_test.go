@@ -12,15 +12,21 @@ import (
 	"github.com/heedmail/heed/internal/store"
 )
 
-// TestReadsSeeEveryWrite: the records messages read are cached, and every
-// write is seen by the next read, through the store that wrote it and
-// through another store over the same database.
-func TestReadsSeeEveryWrite(t *testing.T) {
+func openDB(t *testing.T) *store.DB {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestReadsSeeEveryWrite: the records messages read are cached, and every
+// write is seen by the next read, through the store that wrote it and
+// through another store over the same database.
+func TestReadsSeeEveryWrite(t *testing.T) {
+	db := openDB(t)
 	ctx := context.Background()
 	w, other := NewBoltStore(db), NewBoltStore(db)
 	now := time.Now().UTC()
@@ -146,13 +152,8 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 // changes them; once a write has returned, no read started after it sees
 // an older value (run with -race).
 func TestReadsRacingWrites(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	ctx := context.Background()
-	s := NewBoltStore(db)
+	s := NewBoltStore(openDB(t))
 	if err := s.CreateTenant(ctx, Tenant{ID: "acme", Name: "v0"}); err != nil {
 		t.Fatal(err)
 	}

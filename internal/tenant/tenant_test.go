@@ -4,21 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/heedmail/heed/internal/store"
 )
 
 func newRegistry(t *testing.T) *Registry {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	r := NewRegistry(NewBoltStore(db))
+	r := NewRegistry(NewBoltStore(openDB(t)))
 	ctx := context.Background()
 	for _, id := range []string{"acme", "other"} {
 		if err := r.CreateTenant(ctx, Tenant{ID: id, Name: id, CreatedAt: time.Now()}); err != nil {
