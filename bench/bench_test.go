@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,8 +128,9 @@ type result struct {
 	messages  int
 	accepted  time.Duration // start → last 250
 	delivered time.Duration // start → the sink holds every message
-	// cpu is the process's user+system CPU time over the same window:
-	// relay, clients and sink together. Per message it moves less with
+	// cpu is the process's user+system CPU time from the start until the
+	// run saw the last delivery (a moment after delivered ends): relay,
+	// clients, sink and the runtime's own work together. Per message it moves less with
 	// the machine's speed than the rate does, so it tells a change that
 	// saves work from one that does not.
 	cpu       time.Duration
@@ -676,13 +676,4 @@ func (env *relayEnv) suppressed(b *testing.B) int {
 		}
 		cursor = page.Cursor
 	}
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -143,7 +143,8 @@ func (s *BoltStore) Due(_ context.Context, now time.Time, limit int, skip func(J
 		defer s.seenMu.Unlock()
 		if s.seen == nil || len(s.seen) > 4*maxScan {
 			// Entries whose outcome was recorded are never looked up
-			// again; starting afresh now and then drops them.
+			// again; starting afresh once the map holds four scans'
+			// worth drops them (Erase also empties it).
 			s.seen = make(map[string]Job, maxScan)
 		}
 		for k, v := c.First(); k != nil && scanned < maxScan; k, v = c.Next() {

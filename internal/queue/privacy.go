@@ -61,6 +61,13 @@ func (s *BoltStore) About(_ context.Context, addr string) ([]RecipientOf, error)
 // needed for others has addr replaced wherever it is written out. It
 // returns the recipients erased.
 func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, error) {
+	// The schedule memo holds message ids and recipient domains of
+	// entries this may delete: nothing of an erased recipient stays.
+	defer func() {
+		s.seenMu.Lock()
+		s.seen = nil
+		s.seenMu.Unlock()
+	}()
 	n := 0
 	var files []string // spool bodies to delete after the commit
 	err := s.db.Update(func(tx *bolt.Tx) error {

@@ -201,7 +201,9 @@ func (db *DB) Backup(w io.Writer, size func(int64)) (int64, error) {
 // use: state that every store over this database must share, such as the
 // generation a read cache is invalidated by (two stores of one package over
 // one file must see each other's writes). key is a package's own
-// unexported type, as with context values.
+// unexported type, as with context values. Callers racing on the first
+// use may each run init, and all but one value are dropped: init must be
+// cheap and have no effects.
 func (db *DB) Shared(key any, init func() any) any {
 	if v, ok := db.shared.Load(key); ok {
 		return v

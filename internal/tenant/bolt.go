@@ -32,12 +32,18 @@ type BoltStore struct {
 func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db, cache: cacheFor(db)} }
 
 // update runs fn in a write transaction that makes the read cache stale
-// when it commits.
+// when it commits. A commit that fails after bbolt wrote its meta page (an
+// fdatasync error) may still be what new readers see, and its commit
+// handlers never run: a failed update makes the cache stale too.
 func (s *BoltStore) update(fn func(tx *bolt.Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		tx.OnCommit(s.cache.invalidate)
 		return fn(tx)
 	})
+	if err != nil {
+		s.cache.invalidate()
+	}
+	return err
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -425,7 +431,8 @@ func (s *BoltStore) Keys(_ context.Context, domain string) ([]DKIMKey, error) {
 		sort.SliceStable(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
 		return ks, err
 	})
-	// The cached slice is shared: callers get their own.
+	// The cached slice is shared: callers get their own copy of it (the
+	// keys' Sealed bytes are still shared, and must not be written to).
 	return slices.Clone(ks), err
 }
 

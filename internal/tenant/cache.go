@@ -15,8 +15,11 @@ import (
 //
 // It is exact, not time-bound. Every write of the registry bumps a
 // generation once its transaction has committed and before the writer
-// hears of it, and an entry read under an older generation is never
-// served. A reader takes the generation before it reads the database, so
+// hears of it (and after a failed write as well), and an entry read under
+// an older generation is never served: any read that starts after a write
+// has returned sees it. (Between bbolt publishing a commit and the bump,
+// the uncached listings may show the new state a moment before these
+// lookups do; the writer has not been answered yet.) A reader takes the generation before it reads the database, so
 // a value read just before a write is stored under the old generation and
 // dropped. The cache belongs to the database (store.DB.Shared), so every
 // BoltStore over one file sees the others' writes; this package alone
