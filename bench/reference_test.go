@@ -6,7 +6,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -105,35 +107,36 @@ func referenceRate(b *testing.B, newConn bool) (float64, error) {
 	return float64(refMessages) / elapsed.Seconds(), nil
 }
 
-// reference is the machine reference sampled just before and just after
-// a scenario's relay runs, so that the two samples bracket them.
+// reference is the machine reference sampled before the first relay run
+// of a scenario and after each, so that every run has a sample on either
+// side.
 type reference struct {
-	before, after float64
-	err           error
+	samples []float64
+	err     error
 }
 
-func (r reference) rate() float64 { return (r.before + r.after) / 2 }
-
-// measure takes one sample into r (before when it has none yet).
+// measure takes one more sample.
 func (r *reference) measure(b *testing.B, newConn bool) {
 	if r.err != nil {
 		return
 	}
 	rate, err := referenceRate(b, newConn)
-	switch {
-	case err != nil:
+	if err != nil {
 		r.err = err
-	case r.before == 0:
-		r.before = rate
-	default:
-		r.after = rate
+		return
 	}
+	r.samples = append(r.samples, rate)
 }
 
 // report puts the reference on the benchmark line and returns its summary
-// line: the reference rate, delivered msg/s as a share of it, and issue
-// 2's target as the same share of the rate it was calibrated on.
-func (r reference) report(b *testing.B, sc scenario, delivered float64) string {
+// line. delivered holds each run's delivered msg/s; a run's share is its
+// rate over the mean of the samples either side of it, and the figure is
+// the median share, also given at the rate issue 2 calibrated its target
+// on.
+func (r reference) report(b *testing.B, sc scenario, delivered []float64) string {
+	if r.err == nil && len(r.samples) != len(delivered)+1 {
+		r.err = fmt.Errorf("%d reference samples for %d runs", len(r.samples), len(delivered))
+	}
 	if r.err != nil {
 		return "machine reference: " + r.err.Error()
 	}
@@ -141,13 +144,50 @@ func (r reference) report(b *testing.B, sc scenario, delivered float64) string {
 	if sc.newConnPerMessage {
 		cal = refNewConnRate
 	}
-	share := delivered / r.rate()
-	b.ReportMetric(r.rate(), "ref_msgs/s")
+	shares := make([]float64, len(delivered))
+	var mean float64
+	for i, d := range delivered {
+		shares[i] = d / ((r.samples[i] + r.samples[i+1]) / 2)
+	}
+	for _, s := range r.samples {
+		mean += s / float64(len(r.samples))
+	}
+	share := median(shares)
+	b.ReportMetric(mean, "ref_msgs/s")
 	b.ReportMetric(100*share, "pct_of_ref")
-	line := fmt.Sprintf("machine reference, smtp-source → smtp-sink (same shape, same run): %.0f/s before, %.0f/s after (issue 2 measured %.0f on its machine) → delivered is %.1f%% of it, %.0f msg/s at the calibrated %.0f",
-		r.before, r.after, cal, 100*share, share*cal, cal)
+	line := fmt.Sprintf("machine reference, smtp-source → smtp-sink (same shape, same run): %s/s (issue 2 measured %.0f on its machine) → delivered is %s of it",
+		joinf(r.samples, "%.0f", ", "), cal, joinf(scale(shares, 100), "%.1f%%", ", "))
+	if len(shares) > 1 {
+		line += fmt.Sprintf(" (median %.1f%%)", 100*share)
+	}
+	line += fmt.Sprintf(", %.0f msg/s at the calibrated %.0f", share*cal, cal)
 	if !sc.newConnPerMessage {
 		line += fmt.Sprintf(" (target %d = %.1f%%)", targetRate, 100*targetRate/cal)
 	}
 	return line
+}
+
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func scale(xs []float64, k float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = k * x
+	}
+	return out
+}
+
+func joinf(xs []float64, format, sep string) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(parts, sep)
 }
