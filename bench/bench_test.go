@@ -135,9 +135,9 @@ type result struct {
 	delivered time.Duration // start → the sink holds every message
 	// cpu is the process's user+system CPU time from the start until the
 	// run saw the last delivery (a moment after delivered ends): relay,
-	// clients, sink and the runtime's own work together. Per message it moves less with
-	// the machine's speed than the rate does, so it tells a change that
-	// saves work from one that does not.
+	// clients, sink and the runtime's own work together. Per message it
+	// tells a change that saves work from one that does not, in runs
+	// taken in alternation (it moves with the machine's speed too).
 	cpu       time.Duration
 	latencies []time.Duration
 	// sessions is, for new-connection runs, dial → 250 per message
