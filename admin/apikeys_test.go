@@ -116,7 +116,14 @@ func TestAPIKeys(t *testing.T) {
 		t.Errorf("API keys listed as SMTP credentials: %+v", creds)
 	}
 	// Forged: right id, wrong secret; a key's shape with nothing behind it.
-	for _, forged := range []string{ro.Key[:len(ro.Key)-1] + "x", "heed_nothing_here", "heed_"} {
+	// (The secret's last character is changed to another one: replacing it
+	// with a fixed letter left the key as it was once in 32 runs.)
+	last := ro.Key[len(ro.Key)-1]
+	other := "x"
+	if last == 'x' {
+		other = "y"
+	}
+	for _, forged := range []string{ro.Key[:len(ro.Key)-1] + other, "heed_nothing_here", "heed_"} {
 		resp, b := e.callAs(forged, "GET", "/api/v1/tenants/acme/suppressions", "")
 		problem(t, resp, b, http.StatusUnauthorized)
 	}
