@@ -102,17 +102,26 @@ func (e *relayEnv) tenantSetup() (user, pass string, records []dnsRecord) {
 	return cred.Username, cred.Password, dom.DNSRecords
 }
 
-// send submits one message and returns the 250's text.
-func (e *relayEnv) send(user, pass string, to []string, msg string) string {
+// dial opens a submission session authenticated as user; the test's end
+// closes it.
+func (e *relayEnv) dial(user, pass string) *smtp.Client {
 	e.t.Helper()
 	c, err := smtp.Dial(e.r.SubmissionAddr())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer c.Close()
+	e.t.Cleanup(func() { c.Close() })
 	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
 		e.t.Fatal(err)
 	}
+	return c
+}
+
+// send submits one message and returns the 250's text.
+func (e *relayEnv) send(user, pass string, to []string, msg string) string {
+	e.t.Helper()
+	c := e.dial(user, pass)
+	defer c.Close()
 	if err := c.Mail("app@acme.test", nil); err != nil {
 		e.t.Fatal(err)
 	}
@@ -131,6 +140,23 @@ func (e *relayEnv) send(user, pass string, to []string, msg string) string {
 		e.t.Fatal(err)
 	}
 	return resp.StatusText
+}
+
+// refusal submits msg from app@acme.test to pat@example.net on a new
+// connection and returns the refusal, nil when it was accepted.
+func (e *relayEnv) refusal(user, pass, msg string) *smtp.SMTPError {
+	e.t.Helper()
+	c := e.dial(user, pass)
+	defer c.Close()
+	err := c.SendMail("app@acme.test", []string{"pat@example.net"}, strings.NewReader(strings.ReplaceAll(msg, "\n", "\r\n")))
+	if err == nil {
+		return nil
+	}
+	se, ok := err.(*smtp.SMTPError)
+	if !ok {
+		e.t.Fatalf("submitting: %v", err)
+	}
+	return se
 }
 
 // lookup answers DKIM key queries from the records the API returned: the
@@ -346,23 +372,11 @@ func TestMarketingWithoutPostalAddressRefused(t *testing.T) {
 	e := startRelay(t)
 	user, pass, _ := e.tenantSetup()
 	e.api("PATCH", "/api/v1/tenants/acme", map[string]string{"postal_address": ""}, http.StatusOK, nil)
-	c, err := smtp.Dial(e.r.SubmissionAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
-		t.Fatal(err)
-	}
-	err = c.SendMail("app@acme.test", []string{"pat@example.net"}, strings.NewReader(strings.ReplaceAll(marketingMsg, "\n", "\r\n")))
-	se, ok := err.(*smtp.SMTPError)
-	if !ok || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || !strings.Contains(se.Message, "postal_address") {
+	if err := e.refusal(user, pass, marketingMsg); err == nil || err.Code != 550 || err.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || !strings.Contains(err.Message, "postal_address") {
 		t.Fatalf("got %v, want 550 5.7.1 naming postal_address", err)
 	}
 	// A reminder from the same tenant is still accepted.
-	if err := c.SendMail("app@acme.test", []string{"pat@example.net"}, strings.NewReader(strings.ReplaceAll(reminderMsg, "\n", "\r\n"))); err != nil {
-		t.Fatal(err)
-	}
+	e.send(user, pass, []string{"pat@example.net"}, reminderMsg)
 	e.sink.Wait(t, 1, 20*time.Second)
 
 }

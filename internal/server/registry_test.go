@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -40,17 +39,7 @@ func TestRegistryChangesApplyAtOnce(t *testing.T) {
 
 	// The domain is removed: the next message from it is refused.
 	e.api("DELETE", "/api/v1/tenants/acme/domains/acme.test", nil, http.StatusNoContent, nil)
-	c, err := smtp.Dial(e.r.SubmissionAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
-		t.Fatal(err)
-	}
-	err = c.SendMail("app@acme.test", []string{"pat@example.net"}, strings.NewReader(strings.ReplaceAll(reminderMsg, "\n", "\r\n")))
-	se, ok := err.(*smtp.SMTPError)
-	if !ok || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || !strings.Contains(se.Message, "acme.test") {
+	if err := e.refusal(user, pass, reminderMsg); err == nil || err.Code != 550 || err.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || !strings.Contains(err.Message, "acme.test") {
 		t.Fatalf("a message from a removed domain: got %v, want 550 5.7.1 naming acme.test", err)
 	}
 }
