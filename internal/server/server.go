@@ -42,6 +42,7 @@ type Relay struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	db      *store.DB
+	events  events.BoltLog // the event log in db
 	spool   *queue.Spool
 	tenants *tenant.Registry
 	// suppressions is the suppression list, checked at accept and at
@@ -151,8 +152,9 @@ func (r *Relay) build() error {
 	}
 	qs := queue.NewBoltStore(r.db)
 	r.qs = qs
+	r.events = events.BoltLog{DB: r.db}
 	r.metrics = metrics.New()
-	events.BoltLog{DB: r.db}.Watch(r.metrics.Event)
+	r.events.Watch(r.metrics.Event)
 	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
 		n, err := qs.Depth()
 		return float64(n), err
@@ -196,7 +198,7 @@ func (r *Relay) build() error {
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
-		Messages: qs, Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
+		Messages: qs, Suppressions: r.suppressions, Events: r.events,
 		UnreadDir:   filepath.Join(cfg.DataDir, "reports", "unread"),
 		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
@@ -208,13 +210,13 @@ func (r *Relay) build() error {
 	hookStore := webhooks.NewBoltStore(r.db)
 	r.hookStore = hookStore
 	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
-		Store: hookStore, Events: events.BoltLog{DB: r.db}, Sealer: sealer,
+		Store: hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
 		Concurrency: cfg.Webhooks.Concurrency, Timeout: cfg.Webhooks.Timeout,
 		Logger: r.log,
 	})
 	r.hooks = &webhooks.Manager{
-		Store: hookStore, Events: events.BoltLog{DB: r.db}, Sealer: sealer,
+		Store: hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,
 	}
 	if err := r.keyEveryDomain(); err != nil {
@@ -285,7 +287,7 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		what string
 		fn   func(context.Context, time.Time) (int, error)
 	}{
-		{"events", events.BoltLog{DB: r.db}.Purge},
+		{"events", r.events.Purge},
 		{"messages", r.qs.Purge},
 		{"webhook deliveries", r.hookStore.Purge},
 	} {
@@ -338,12 +340,12 @@ func (r *Relay) listen() error {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
 	handler := admin.New(admin.Options{
-		Tenants: r.tenants, Events: events.BoltLog{DB: r.db}, Messages: r.qs,
+		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
-			Suppressions: r.suppressions, Events: events.BoltLog{DB: r.db},
+			Suppressions: r.suppressions, Events: r.events,
 			Queue: r.qs, Spool: r.spool,
 			Others: []privacy.Eraser{r.hookStore, admin.BoltAudit{DB: r.db}},
 			Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},

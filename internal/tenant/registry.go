@@ -32,13 +32,22 @@ var dummyHash = sha256.Sum256([]byte("heed: no such user"))
 // the credential.
 func (r *Registry) Authenticate(ctx context.Context, username, password string) (Credential, error) {
 	c, err := r.CredentialByUsername(ctx, username)
+	return checkSecret(c, err, password)
+}
+
+// checkSecret compares secret with the hash of c, the result (c, err) of
+// looking the credential up, in constant time: a credential that was not
+// found is compared against dummyHash, so a miss costs what a wrong secret
+// does. Lookup errors other than ErrNotFound pass through.
+func checkSecret(c Credential, err error, secret string) (Credential, error) {
 	want := dummyHash[:]
-	if err == nil {
+	switch {
+	case err == nil:
 		want = c.SecretHash
-	} else if !errors.Is(err, ErrNotFound) {
+	case !errors.Is(err, ErrNotFound):
 		return Credential{}, err
 	}
-	got := sha256.Sum256([]byte(password))
+	got := sha256.Sum256([]byte(secret))
 	if subtle.ConstantTimeCompare(got[:], want) != 1 || err != nil {
 		return Credential{}, ErrBadCredentials
 	}
@@ -114,18 +123,7 @@ func (r *Registry) AuthenticateAPIKey(ctx context.Context, token string) (Creden
 	if ok && ok2 && ValidID(id) == nil {
 		c, err = r.APIKey(ctx, id)
 	}
-	want := dummyHash[:]
-	switch {
-	case err == nil:
-		want = c.SecretHash
-	case !errors.Is(err, ErrNotFound):
-		return Credential{}, err
-	}
-	got := sha256.Sum256([]byte(secret))
-	if subtle.ConstantTimeCompare(got[:], want) != 1 || err != nil {
-		return Credential{}, ErrBadCredentials
-	}
-	return c, nil
+	return checkSecret(c, err, secret)
 }
 
 // CreateIP issues an ip credential: mail from network needs no AUTH and
