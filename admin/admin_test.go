@@ -457,6 +457,16 @@ func TestEvents(t *testing.T) {
 	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m1" {
 		t.Fatalf("bounced or delivered %+v", page)
 	}
+	// A filtered page reads on past events it leaves out, and stops at its
+	// limit-th match, so the next page starts right after it.
+	e.want(200, "GET", "/api/v1/tenants/acme/events?type=message.deferred&limit=1", "", &page)
+	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m3" || page.Next != "3" {
+		t.Fatalf("deferred, one a page %+v", page)
+	}
+	e.want(200, "GET", "/api/v1/tenants/acme/events?type=message.delivered,message.deferred&limit=1", "", &page)
+	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m1" || page.Next != "1" {
+		t.Fatalf("delivered or deferred, one a page %+v", page)
+	}
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?type=message.lost", "")
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?limit=0", "")
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/events?limit=1001", "")

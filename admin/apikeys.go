@@ -3,7 +3,6 @@ package admin
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/heedmail/heed/internal/tenant"
@@ -80,55 +79,4 @@ func (s *server) deleteAPIKey(c echo.Context, t tenant.Tenant) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
-}
-
-const (
-	defaultAuditLimit = 100
-	maxAuditLimit     = 1000
-)
-
-// listAudit reads the audit log, oldest first, after ?after= (a seq); an
-// operator may pass ?tenant=, a tenant's key sees its own tenant's only.
-func (s *server) listAudit(c echo.Context) error {
-	if s.Audit == nil {
-		return notFound("the audit log is not available")
-	}
-	var after uint64
-	if v := c.QueryParam("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return invalid("after must be a record seq (a non-negative integer), not %q", v)
-		}
-		after = n
-	}
-	limit := defaultAuditLimit
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxAuditLimit {
-			return invalid("limit must be an integer from 1 to %d, not %q", maxAuditLimit, v)
-		}
-		limit = n
-	}
-	tid := c.QueryParam("tenant")
-	if tid != "" && tenant.ValidID(tid) != nil {
-		return invalid("tenant %q is not a tenant id", tid)
-	}
-	if who := whoIs(c); !who.operator {
-		if tid != "" && tid != who.tenant {
-			return notFound("no tenant %q", tid)
-		}
-		tid = who.tenant
-	}
-	recs, err := s.Audit.Records(c.Request().Context(), tid, after, limit)
-	if err != nil {
-		return err
-	}
-	next := after
-	if len(recs) > 0 {
-		next = recs[len(recs)-1].Seq
-	}
-	return c.JSON(http.StatusOK, struct {
-		Records []AuditRecord `json:"records"`
-		Next    string        `json:"next"`
-	}{nonNil(recs), strconv.FormatUint(next, 10)})
 }

@@ -2,7 +2,12 @@ package admin
 
 import (
 	"context"
+	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/labstack/echo/v4"
 )
 
 // AuditRecord is one change made through the API.
@@ -29,4 +34,47 @@ type AuditLog interface {
 	// Records returns up to limit records with Seq > after, oldest first,
 	// of one tenant or all ("").
 	Records(ctx context.Context, tenant string, after uint64, limit int) ([]AuditRecord, error)
+}
+
+const (
+	defaultAuditLimit = 100
+	maxAuditLimit     = 1000
+)
+
+// listAudit reads the audit log, oldest first, after ?after= (a seq); an
+// operator may pass ?tenant=, a tenant's key sees its own tenant's only.
+func (s *server) listAudit(c echo.Context) error {
+	if s.Audit == nil {
+		return notFound("the audit log is not available")
+	}
+	after, err := queryAfter(c, "a record")
+	if err != nil {
+		return err
+	}
+	limit, err := queryLimit(c, defaultAuditLimit, maxAuditLimit)
+	if err != nil {
+		return err
+	}
+	tid := c.QueryParam("tenant")
+	if tid != "" && tenant.ValidID(tid) != nil {
+		return invalid("tenant %q is not a tenant id", tid)
+	}
+	if who := whoIs(c); !who.operator {
+		if tid != "" && tid != who.tenant {
+			return notFound("no tenant %q", tid)
+		}
+		tid = who.tenant
+	}
+	recs, err := s.Audit.Records(c.Request().Context(), tid, after, limit)
+	if err != nil {
+		return err
+	}
+	next := after
+	if len(recs) > 0 {
+		next = recs[len(recs)-1].Seq
+	}
+	return c.JSON(http.StatusOK, struct {
+		Records []AuditRecord `json:"records"`
+		Next    string        `json:"next"`
+	}{nonNil(recs), strconv.FormatUint(next, 10)})
 }

@@ -109,6 +109,8 @@ func TestSuppressionCSV(t *testing.T) {
 		t.Errorf("export by reason:\n%s", b)
 	}
 	e.wantProblem(400, "GET", "/api/v1/tenants/acme/suppressions/export?since=yesterday", "")
+	// A malformed list is a problem, not a 200 whose body is cut short.
+	e.wantProblem(400, "GET", "/api/v1/tenants/acme/suppressions/export?list=no%20such%20list", "")
 
 	// The evidence of one address.
 	var ev struct {

@@ -41,21 +41,13 @@ func (s *server) listEvents(c echo.Context, t tenant.Tenant) error {
 	if s.Events == nil {
 		return notFound("the event log is not available")
 	}
-	var after uint64
-	if v := c.QueryParam("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return invalid("after must be an event seq (a non-negative integer), not %q", v)
-		}
-		after = n
+	after, err := queryAfter(c, "an event")
+	if err != nil {
+		return err
 	}
-	limit := defaultEventLimit
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxEventLimit {
-			return invalid("limit must be an integer from 1 to %d, not %q", maxEventLimit, v)
-		}
-		limit = n
+	limit, err := queryLimit(c, defaultEventLimit, maxEventLimit)
+	if err != nil {
+		return err
 	}
 	var types []events.Type
 	for _, v := range c.QueryParams()["type"] {
@@ -66,24 +58,27 @@ func (s *server) listEvents(c echo.Context, t tenant.Tenant) error {
 			types = append(types, events.Type(ty))
 		}
 	}
-	// With a type filter, read on until the page is full, up to a bounded
-	// number of events (next then says where to go on).
+	// With a type filter, read on in pages of limit until the page is
+	// full, up to a bounded number of events (next then says where to go
+	// on). next is the last event looked at, so a page stops at a match.
 	var evs []events.Event
 	next := after
 	for scanned := 0; len(evs) < limit && scanned < 10*maxEventLimit; {
-		want := limit - len(evs)
+		want := min(limit, 10*maxEventLimit-scanned)
 		page, err := s.Events.Events(c.Request().Context(), t.ID, next, want)
 		if err != nil {
 			return err
 		}
 		for _, ev := range page {
-			if len(types) == 0 || slices.Contains(types, ev.Type) {
-				evs = append(evs, ev)
-			}
 			next = ev.Seq
+			scanned++
+			if len(types) == 0 || slices.Contains(types, ev.Type) {
+				if evs = append(evs, ev); len(evs) == limit {
+					break
+				}
+			}
 		}
-		scanned += len(page)
-		if len(page) < want || len(types) == 0 {
+		if len(page) < want {
 			break
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/heedmail/heed/internal/ids"
@@ -141,6 +142,34 @@ func (s *server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 		}()
 		return next(c)
 	}
+}
+
+// queryLimit reads ?limit=: def without it, otherwise an integer from 1 to
+// max.
+func queryLimit(c echo.Context, def, max int) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, invalid("limit must be an integer from 1 to %d, not %q", max, v)
+	}
+	return n, nil
+}
+
+// queryAfter reads ?after=, the seq of the last record (of what) seen; 0
+// without it.
+func queryAfter(c echo.Context, what string) (uint64, error) {
+	v := c.QueryParam("after")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, invalid("after must be %s seq (a non-negative integer), not %q", what, v)
+	}
+	return n, nil
 }
 
 // errEmptyBody is what decodeJSON returns for a body with nothing in it.

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -72,13 +73,9 @@ func (s *server) listSuppressions(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	limit := defaultSuppressionLimit
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxSuppressionLimit {
-			return invalid("limit must be an integer from 1 to %d, not %q", maxSuppressionLimit, v)
-		}
-		limit = n
+	limit, err := queryLimit(c, defaultSuppressionLimit, maxSuppressionLimit)
+	if err != nil {
+		return err
 	}
 	f, err := suppressionFilter(c)
 	if err != nil {
@@ -93,13 +90,7 @@ func (s *server) listSuppressions(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	kept := es[:0]
-	for _, e := range es {
-		if (f.Reason == "" || e.Reason == f.Reason) && (f.Since.IsZero() || !e.Time.Before(f.Since)) {
-			kept = append(kept, e)
-		}
-	}
-	es = kept
+	es = slices.DeleteFunc(es, func(e suppression.Entry) bool { return !f.Keeps(e) })
 	return c.JSON(http.StatusOK, struct {
 		Suppressions []suppression.Entry `json:"suppressions"`
 		Cursor       string              `json:"cursor,omitempty"`
@@ -258,7 +249,7 @@ func (s *server) importSuppressions(c echo.Context, t tenant.Tenant) error {
 	})
 	// What the audit log records: nothing for a dry run; an import that
 	// stopped half-way after writing rows did change the list.
-	changed(c, !dry && rep.Added > 0 || err == nil && !dry)
+	changed(c, !dry && (err == nil || rep.Added > 0))
 	var big *http.MaxBytesError
 	switch {
 	case errors.As(err, &big):
@@ -268,9 +259,7 @@ func (s *server) importSuppressions(c echo.Context, t tenant.Tenant) error {
 	case err != nil:
 		return err
 	}
-	if rep.Errors == nil {
-		rep.Errors = []suppression.RowError{}
-	}
+	rep.Errors = nonNil(rep.Errors)
 	return c.JSON(http.StatusOK, struct {
 		DryRun bool `json:"dry_run"`
 		suppression.ImportReport
@@ -292,14 +281,21 @@ func (s *server) exportSuppressions(c echo.Context, t tenant.Tenant) error {
 	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
 	h.Set(echo.HeaderContentDisposition, `attachment; filename="`+t.ID+`-suppressions.csv"`)
 	h.Set(echo.HeaderCacheControl, "no-store")
-	c.Response().WriteHeader(http.StatusOK)
-	if _, err := suppression.ExportCSV(c.Request().Context(), st, t.ID, c.Response(), o); err != nil {
-		// The status is sent: cut the body short, so the client sees an
-		// incomplete transfer rather than a short list.
-		s.Logger.Error("admin: suppression export cut short", "tenant", t.ID, "err", err)
-		panic(http.ErrAbortHandler)
+	// The 200 goes with the first bytes of the CSV, so that what fails
+	// before them (a malformed ?list=, a first page unread) is an error.
+	_, err = suppression.ExportCSV(c.Request().Context(), st, t.ID, c.Response(), o)
+	switch {
+	case err == nil:
+		return nil
+	case !c.Response().Committed:
+		h.Del(echo.HeaderContentType) // a problem (ErrInvalid: 400), not a file
+		h.Del(echo.HeaderContentDisposition)
+		return err
 	}
-	return nil
+	// The status is sent: cut the body short, so the client sees an
+	// incomplete transfer rather than a short list.
+	s.Logger.Error("admin: suppression export cut short", "tenant", t.ID, "err", err)
+	panic(http.ErrAbortHandler)
 }
 
 // suppressionFilter reads ?list=, ?reason= and ?since=.

@@ -296,16 +296,16 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 	// two entries with one key, as successive Adds would, without a
 	// stable sort's cost (that sort was most of the time of a big import).
 	type rec struct {
-		k, v []byte
-		i    int
+		kv
+		i int
 	}
 	recs := make([]rec, len(entries))
 	for i, e := range entries {
-		e, err := s.prepare(e)
+		k, v, err := s.prepareKV(e)
 		if err != nil {
 			return 0, fmt.Errorf("entry %d: %w", i, err)
 		}
-		recs[i] = rec{k: s.entryKey(e.Tenant, e.Address, e.List, e.Reason), v: encodeEntry(e), i: i}
+		recs[i] = rec{kv{k, v}, i}
 	}
 	slices.SortFunc(recs, func(a, b rec) int {
 		if c := bytes.Compare(a.k, b.k); c != 0 {
@@ -315,7 +315,7 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 	})
 	kvs := make([]kv, len(recs))
 	for i, r := range recs {
-		kvs[i] = kv{r.k, r.v}
+		kvs[i] = r.kv
 	}
 	return s.writeSorted(kvs)
 }

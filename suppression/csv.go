@@ -1135,6 +1135,12 @@ type ExportOptions struct {
 	Since time.Time
 }
 
+// Keeps says whether e passes the Reason and Since filters (List is the
+// store's to apply, as it reads).
+func (o ExportOptions) Keeps(e Entry) bool {
+	return (o.Reason == "" || e.Reason == o.Reason) && !e.Time.Before(o.Since)
+}
+
 // exportPage is the page size of ExportCSV's Store.List calls.
 const exportPage = 1000
 
@@ -1180,7 +1186,7 @@ func ExportCSV(ctx context.Context, st Store, tenant string, w io.Writer, o Expo
 			return rows, err
 		}
 		for _, e := range entries {
-			if o.Reason != "" && e.Reason != o.Reason || e.Time.Before(o.Since) {
+			if !o.Keeps(e) {
 				continue
 			}
 			rec[colAddress] = neutralise(e.Address)
