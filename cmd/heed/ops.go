@@ -85,7 +85,7 @@ func (t *target) openData() (*server.Data, error) {
 		return nil, err
 	}
 	d, err := server.OpenData(cfg)
-	if err != nil && strings.Contains(err.Error(), "locked by another process") {
+	if errors.Is(err, server.ErrLocked) {
 		return nil, fmt.Errorf("%w; while it serves, use -api", err)
 	}
 	return d, err

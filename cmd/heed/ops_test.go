@@ -52,15 +52,22 @@ func TestOperatorCommands(t *testing.T) {
 		fmt.Fprintf(&b, "reader-%d@example.net,marketing,unsubscribe\n", i)
 	}
 	b.WriteString("not an address,,\n")
+	// Entries of another reason, for the filtered exports to leave out.
+	for i := range 5 {
+		fmt.Fprintf(&b, "blocked-%d@example.net,marketing,manual\n", i)
+	}
 	os.WriteFile(csvPath, []byte(b.String()), 0o600)
 	env := []string{"HEED_ADMIN_TOKEN=" + token}
 	rep := heedCmd(t, dir, env, "suppress", "import", "-api", "http://"+adminAddr, "-tenant", "acme", csvPath)
-	if !strings.Contains(rep, `"added": 3000`) || !strings.Contains(rep, `"line": 3002`) {
+	if !strings.Contains(rep, `"added": 3005`) || !strings.Contains(rep, `"line": 3002`) {
 		t.Fatalf("import report:\n%s", rep)
 	}
-	exported := heedCmd(t, dir, env, "suppress", "export", "-api", "http://"+adminAddr, "-tenant", "acme")
-	if n := strings.Count(exported, "\n"); n != 3001 {
-		t.Fatalf("export has %d lines, want 3001", n)
+	if all := heedCmd(t, dir, env, "suppress", "export", "-api", "http://"+adminAddr, "-tenant", "acme"); strings.Count(all, "\n") != 3006 {
+		t.Fatalf("export has %d lines, want 3006", strings.Count(all, "\n"))
+	}
+	exported := heedCmd(t, dir, env, "suppress", "export", "-api", "http://"+adminAddr, "-tenant", "acme", "-reason", "unsubscribe")
+	if n := strings.Count(exported, "\n"); n != 3001 || strings.Contains(exported, ",manual,") {
+		t.Fatalf("the unsubscribes' export has %d lines (want 3001), manual entries: %v", n, strings.Contains(exported, ",manual,"))
 	}
 
 	// A backup while serving opens, checks, and holds the tenant's list.
@@ -78,9 +85,20 @@ func TestOperatorCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es, _, err := d.Suppressions.List(context.Background(), "acme", "", "", 1000)
-	if err != nil || len(es) != 1000 {
-		t.Fatalf("the restored list: %d entries, %v", len(es), err)
+	n, cursor := 0, ""
+	for {
+		es, next, err := d.Suppressions.List(context.Background(), "acme", "", cursor, 1000)
+		if err != nil {
+			t.Fatalf("the restored list: %v", err)
+		}
+		n += len(es)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if n != 3005 {
+		t.Fatalf("the restored list has %d entries, want 3005", n)
 	}
 	d.Close()
 
@@ -96,7 +114,7 @@ func TestOperatorCommands(t *testing.T) {
 		t.Errorf("the offline export differs from the API's")
 	}
 	rep = heedCmd(t, dir, nil, "suppress", "import", "-config", cfgPath, "-tenant", "acme", csvPath)
-	if !strings.Contains(rep, `"existing": 3000`) {
+	if !strings.Contains(rep, `"existing": 3005`) {
 		t.Errorf("offline re-import:\n%s", rep)
 	}
 	heedCmd(t, dir, nil, "backup", "-config", cfgPath, filepath.Join(dir, "offline.db"))

@@ -37,6 +37,10 @@ import (
 	"github.com/heedmail/heed/webhooks"
 )
 
+// ErrLocked is in the error of OpenData (and Start) while another process,
+// a serving relay, holds the data directory's database.
+var ErrLocked = store.ErrLocked
+
 // Relay is everything Serve starts, in the order it is stopped.
 type Relay struct {
 	cfg     *config.Config

@@ -82,6 +82,9 @@ type DB struct {
 	shared sync.Map // Shared's values
 }
 
+// ErrLocked is returned by Open when another process has the file open.
+var ErrLocked = errors.New("the database is locked by another process")
+
 // Options tune Open.
 type Options struct {
 	// SkipCheck skips the consistency check (tests of huge databases).
@@ -106,7 +109,7 @@ func Open(path string, o Options) (*DB, error) {
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: the database is locked by another process (is heed already running?)", path)
+			return nil, fmt.Errorf("open %s: %w (is heed already running?)", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
