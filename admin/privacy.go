@@ -1,40 +1,30 @@
 package admin
 
 import (
-	"errors"
 	"net/http"
-	"net/url"
 
-	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/internal/privacy"
 	"github.com/labstack/echo/v4"
 )
 
-// privacyAddress is the address of the path, decoded once.
-func privacyAddress(c echo.Context) (string, error) {
-	raw := c.Param("address")
-	if c.Request().URL.RawPath != "" {
-		var err error
-		if raw, err = url.PathUnescape(raw); err != nil {
-			return "", invalid("the address in the path is not URL-encoded correctly")
-		}
+// privacyTarget is the privacy service and the normalised address in the
+// path, or the 404 of a relay without the service.
+func (s *server) privacyTarget(c echo.Context) (*privacy.Service, string, error) {
+	if s.Privacy == nil {
+		return nil, "", notFound("privacy requests are not available")
 	}
-	return raw, nil
+	addr, err := pathAddress(c)
+	return s.Privacy, addr, err
 }
 
 // exportPrivacy answers a person's access request: everything held about
 // the address, in every tenant, as JSON.
 func (s *server) exportPrivacy(c echo.Context) error {
-	if s.Privacy == nil {
-		return notFound("privacy requests are not available")
-	}
-	addr, err := privacyAddress(c)
+	p, addr, err := s.privacyTarget(c)
 	if err != nil {
 		return err
 	}
-	x, err := s.Privacy.Export(c.Request().Context(), addr)
-	if errors.Is(err, suppression.ErrInvalid) {
-		return invalid("address: %v", err)
-	}
+	x, err := p.Export(c.Request().Context(), addr)
 	if err != nil {
 		return err
 	}
@@ -45,17 +35,11 @@ func (s *server) exportPrivacy(c echo.Context) error {
 // erasePrivacy answers an erasure request: the address is removed from
 // everything Heed holds; its suppressions stay in force under a keyed hash.
 func (s *server) erasePrivacy(c echo.Context) error {
-	if s.Privacy == nil {
-		return notFound("privacy requests are not available")
-	}
-	addr, err := privacyAddress(c)
+	p, addr, err := s.privacyTarget(c)
 	if err != nil {
 		return err
 	}
-	e, err := s.Privacy.Erase(c.Request().Context(), addr)
-	if errors.Is(err, suppression.ErrInvalid) {
-		return invalid("address: %v", err)
-	}
+	e, err := p.Erase(c.Request().Context(), addr)
 	if err != nil {
 		return err
 	}

@@ -637,49 +637,14 @@ func (s *BoltStore) Erase(_ context.Context, addr string) (int, error) {
 // changed before cutoff, in transactions of at most 10,000, and returns
 // how many it deleted.
 func (s *BoltStore) Purge(ctx context.Context, cutoff time.Time) (int, error) {
-	total := 0
-	var from []byte
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
+	return s.db.Sweep(ctx, store.BucketWebhookDeliveries, chunk, func(tx *bolt.Tx, k, v []byte) (bool, bool, error) {
+		var d Delivery
+		if err := json.Unmarshal(v, &d); err != nil {
+			return false, false, err
 		}
-		n, more := 0, false
-		var last []byte
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			n, more, last = 0, false, nil
-			rows, dead := tx.Bucket(store.BucketWebhookDeliveries), tx.Bucket(store.BucketWebhookDead)
-			var keys [][]byte
-			c := rows.Cursor()
-			k, v := c.Seek(from)
-			for scanned := 0; k != nil; k, v = c.Next() {
-				if scanned == 10*chunk || len(keys) == chunk {
-					more, last = true, bytes.Clone(k)
-					break
-				}
-				scanned++
-				var d Delivery
-				if err := json.Unmarshal(v, &d); err != nil {
-					return err
-				}
-				if !scheduled(d.Status) && d.UpdatedAt.Before(cutoff) {
-					keys = append(keys, bytes.Clone(k))
-				}
-			}
-			for _, k := range keys {
-				if err := rows.Delete(k); err != nil {
-					return err
-				}
-				if err := dead.Delete(k); err != nil {
-					return err
-				}
-			}
-			n = len(keys)
-			return nil
-		})
-		total += n
-		if err != nil || !more {
-			return total, err
+		if scheduled(d.Status) || !d.UpdatedAt.Before(cutoff) {
+			return false, false, nil
 		}
-		from = last
-	}
+		return true, false, tx.Bucket(store.BucketWebhookDead).Delete(k)
+	})
 }

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -20,55 +19,20 @@ const purgeChunk = 10000
 // is in time order to within TimeSlack, so it stops at the first event
 // that is TimeSlack younger than cutoff.
 func (l BoltLog) Purge(ctx context.Context, cutoff time.Time) (int, error) {
-	total := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
+	return l.DB.Sweep(ctx, store.BucketEvents, purgeChunk, func(tx *bolt.Tx, k, v []byte) (bool, bool, error) {
+		var ev struct {
+			Time time.Time `json:"timestamp"`
+			Data struct {
+				Tenant string `json:"tenant"`
+			} `json:"data"`
 		}
-		n, more := 0, false
-		err := l.DB.Update(func(tx *bolt.Tx) error {
-			n, more = 0, false
-			evs, idx := tx.Bucket(store.BucketEvents), tx.Bucket(store.BucketTenantEvents)
-			var dead [][]byte
-			var index [][]byte
-			c := evs.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if len(dead) == purgeChunk {
-					more = true
-					break
-				}
-				var ev struct {
-					Time time.Time `json:"timestamp"`
-					Data struct {
-						Tenant string `json:"tenant"`
-					} `json:"data"`
-				}
-				if err := json.Unmarshal(v, &ev); err != nil {
-					return err
-				}
-				if !ev.Time.Before(cutoff) {
-					if ev.Time.After(cutoff.Add(TimeSlack)) {
-						break
-					}
-					continue
-				}
-				dead = append(dead, bytes.Clone(k))
-				index = append(index, tenantKey(ev.Data.Tenant, binary.BigEndian.Uint64(k)))
-			}
-			for i, k := range dead {
-				if err := evs.Delete(k); err != nil {
-					return err
-				}
-				if err := idx.Delete(index[i]); err != nil {
-					return err
-				}
-			}
-			n = len(dead)
-			return nil
-		})
-		total += n
-		if err != nil || !more {
-			return total, err
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return false, false, err
 		}
-	}
+		if !ev.Time.Before(cutoff) {
+			return false, ev.Time.After(cutoff.Add(TimeSlack)), nil
+		}
+		idx := tenantKey(ev.Data.Tenant, binary.BigEndian.Uint64(k))
+		return true, false, tx.Bucket(store.BucketTenantEvents).Delete(idx)
+	})
 }

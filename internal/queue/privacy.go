@@ -142,11 +142,8 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 				}
 				m.Pending = pending
 			}
-			switch {
-			case m.Pending <= 0 && m.Inline:
-				// The inline body goes below.
-			case m.Pending <= 0:
-				files = append(files, id)
+			if m.Pending <= 0 && !m.Inline {
+				files = append(files, id) // an inline body goes below
 			}
 			nv, err := json.Marshal(m)
 			return nv, err == nil, err
@@ -199,6 +196,7 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 	if err != nil {
 		return n, err
 	}
+	rewrote := false
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".eml")
 		if !ok {
@@ -208,9 +206,14 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 		if err != nil || !events.ContainsFold(b, addr) {
 			continue
 		}
-		if err := fsutil.WriteFileSync(spool.path(id), []byte(events.EraseText(string(b), addr))); err != nil {
+		if err := fsutil.WriteFile(spool.dir, e.Name(), []byte(events.EraseText(string(b), addr))); err != nil {
 			return n, err
 		}
+		rewrote = true
+	}
+	if rewrote {
+		// One directory fsync for every rename above.
+		return n, fsutil.SyncDir(spool.dir)
 	}
 	return n, nil
 }

@@ -17,61 +17,26 @@ import (
 // most 1,000 messages, and returns how many it deleted. Message ids sort by
 // acceptance time, so it stops at the first younger one.
 func (s *BoltStore) Purge(ctx context.Context, cutoff time.Time) (int, error) {
-	total := 0
-	var from []byte
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
+	return s.db.Sweep(ctx, store.BucketMessages, 1000, func(tx *bolt.Tx, k, v []byte) (bool, bool, error) {
+		if at, ok := ids.Time(string(k)); ok && !at.Before(cutoff) {
+			return false, true, nil
 		}
-		n, more := 0, false
-		var last []byte
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			n, more, last = 0, false, nil
-			msgs, rows, bodies := tx.Bucket(store.BucketMessages), tx.Bucket(store.BucketDeliveries), tx.Bucket(store.BucketBodies)
-			var dead [][]byte
-			c := msgs.Cursor()
-			k, v := c.First()
-			if from != nil {
-				k, v = c.Seek(from)
-			}
-			for ; k != nil; k, v = c.Next() {
-				if at, ok := ids.Time(string(k)); ok && !at.Before(cutoff) {
-					break
-				}
-				if len(dead) == 1000 {
-					more = true
-					break
-				}
-				last = bytes.Clone(k)
-				var m Message
-				if err := json.Unmarshal(v, &m); err != nil {
-					return err
-				}
-				if m.Pending <= 0 && m.ReceivedAt.Before(cutoff) {
-					dead = append(dead, bytes.Clone(k))
-				}
-			}
-			for _, k := range dead {
-				if err := msgs.Delete(k); err != nil {
-					return err
-				}
-				if err := bodies.Delete(k); err != nil {
-					return err
-				}
-				rc := rows.Cursor()
-				for rk, _ := rc.Seek(k); rk != nil && len(rk) == len(k)+4 && bytes.HasPrefix(rk, k); rk, _ = rc.Seek(k) {
-					if err := rc.Delete(); err != nil {
-						return err
-					}
-				}
-			}
-			n = len(dead)
-			return nil
-		})
-		total += n
-		if err != nil || !more {
-			return total, err
+		var m Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			return false, false, err
 		}
-		from = last
-	}
+		if m.Pending > 0 || !m.ReceivedAt.Before(cutoff) {
+			return false, false, nil
+		}
+		if err := tx.Bucket(store.BucketBodies).Delete(k); err != nil {
+			return false, false, err
+		}
+		rc := tx.Bucket(store.BucketDeliveries).Cursor()
+		for rk, _ := rc.Seek(k); rk != nil && len(rk) == len(k)+4 && bytes.HasPrefix(rk, k); rk, _ = rc.Seek(k) {
+			if err := rc.Delete(); err != nil {
+				return false, false, err
+			}
+		}
+		return true, false, nil
+	})
 }
