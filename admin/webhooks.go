@@ -3,7 +3,7 @@ package admin
 import (
 	"errors"
 	"net/http"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
@@ -52,8 +52,9 @@ func viewEndpoint(ep *webhooks.Endpoint, secret string) endpointView {
 	return v
 }
 
-// deliveryView is a delivery; a delivery held for a paused or disabled
-// endpoint shows no next attempt (it goes out when the endpoint recovers).
+// viewDelivery is a delivery as clients see it: one held for a paused or
+// disabled endpoint shows no next attempt (it goes out when the endpoint
+// recovers), and no attempts is an empty list, not null.
 func viewDelivery(d webhooks.Delivery) webhooks.Delivery {
 	if d.NextAttempt.Equal(webhooks.Hold) {
 		d.NextAttempt = time.Time{}
@@ -88,8 +89,8 @@ func hookError(err error) error {
 func trimPkg(err error) string {
 	msg := err.Error()
 	for _, p := range []string{"webhooks: invalid: ", "webhooks: not found: ", "webhooks: "} {
-		if len(msg) > len(p) && msg[:len(p)] == p {
-			return msg[len(p):]
+		if rest, ok := strings.CutPrefix(msg, p); ok && rest != "" {
+			return rest
 		}
 	}
 	return msg
@@ -231,18 +232,6 @@ func (s *server) rotateWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Mana
 	return c.JSON(http.StatusOK, viewEndpoint(ep, secret))
 }
 
-func deliveryLimit(c echo.Context) (int, error) {
-	limit := defaultDeliveryLimit
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxDeliveryLimit {
-			return 0, invalid("limit must be an integer from 1 to %d, not %q", maxDeliveryLimit, v)
-		}
-		limit = n
-	}
-	return limit, nil
-}
-
 type deliveryList struct {
 	Deliveries []webhooks.Delivery `json:"deliveries"`
 	Next       string              `json:"next,omitempty"`
@@ -265,7 +254,7 @@ func (s *server) listDeliveries(c echo.Context, t tenant.Tenant, m *webhooks.Man
 	default:
 		return invalid("status must be pending, retrying, delivered or failed, not %q", status)
 	}
-	limit, err := deliveryLimit(c)
+	limit, err := queryLimit(c, defaultDeliveryLimit, maxDeliveryLimit)
 	if err != nil {
 		return err
 	}
@@ -324,7 +313,7 @@ func (s *server) listDeadLetters(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	limit, err := deliveryLimit(c)
+	limit, err := queryLimit(c, defaultDeliveryLimit, maxDeliveryLimit)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,8 @@ func TestWebhookEndpoints(t *testing.T) {
 	var rot endpointBody
 	e.want(200, "POST", "/api/v1/tenants/acme/webhooks/default/rotate", `{"grace":"2h"}`, &rot)
 	if rot.Secret == "" || rot.Secret == first || len(rot.Secrets) != 2 || !rot.Secrets[0].Expires.IsZero() ||
-		time.Until(rot.Secrets[1].Expires) < 119*time.Minute {
+		!strings.HasPrefix(rot.Secret, rot.Secrets[0].Prefix) || !strings.HasPrefix(first, rot.Secrets[1].Prefix) ||
+		time.Until(rot.Secrets[1].Expires) < 119*time.Minute || time.Until(rot.Secrets[1].Expires) > 2*time.Hour {
 		t.Fatalf("rotated %+v", rot)
 	}
 	e.wantProblem(400, "POST", "/api/v1/tenants/acme/webhooks/default/rotate", `{"grace":"forever"}`)
@@ -93,6 +94,10 @@ func TestWebhookEndpoints(t *testing.T) {
 	e.want(200, "PATCH", "/api/v1/tenants/acme/webhooks/"+ep2.ID, `{"state":"disabled"}`, &got)
 	if got.State != "disabled" {
 		t.Fatalf("patched %+v", got)
+	}
+	e.want(200, "PATCH", "/api/v1/tenants/acme/webhooks/"+ep2.ID, `{"state":"active"}`, &got)
+	if got.State != "active" {
+		t.Fatalf("enabled again %+v", got)
 	}
 	e.wantProblem(400, "PATCH", "/api/v1/tenants/acme/webhooks/"+ep2.ID, `{"state":"paused"}`)
 

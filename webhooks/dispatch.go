@@ -246,9 +246,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		wg.Wait()
 	}()
-	if err := d.reload(ctx); err != nil {
-		d.log.Error("webhooks: reading endpoints", "err", err)
-	}
+	d.reload(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -262,9 +260,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.changed:
-			if err := d.reload(ctx); err != nil {
-				d.log.Error("webhooks: reading endpoints", "err", err)
-			}
+			d.reload(ctx)
 		case <-d.wake:
 			d.dirtyMu.Lock()
 			dirty := d.dirty
@@ -281,23 +277,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		if d.o.Now().Sub(d.lastReload) > reloadEvery {
-			if err := d.reload(ctx); err != nil {
-				d.log.Error("webhooks: reading endpoints", "err", err)
-			}
+			d.reload(ctx)
 		}
 	}
 }
 
-// reload reads the endpoints, keeping the state of those it knows.
-func (d *Dispatcher) reload(ctx context.Context) error {
+// stateKey is the key of an endpoint in Dispatcher.eps.
+func stateKey(tenant, id string) string { return tenant + "\x00" + id }
+
+// reload reads the endpoints, keeping the state of those it knows; on an
+// error it logs and keeps the endpoints it had.
+func (d *Dispatcher) reload(ctx context.Context) {
 	d.lastReload = d.o.Now()
 	eps, err := d.o.Store.Endpoints(ctx, "")
 	if err != nil {
-		return err
+		d.log.Error("webhooks: reading endpoints", "err", err)
+		return
 	}
 	seen := make(map[string]bool, len(eps))
 	for _, ep := range eps {
-		k := ep.Tenant + "\x00" + ep.ID
+		k := stateKey(ep.Tenant, ep.ID)
 		seen[k] = true
 		keys, err := d.o.Sealer.openAll(&ep)
 		if err != nil {
@@ -329,7 +328,6 @@ func (d *Dispatcher) reload(ctx context.Context) error {
 			delete(d.eps, k)
 		}
 	}
-	return nil
 }
 
 // rewind gives the buffered events back to the log, to be read again.
@@ -350,7 +348,7 @@ func (d *Dispatcher) fill(ctx context.Context) (next time.Time) {
 	// Retries, resends and replays that are due.
 	if free := d.o.Concurrency - d.inflight; free > 0 {
 		jobs, n, err := d.o.Store.Due(ctx, now, free, func(j Job) bool {
-			st := d.eps[j.Tenant+"\x00"+j.Endpoint]
+			st := d.eps[stateKey(j.Tenant, j.Endpoint)]
 			if st == nil || st.ep.State != Active {
 				return true
 			}
@@ -363,7 +361,7 @@ func (d *Dispatcher) fill(ctx context.Context) (next time.Time) {
 		}
 		next = n
 		for _, j := range jobs {
-			d.startScheduled(ctx, d.eps[j.Tenant+"\x00"+j.Endpoint], j, false)
+			d.startScheduled(ctx, d.eps[stateKey(j.Tenant, j.Endpoint)], j, false)
 		}
 	}
 	// New events, one endpoint after another.
@@ -696,7 +694,7 @@ func (d *Dispatcher) finish(ctx context.Context, j *job) {
 	if j.probe {
 		st.probing = false
 	}
-	if j.cancelled || d.eps[st.ep.Tenant+"\x00"+st.ep.ID] != st {
+	if j.cancelled || d.eps[stateKey(st.ep.Tenant, st.ep.ID)] != st {
 		return
 	}
 	now := d.o.Now()

@@ -673,8 +673,8 @@ func TestEndpointLimits(t *testing.T) {
 	}
 }
 
-// TestFindByIDReadsLittle: an event is found by its id, also among many
-// older ones, and another tenant's id is not found.
+// TestFindByID: an event is found by its id among other tenants' events
+// of the same moments, and another tenant's id is not found.
 func TestFindByID(t *testing.T) {
 	rc := newReceiver(t)
 	r := newRig(t, "", Options{})

@@ -165,11 +165,7 @@ func (m *Manager) Create(ctx context.Context, tenant, id string, in Input) (*End
 	if err := m.check(&in); err != nil {
 		return nil, "", err
 	}
-	secret, err := NewSecret()
-	if err != nil {
-		return nil, "", err
-	}
-	sealed, err := m.Sealer.seal(tenant, id, secret)
+	sealed, secret, err := m.newSecret(tenant, id)
 	if err != nil {
 		return nil, "", err
 	}
@@ -177,13 +173,27 @@ func (m *Manager) Create(ctx context.Context, tenant, id string, in Input) (*End
 	ep := &Endpoint{
 		Tenant: tenant, ID: id, URL: in.URL, Types: in.Types, Description: in.Description,
 		State: Active, CreatedAt: now, UpdatedAt: now,
-		Secrets: []SealedSecret{{Sealed: sealed, Prefix: secret[:len(SecretPrefix)+4]}},
+		Secrets: []SealedSecret{sealed},
 	}
 	if err := m.Store.CreateEndpoint(ctx, ep); err != nil {
 		return nil, "", err
 	}
 	m.changed()
 	return ep, secret, nil
+}
+
+// newSecret makes a secret for the endpoint id of tenant and returns it
+// sealed, to store, and in clear, to show this once.
+func (m *Manager) newSecret(tenant, id string) (SealedSecret, string, error) {
+	secret, err := NewSecret()
+	if err != nil {
+		return SealedSecret{}, "", err
+	}
+	sealed, err := m.Sealer.seal(tenant, id, secret)
+	if err != nil {
+		return SealedSecret{}, "", err
+	}
+	return SealedSecret{Sealed: sealed, Prefix: secret[:len(SecretPrefix)+4]}, secret, nil
 }
 
 // Patch is a change of an endpoint; nil fields stay.
@@ -265,17 +275,13 @@ func (m *Manager) Rotate(ctx context.Context, tenant, id string, grace time.Dura
 	if grace < 0 || grace > MaxGrace {
 		return nil, "", fmt.Errorf("%w: grace: between 0 and %s", ErrInvalid, MaxGrace)
 	}
-	secret, err := NewSecret()
-	if err != nil {
-		return nil, "", err
-	}
-	sealed, err := m.Sealer.seal(tenant, id, secret)
+	sealed, secret, err := m.newSecret(tenant, id)
 	if err != nil {
 		return nil, "", err
 	}
 	now := m.now()
 	ep, err := m.Store.UpdateEndpoint(ctx, tenant, id, func(ep *Endpoint) error {
-		keep := []SealedSecret{{Sealed: sealed, Prefix: secret[:len(SecretPrefix)+4]}}
+		keep := []SealedSecret{sealed}
 		for _, s := range ep.Secrets {
 			if s.Expires.IsZero() {
 				s.Expires = now.Add(grace)
@@ -362,8 +368,9 @@ func (m *Manager) findEvent(ctx context.Context, tenant, eventID string) (events
 		}
 		return ev, err
 	}
-	at, ok := ids.Time(strings.TrimPrefix(eventID, "evt_"))
-	if !ok || !strings.HasPrefix(eventID, "evt_") {
+	raw, isEvent := strings.CutPrefix(eventID, "evt_")
+	at, ok := ids.Time(raw)
+	if !isEvent || !ok {
 		return events.Event{}, fmt.Errorf("%w: event %q", ErrNotFound, eventID)
 	}
 	var found events.Event

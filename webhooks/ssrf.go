@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/net/idna"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/idna"
 )
 
 // Webhook endpoint URLs are chosen by tenants, so without a guard a tenant
@@ -97,8 +98,7 @@ func CheckAddr(a netip.Addr) error {
 		return fmt.Errorf("%w: invalid address", ErrBlockedAddress)
 	}
 	// Prefix.Contains never matches a zoned address: judge it without zone.
-	plain := a.WithZone("")
-	kind := blockedKind(plain)
+	kind := blockedKind(a.WithZone(""))
 	if kind == "" {
 		return nil
 	}

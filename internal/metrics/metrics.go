@@ -82,14 +82,20 @@ func (m *Metrics) Event(n events.Notice) {
 // Delivered observes the time a delivered recipient took from acceptance.
 func (m *Metrics) Delivered(d time.Duration) { m.latency.Observe(d.Seconds()) }
 
-// Gauge adds a gauge read at each scrape; f's error leaves the sample out.
+// Gauge adds a gauge read at each scrape. An error of f fails the scrape
+// (HTTP 500 naming the metric), so that a broken read shows as a failed
+// target rather than as a missing series.
 func (m *Metrics) Gauge(name, help string, f func() (float64, error)) {
-	m.reg.MustRegister(&funcGauge{desc: prometheus.NewDesc(name, help, nil, nil), kind: prometheus.GaugeValue, f: f})
+	m.addFunc(name, help, prometheus.GaugeValue, f)
 }
 
-// Counter adds a counter read at each scrape.
+// Counter adds a counter read at each scrape; errors as for Gauge.
 func (m *Metrics) Counter(name, help string, f func() (float64, error)) {
-	m.reg.MustRegister(&funcGauge{desc: prometheus.NewDesc(name, help, nil, nil), kind: prometheus.CounterValue, f: f})
+	m.addFunc(name, help, prometheus.CounterValue, f)
+}
+
+func (m *Metrics) addFunc(name, help string, kind prometheus.ValueType, f func() (float64, error)) {
+	m.reg.MustRegister(&funcMetric{desc: prometheus.NewDesc(name, help, nil, nil), kind: kind, f: f})
 }
 
 // Handler serves the metrics.
@@ -97,16 +103,17 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// funcGauge is a metric read by a function that may fail (a database read).
-type funcGauge struct {
+// funcMetric is a gauge or counter read by a function that may fail (a
+// database read).
+type funcMetric struct {
 	desc *prometheus.Desc
 	kind prometheus.ValueType
 	f    func() (float64, error)
 }
 
-func (g *funcGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+func (g *funcMetric) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
 
-func (g *funcGauge) Collect(ch chan<- prometheus.Metric) {
+func (g *funcMetric) Collect(ch chan<- prometheus.Metric) {
 	v, err := g.f()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(g.desc, err)
