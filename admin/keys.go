@@ -112,13 +112,8 @@ func (s *server) createKey(c echo.Context, t tenant.Tenant) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	var alg dkim.Algorithm
-	switch strings.ToLower(req.Algorithm) {
-	case "rsa", string(dkim.RSA):
-		alg = dkim.RSA
-	case "ed25519", string(dkim.Ed25519):
-		alg = dkim.Ed25519
-	default:
+	alg, ok := dkim.ParseAlgorithm(req.Algorithm)
+	if !ok {
 		return invalid(`algorithm must be "rsa" or "ed25519"`)
 	}
 	k, err := s.Tenants.AddKey(c.Request().Context(), d.Name, alg)

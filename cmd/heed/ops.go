@@ -178,13 +178,8 @@ func dkimCmd(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	var alg dkim.Algorithm
-	switch strings.ToLower(*algo) {
-	case "rsa", string(dkim.RSA):
-		alg = dkim.RSA
-	case "ed25519", string(dkim.Ed25519):
-		alg = dkim.Ed25519
-	default:
+	alg, ok := dkim.ParseAlgorithm(*algo)
+	if !ok {
 		return fmt.Errorf("dkim keygen: -algorithm must be rsa or ed25519, not %q", *algo)
 	}
 	k, err := dkim.Generate(alg)

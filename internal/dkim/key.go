@@ -25,6 +25,18 @@ const (
 	Ed25519 Algorithm = "ed25519-sha256" // RFC 8463
 )
 
+// ParseAlgorithm reads an algorithm as an operator names it: "rsa" or
+// "ed25519" (or the a= tag's "rsa-sha256", "ed25519-sha256"), in any case.
+func ParseAlgorithm(s string) (Algorithm, bool) {
+	switch strings.ToLower(s) {
+	case "rsa", string(RSA):
+		return RSA, true
+	case "ed25519", string(Ed25519):
+		return Ed25519, true
+	}
+	return "", false
+}
+
 // Key sizes. RFC 8301 section 3.2: signers MUST use at least 1024 bits and
 // SHOULD use at least 2048; verifiers need only handle up to 4096, so a
 // longer key risks signatures nobody checks (and a TXT record too long for

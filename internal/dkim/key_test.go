@@ -180,3 +180,16 @@ func TestNewSelector(t *testing.T) {
 		}
 	}
 }
+
+func TestParseAlgorithm(t *testing.T) {
+	for in, want := range map[string]Algorithm{"rsa": RSA, "RSA": RSA, "rsa-sha256": RSA, "ed25519": Ed25519, "Ed25519-SHA256": Ed25519} {
+		if got, ok := ParseAlgorithm(in); !ok || got != want {
+			t.Errorf("ParseAlgorithm(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "rsa-sha1", "dsa", "ed448"} {
+		if got, ok := ParseAlgorithm(in); ok {
+			t.Errorf("ParseAlgorithm(%q) = %q, want refused", in, got)
+		}
+	}
+}
