@@ -45,6 +45,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMailto$$' -fuzztime $(FUZZTIME) ./suppression/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/report/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./webhooks/
+	$(GO) test -run '^$$' -fuzz '^FuzzDotStuffing$$' -fuzztime $(FUZZTIME) ./internal/outbound/
+	$(GO) test -run '^$$' -fuzz '^FuzzReplies$$' -fuzztime $(FUZZTIME) ./internal/outbound/
 
 clean:
 	rm -rf bin

@@ -28,16 +28,31 @@
 // text; failures of the connection itself become 4.4.2 and the connection
 // is thrown away.
 //
+// # Pipelining
+//
+// When the server offers PIPELINING (RFC 2920), as nearly every MTA does,
+// the transaction is spoken by this package rather than go-smtp's client,
+// which has no pipelining: MAIL, RCPT and DATA go out in one write, their
+// three replies are read, and the body, dot-stuffed, goes out in one more
+// write. A message then costs two round trips instead of four, which is most
+// of a delivery's time to a distant server, and fewer system calls on both
+// ends. All three replies are read whatever they say, so the session stays
+// in step; a refused MAIL, RCPT or DATA is passed on like any reply, and a
+// server that answers 354 to DATA after refusing the recipient is left
+// waiting for a body that never comes: that session is closed, not reused.
+// Replies are read with net/textproto, at most 64 KiB each.
+//
 // # Connection reuse
 //
 // A connection that ends a transaction in a known state goes back to an idle
 // cache keyed by next hop, bounded per hop and closed after IdleTimeout. A
 // rejected transaction is reset with RSET first; after a completed DATA the
 // server has already cleared its state (RFC 5321 section 4.1.1.4), so no RSET
-// is sent: go-smtp re-sends EHLO after every RSET, and saving those two round
-// trips per message is the point of the cache. A cached connection the server
-// has meanwhile dropped shows up as an I/O error or a 421 at MAIL FROM;
-// Deliver then retries once on a fresh connection.
+// is sent: go-smtp re-sends EHLO after every RSET (the pipelined path does
+// not), and saving those round trips per message is the point of the cache.
+// A cached connection the server has meanwhile dropped shows up as an I/O
+// error or a 421 at MAIL FROM; Deliver then retries once on a fresh
+// connection.
 //
 // # Capture
 //

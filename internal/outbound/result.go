@@ -65,13 +65,20 @@ func fromReply(se *smtp.SMTPError, host string) Result {
 
 // fromSuccess builds the Result of a 250 reply whose text go-smtp returns
 // unparsed, enhanced code included.
-func fromSuccess(text, host string) Result {
-	r := Result{Code: 250, Text: oneLine(text), Host: host}
-	if code, rest, ok := strings.Cut(r.Text, " "); ok && isEnhancedCode(code) {
-		r.Enhanced, r.Text = code, rest
-	} else if isEnhancedCode(r.Text) {
-		r.Enhanced, r.Text = r.Text, ""
+func fromSuccess(text, host string) Result { return fromText(250, text, host) }
+
+// fromText builds the Result of a reply read as net/textproto returns it:
+// lines joined by "\n", each still starting with the enhanced code when
+// the server sends one (RFC 2034 puts it on every line).
+func fromText(code int, text, host string) Result {
+	r := Result{Code: code, Host: host}
+	first, _, _ := strings.Cut(text, "\n")
+	if enh, _, _ := strings.Cut(first, " "); isEnhancedCode(enh) {
+		r.Enhanced = enh
+		text = strings.TrimPrefix(text, enh)
+		text = strings.ReplaceAll(text, "\n"+enh+" ", "\n")
 	}
+	r.Text = oneLine(text)
 	return r
 }
 

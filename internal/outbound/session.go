@@ -26,6 +26,16 @@ type conn struct {
 	tls       bool
 	reused    bool      // taken from the idle cache
 	idleSince time.Time // set when cached
+	// pipelining: the server offers PIPELINING (RFC 2920), and transactions
+	// are spoken by pipelined, reading replies through replies.
+	pipelining bool
+	replies    *replyReader
+}
+
+// has reports whether the server named ext in its EHLO reply.
+func (cn *conn) has(ext string) bool {
+	ok, _ := cn.c.Extension(ext)
+	return ok
 }
 
 // close ends the session without waiting: QUIT is sent as a courtesy (RFC
@@ -92,6 +102,7 @@ func (t *Transport) dialSession(ctx context.Context, h hop, ip net.IPAddr, tryTL
 			return nil, fmt.Errorf("%s: %w", h.addr(), err)
 		}
 	}
+	cn.pipelining = cn.has("PIPELINING")
 	return cn, nil
 }
 
@@ -203,6 +214,9 @@ func (t *Transport) transact(ctx context.Context, cn *conn, env Envelope, msg []
 // in a known state, ready for the next message; began whether the server
 // accepted MAIL FROM.
 func (t *Transport) transaction(cn *conn, env Envelope, msg []byte) (r Result, reusable, began bool) {
+	if cn.pipelining {
+		return t.pipelined(cn, env, msg)
+	}
 	host := cn.hop.addr()
 	opts := &smtp.MailOptions{Size: int64(len(msg))}
 	if !isASCII(env.From) || !isASCII(env.To) {

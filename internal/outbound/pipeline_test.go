@@ -1,0 +1,358 @@
+package outbound
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// scripted is a remote mail server that answers from a script, for what
+// go-smtp's server cannot be made to do: leave PIPELINING out of its EHLO
+// reply, refuse the DATA command itself, or say 354 when it should not.
+type scripted struct {
+	// pipelining puts PIPELINING in the EHLO reply.
+	pipelining bool
+	// hold makes the server read MAIL, RCPT and DATA before it answers any
+	// of them, as only a pipelining client lets it.
+	hold bool
+	// reply returns the reply to a command ("MAIL", "RCPT", "DATA", or "."
+	// for the end of the data) on connection conn (from 1); "" for the
+	// usual one.
+	reply func(conn int, cmd string) string
+
+	addr string
+	mu   sync.Mutex
+	// seen is what each connection received, one entry per command (verb
+	// only) or body ("body:" and the bytes before the final dot line).
+	seen [][]string
+	// unasked counts MAILs that arrived with more commands right behind
+	// them, in the same read: commands the client did not wait to send.
+	unasked int
+}
+
+func startScripted(t *testing.T, s *scripted) *scripted {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	s.addr = ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.seen = append(s.seen, nil)
+			n := len(s.seen)
+			s.mu.Unlock()
+			go s.serve(c, n)
+		}
+	}()
+	return s
+}
+
+func (s *scripted) note(conn int, what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen[conn-1] = append(s.seen[conn-1], what)
+}
+
+func (s *scripted) transcript(conn int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.seen[conn-1]...)
+}
+
+func (s *scripted) connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+func (s *scripted) answer(conn int, cmd, usual string) string {
+	if s.reply != nil {
+		if r := s.reply(conn, cmd); r != "" {
+			return r
+		}
+	}
+	return usual
+}
+
+func (s *scripted) serve(c net.Conn, conn int) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	tr := textproto.NewReader(br)
+	w := bufio.NewWriter(c)
+	say := func(lines ...string) {
+		for _, l := range lines {
+			_, _ = w.WriteString(l + "\r\n")
+		}
+		_ = w.Flush()
+	}
+	say("220 scripted.test ESMTP")
+	var pending []string // held commands
+	var mailOK, rcptOK bool
+	for {
+		line, err := tr.ReadLine()
+		if err != nil {
+			return
+		}
+		verb, _, _ := strings.Cut(strings.ToUpper(line), " ")
+		verb, _, _ = strings.Cut(verb, ":")
+		switch verb {
+		case "EHLO":
+			ext := []string{"250-scripted.test", "250-8BITMIME", "250-SIZE 10000000"}
+			if s.pipelining {
+				ext = append(ext, "250-PIPELINING")
+			}
+			say(append(ext, "250 ENHANCEDSTATUSCODES")...)
+			continue
+		case "QUIT":
+			say("221 2.0.0 bye")
+			return
+		}
+		s.note(conn, verb)
+		if verb == "MAIL" && br.Buffered() > 0 {
+			s.mu.Lock()
+			s.unasked++
+			s.mu.Unlock()
+		}
+		if s.hold && verb != "DATA" && verb != "RSET" {
+			pending = append(pending, verb)
+			continue
+		}
+		var out []string
+		for _, v := range append(pending, verb) {
+			var r string
+			switch v {
+			case "MAIL":
+				r = s.answer(conn, v, "250 2.1.0 ok")
+				mailOK = r[0] == '2'
+			case "RCPT":
+				usual := "503 5.5.1 MAIL first"
+				if mailOK {
+					usual = "250 2.1.5 ok"
+				}
+				r = s.answer(conn, v, usual)
+				rcptOK = rcptOK || r[0] == '2'
+			case "DATA":
+				usual := "554 5.5.1 no valid recipients"
+				if rcptOK {
+					usual = "354 go ahead"
+				}
+				r = s.answer(conn, v, usual)
+			case "RSET":
+				r, mailOK, rcptOK = "250 2.0.0 ok", false, false
+			default:
+				r = "500 5.5.1 unknown command"
+			}
+			out = append(out, r)
+		}
+		pending = nil
+		say(out...)
+		if verb != "DATA" || !strings.HasPrefix(out[len(out)-1], "354") {
+			continue
+		}
+		var body bytes.Buffer
+		for {
+			l, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if string(l) == ".\r\n" {
+				break
+			}
+			body.Write(l)
+		}
+		s.note(conn, "body:"+body.String())
+		say(s.answer(conn, ".", "250 2.0.0 queued as 42"))
+		mailOK, rcptOK = false, false
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	s := startScripted(t, &scripted{pipelining: true, hold: true})
+	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+	for i := range 2 {
+		r := tr.Deliver(t.Context(), env(i, "ann@example.org"), message)
+		// A client that waited for each reply would wait for ever here: the
+		// server answers MAIL only once RCPT and DATA are in.
+		wantResult(t, r, 250, "2.0.0", "queued as 42")
+	}
+	want := []string{"MAIL", "RCPT", "DATA", "body:" + stuffed(message), "MAIL", "RCPT", "DATA", "body:" + stuffed(message)}
+	if got := s.transcript(1); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("server saw %q,\nwant %q", got, want)
+	}
+	if s.connections() != 1 {
+		t.Errorf("connections = %d, want 1", s.connections())
+	}
+}
+
+// stuffed is msg as DATA carries it: a dot doubled at the start of a line.
+func stuffed(msg []byte) string {
+	return strings.ReplaceAll("\n"+string(msg), "\n.", "\n..")[1:]
+}
+
+func TestNoPipeliningWithoutTheExtension(t *testing.T) {
+	s := startScripted(t, &scripted{})
+	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+	for i := range 2 {
+		if r := tr.Deliver(t.Context(), env(i, "ann@example.org"), message); !r.Delivered() {
+			t.Fatalf("delivery %d: %q", i, r)
+		}
+	}
+	s.mu.Lock()
+	unasked := s.unasked
+	s.mu.Unlock()
+	if unasked != 0 {
+		t.Errorf("%d MAIL commands came with more behind them, to a server without PIPELINING", unasked)
+	}
+	if got := s.transcript(1); len(got) != 8 || got[3] != "body:"+stuffed(message) {
+		t.Errorf("server saw %q", got)
+	}
+}
+
+// TestScriptedRefusals checks each way a server can refuse a transaction,
+// with and without pipelining: the Result, whether the session was reset,
+// and whether the next message went over the same connection.
+func TestScriptedRefusals(t *testing.T) {
+	tests := []struct {
+		name     string
+		cmd      string // the command refused on the first connection
+		reply    string
+		code     int
+		enhanced string
+		text     string
+		rset     bool // the client must send RSET after the refusal
+		reused   bool // the next message goes over the same connection
+	}{
+		{"MAIL refused", "MAIL", "553 5.7.1 sender refused", 553, "5.7.1", "sender refused", false, true},
+		{"RCPT refused", "RCPT", "550-5.1.1 no such\r\n550 5.1.1 user", 550, "5.1.1", "no such user", true, true},
+		{"RCPT greylisted", "RCPT", "451 4.7.1 later", 451, "4.7.1", "later", true, true},
+		{"DATA refused", "DATA", "554 5.5.1 no valid recipients", 554, "5.5.1", "no valid recipients", true, true},
+		{"end of data refused", ".", "552 5.3.4 too big", 552, "5.3.4", "too big", false, true},
+		{"server closing", "RCPT", "421 4.3.2 shutting down", 421, "4.3.2", "shutting down", false, false},
+		{"reply out of place", "MAIL", "354 what", 451, "4.5.0", "", false, false},
+	}
+	for _, pipelining := range []bool{true, false} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/pipelining=%v", tc.name, pipelining), func(t *testing.T) {
+				var refusedOnce atomic.Bool
+				s := startScripted(t, &scripted{pipelining: pipelining, reply: func(conn int, cmd string) string {
+					if cmd == tc.cmd && refusedOnce.CompareAndSwap(false, true) {
+						return tc.reply
+					}
+					return ""
+				}})
+				tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+				r := tr.Deliver(t.Context(), env(1, "ann@example.org"), message)
+				wantResult(t, r, tc.code, tc.enhanced, tc.text)
+				if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
+					t.Fatalf("next message: %q", r)
+				}
+				got := s.transcript(1)
+				if rset := strings.Contains(fmt.Sprint(got), "RSET"); rset != tc.rset {
+					t.Errorf("RSET sent = %v, want %v (server saw %q)", rset, tc.rset, got)
+				}
+				if reused := s.connections() == 1; reused != tc.reused {
+					t.Errorf("same connection = %v, want %v (%d connections)", reused, tc.reused, s.connections())
+				}
+			})
+		}
+	}
+}
+
+// A server that says 354 to DATA although it refused the recipient waits
+// for a body: the client sends none, and does not use that session again.
+func TestPipelinedDataAcceptedAfterRefusal(t *testing.T) {
+	s := startScripted(t, &scripted{pipelining: true, reply: func(conn int, cmd string) string {
+		switch {
+		case conn == 1 && cmd == "RCPT":
+			return "550 5.1.1 no such user"
+		case conn == 1 && cmd == "DATA":
+			return "354 go ahead"
+		}
+		return ""
+	}})
+	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+	wantResult(t, tr.Deliver(t.Context(), env(1, "ann@example.org"), message), 550, "5.1.1", "no such user")
+	if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
+		t.Fatalf("next message: %q", r)
+	}
+	if got := s.transcript(1); fmt.Sprint(got) != "[MAIL RCPT DATA]" {
+		t.Errorf("first connection saw %q, want no body", got)
+	}
+	if s.connections() != 2 {
+		t.Errorf("connections = %d, want 2", s.connections())
+	}
+}
+
+func TestDotStuffing(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "\r\n.\r\n"},
+		{"a\r\n", "a\r\n.\r\n"},
+		{"a", "a\r\n.\r\n"},
+		{".a\r\n.\r\n..\r\n", "..a\r\n..\r\n...\r\n.\r\n"},
+		{"a\nb\n", "a\r\nb\r\n.\r\n"},
+		{"a\r", "a\r\n.\r\n"},
+		{"a\rb", "a\rb\r\n.\r\n"},
+		{"a\r.b\r\n", "a\r.b\r\n.\r\n"},
+	} {
+		if got := string(appendDotStuffed(nil, []byte(tc.in))); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// FuzzDotStuffing holds appendDotStuffed to what net/textproto's DotWriter
+// writes for the same message.
+func FuzzDotStuffing(f *testing.F) {
+	f.Add([]byte(message))
+	f.Add([]byte(".\r\n\r\r\n\n.\r.\n\r\r\r\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var want bytes.Buffer
+		bw := bufio.NewWriter(&want)
+		dw := textproto.NewWriter(bw).DotWriter()
+		_, _ = dw.Write(msg)
+		_ = dw.Close()
+		if got := appendDotStuffed(nil, msg); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%q: got %q, DotWriter writes %q", msg, got, want.Bytes())
+		}
+	})
+}
+
+// FuzzReplies feeds a server's replies to the reader pipelined uses: no
+// input may make it panic, and every reply it accepts becomes a Result with
+// a code that the queue can act on.
+func FuzzReplies(f *testing.F) {
+	f.Add([]byte("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n250 2.0.0 queued\r\n"))
+	f.Add([]byte("550-5.1.1 no such\r\n550 5.1.1 user\r\n503 5.5.1 RCPT first\r\n"))
+	f.Add([]byte("421 4.3.2 bye\r\n"))
+	f.Add([]byte("25"))
+	f.Add([]byte("250-a\r\n251 b\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rr := newReplyReader(bytes.NewReader(in))
+		for range 4 {
+			rep, err := rr.read()
+			if err != nil {
+				return
+			}
+			r, _ := refused("mx.test:25", "RCPT TO", rep)
+			if r.Code < 400 || r.Code > 599 {
+				t.Fatalf("reply %d %q became %q", rep.code, rep.text, r)
+			}
+			if rep.code >= 200 && rep.code < 300 {
+				_ = fromText(rep.code, rep.text, "mx.test:25").String()
+			}
+		}
+	})
+}
