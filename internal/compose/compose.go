@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -82,10 +83,19 @@ type Input struct {
 // Header is a parsed header with the body that follows it.
 type Header = textproto.Header
 
+// splitReaders reuses Split's read buffers: every delivery attempt splits
+// its message, and a fresh 4 KiB buffer each time showed in the profile.
+var splitReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
 // Split parses the header of a message and returns it with the rest.
 func Split(msg []byte) (Header, []byte, error) {
 	r := bytes.NewReader(msg)
-	br := bufio.NewReader(r)
+	br := splitReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		splitReaders.Put(br)
+	}()
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return h, nil, malformed("header", "%v", err)

@@ -279,13 +279,14 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		var m Message
 		var r Recipient
 		rk := rowKey(job.MessageID, job.Index)
-		if msgs.Get([]byte(job.MessageID)) == nil || rows.Get(rk) == nil {
+		rawMsg, rawRow := msgs.Get([]byte(job.MessageID)), rows.Get(rk)
+		if rawMsg == nil || rawRow == nil {
 			return nil // the entry outlived its message: dropping it is all
 		}
-		if err := getJSON(msgs, []byte(job.MessageID), &m); err != nil {
+		if err := json.Unmarshal(rawMsg, &m); err != nil {
 			return err
 		}
-		if err := getJSON(rows, rk, &r); err != nil {
+		if err := json.Unmarshal(rawRow, &r); err != nil {
 			return err
 		}
 		if r.State.Final() {
