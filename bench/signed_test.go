@@ -65,7 +65,7 @@ func BenchmarkFanOut(b *testing.B) {
 	var accept time.Duration
 	for range b.N {
 		b.StopTimer()
-		env := startRelay(b, scenario{domainConcurrency: benchDomainConcurrency, signed: true})
+		env := startRelay(b, scenario{domainConcurrency: benchDomainConcurrency, signed: true, keepBodies: true})
 		env.target.Store(rcpts)
 		c, err := env.dial()
 		if err != nil {

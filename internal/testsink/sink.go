@@ -43,13 +43,18 @@ type Options struct {
 	// `if attempt == 1 { return 451 }`. DATA asks once per recipient; the
 	// first error answers.
 	Reply func(stage, from, rcpt string, attempt int) *smtp.SMTPError
+	// Discard reads each message's data and keeps only its envelope
+	// (Message.Data is nil), as Postfix's smtp-sink does: for benchmarks,
+	// where holding every body would add allocation and copying that a
+	// remote server would not do on the relay's CPU.
+	Discard bool
 }
 
 // Message is one message the sink accepted.
 type Message struct {
 	From     string
 	To       []string
-	Data     []byte // as received, dot-unstuffed, CRLF line endings kept
+	Data     []byte // as received, dot-unstuffed, CRLF line endings kept (nil with Options.Discard)
 	TLS      bool   // the transaction ran over STARTTLS
 	AuthUser string // the user that authenticated, "" if none
 	Conn     int    // serial of the connection it arrived on, from 1
@@ -260,7 +265,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
+	var data []byte
+	var err error
+	if s.sink.opts.Discard {
+		_, err = io.Copy(io.Discard, r)
+	} else {
+		data, err = io.ReadAll(r)
+	}
 	if err != nil {
 		return err
 	}

@@ -98,3 +98,19 @@ func TestSinkTLSAndAuth(t *testing.T) {
 		t.Errorf("message = %+v", m)
 	}
 }
+
+func TestSinkDiscardKeepsEnvelopes(t *testing.T) {
+	s := Start(t, Options{Discard: true})
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := send(t, c, "a@example.com", "b@example.org", "Subject: hi\r\n\r\nbody\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	m := s.Wait(t, 1, 5*time.Second)[0]
+	if m.Data != nil || m.From != "a@example.com" || strings.Join(m.To, ",") != "b@example.org" {
+		t.Errorf("message = %+v, want the envelope without data", m)
+	}
+}
