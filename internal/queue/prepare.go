@@ -60,9 +60,9 @@ func (e *suppressedError) Error() string {
 }
 
 // prepare checks suppression for one attempt and renders the copy for
-// rcpt, signed. Its errors are *suppressedError, *permanentError, or
+// rcpt, signed, into buf. Its errors are *suppressedError, *permanentError, or
 // temporary.
-func (q *Queue) prepare(ctx context.Context, msg *Message, rcpt Recipient, body []byte) ([]byte, error) {
+func (q *Queue) prepare(ctx context.Context, msg *Message, rcpt Recipient, body []byte, buf *bytes.Buffer) error {
 	in := compose.Input{
 		MessageID: msg.ID, Hostname: q.o.Hostname, ReceivedAt: msg.ReceivedAt,
 		Helo: msg.Client.Helo, ClientAddr: msg.Client.Addr, TLS: msg.Client.TLS, Auth: msg.Client.Auth,
@@ -70,20 +70,19 @@ func (q *Queue) prepare(ctx context.Context, msg *Message, rcpt Recipient, body 
 	}
 	if q.o.Tenants != nil {
 		if err := q.personalize(ctx, &in, msg, rcpt); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	var buf bytes.Buffer
 	buf.Grow(len(body) + 2048)
-	err := compose.Render(&buf, body, in)
+	err := compose.Render(buf, body, in)
 	switch {
 	case errors.Is(err, compose.ErrMalformed), errors.Is(err, dkim.ErrBadMessage):
 		// The stored message itself is at fault: no retry will help.
-		return nil, permanent("554 5.6.0 the message could not be prepared for delivery: %v", err)
+		return permanent("554 5.6.0 the message could not be prepared for delivery: %v", err)
 	case err != nil:
-		return nil, err
+		return err
 	}
-	return buf.Bytes(), nil
+	return nil
 }
 
 // personalize fills in the list treatment, the unsubscribe addresses and

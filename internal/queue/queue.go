@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -282,10 +283,12 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	if rcpt.State.Final() {
 		return Outcome{State: rcpt.State, Reply: rcpt.LastReply, At: q.o.Now()}, msg, true
 	}
-	rendered, err := q.render(msg, rcpt)
-	if err != nil {
+	buf := renderBufs.Get().(*bytes.Buffer)
+	defer putRenderBuf(buf)
+	if err := q.render(msg, rcpt, buf); err != nil {
 		return q.unprepared(msg, rcpt, err), msg, true
 	}
+	rendered := buf.Bytes()
 	env := outbound.Envelope{
 		MessageID: msg.ID, Recipient: rcpt.Index,
 		From: q.o.VERP.Address(msg.ID, rcpt.Index), To: rcpt.Address,
@@ -363,16 +366,28 @@ func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcom
 }
 
 // render reads the stored body and prepares the copy for rcpt.
-func (q *Queue) render(msg *Message, rcpt Recipient) ([]byte, error) {
+func (q *Queue) render(msg *Message, rcpt Recipient, buf *bytes.Buffer) error {
 	body := msg.Body
 	if !msg.Inline {
 		var err error
 		if body, err = q.o.Spool.ReadAll(msg.ID); err != nil {
 			// A body that cannot be read will not get better.
-			return nil, permanent("554 5.3.0 the stored message cannot be read: %v", err)
+			return permanent("554 5.3.0 the stored message cannot be read: %v", err)
 		}
 	} else if body == nil {
-		return nil, permanent("554 5.3.0 the body of %s is missing from the database", msg.ID)
+		return permanent("554 5.3.0 the body of %s is missing from the database", msg.ID)
 	}
-	return q.prepare(q.workCtx, msg, rcpt, body)
+	return q.prepare(q.workCtx, msg, rcpt, body, buf)
+}
+
+// renderBufs holds the buffers attempts render into: the rendered copy is
+// only needed until Deliver returns, and a fresh one per attempt was most
+// of the queue's own allocation.
+var renderBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putRenderBuf(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 { // a rare huge message does not stay pinned
+		b.Reset()
+		renderBufs.Put(b)
+	}
 }
