@@ -16,8 +16,9 @@ import (
 // go-smtp's server cannot be made to do: leave PIPELINING out of its EHLO
 // reply, refuse the DATA command itself, or say 354 when it should not.
 type scripted struct {
-	// pipelining puts PIPELINING in the EHLO reply.
-	pipelining bool
+	// pipelining and smtputf8 put PIPELINING and SMTPUTF8 in the EHLO
+	// reply.
+	pipelining, smtputf8 bool
 	// hold makes the server read MAIL, RCPT and DATA before it answers any
 	// of them, as only a pipelining client lets it.
 	hold bool
@@ -34,6 +35,8 @@ type scripted struct {
 	// unasked counts MAILs that arrived with more commands right behind
 	// them, in the same read: commands the client did not wait to send.
 	unasked int
+	// mails are the MAIL commands received, parameters and all.
+	mails []string
 }
 
 func startScripted(t *testing.T, s *scripted) *scripted {
@@ -70,6 +73,12 @@ func (s *scripted) transcript(conn int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.seen[conn-1]...)
+}
+
+func (s *scripted) mailCommands() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.mails...)
 }
 
 func (s *scripted) connections() int {
@@ -114,6 +123,9 @@ func (s *scripted) serve(c net.Conn, conn int) {
 			if s.pipelining {
 				ext = append(ext, "250-PIPELINING")
 			}
+			if s.smtputf8 {
+				ext = append(ext, "250-SMTPUTF8")
+			}
 			say(append(ext, "250 ENHANCEDSTATUSCODES")...)
 			continue
 		case "QUIT":
@@ -121,9 +133,12 @@ func (s *scripted) serve(c net.Conn, conn int) {
 			return
 		}
 		s.note(conn, verb)
-		if verb == "MAIL" && br.Buffered() > 0 {
+		if verb == "MAIL" {
 			s.mu.Lock()
-			s.unasked++
+			s.mails = append(s.mails, line)
+			if br.Buffered() > 0 {
+				s.unasked++
+			}
 			s.mu.Unlock()
 		}
 		if s.hold && verb != "DATA" && verb != "RSET" {
@@ -152,6 +167,8 @@ func (s *scripted) serve(c net.Conn, conn int) {
 				r = s.answer(conn, v, usual)
 			case "RSET":
 				r, mailOK, rcptOK = "250 2.0.0 ok", false, false
+			case "NOOP":
+				r = "250 2.0.0 ok"
 			default:
 				r = "500 5.5.1 unknown command"
 			}
@@ -194,6 +211,36 @@ func TestPipelining(t *testing.T) {
 	}
 	if s.connections() != 1 {
 		t.Errorf("connections = %d, want 1", s.connections())
+	}
+}
+
+// TestMailParameters checks what MAIL FROM says on both paths: the body
+// type and size the server offers to hear, SMTPUTF8 for a non-ASCII
+// address when it is offered, and a permanent 5.6.7 without sending
+// anything when it is not.
+func TestMailParameters(t *testing.T) {
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprint("pipelining=", pipelining), func(t *testing.T) {
+			s := startScripted(t, &scripted{pipelining: pipelining, smtputf8: true})
+			tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+			if r := tr.Deliver(t.Context(), env(1, "jörg@example.org"), message); !r.Delivered() {
+				t.Fatalf("delivery: %q", r)
+			}
+			want := fmt.Sprintf("MAIL FROM:<bounce+1@heed.example> BODY=8BITMIME SIZE=%d SMTPUTF8", len(message))
+			if got := s.mailCommands(); len(got) != 1 || got[0] != want {
+				t.Errorf("MAIL commands %q, want %q", got, want)
+			}
+
+			old := startScripted(t, &scripted{pipelining: pipelining})
+			tr = newTransport(t, Options{Routes: map[string]string{"example.org": old.addr}})
+			wantResult(t, tr.Deliver(t.Context(), env(2, "jörg@example.org"), message), 553, "5.6.7", "")
+			if r := tr.Deliver(t.Context(), env(3, "ann@example.org"), message); !r.Delivered() {
+				t.Fatalf("next message: %q", r)
+			}
+			if got := old.mailCommands(); len(got) != 1 || old.connections() != 1 {
+				t.Errorf("MAIL commands %q over %d connections, want one for the ASCII message", got, old.connections())
+			}
+		})
 	}
 }
 
