@@ -33,14 +33,17 @@
 // When the server offers PIPELINING (RFC 2920), as nearly every MTA does,
 // the transaction is spoken by this package rather than go-smtp's client,
 // which has no pipelining: MAIL, RCPT and DATA go out in one write, their
-// three replies are read, and the body, dot-stuffed, goes out in one more
-// write. A message then costs two round trips instead of four, which is most
-// of a delivery's time to a distant server, and fewer system calls on both
-// ends. All three replies are read whatever they say, so the session stays
-// in step; a refused MAIL, RCPT or DATA is passed on like any reply, and a
-// server that answers 354 to DATA after refusing the recipient is left
-// waiting for a body that never comes: that session is closed, not reused.
-// Replies are read with net/textproto, at most 64 KiB each.
+// three replies are read, each within the command timeout, and the body,
+// dot-stuffed, goes out in writes of about 64 KiB (one for a typical
+// message). A message then costs two round trips instead of four on a
+// reused connection, which is most of a delivery's time to a distant
+// server, and fewer system calls on both ends. All three replies are read
+// whatever they say, so the session stays in step, except after a 421:
+// the server is closing. A refused MAIL, RCPT or DATA is passed on like any
+// reply, also when the server hangs up right after it; a server that
+// answers 354 to DATA after refusing the recipient is left waiting for a
+// body that never comes, and that session is closed, not reused. Replies
+// are read with net/textproto, at most 64 KiB each.
 //
 // # Connection reuse
 //

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/textproto"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -87,9 +88,7 @@ func putBuf(b *[]byte) {
 // pipelined is transaction for a server that offers PIPELINING.
 func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reusable, began bool) {
 	host := cn.hop.addr()
-	if strings.ContainsAny(env.From, "\r\n") || strings.ContainsAny(env.To, "\r\n") {
-		return permanent(553, "5.1.3", "an address holds a line break"), true, false
-	}
+	// deliver has refused addresses with CR, LF or angle brackets.
 	utf8 := !isASCII(env.From) || !isASCII(env.To)
 	if utf8 && !cn.has("SMTPUTF8") {
 		return permanent(553, "5.6.7", "%s does not support SMTPUTF8, needed for a non-ASCII address (RFC 6531)", host), true, false
@@ -107,7 +106,7 @@ func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reu
 	if cn.has("8BITMIME") {
 		b = append(b, " BODY=8BITMIME"...)
 	}
-	if cn.has("SIZE") {
+	if cn.has("SIZE") && len(msg) > 0 {
 		b = append(b, " SIZE="...)
 		b = strconv.AppendInt(b, int64(len(msg)), 10)
 	}
@@ -123,40 +122,61 @@ func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reu
 	if _, err := cn.nc.Write(b); err != nil {
 		return lost(host, "MAIL FROM", err), false, false
 	}
-	// All three replies are read whatever they say, so the session stays
-	// in step (RFC 2920 section 3.1).
+	// The three replies are read whatever they say, so the session stays
+	// in step (RFC 2920 section 3.1), unless the server is closing: after
+	// a 421 nothing more comes. Each gets a command's time, as it would
+	// unpipelined: the server answers them one after another.
 	var reps [3]reply
-	for i, stage := range [...]string{"MAIL FROM", "RCPT TO", "DATA"} {
+	var rerr error
+	n := 0
+	for n < len(reps) {
+		_ = cn.nc.SetDeadline(time.Now().Add(t.o.CommandTimeout))
 		rep, err := cn.replies.read()
 		if err != nil {
-			return lost(host, stage, err), false, i > 0 && reps[0].code == 250
+			rerr = err
+			break
 		}
-		reps[i] = rep
+		reps[n] = rep
+		n++
+		if rep.code == 421 {
+			break
+		}
 	}
 	mail, rcpt, data := reps[0], reps[1], reps[2]
-	began = mail.code == 250
-	// A server that said 354 to DATA in spite of a refused MAIL or RCPT now
-	// waits for a body: that session cannot be trusted with another message.
-	intact := data.code != 354 && mail.code != 421 && rcpt.code != 421 && data.code != 421
+	began = n > 0 && mail.code == 250
+	// The session can carry another message only if every reply came, none
+	// was 421, and DATA was not answered 354 in spite of a refusal: such a
+	// server waits for a body that will not come. A refusal already read
+	// decides the Result even if the server hung up after it (as Exim's
+	// "drop" does): the reply is what the queue must act on.
+	intact := n == len(reps) && data.code != 354 && data.code != 421
 	var ok bool
 	switch {
+	case n == 0:
+		return lost(host, "MAIL FROM", rerr), false, false
 	case !began:
 		r, ok = refused(host, "MAIL FROM", mail)
 		return r, ok && intact, false // no transaction was opened
+	case n == 1:
+		return lost(host, "RCPT TO", rerr), false, true
 	case rcpt.code/10 != 25:
 		r, ok = refused(host, "RCPT TO", rcpt)
 		return r, ok && intact && t.rset(cn), true
+	case n == 2:
+		return lost(host, "DATA", rerr), false, true
 	case data.code != 354:
 		r, ok = refused(host, "DATA", data)
-		return r, ok && intact && t.rset(cn), true
+		return r, ok && t.rset(cn), true
 	}
 
-	b = appendDotStuffed(b[:0], msg)
+	b, err := writeData(cn.nc, b, msg, dataChunk, 2*t.o.CommandTimeout)
 	*buf = b
-	_ = cn.nc.SetDeadline(time.Now().Add(2 * t.o.CommandTimeout))
-	if _, err := cn.nc.Write(b); err != nil {
+	if err != nil {
 		return lost(host, "message data", err), false, true
 	}
+	// The final reply gets its own time, however long the body took (RFC
+	// 5321 section 4.5.3.2.6 gives it 10 minutes; go-smtp's client too).
+	_ = cn.nc.SetDeadline(time.Now().Add(2 * t.o.CommandTimeout))
 	end, err := cn.replies.read()
 	if err != nil {
 		return lost(host, "end of data", err), false, true
@@ -168,6 +188,38 @@ func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reu
 	// section 4.1.1.4): a rejection leaves a clean session.
 	r, reusable = refused(host, "end of data", end)
 	return r, reusable, true
+}
+
+// dataChunk is about how much of a body writeData sends per write: a
+// typical message goes out in one, a large one without a second copy of
+// it in memory.
+const dataChunk = 64 << 10
+
+// writeData sends msg dot-stuffed and the end-of-data line, in writes of
+// about chunk bytes cut after a line's LF, each with timeout to complete.
+// It stuffs into b and returns it, grown, for reuse.
+func writeData(nc net.Conn, b, msg []byte, chunk int, timeout time.Duration) ([]byte, error) {
+	state := stuffBegin
+	for {
+		part := msg
+		if len(msg) > chunk {
+			if i := bytes.IndexByte(msg[chunk:], '\n'); i >= 0 {
+				part = msg[:chunk+i+1]
+			}
+		}
+		msg = msg[len(part):]
+		b = slices.Grow(b[:0], len(part)+len(part)/32+8)
+		if len(part) > 0 {
+			b, state = appendStuffed(b, part)
+		}
+		if len(msg) == 0 {
+			b = appendDataEnd(b, state)
+		}
+		_ = nc.SetDeadline(time.Now().Add(timeout))
+		if _, err := nc.Write(b); err != nil || len(msg) == 0 {
+			return b, err
+		}
+	}
 }
 
 // rset aborts an open transaction and reports whether the session is still
@@ -208,13 +260,23 @@ func refused(host, stage string, rep reply) (r Result, reusable bool) {
 // is byte for byte what net/textproto's DotWriter writes (FuzzDotStuffing
 // holds it to that), a line at a time instead of a byte at a time.
 func appendDotStuffed(dst, msg []byte) []byte {
-	const (
-		begin     = iota // nothing written
-		beginLine        // after a line's LF
-		afterCR          // after a CR that may end the line
-		data             // inside a line
-	)
-	state := begin
+	dst, state := appendStuffed(dst, msg)
+	return appendDataEnd(dst, state)
+}
+
+// The states DotWriter can be in between writes.
+const (
+	stuffBegin     = iota // nothing written
+	stuffBeginLine        // after a line's LF
+	stuffAfterCR          // after a CR that may end the line
+	stuffData             // inside a line
+)
+
+// appendStuffed appends msg dot-stuffed, without the end of the data, and
+// returns the state it leaves for appendDataEnd. msg must start at the
+// start of a line (the whole message, or a part after an LF).
+func appendStuffed(dst, msg []byte) ([]byte, int) {
+	state := stuffBegin
 	for len(msg) > 0 {
 		line := msg
 		i := bytes.IndexByte(msg, '\n')
@@ -233,9 +295,9 @@ func appendDotStuffed(dst, msg []byte) []byte {
 			crs++
 		}
 		if i < 0 {
-			state = data
+			state = stuffData
 			if crs%2 == 1 {
-				state = afterCR
+				state = stuffAfterCR
 			}
 			break
 		}
@@ -243,16 +305,21 @@ func appendDotStuffed(dst, msg []byte) []byte {
 			dst = append(dst, '\r')
 		}
 		dst = append(dst, '\n')
-		state = beginLine
+		state = stuffBeginLine
 		msg = msg[i+1:]
 	}
+	return dst, state
+}
+
+// appendDataEnd ends the last line, if it is not ended, and appends the
+// "." line.
+func appendDataEnd(dst []byte, state int) []byte {
 	switch state {
-	case begin, data:
-		dst = append(dst, "\r\n.\r\n"...)
-	case afterCR:
-		dst = append(dst, "\n.\r\n"...)
+	case stuffBegin, stuffData:
+		return append(dst, "\r\n.\r\n"...)
+	case stuffAfterCR:
+		return append(dst, "\n.\r\n"...)
 	default:
-		dst = append(dst, ".\r\n"...)
+		return append(dst, ".\r\n"...)
 	}
-	return dst
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // scripted is a remote mail server that answers from a script, for what
@@ -22,10 +23,20 @@ type scripted struct {
 	// hold makes the server read MAIL, RCPT and DATA before it answers any
 	// of them, as only a pipelining client lets it.
 	hold bool
-	// reply returns the reply to a command ("MAIL", "RCPT", "DATA", or "."
-	// for the end of the data) on connection conn (from 1); "" for the
-	// usual one.
+	// reply returns the reply to a command ("MAIL", "RCPT", "DATA", "RSET",
+	// or "." for the end of the data) on connection conn (from 1); "" for
+	// the usual one.
 	reply func(conn int, cmd string) string
+	// hangUp closes the connection right after a scripted reply. Any 421
+	// closes it, as RFC 5321 section 3.8 has servers do.
+	hangUp bool
+	// delay is how long the server thinks before each reply to MAIL, RCPT
+	// and DATA, as one checking the sender and recipients does.
+	delay time.Duration
+	// goodbye, when set, ends each connection after its first message:
+	// the server says goodbye ("" for nothing) and closes, as one that
+	// times out an idle session does.
+	goodbye *string
 
 	addr string
 	mu   sync.Mutex
@@ -87,13 +98,16 @@ func (s *scripted) connections() int {
 	return len(s.seen)
 }
 
-func (s *scripted) answer(conn int, cmd, usual string) string {
+// answer returns the reply to cmd and whether to hang up after it.
+func (s *scripted) answer(conn int, cmd, usual string) (string, bool) {
+	r := usual
+	scripted := false
 	if s.reply != nil {
-		if r := s.reply(conn, cmd); r != "" {
-			return r
+		if sr := s.reply(conn, cmd); sr != "" {
+			r, scripted = sr, true
 		}
 	}
-	return usual
+	return r, scripted && s.hangUp || strings.HasPrefix(r, "421")
 }
 
 func (s *scripted) serve(c net.Conn, conn int) {
@@ -146,36 +160,49 @@ func (s *scripted) serve(c net.Conn, conn int) {
 			continue
 		}
 		var out []string
+		hangUp := false
 		for _, v := range append(pending, verb) {
 			var r string
+			var bye bool
+			if v == "MAIL" || v == "RCPT" || v == "DATA" {
+				time.Sleep(s.delay) // a slow server, not synchronisation
+			}
 			switch v {
 			case "MAIL":
-				r = s.answer(conn, v, "250 2.1.0 ok")
+				r, bye = s.answer(conn, v, "250 2.1.0 ok")
 				mailOK = r[0] == '2'
 			case "RCPT":
 				usual := "503 5.5.1 MAIL first"
 				if mailOK {
 					usual = "250 2.1.5 ok"
 				}
-				r = s.answer(conn, v, usual)
+				r, bye = s.answer(conn, v, usual)
 				rcptOK = rcptOK || r[0] == '2'
 			case "DATA":
 				usual := "554 5.5.1 no valid recipients"
 				if rcptOK {
 					usual = "354 go ahead"
 				}
-				r = s.answer(conn, v, usual)
+				r, bye = s.answer(conn, v, usual)
 			case "RSET":
-				r, mailOK, rcptOK = "250 2.0.0 ok", false, false
+				r, bye = s.answer(conn, v, "250 2.0.0 ok")
+				mailOK, rcptOK = false, false
 			case "NOOP":
 				r = "250 2.0.0 ok"
 			default:
 				r = "500 5.5.1 unknown command"
 			}
 			out = append(out, r)
+			if bye {
+				hangUp = true
+				break
+			}
 		}
 		pending = nil
 		say(out...)
+		if hangUp {
+			return
+		}
 		if verb != "DATA" || !strings.HasPrefix(out[len(out)-1], "354") {
 			continue
 		}
@@ -191,8 +218,18 @@ func (s *scripted) serve(c net.Conn, conn int) {
 			body.Write(l)
 		}
 		s.note(conn, "body:"+body.String())
-		say(s.answer(conn, ".", "250 2.0.0 queued as 42"))
+		r, bye := s.answer(conn, ".", "250 2.0.0 queued as 42")
+		say(r)
 		mailOK, rcptOK = false, false
+		if bye {
+			return
+		}
+		if s.goodbye != nil {
+			if *s.goodbye != "" {
+				say(*s.goodbye)
+			}
+			return
+		}
 	}
 }
 
@@ -281,20 +318,26 @@ func TestScriptedRefusals(t *testing.T) {
 		text     string
 		rset     bool // the client must send RSET after the refusal
 		reused   bool // the next message goes over the same connection
+		hangUp   bool // the server closes the connection after refusing
 	}{
-		{"MAIL refused", "MAIL", "553 5.7.1 sender refused", 553, "5.7.1", "sender refused", false, true},
-		{"RCPT refused", "RCPT", "550-5.1.1 no such\r\n550 5.1.1 user", 550, "5.1.1", "no such user", true, true},
-		{"RCPT greylisted", "RCPT", "451 4.7.1 later", 451, "4.7.1", "later", true, true},
-		{"DATA refused", "DATA", "554 5.5.1 no valid recipients", 554, "5.5.1", "no valid recipients", true, true},
-		{"end of data refused", ".", "552 5.3.4 too big", 552, "5.3.4", "too big", false, true},
-		{"server closing", "RCPT", "421 4.3.2 shutting down", 421, "4.3.2", "shutting down", false, false},
-		{"reply out of place", "MAIL", "354 what", 451, "4.5.0", "", false, false},
+		{"MAIL refused", "MAIL", "553 5.7.1 sender refused", 553, "5.7.1", "sender refused", false, true, false},
+		{"RCPT refused", "RCPT", "550-5.1.1 no such\r\n550 5.1.1 user", 550, "5.1.1", "no such user", true, true, false},
+		{"RCPT greylisted", "RCPT", "451 4.7.1 later", 451, "4.7.1", "later", true, true, false},
+		{"DATA refused", "DATA", "554 5.5.1 no valid recipients", 554, "5.5.1", "no valid recipients", true, true, false},
+		{"end of data refused", ".", "552 5.3.4 too big", 552, "5.3.4", "too big", false, true, false},
+		{"server closing", "RCPT", "421 4.3.2 shutting down", 421, "4.3.2", "shutting down", false, false, false},
+		{"reply out of place", "MAIL", "354 what", 451, "4.5.0", "", false, false, false},
+		{"server closing at MAIL", "MAIL", "421 4.3.2 shutting down", 421, "4.3.2", "shutting down", false, false, false},
+		// Exim's "drop": the refusal, then the connection closed. The
+		// refusal is the outcome, not the lost connection.
+		{"MAIL refused, then hang-up", "MAIL", "550 5.7.1 go away", 550, "5.7.1", "go away", false, false, true},
+		{"RCPT refused, then hang-up", "RCPT", "550 5.1.1 no such user", 550, "5.1.1", "no such user", false, false, true},
 	}
 	for _, pipelining := range []bool{true, false} {
 		for _, tc := range tests {
 			t.Run(fmt.Sprintf("%s/pipelining=%v", tc.name, pipelining), func(t *testing.T) {
 				var refusedOnce atomic.Bool
-				s := startScripted(t, &scripted{pipelining: pipelining, reply: func(conn int, cmd string) string {
+				s := startScripted(t, &scripted{pipelining: pipelining, hangUp: tc.hangUp, reply: func(conn int, cmd string) string {
 					if cmd == tc.cmd && refusedOnce.CompareAndSwap(false, true) {
 						return tc.reply
 					}
@@ -343,6 +386,63 @@ func TestPipelinedDataAcceptedAfterRefusal(t *testing.T) {
 	}
 }
 
+// A cached connection the server has closed while it sat idle, with a 421
+// first or without a word, is replaced by a fresh one for the next message.
+func TestServerClosedIdleConnection(t *testing.T) {
+	for _, bye := range []string{"", "421 4.4.2 idle too long"} {
+		for _, pipelining := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%q/pipelining=%v", bye, pipelining), func(t *testing.T) {
+				s := startScripted(t, &scripted{pipelining: pipelining, goodbye: &bye})
+				tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+				for i := range 2 {
+					if r := tr.Deliver(t.Context(), env(i, "ann@example.org"), message); !r.Delivered() {
+						t.Fatalf("delivery %d: %q", i, r)
+					}
+				}
+				if s.connections() != 2 {
+					t.Errorf("connections = %d, want 2", s.connections())
+				}
+			})
+		}
+	}
+}
+
+// Each of the three pipelined replies gets a command's time: a server that
+// thinks before each answer is not cut off because the three together take
+// longer than one command timeout.
+func TestPipelinedRepliesEachGetTheCommandTimeout(t *testing.T) {
+	s := startScripted(t, &scripted{pipelining: true, delay: 300 * time.Millisecond})
+	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}, CommandTimeout: 800 * time.Millisecond})
+	if r := tr.Deliver(t.Context(), env(1, "ann@example.org"), message); !r.Delivered() {
+		t.Fatalf("delivery: %q", r)
+	}
+}
+
+// A session whose RSET is refused is not trusted with another message.
+func TestRefusedRSETDropsTheSession(t *testing.T) {
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprint("pipelining=", pipelining), func(t *testing.T) {
+			s := startScripted(t, &scripted{pipelining: pipelining, reply: func(conn int, cmd string) string {
+				switch {
+				case conn == 1 && cmd == "RCPT":
+					return "450 4.2.1 try later"
+				case conn == 1 && cmd == "RSET":
+					return "502 5.5.1 no RSET here"
+				}
+				return ""
+			}})
+			tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+			wantResult(t, tr.Deliver(t.Context(), env(1, "ann@example.org"), message), 450, "4.2.1", "try later")
+			if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
+				t.Fatalf("next message: %q", r)
+			}
+			if s.connections() != 2 {
+				t.Errorf("connections = %d, want 2", s.connections())
+			}
+		})
+	}
+}
+
 func TestDotStuffing(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", "\r\n.\r\n"},
@@ -363,9 +463,9 @@ func TestDotStuffing(t *testing.T) {
 // FuzzDotStuffing holds appendDotStuffed to what net/textproto's DotWriter
 // writes for the same message.
 func FuzzDotStuffing(f *testing.F) {
-	f.Add([]byte(message))
-	f.Add([]byte(".\r\n\r\r\n\n.\r.\n\r\r\r\n"))
-	f.Fuzz(func(t *testing.T, msg []byte) {
+	f.Add([]byte(message), uint8(7))
+	f.Add([]byte(".\r\n\r\r\n\n.\r.\n\r\r\r\n"), uint8(1))
+	f.Fuzz(func(t *testing.T, msg []byte, chunk uint8) {
 		var want bytes.Buffer
 		bw := bufio.NewWriter(&want)
 		dw := textproto.NewWriter(bw).DotWriter()
@@ -374,8 +474,29 @@ func FuzzDotStuffing(f *testing.F) {
 		if got := appendDotStuffed(nil, msg); !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("%q: got %q, DotWriter writes %q", msg, got, want.Bytes())
 		}
+		// Sent in parts cut after LFs, the bytes are the same.
+		var w writes
+		if _, err := writeData(&w, nil, msg, int(chunk)+1, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Join(w.parts, nil); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%q in parts of %d: got %q, DotWriter writes %q", msg, int(chunk)+1, got, want.Bytes())
+		}
 	})
 }
+
+// writes is a connection that keeps what is written to it, a write apiece.
+type writes struct {
+	net.Conn
+	parts [][]byte
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.parts = append(w.parts, bytes.Clone(p))
+	return len(p), nil
+}
+
+func (w *writes) SetDeadline(time.Time) error { return nil }
 
 // FuzzReplies feeds a server's replies to the reader pipelined uses: no
 // input may make it panic, and every reply it accepts becomes a Result with
@@ -394,7 +515,13 @@ func FuzzReplies(f *testing.F) {
 				return
 			}
 			r, _ := refused("mx.test:25", "RCPT TO", rep)
-			if r.Code < 400 || r.Code > 599 {
+			// A refusal passes on as it came; anything else is a server
+			// out of step, a temporary 4.5.0.
+			refusal := rep.code >= 400 && rep.code <= 599
+			if refusal && r.Code != rep.code || !refusal && (r.Code != 451 || r.Enhanced != "4.5.0") {
+				t.Fatalf("reply %d %q became %q", rep.code, rep.text, r)
+			}
+			if r.Enhanced != "" && !isEnhancedCode(r.Enhanced) || strings.ContainsAny(r.Text, "\r\n") {
 				t.Fatalf("reply %d %q became %q", rep.code, rep.text, r)
 			}
 			if rep.code >= 200 && rep.code < 300 {
