@@ -40,10 +40,12 @@
 // server, and fewer system calls on both ends. All three replies are read
 // whatever they say, so the session stays in step, except after a 421:
 // the server is closing. A refused MAIL, RCPT or DATA is passed on like any
-// reply, also when the server hangs up right after it; a server that
-// answers 354 to DATA after refusing the recipient is left waiting for a
-// body that never comes, and that session is closed, not reused. Replies
-// are read with net/textproto, at most 64 KiB each.
+// reply, also when the server hangs up right after it (except a refused
+// MAIL on a connection from the idle cache: like a 421 there, it counts as
+// a connection the server dropped, see below); a server that answers 354
+// to DATA after refusing the recipient is left waiting for a body that
+// never comes, and that session is closed, not reused. Replies are read
+// with net/textproto, at most 64 KiB each.
 //
 // # Connection reuse
 //

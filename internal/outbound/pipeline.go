@@ -17,7 +17,7 @@ import (
 // This file speaks the transaction itself, MAIL, RCPT and DATA, to a server
 // that offers PIPELINING (RFC 2920): the three commands go out in one write
 // and their replies are read afterwards, and the body goes out dot-stuffed
-// in one more. That is two round trips per message instead of four, which is
+// in one more (or a few, for a large message). That is two round trips per message instead of four, which is
 // most of a delivery's time to a distant server. go-smtp's client has no
 // pipelining, so it still greets, does STARTTLS and AUTH, and serves servers
 // without PIPELINING; once a connection pipelines, only this file and
@@ -174,8 +174,9 @@ func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reu
 	if err != nil {
 		return lost(host, "message data", err), false, true
 	}
-	// The final reply gets its own time, however long the body took (RFC
-	// 5321 section 4.5.3.2.6 gives it 10 minutes; go-smtp's client too).
+	// The final reply gets its own time, however long the body took, as
+	// in go-smtp's client (RFC 5321 section 4.5.3.2.6 suggests 10 minutes,
+	// which is twice the default command timeout).
 	_ = cn.nc.SetDeadline(time.Now().Add(2 * t.o.CommandTimeout))
 	end, err := cn.replies.read()
 	if err != nil {
@@ -196,9 +197,12 @@ func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reu
 const dataChunk = 64 << 10
 
 // writeData sends msg dot-stuffed and the end-of-data line, in writes of
-// about chunk bytes cut after a line's LF, each with timeout to complete.
-// It stuffs into b and returns it, grown, for reuse.
+// about chunk bytes cut after a line's LF, all within timeout (one deadline
+// for the whole body, as go-smtp's client sets it, so a server that drains
+// slowly cannot hold a worker for longer with a larger message). It stuffs
+// into b and returns it, grown, for reuse.
 func writeData(nc net.Conn, b, msg []byte, chunk int, timeout time.Duration) ([]byte, error) {
+	_ = nc.SetDeadline(time.Now().Add(timeout))
 	state := stuffBegin
 	for {
 		part := msg
@@ -215,7 +219,6 @@ func writeData(nc net.Conn, b, msg []byte, chunk int, timeout time.Duration) ([]
 		if len(msg) == 0 {
 			b = appendDataEnd(b, state)
 		}
-		_ = nc.SetDeadline(time.Now().Add(timeout))
 		if _, err := nc.Write(b); err != nil || len(msg) == 0 {
 			return b, err
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"strings"
@@ -28,8 +29,9 @@ type scripted struct {
 	// the usual one.
 	reply func(conn int, cmd string) string
 	// hangUp closes the connection right after a scripted reply. Any 421
-	// closes it, as RFC 5321 section 3.8 has servers do.
-	hangUp bool
+	// closes it, as RFC 5321 section 3.8 has servers do, unless silent is
+	// set: then the server keeps it open and answers nothing more.
+	hangUp, silent bool
 	// delay is how long the server thinks before each reply to MAIL, RCPT
 	// and DATA, as one checking the sender and recipients does.
 	delay time.Duration
@@ -200,6 +202,10 @@ func (s *scripted) serve(c net.Conn, conn int) {
 		}
 		pending = nil
 		say(out...)
+		if hangUp && s.silent {
+			_, _ = io.Copy(io.Discard, br)
+			return
+		}
 		if hangUp {
 			return
 		}
@@ -404,6 +410,29 @@ func TestServerClosedIdleConnection(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// After a 421 the client reads no further replies: a server that says it
+// is closing but leaves the connection open does not hold the worker for a
+// command timeout per reply it will never send.
+func TestPipelinedStopsReadingAfter421(t *testing.T) {
+	s := startScripted(t, &scripted{pipelining: true, silent: true, reply: func(conn int, cmd string) string {
+		if cmd == "MAIL" {
+			return "421 4.3.2 shutting down"
+		}
+		return ""
+	}})
+	// A command timeout far beyond the wait below: a client that waited
+	// for the replies to RCPT and DATA would still be waiting.
+	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}, CommandTimeout: time.Hour})
+	done := make(chan Result, 1)
+	go func() { done <- tr.Deliver(t.Context(), env(1, "ann@example.org"), message) }()
+	select {
+	case r := <-done:
+		wantResult(t, r, 421, "4.3.2", "shutting down")
+	case <-time.After(waitFor):
+		t.Fatal("still waiting for replies after the server said 421")
 	}
 }
 
