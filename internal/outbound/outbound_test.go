@@ -60,7 +60,9 @@ func newTransport(t *testing.T, o Options) *Transport {
 	return tr
 }
 
-func routeTo(s *testsink.Sink) map[string]string {
+// routeTo routes example.org to a test server: a testsink or a scripted
+// one.
+func routeTo(s interface{ Addr() string }) map[string]string {
 	return map[string]string{"example.org": s.Addr()}
 }
 

@@ -17,11 +17,11 @@ import (
 // This file speaks the transaction itself, MAIL, RCPT and DATA, to a server
 // that offers PIPELINING (RFC 2920): the three commands go out in one write
 // and their replies are read afterwards, and the body goes out dot-stuffed
-// in one more (or a few, for a large message). That is two round trips per message instead of four, which is
-// most of a delivery's time to a distant server. go-smtp's client has no
-// pipelining, so it still greets, does STARTTLS and AUTH, and serves servers
-// without PIPELINING; once a connection pipelines, only this file and
-// conn.close speak on it.
+// in one more (or a few, for a large message). That is two round trips per
+// message instead of four, which is most of a delivery's time to a distant
+// server. go-smtp's client has no pipelining, so it still greets, does
+// STARTTLS and AUTH, and serves servers without PIPELINING; once a
+// connection pipelines, only this file and conn.close speak on it.
 
 // maxReply bounds what one reply may make the reader take from the
 // network, so a server cannot fill memory with an endless reply.
@@ -85,14 +85,11 @@ func putBuf(b *[]byte) {
 	}
 }
 
-// pipelined is transaction for a server that offers PIPELINING.
-func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte) (r Result, reusable, began bool) {
+// pipelined is transaction for a server that offers PIPELINING; utf8 asks
+// for SMTPUTF8, which transaction has checked the server offers. deliver
+// has refused addresses with CR, LF or angle brackets.
+func (t *Transport) pipelined(cn *conn, env Envelope, msg []byte, utf8 bool) (r Result, reusable, began bool) {
 	host := cn.hop.addr()
-	// deliver has refused addresses with CR, LF or angle brackets.
-	utf8 := !isASCII(env.From) || !isASCII(env.To)
-	if utf8 && !cn.has("SMTPUTF8") {
-		return permanent(553, "5.6.7", "%s does not support SMTPUTF8, needed for a non-ASCII address (RFC 6531)", host), true, false
-	}
 	if cn.replies == nil {
 		cn.replies = newReplyReader(cn.nc)
 	}
@@ -252,9 +249,16 @@ func lost(host, stage string, err error) Result {
 // server out of step, and the session is dropped.
 func refused(host, stage string, rep reply) (r Result, reusable bool) {
 	if rep.code < 400 || rep.code > 599 {
-		return temporary("4.5.0", "unexpected reply from %s at %s: %d %s", host, stage, rep.code, oneLine(rep.text)), false
+		return outOfStep(host, stage, rep.code, rep.text), false
 	}
 	return fromText(rep.code, rep.text, host), rep.code != 421
+}
+
+// outOfStep is the Result of a reply that fits no stage of the transaction
+// (a 2xx where a refusal or another 2xx was due, a 3xx, a 6xx): a server out
+// of step, whose session is dropped. Both paths use it.
+func outOfStep(host, stage string, code int, text string) Result {
+	return temporary("4.5.0", "unexpected reply from %s at %s: %d %s", host, stage, code, oneLine(text))
 }
 
 // appendDotStuffed appends msg to dst as DATA sends it (RFC 5321 section

@@ -76,6 +76,28 @@ func startScripted(t *testing.T, s *scripted) *scripted {
 	return s
 }
 
+// Addr is where the server listens.
+func (s *scripted) Addr() string { return s.addr }
+
+// onFirst scripts replies by command on the first connection only: the
+// next message, on a new connection, goes through.
+func onFirst(replies map[string]string) func(conn int, cmd string) string {
+	return func(conn int, cmd string) string {
+		if conn != 1 {
+			return ""
+		}
+		return replies[cmd]
+	}
+}
+
+// bothPaths runs f once with a server offering PIPELINING and once with
+// one that does not (go-smtp's lock-step client).
+func bothPaths(t *testing.T, f func(t *testing.T, pipelining bool)) {
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprint("pipelining=", pipelining), func(t *testing.T) { f(t, pipelining) })
+	}
+}
+
 func (s *scripted) note(conn int, what string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,8 +211,6 @@ func (s *scripted) serve(c net.Conn, conn int) {
 			case "RSET":
 				r, bye = s.answer(conn, v, "250 2.0.0 ok")
 				mailOK, rcptOK = false, false
-			case "NOOP":
-				r = "250 2.0.0 ok"
 			default:
 				r = "500 5.5.1 unknown command"
 			}
@@ -241,7 +261,7 @@ func (s *scripted) serve(c net.Conn, conn int) {
 
 func TestPipelining(t *testing.T) {
 	s := startScripted(t, &scripted{pipelining: true, hold: true})
-	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+	tr := newTransport(t, Options{Routes: routeTo(s)})
 	for i := range 2 {
 		r := tr.Deliver(t.Context(), env(i, "ann@example.org"), message)
 		// A client that waited for each reply would wait for ever here: the
@@ -262,29 +282,27 @@ func TestPipelining(t *testing.T) {
 // address when it is offered, and a permanent 5.6.7 without sending
 // anything when it is not.
 func TestMailParameters(t *testing.T) {
-	for _, pipelining := range []bool{true, false} {
-		t.Run(fmt.Sprint("pipelining=", pipelining), func(t *testing.T) {
-			s := startScripted(t, &scripted{pipelining: pipelining, smtputf8: true})
-			tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
-			if r := tr.Deliver(t.Context(), env(1, "jörg@example.org"), message); !r.Delivered() {
-				t.Fatalf("delivery: %q", r)
-			}
-			want := fmt.Sprintf("MAIL FROM:<bounce+1@heed.example> BODY=8BITMIME SIZE=%d SMTPUTF8", len(message))
-			if got := s.mailCommands(); len(got) != 1 || got[0] != want {
-				t.Errorf("MAIL commands %q, want %q", got, want)
-			}
+	bothPaths(t, func(t *testing.T, pipelining bool) {
+		s := startScripted(t, &scripted{pipelining: pipelining, smtputf8: true})
+		tr := newTransport(t, Options{Routes: routeTo(s)})
+		if r := tr.Deliver(t.Context(), env(1, "jörg@example.org"), message); !r.Delivered() {
+			t.Fatalf("delivery: %q", r)
+		}
+		want := fmt.Sprintf("MAIL FROM:<bounce+1@heed.example> BODY=8BITMIME SIZE=%d SMTPUTF8", len(message))
+		if got := s.mailCommands(); len(got) != 1 || got[0] != want {
+			t.Errorf("MAIL commands %q, want %q", got, want)
+		}
 
-			old := startScripted(t, &scripted{pipelining: pipelining})
-			tr = newTransport(t, Options{Routes: map[string]string{"example.org": old.addr}})
-			wantResult(t, tr.Deliver(t.Context(), env(2, "jörg@example.org"), message), 553, "5.6.7", "")
-			if r := tr.Deliver(t.Context(), env(3, "ann@example.org"), message); !r.Delivered() {
-				t.Fatalf("next message: %q", r)
-			}
-			if got := old.mailCommands(); len(got) != 1 || old.connections() != 1 {
-				t.Errorf("MAIL commands %q over %d connections, want one for the ASCII message", got, old.connections())
-			}
-		})
-	}
+		old := startScripted(t, &scripted{pipelining: pipelining})
+		tr = newTransport(t, Options{Routes: routeTo(old)})
+		wantResult(t, tr.Deliver(t.Context(), env(2, "jörg@example.org"), message), 553, "5.6.7", "")
+		if r := tr.Deliver(t.Context(), env(3, "ann@example.org"), message); !r.Delivered() {
+			t.Fatalf("next message: %q", r)
+		}
+		if got := old.mailCommands(); len(got) != 1 || old.connections() != 1 {
+			t.Errorf("MAIL commands %q over %d connections, want one for the ASCII message", got, old.connections())
+		}
+	})
 }
 
 // stuffed is msg as DATA carries it: a dot doubled at the start of a line.
@@ -294,7 +312,7 @@ func stuffed(msg []byte) string {
 
 func TestNoPipeliningWithoutTheExtension(t *testing.T) {
 	s := startScripted(t, &scripted{})
-	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+	tr := newTransport(t, Options{Routes: routeTo(s)})
 	for i := range 2 {
 		if r := tr.Deliver(t.Context(), env(i, "ann@example.org"), message); !r.Delivered() {
 			t.Fatalf("delivery %d: %q", i, r)
@@ -339,9 +357,9 @@ func TestScriptedRefusals(t *testing.T) {
 		{"MAIL refused, then hang-up", "MAIL", "550 5.7.1 go away", 550, "5.7.1", "go away", false, false, true},
 		{"RCPT refused, then hang-up", "RCPT", "550 5.1.1 no such user", 550, "5.1.1", "no such user", false, false, true},
 	}
-	for _, pipelining := range []bool{true, false} {
-		for _, tc := range tests {
-			t.Run(fmt.Sprintf("%s/pipelining=%v", tc.name, pipelining), func(t *testing.T) {
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bothPaths(t, func(t *testing.T, pipelining bool) {
 				var refusedOnce atomic.Bool
 				s := startScripted(t, &scripted{pipelining: pipelining, hangUp: tc.hangUp, reply: func(conn int, cmd string) string {
 					if cmd == tc.cmd && refusedOnce.CompareAndSwap(false, true) {
@@ -349,7 +367,7 @@ func TestScriptedRefusals(t *testing.T) {
 					}
 					return ""
 				}})
-				tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+				tr := newTransport(t, Options{Routes: routeTo(s)})
 				r := tr.Deliver(t.Context(), env(1, "ann@example.org"), message)
 				wantResult(t, r, tc.code, tc.enhanced, tc.text)
 				if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
@@ -363,29 +381,32 @@ func TestScriptedRefusals(t *testing.T) {
 					t.Errorf("same connection = %v, want %v (%d connections)", reused, tc.reused, s.connections())
 				}
 			})
-		}
+		})
 	}
 }
 
 // A server that says 354 to DATA although it refused the recipient waits
 // for a body: the client sends none, and does not use that session again.
 func TestPipelinedDataAcceptedAfterRefusal(t *testing.T) {
-	s := startScripted(t, &scripted{pipelining: true, reply: func(conn int, cmd string) string {
-		switch {
-		case conn == 1 && cmd == "RCPT":
-			return "550 5.1.1 no such user"
-		case conn == 1 && cmd == "DATA":
-			return "354 go ahead"
-		}
-		return ""
-	}})
-	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
-	wantResult(t, tr.Deliver(t.Context(), env(1, "ann@example.org"), message), 550, "5.1.1", "no such user")
-	if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
-		t.Fatalf("next message: %q", r)
-	}
+	s := startScripted(t, &scripted{pipelining: true, reply: onFirst(map[string]string{
+		"RCPT": "550 5.1.1 no such user",
+		"DATA": "354 go ahead",
+	})})
+	refusedThenFresh(t, s, 550, "5.1.1", "no such user")
 	if got := s.transcript(1); fmt.Sprint(got) != "[MAIL RCPT DATA]" {
 		t.Errorf("first connection saw %q, want no body", got)
+	}
+}
+
+// refusedThenFresh delivers two messages through s: the first must come
+// back as the refusal given, the second be delivered over a new connection
+// (the first session was not trusted again).
+func refusedThenFresh(t *testing.T, s *scripted, code int, enhanced, text string) {
+	t.Helper()
+	tr := newTransport(t, Options{Routes: routeTo(s)})
+	wantResult(t, tr.Deliver(t.Context(), env(1, "ann@example.org"), message), code, enhanced, text)
+	if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
+		t.Fatalf("next message: %q", r)
 	}
 	if s.connections() != 2 {
 		t.Errorf("connections = %d, want 2", s.connections())
@@ -396,10 +417,10 @@ func TestPipelinedDataAcceptedAfterRefusal(t *testing.T) {
 // first or without a word, is replaced by a fresh one for the next message.
 func TestServerClosedIdleConnection(t *testing.T) {
 	for _, bye := range []string{"", "421 4.4.2 idle too long"} {
-		for _, pipelining := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%q/pipelining=%v", bye, pipelining), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%q", bye), func(t *testing.T) {
+			bothPaths(t, func(t *testing.T, pipelining bool) {
 				s := startScripted(t, &scripted{pipelining: pipelining, goodbye: &bye})
-				tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
+				tr := newTransport(t, Options{Routes: routeTo(s)})
 				for i := range 2 {
 					if r := tr.Deliver(t.Context(), env(i, "ann@example.org"), message); !r.Delivered() {
 						t.Fatalf("delivery %d: %q", i, r)
@@ -409,7 +430,7 @@ func TestServerClosedIdleConnection(t *testing.T) {
 					t.Errorf("connections = %d, want 2", s.connections())
 				}
 			})
-		}
+		})
 	}
 }
 
@@ -417,15 +438,10 @@ func TestServerClosedIdleConnection(t *testing.T) {
 // is closing but leaves the connection open does not hold the worker for a
 // command timeout per reply it will never send.
 func TestPipelinedStopsReadingAfter421(t *testing.T) {
-	s := startScripted(t, &scripted{pipelining: true, silent: true, reply: func(conn int, cmd string) string {
-		if cmd == "MAIL" {
-			return "421 4.3.2 shutting down"
-		}
-		return ""
-	}})
+	s := startScripted(t, &scripted{pipelining: true, silent: true, reply: onFirst(map[string]string{"MAIL": "421 4.3.2 shutting down"})})
 	// A command timeout far beyond the wait below: a client that waited
 	// for the replies to RCPT and DATA would still be waiting.
-	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}, CommandTimeout: time.Hour})
+	tr := newTransport(t, Options{Routes: routeTo(s), CommandTimeout: time.Hour})
 	done := make(chan Result, 1)
 	go func() { done <- tr.Deliver(t.Context(), env(1, "ann@example.org"), message) }()
 	select {
@@ -441,7 +457,7 @@ func TestPipelinedStopsReadingAfter421(t *testing.T) {
 // longer than one command timeout.
 func TestPipelinedRepliesEachGetTheCommandTimeout(t *testing.T) {
 	s := startScripted(t, &scripted{pipelining: true, delay: 300 * time.Millisecond})
-	tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}, CommandTimeout: 800 * time.Millisecond})
+	tr := newTransport(t, Options{Routes: routeTo(s), CommandTimeout: 800 * time.Millisecond})
 	if r := tr.Deliver(t.Context(), env(1, "ann@example.org"), message); !r.Delivered() {
 		t.Fatalf("delivery: %q", r)
 	}
@@ -449,27 +465,13 @@ func TestPipelinedRepliesEachGetTheCommandTimeout(t *testing.T) {
 
 // A session whose RSET is refused is not trusted with another message.
 func TestRefusedRSETDropsTheSession(t *testing.T) {
-	for _, pipelining := range []bool{true, false} {
-		t.Run(fmt.Sprint("pipelining=", pipelining), func(t *testing.T) {
-			s := startScripted(t, &scripted{pipelining: pipelining, reply: func(conn int, cmd string) string {
-				switch {
-				case conn == 1 && cmd == "RCPT":
-					return "450 4.2.1 try later"
-				case conn == 1 && cmd == "RSET":
-					return "502 5.5.1 no RSET here"
-				}
-				return ""
-			}})
-			tr := newTransport(t, Options{Routes: map[string]string{"example.org": s.addr}})
-			wantResult(t, tr.Deliver(t.Context(), env(1, "ann@example.org"), message), 450, "4.2.1", "try later")
-			if r := tr.Deliver(t.Context(), env(2, "ann@example.org"), message); !r.Delivered() {
-				t.Fatalf("next message: %q", r)
-			}
-			if s.connections() != 2 {
-				t.Errorf("connections = %d, want 2", s.connections())
-			}
-		})
-	}
+	bothPaths(t, func(t *testing.T, pipelining bool) {
+		s := startScripted(t, &scripted{pipelining: pipelining, reply: onFirst(map[string]string{
+			"RCPT": "450 4.2.1 try later",
+			"RSET": "502 5.5.1 no RSET here",
+		})})
+		refusedThenFresh(t, s, 450, "4.2.1", "try later")
+	})
 }
 
 func TestDotStuffing(t *testing.T) {

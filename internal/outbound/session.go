@@ -214,23 +214,17 @@ func (t *Transport) transact(ctx context.Context, cn *conn, env Envelope, msg []
 // in a known state, ready for the next message; began whether the server
 // accepted MAIL FROM.
 func (t *Transport) transaction(cn *conn, env Envelope, msg []byte) (r Result, reusable, began bool) {
+	// A non-ASCII address needs SMTPUTF8 (RFC 6531); without it the
+	// transaction is not begun (go-smtp would refuse it locally, as an
+	// error that does not say why).
+	utf8 := !isASCII(env.From) || !isASCII(env.To)
+	if utf8 && !cn.has("SMTPUTF8") {
+		return permanent(553, "5.6.7", "%s does not support SMTPUTF8, needed for a non-ASCII address (RFC 6531)", cn.hop.addr()), true, false
+	}
 	if cn.pipelining {
-		return t.pipelined(cn, env, msg)
+		return t.pipelined(cn, env, msg, utf8)
 	}
-	host := cn.hop.addr()
-	opts := &smtp.MailOptions{Size: int64(len(msg))}
-	if !isASCII(env.From) || !isASCII(env.To) {
-		// go-smtp refuses SMTPUTF8 locally when the server lacks it; ask
-		// first (NOOP makes sure EHLO has been said) to tell that apart.
-		if err := cn.c.Noop(); err != nil {
-			r, reusable = t.failure(cn, "NOOP", err)
-			return r, reusable, false
-		}
-		if ok, _ := cn.c.Extension("SMTPUTF8"); !ok {
-			return permanent(553, "5.6.7", "%s does not support SMTPUTF8, needed for a non-ASCII address (RFC 6531)", host), true, false
-		}
-		opts.UTF8 = true
-	}
+	opts := &smtp.MailOptions{Size: int64(len(msg)), UTF8: utf8}
 	if err := cn.c.Mail(env.From, opts); err != nil {
 		// A refused MAIL opens no transaction: nothing to RSET.
 		r, reusable = t.failure(cn, "MAIL FROM", err)
@@ -259,7 +253,7 @@ func (t *Transport) transaction(cn *conn, env Envelope, msg []byte) (r Result, r
 		r, reusable = t.failure(cn, "end of data", err)
 		return r, reusable, true
 	}
-	return fromSuccess(resp.StatusText, host), true, true
+	return fromSuccess(resp.StatusText, cn.hop.addr()), true, true
 }
 
 // failure classifies an error from the SMTP client. A reply from the server
@@ -273,7 +267,7 @@ func (t *Transport) failure(cn *conn, stage string, err error) (r Result, reusab
 		return temporary("4.4.2", "connection to %s failed at %s: %v", host, stage, err), false
 	}
 	if se.Code < 400 || se.Code > 599 {
-		return temporary("4.5.0", "unexpected reply from %s at %s: %d %s", host, stage, se.Code, oneLine(se.Message)), false
+		return outOfStep(host, stage, se.Code, se.Message), false
 	}
 	r = fromReply(se, host)
 	return r, se.Code != 421
