@@ -457,8 +457,8 @@ func TestEvents(t *testing.T) {
 	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m1" {
 		t.Fatalf("bounced or delivered %+v", page)
 	}
-	// A filtered page reads on past events it leaves out, and stops at its
-	// limit-th match, so the next page starts right after it.
+	// A filtered page reads on past events it leaves out (its stop at the
+	// limit-th match: TestEventsFilteredPageStopsAtLimit).
 	e.want(200, "GET", "/api/v1/tenants/acme/events?type=message.deferred&limit=1", "", &page)
 	if len(page.Events) != 1 || page.Events[0].Data.MessageID != "m3" || page.Next != "3" {
 		t.Fatalf("deferred, one a page %+v", page)
@@ -526,5 +526,36 @@ func TestCaptured(t *testing.T) {
 	p := e2.wantProblem(404, "GET", "/api/v1/captured", "")
 	if !strings.Contains(p.Detail, "capture mode") {
 		t.Errorf("detail %q", p.Detail)
+	}
+}
+
+// TestEventsFilteredPageStopsAtLimit: a filtered page ends at its limit-th
+// match, even when the page it read holds more, so that next points right
+// after the last event returned and nothing is skipped.
+func TestEventsFilteredPageStopsAtLimit(t *testing.T) {
+	e := newEnv(t)
+	e.createTenant("acme")
+	now := time.Now().UTC()
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		for _, ty := range []events.Type{events.MessageDelivered, events.MessageDeferred, events.MessageDeferred, events.MessageDeferred} {
+			ev := events.Event{Type: ty, Time: now, Data: events.Data{Tenant: "acme"}}
+			if err := events.Append(tx, &ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Events []events.Event
+		Next   string
+	}
+	// Read two at a time: [1 delivered, 2 deferred], [3 deferred, 4 deferred];
+	// the second read holds two matches, of which the page has room for one.
+	e.want(200, "GET", "/api/v1/tenants/acme/events?type=message.deferred&limit=2", "", &page)
+	if len(page.Events) != 2 || page.Events[1].Seq != 3 || page.Next != "3" {
+		t.Fatalf("deferred, two a page %+v", page)
 	}
 }

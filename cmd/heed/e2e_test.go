@@ -188,23 +188,8 @@ func TestCrashLosesNothing(t *testing.T) {
 	dir := t.TempDir()
 	smtpAddr, adminAddr := freePort(t), freePort(t)
 	const token = "crash-test-operator-token-0123456789"
-	cfg := fmt.Sprintf(`hostname: relay.test
-data_dir: %s
-smtp:
-  submission: { listen: "%s" }
-  inbound: { listen: "127.0.0.1:0" }
-http:
-  admin: { listen: "%s" }
-  public: { listen: "127.0.0.1:0" }
-admin:
-  tokens: ["%s"]
-delivery:
-  mode: mx
-  routes: { "example.net": "%s" }
-log: { level: warn }
-`, filepath.Join(dir, "data"), smtpAddr, adminAddr, token, sink.Addr())
-	cfgPath := filepath.Join(dir, "heed.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token,
+		fmt.Sprintf("delivery: { mode: mx, routes: { \"example.net\": %q } }\n", sink.Addr()))
 
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
 	p.waitHealthy(t, adminAddr)

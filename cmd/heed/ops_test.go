@@ -14,6 +14,7 @@ import (
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/server"
+	"github.com/heedmail/heed/suppression"
 )
 
 // heedCmd runs the built binary and returns its stdout, failing on a
@@ -85,17 +86,9 @@ func TestOperatorCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, cursor := 0, ""
-	for {
-		es, next, err := d.Suppressions.List(context.Background(), "acme", "", cursor, 1000)
-		if err != nil {
-			t.Fatalf("the restored list: %v", err)
-		}
-		n += len(es)
-		if next == "" {
-			break
-		}
-		cursor = next
+	n, err := suppression.ExportCSV(context.Background(), d.Suppressions, "acme", io.Discard, suppression.ExportOptions{})
+	if err != nil {
+		t.Fatalf("the restored list: %v", err)
 	}
 	if n != 3005 {
 		t.Fatalf("the restored list has %d entries, want 3005", n)
@@ -162,5 +155,11 @@ func TestProgressShown(t *testing.T) {
 	small.done()
 	if shown.Len() != 0 {
 		t.Errorf("a small file showed %q", shown.String())
+	}
+	few := &rowCounter{w: io.Discard, show: &shown, what: "exporting z.csv"}
+	io.WriteString(few, "address,list\na@b.example,\n")
+	few.done()
+	if shown.Len() != 0 {
+		t.Errorf("a small export showed %q", shown.String())
 	}
 }

@@ -102,7 +102,7 @@ func (e *relayEnv) tenantSetup() (user, pass string, records []dnsRecord) {
 	return cred.Username, cred.Password, dom.DNSRecords
 }
 
-// dial opens a submission session authenticated as user; the test's end
+// dial opens a submission session authenticated as user; the caller
 // closes it.
 func (e *relayEnv) dial(user, pass string) *smtp.Client {
 	e.t.Helper()
@@ -110,8 +110,8 @@ func (e *relayEnv) dial(user, pass string) *smtp.Client {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { c.Close() })
 	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+		c.Close()
 		e.t.Fatal(err)
 	}
 	return c

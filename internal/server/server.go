@@ -154,18 +154,17 @@ func (r *Relay) build() error {
 	if err != nil {
 		return err
 	}
-	qs := queue.NewBoltStore(r.db)
-	r.qs = qs
+	r.qs = queue.NewBoltStore(r.db)
 	r.events = events.BoltLog{DB: r.db}
 	r.metrics = metrics.New()
 	r.events.Watch(r.metrics.Event)
 	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
-		n, err := qs.Depth()
+		n, err := r.qs.Depth()
 		return float64(n), err
 	})
 	// Bodies whose record never committed got no 250, and bodies of
 	// finished messages a crash left behind are not needed: remove them.
-	if n, err := spool.Sweep(qs.NeedsBody); err != nil {
+	if n, err := spool.Sweep(r.qs.NeedsBody); err != nil {
 		return err
 	} else if n > 0 {
 		r.log.Info("heed: removed unneeded spool files", "count", n)
@@ -202,32 +201,31 @@ func (r *Relay) build() error {
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
-		Messages: qs, Suppressions: r.suppressions, Events: r.events,
+		Messages: r.qs, Suppressions: r.suppressions, Events: r.events,
 		UnreadDir:   filepath.Join(cfg.DataDir, "reports", "unread"),
 		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
-	qs.SuppressHardBounces(r.suppressions)
+	r.qs.SuppressHardBounces(r.suppressions)
 	sealer, err := webhooks.NewSealer(key)
 	if err != nil {
 		return err
 	}
-	hookStore := webhooks.NewBoltStore(r.db)
-	r.hookStore = hookStore
+	r.hookStore = webhooks.NewBoltStore(r.db)
 	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
-		Store: hookStore, Events: r.events, Sealer: sealer,
+		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
 		Concurrency: cfg.Webhooks.Concurrency, Timeout: cfg.Webhooks.Timeout,
 		Logger: r.log,
 	})
 	r.hooks = &webhooks.Manager{
-		Store: hookStore, Events: r.events, Sealer: sealer,
+		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,
 	}
 	if err := r.keyEveryDomain(); err != nil {
 		return err
 	}
 	r.queue = queue.New(queue.Options{
-		Store: qs, Spool: spool, Transport: r.transport,
+		Store: r.qs, Spool: spool, Transport: r.transport,
 		Tenants: r.tenants, Suppressions: r.suppressions,
 		Unsubscribe: queue.Unsubscribe{BaseURL: cfg.HTTP.Public.BaseURL, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens},
 		VERP:        queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
@@ -343,15 +341,16 @@ func (r *Relay) listen() error {
 	if cfg.Delivery.Mode == config.ModeCapture {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
+	audit := admin.BoltAudit{DB: r.db} // written by the API, erased by privacy requests
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
-		Audit: admin.BoltAudit{DB: r.db}, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
+		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: r.events,
 			Queue: r.qs, Spool: r.spool,
-			Others: []privacy.Eraser{r.hookStore, admin.BoltAudit{DB: r.db}},
+			Others: []privacy.Eraser{r.hookStore, audit},
 			Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},
 			DB:     r.db,
 		},
