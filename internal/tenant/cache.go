@@ -19,11 +19,12 @@ import (
 // an older generation is never served: any read that starts after a write
 // has returned sees it. (Between bbolt publishing a commit and the bump,
 // the uncached listings may show the new state a moment before these
-// lookups do; the writer has not been answered yet.) A reader takes the generation before it reads the database, so
-// a value read just before a write is stored under the old generation and
-// dropped. The cache belongs to the database (store.DB.Shared), so every
-// BoltStore over one file sees the others' writes; this package alone
-// writes these buckets, and only one process has the file open.
+// lookups do; the writer has not been answered yet.) A reader takes the
+// generation before it reads the database, so a value read just before a
+// write is stored under the old generation and dropped. The cache belongs
+// to the database (store.DB.Shared), so every BoltStore over one file sees
+// the others' writes; this package alone writes these buckets, and only
+// one process has the file open.
 //
 // A store shared by several relays (the PostgreSQL backend to come) must
 // bring its own invalidation across them; this one relies on seeing every
@@ -32,10 +33,11 @@ type readCache struct {
 	gen atomic.Uint64
 
 	mu      sync.RWMutex
-	entries map[cacheKey]cacheEntry
-	// entriesGen is the generation every entry in entries was read under
-	// or after: a put under a newer one starts the map afresh, so dead
-	// entries never pile up.
+	entries map[cacheKey]any
+	// entriesGen is the generation every entry in entries was read under:
+	// a put under an older one is refused and one under a newer one
+	// starts the map afresh, so dead entries never pile up and an entry
+	// is current exactly when entriesGen is.
 	entriesGen uint64
 }
 
@@ -57,18 +59,13 @@ type cacheKey struct {
 	key  string
 }
 
-type cacheEntry struct {
-	gen uint64
-	v   any
-}
-
 // cacheSlot is the key of the read cache among the database's shared state.
 type cacheSlot struct{}
 
 // cacheFor returns the read cache of db, shared by every BoltStore over it.
 func cacheFor(db *store.DB) *readCache {
 	return db.Shared(cacheSlot{}, func() any {
-		return &readCache{entries: make(map[cacheKey]cacheEntry)}
+		return &readCache{entries: make(map[cacheKey]any)}
 	}).(*readCache)
 }
 
@@ -78,12 +75,9 @@ func (c *readCache) invalidate() { c.gen.Add(1) }
 func (c *readCache) get(k cacheKey) (any, bool) {
 	g := c.gen.Load()
 	c.mu.RLock()
-	e, ok := c.entries[k]
-	c.mu.RUnlock()
-	if !ok || e.gen != g {
-		return nil, false
-	}
-	return e.v, true
+	defer c.mu.RUnlock()
+	v, ok := c.entries[k]
+	return v, ok && c.entriesGen == g
 }
 
 func (c *readCache) put(k cacheKey, g uint64, v any) {
@@ -96,7 +90,7 @@ func (c *readCache) put(k cacheKey, g uint64, v any) {
 		clear(c.entries)
 		c.entriesGen = g
 	}
-	c.entries[k] = cacheEntry{gen: g, v: v}
+	c.entries[k] = v
 }
 
 // cached returns the value of k, reading it with load when the cache has

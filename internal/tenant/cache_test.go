@@ -42,6 +42,14 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 			}
 		}
 	}
+	// served checks that the record a step read is now in the cache: a
+	// cache that kept nothing would pass every read above.
+	served := func(step string, kind cacheKind, k string) {
+		t.Helper()
+		if _, ok := w.cache.get(cacheKey{kind, k}); !ok {
+			t.Errorf("%s: %s is not served from the cache", step, k)
+		}
+	}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -61,6 +69,7 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 	must(w.CreateTenant(ctx, Tenant{ID: "acme", Name: "Acme", CreatedAt: now}))
 	must(w.CreateTenant(ctx, Tenant{ID: "other", Name: "Other", CreatedAt: now}))
 	read("created", tenantIs(""))
+	served("created", cacheTenant, "acme")
 	must(w.UpdateTenant(ctx, Tenant{ID: "acme", Name: "Acme", PostalAddress: "1 Main St", CreatedAt: now}))
 	read("postal address set", tenantIs("1 Main St"))
 
@@ -82,6 +91,7 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 	read("no list yet", listIs("", false))
 	must(w.PutList(ctx, List{Tenant: "acme", ID: "news", Name: "News", Kind: Transactional, CreatedAt: now}))
 	read("list created", listIs(Transactional, false))
+	served("list created", cacheList, string(key("acme", "news")))
 	must(w.PutList(ctx, List{Tenant: "acme", ID: "news", Name: "News", Kind: Transactional, Unsubscribe: true, CreatedAt: now}))
 	read("list changed", listIs(Transactional, true))
 
@@ -122,6 +132,8 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 		DKIMKey{Domain: "acme.test", Selector: "s1", Algorithm: "rsa-sha256", State: KeyActive, CreatedAt: now}))
 	read("domain added", domainOwner("acme"))
 	read("domain added", keysAre(KeyActive))
+	served("domain added", cacheDomain, "acme.test")
+	served("domain added", cacheKeys, "acme.test")
 	must(w.PutKey(ctx, DKIMKey{Domain: "acme.test", Selector: "s2", Algorithm: "rsa-sha256", State: KeyPublished, CreatedAt: now.Add(time.Second)}))
 	read("key added", keysAre(KeyActive, KeyPublished))
 	must(w.ActivateKey(ctx, "acme.test", "s2", now))
