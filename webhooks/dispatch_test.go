@@ -19,6 +19,7 @@ import (
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
+	bolt "go.etcd.io/bbolt"
 )
 
 // received is one request the receiver got.
@@ -495,6 +496,31 @@ func TestDeadLetter(t *testing.T) {
 	if dl, _, _ := r.store.DeadLetters(context.Background(), "acme", "", 10); len(dl) != 0 {
 		t.Errorf("still a dead letter after a successful resend: %+v", dl)
 	}
+}
+
+// TestPurgeTakesDeadLetterMarks: purging a finished delivery that became a
+// dead letter deletes its dead-letter mark too.
+func TestPurgeTakesDeadLetterMarks(t *testing.T) {
+	rc := newReceiver(t)
+	rc.setAnswer(func(received) int { return 500 })
+	r := newRig(t, "", Options{})
+	r.endpoint("acme", "main", rc.srv.URL)
+	r.emit("acme", events.MessageBounced, "poison@example.com")
+	rc.waitFor(t, "the dead letter", func() bool {
+		dl, _, _ := r.store.DeadLetters(context.Background(), "acme", "", 10)
+		return len(dl) == 1
+	})
+	if n, err := r.store.Purge(context.Background(), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want the one dead letter", n, err)
+	}
+	r.db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{store.BucketWebhookDeliveries, store.BucketWebhookDead} {
+			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
+				t.Errorf("%s holds %d keys after the purge", b, n)
+			}
+		}
+		return nil
+	})
 }
 
 // TestReplay: a replay sends again every event of a time range.

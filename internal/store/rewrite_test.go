@@ -64,3 +64,43 @@ func TestSweep(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSweepBoundsEachTransaction: no transaction of a sweep deletes more
+// than chunk keys or examines more than 10×chunk, also when a long run of
+// kept keys comes first: the bounds are what keep the writer free.
+func TestSweepBoundsEachTransaction(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "heed.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	bucket := []byte("sweep-bounds")
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, _ := tx.CreateBucketIfNotExists(bucket)
+		for i := range 100 {
+			b.Put(fmt.Appendf(nil, "%03d", i), []byte("v"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunk = 3
+	examined, deleted := map[int]int{}, map[int]int{} // by transaction
+	n, err := db.Sweep(context.Background(), bucket, chunk, func(tx *bolt.Tx, k, _ []byte) (bool, bool, error) {
+		examined[tx.ID()]++
+		del := string(k) >= "040" // the first 40 are kept: more than 10×chunk
+		if del {
+			deleted[tx.ID()]++
+		}
+		return del, false, nil
+	})
+	if err != nil || n != 60 {
+		t.Fatalf("Sweep = %d, %v; want the 60 keys from 040", n, err)
+	}
+	for id, e := range examined {
+		if e > 10*chunk || deleted[id] > chunk {
+			t.Errorf("transaction %d examined %d keys and deleted %d; at most %d and %d", id, e, deleted[id], 10*chunk, chunk)
+		}
+	}
+}
