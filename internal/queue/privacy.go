@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/heedmail/heed/internal/events"
-	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/store"
 )
 
@@ -192,28 +190,10 @@ func (s *BoltStore) Erase(ctx context.Context, addr string, spool *Spool) (int, 
 	}
 	// Bodies in spool files still needed for other recipients: rewritten
 	// wherever they mention addr (not only those of its own recipients).
-	entries, err := os.ReadDir(spool.dir)
-	if err != nil {
-		return n, err
-	}
-	rewrote := false
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".eml")
-		if !ok {
-			continue
+	return n, spool.Rewrite(func(b []byte) ([]byte, bool) {
+		if !events.ContainsFold(b, addr) {
+			return nil, false
 		}
-		b, err := spool.ReadAll(id)
-		if err != nil || !events.ContainsFold(b, addr) {
-			continue
-		}
-		if err := fsutil.WriteFile(spool.dir, e.Name(), []byte(events.EraseText(string(b), addr))); err != nil {
-			return n, err
-		}
-		rewrote = true
-	}
-	if rewrote {
-		// One directory fsync for every rename above.
-		return n, fsutil.SyncDir(spool.dir)
-	}
-	return n, nil
+		return []byte(events.EraseText(string(b), addr)), true
+	})
 }

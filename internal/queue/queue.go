@@ -15,7 +15,9 @@ import (
 )
 
 // Transport sends one rendered copy to one recipient. internal/outbound
-// implements it; it must be safe for concurrent use, and honour ctx.
+// implements it; it must be safe for concurrent use, and honour ctx. msg
+// is only valid until Deliver returns (the queue renders into a pooled
+// buffer): a Transport that keeps it must copy it.
 type Transport interface {
 	Deliver(ctx context.Context, env outbound.Envelope, msg []byte) outbound.Result
 }

@@ -206,6 +206,40 @@ func (s *Spool) Remove(id string) error {
 	return err
 }
 
+// Rewrite replaces every body file that edit changes (edit returns the
+// new body and true) through a temporary file and a rename, with one
+// directory fsync for them all, shared with sessions syncing at the same
+// moment. A file that cannot be read is left as it is.
+func (s *Spool) Rewrite(edit func(body []byte) ([]byte, bool)) error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	rewrote := false
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".eml")
+		if !ok {
+			continue
+		}
+		b, err := s.ReadAll(id)
+		if err != nil {
+			continue
+		}
+		nb, changed := edit(b)
+		if !changed {
+			continue
+		}
+		if err := fsutil.WriteFile(s.dir, e.Name(), nb); err != nil {
+			return err
+		}
+		rewrote = true
+	}
+	if !rewrote {
+		return nil
+	}
+	return s.syncDir()
+}
+
 // Sweep removes bodies for which keep returns false: files left by a crash
 // between the body's fsync and the database commit (no 250 was sent for
 // them).
