@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -313,24 +314,27 @@ func (s *BoltStore) Import(ctx context.Context, entries []Entry) (int, error) {
 		}
 		return cmp.Compare(a.i, b.i)
 	})
-	kvs := make([]kv, len(recs))
-	for i, r := range recs {
-		kvs[i] = r.kv
-	}
-	return s.writeSorted(kvs)
+	return s.writeSorted(func(yield func(kv) bool) {
+		for _, r := range recs {
+			if !yield(r.kv) {
+				return
+			}
+		}
+	})
 }
 
-// writeSorted writes records in key order in one transaction, keeping an
+// writeSorted writes records in key order in one transaction (recs may be
+// read more than once: the transaction function may run again), keeping an
 // entry that is there already (the first of equal keys wins), and reports
 // how many it added. Sorted appends fill pages; bbolt's default half-full
 // split would leave the file twice the size it needs.
-func (s *BoltStore) writeSorted(recs []kv) (int, error) {
+func (s *BoltStore) writeSorted(recs iter.Seq[kv]) (int, error) {
 	var added int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		added = 0
 		b := tx.Bucket(store.BucketSuppressions)
 		b.FillPercent = 0.9
-		for _, r := range recs {
+		for r := range recs {
 			ok, err := put(b, r.k, r.v)
 			if err != nil {
 				return err
@@ -374,7 +378,7 @@ func (s *BoltStore) importSorted(ctx context.Context, recs []kv) (int, error) {
 			return 0, fmt.Errorf("suppression: importSorted: record %d is out of key order", i)
 		}
 	}
-	return s.writeSorted(recs)
+	return s.writeSorted(slices.Values(recs))
 }
 
 // Remove implements Store.
