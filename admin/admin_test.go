@@ -190,6 +190,26 @@ func (e *env) createTenant(id string) {
 	e.want(201, "POST", "/api/v1/tenants", `{"id":"`+id+`","name":"`+id+` Ltd","postal_address":"1 Main St"}`, nil)
 }
 
+// appendEvents writes evs to the event log, in one transaction, as the
+// relay does, and returns them with their ids and sequence numbers.
+func (e *env) appendEvents(evs ...events.Event) []events.Event {
+	e.t.Helper()
+	out := make([]events.Event, len(evs))
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		for i, ev := range evs { // from the inputs: the function may run again
+			if err := events.Append(tx, &ev); err != nil {
+				return err
+			}
+			out[i] = ev
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
 func TestAuth(t *testing.T) {
 	e := newEnv(t)
 	resp, b := e.callAs("", "GET", "/api/v1/tenants", "")
@@ -418,21 +438,11 @@ func TestEvents(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
 	now := time.Now().UTC()
-	err := e.db.Update(func(tx *bolt.Tx) error {
-		for _, ev := range []events.Event{
-			{Type: events.MessageDelivered, Time: now, Data: events.Data{Tenant: "acme", MessageID: "m1"}},
-			{Type: events.MessageBounced, Time: now, Data: events.Data{Tenant: "other", MessageID: "m2"}},
-			{Type: events.MessageDeferred, Time: now, Data: events.Data{Tenant: "acme", MessageID: "m3"}},
-		} {
-			if err := events.Append(tx, &ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.appendEvents(
+		events.Event{Type: events.MessageDelivered, Time: now, Data: events.Data{Tenant: "acme", MessageID: "m1"}},
+		events.Event{Type: events.MessageBounced, Time: now, Data: events.Data{Tenant: "other", MessageID: "m2"}},
+		events.Event{Type: events.MessageDeferred, Time: now, Data: events.Data{Tenant: "acme", MessageID: "m3"}},
+	)
 	var page struct {
 		Events []events.Event
 		Next   string
@@ -536,17 +546,8 @@ func TestEventsFilteredPageStopsAtLimit(t *testing.T) {
 	e := newEnv(t)
 	e.createTenant("acme")
 	now := time.Now().UTC()
-	err := e.db.Update(func(tx *bolt.Tx) error {
-		for _, ty := range []events.Type{events.MessageDelivered, events.MessageDeferred, events.MessageDeferred, events.MessageDeferred} {
-			ev := events.Event{Type: ty, Time: now, Data: events.Data{Tenant: "acme"}}
-			if err := events.Append(tx, &ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, ty := range []events.Type{events.MessageDelivered, events.MessageDeferred, events.MessageDeferred, events.MessageDeferred} {
+		e.appendEvents(events.Event{Type: ty, Time: now, Data: events.Data{Tenant: "acme"}})
 	}
 	var page struct {
 		Events []events.Event

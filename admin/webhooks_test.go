@@ -137,21 +137,10 @@ func TestWebhookDeliveriesAPI(t *testing.T) {
 	e.createTenant("acme")
 	e.want(201, "PUT", "/api/v1/tenants/acme/webhook", `{"url":"https://hooks.acme.example/"}`, nil)
 	now := time.Now().UTC()
-	var evs []events.Event
-	err := e.db.Update(func(tx *bolt.Tx) error {
-		evs = nil
-		for _, typ := range []events.Type{events.MessageDelivered, events.RecipientUnsubscribed} {
-			ev := events.Event{Type: typ, Time: now, Data: events.Data{Tenant: "acme", Recipient: "a@example.com"}}
-			if err := events.Append(tx, &ev); err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := e.appendEvents(
+		events.Event{Type: events.MessageDelivered, Time: now, Data: events.Data{Tenant: "acme", Recipient: "a@example.com"}},
+		events.Event{Type: events.RecipientUnsubscribed, Time: now, Data: events.Data{Tenant: "acme", Recipient: "a@example.com"}},
+	)
 	// The first was attempted and failed for good; the second delivered.
 	ctx := context.Background()
 	for i, st := range []webhooks.Status{webhooks.Failed, webhooks.Delivered} {
