@@ -269,12 +269,13 @@ const retentionEvery = time.Hour
 
 // retain deletes, at start and every hour until ctx ends, the events,
 // finished messages' records and finished webhook deliveries older than
-// retention.events.
+// retention.events, and the unread reports past their retention.
 func (r *Relay) retain(ctx context.Context) {
 	t := time.NewTicker(retentionEvery)
 	defer t.Stop()
 	for {
 		r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
+		r.purgeUnread()
 		select {
 		case <-ctx.Done():
 			return
@@ -300,6 +301,18 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		if n > 0 {
 			r.log.Info("heed: retention deleted old records", "what", p.what, "count", n, "before", cutoff.UTC().Format(time.RFC3339))
 		}
+	}
+}
+
+// purgeUnread runs one retention pass over reports/unread, which has its
+// own period (the inbound listener knows it and its clock).
+func (r *Relay) purgeUnread() {
+	n, err := r.inbound.PurgeUnread()
+	if err != nil {
+		r.log.Error("heed: retention", "what", "unread reports", "err", err)
+	}
+	if n > 0 {
+		r.log.Info("heed: retention deleted old unread reports", "count", n)
 	}
 }
 
