@@ -202,8 +202,11 @@ func (r *Relay) build() error {
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Messages: r.qs, Suppressions: r.suppressions, Events: r.events,
-		UnreadDir:   filepath.Join(cfg.DataDir, "reports", "unread"),
-		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
+		UnreadDir:      filepath.Join(cfg.DataDir, "reports", "unread"),
+		UnreadMaxFiles: cfg.SMTP.Inbound.UnreadReportsMaxFiles, UnreadMaxBytes: cfg.SMTP.Inbound.UnreadReportsMaxBytes,
+		UnreadKeepBytes: cfg.SMTP.Inbound.UnreadReportKeepBytes, UnreadRetention: cfg.SMTP.Inbound.UnreadReportsRetention,
+		MaxMessagesPerMinute: cfg.SMTP.Inbound.MaxMessagesPerClientPerMinute,
+		ReadTimeout:          cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
 	sealer, err := webhooks.NewSealer(key)
@@ -269,7 +272,8 @@ const retentionEvery = time.Hour
 
 // retain deletes, at start and every hour until ctx ends, the events,
 // finished messages' records and finished webhook deliveries older than
-// retention.events, and the unread reports past their retention.
+// retention.events, and the unread reports older than
+// smtp.inbound.unread_reports_retention.
 func (r *Relay) retain(ctx context.Context) {
 	t := time.NewTicker(retentionEvery)
 	defer t.Stop()
@@ -312,7 +316,8 @@ func (r *Relay) purgeUnread() {
 		r.log.Error("heed: retention", "what", "unread reports", "err", err)
 	}
 	if n > 0 {
-		r.log.Info("heed: retention deleted old unread reports", "count", n)
+		r.log.Info("heed: retention deleted old unread reports", "count", n,
+			"retention", r.cfg.SMTP.Inbound.UnreadReportsRetention.String())
 	}
 }
 
