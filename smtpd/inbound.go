@@ -104,17 +104,16 @@ func NewInbound(o InboundOptions) *Inbound {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxMessagesPerMinute == 0 {
+		o.MaxMessagesPerMinute = 600
+	}
 	in := &Inbound{o: o, log: o.Logger}
 	if o.UnreadDir != "" {
 		in.unread = newUnreadStore(o)
 	}
-	if o.MaxMessagesPerMinute == 0 {
-		o.MaxMessagesPerMinute = 600
-	}
 	if o.MaxMessagesPerMinute > 0 {
 		in.rate = newClientRate(o.MaxMessagesPerMinute, o.Now)
 	}
-	in.o = o
 	return in
 }
 
