@@ -254,9 +254,10 @@ var addrParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
 	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
 }}
 
-// policy checks the header: exactly one From field, every From address at
-// one of the tenant's domains (CAN-SPAM: no misleading header
-// information), and a known list. It returns the From address and list.
+// policy checks the header: exactly one From field, every From, Sender
+// and Resent-* originator address at one of the tenant's domains
+// (CAN-SPAM: no misleading header information), and a known list. It
+// returns the From address and list.
 func (ss *session) policy(h textproto.Header) (string, tenant.List, error) {
 	var none tenant.List
 	// RFC 5322 section 2.2: the name is followed by the colon. Verifiers
@@ -273,18 +274,12 @@ func (ss *session) policy(h textproto.Header) (string, tenant.List, error) {
 		return "", none, reply(550, smtp.EnhancedCode{5, 6, 0},
 			"Message refused: it must have exactly one From: header field (RFC 5322 section 3.6), it has %d", len(froms))
 	}
-	list, err := addrParser.ParseList(froms[0])
-	if err != nil || len(list) == 0 {
-		return "", none, reply(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: the From: header field is not a valid address (%v)", err)
+	list, err := ss.originator("From", froms[0])
+	if err != nil {
+		return "", none, err
 	}
-	for _, a := range list {
-		parsed, err := address.Parse(a.Address)
-		if err != nil {
-			return "", none, reply(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: bad From: address: %v", err)
-		}
-		if err := ss.checkDomain(parsed.Domain, "From: header"); err != nil {
-			return "", none, err
-		}
+	if err := ss.otherOriginators(h); err != nil {
+		return "", none, err
 	}
 	id := strings.ToLower(strings.TrimSpace(h.Get("X-Heed-List")))
 	if id == "" {
@@ -299,4 +294,45 @@ func (ss *session) policy(h textproto.Header) (string, tenant.List, error) {
 		return "", none, internalError(ss.log, "looking up a list", err)
 	}
 	return list[0].Address, l, nil
+}
+
+// originator parses the value of an originator field (From, Sender,
+// Resent-From, Resent-Sender) and refuses it unless every address in it
+// is at one of the tenant's domains.
+func (ss *session) originator(field, value string) ([]*mail.Address, error) {
+	list, err := addrParser.ParseList(value)
+	if err != nil || len(list) == 0 {
+		return nil, reply(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: the %s: header field is not a valid address (%v)", field, err)
+	}
+	for _, a := range list {
+		parsed, err := address.Parse(a.Address)
+		if err != nil {
+			return nil, reply(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: bad %s: address: %v", field, err)
+		}
+		if err := ss.checkDomain(parsed.Domain, field+": header"); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
+}
+
+// otherOriginators holds Sender and the Resent-From and Resent-Sender of
+// every resent block (RFC 5322 sections 3.6.2 and 3.6.6) to the rule
+// From is held to: mail clients show them as who the mail is from ("on
+// behalf of"), so another tenant's domain there would let one tenant
+// send in another's name under Heed's DKIM signature. Resent blocks may
+// repeat, so every field of each name is checked.
+func (ss *session) otherOriginators(h textproto.Header) error {
+	if n := len(h.Values("Sender")); n > 1 {
+		return reply(550, smtp.EnhancedCode{5, 6, 0},
+			"Message refused: it may have at most one Sender: header field (RFC 5322 section 3.6), it has %d", n)
+	}
+	for _, field := range []string{"Sender", "Resent-From", "Resent-Sender"} {
+		for _, v := range h.Values(field) {
+			if _, err := ss.originator(field, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,24 @@ type InboundOptions struct {
 	// UnreadDir keeps, one file each, the reports that could not be read,
 	// for the operator to look at (data_dir/reports/unread); "" keeps none.
 	UnreadDir string
+	// UnreadMaxFiles and UnreadMaxBytes bound UnreadDir: a report that
+	// would pass either makes the oldest files be deleted first (defaults
+	// 1000 files, 100 MiB).
+	UnreadMaxFiles int
+	UnreadMaxBytes int64
+	// UnreadKeepBytes is how much of one report is kept, the header and
+	// first lines (default 256 KiB; at most UnreadMaxBytes).
+	UnreadKeepBytes int64
+	// UnreadRetention is how old a kept report PurgeUnread deletes
+	// (default 30 days).
+	UnreadRetention time.Duration
+	// MaxMessagesPerMinute is how many transactions one client address
+	// (an IPv6 client's /64) may start a minute, in bursts of as many;
+	// more get 450 4.7.1 (default 600; negative: no limit).
+	MaxMessagesPerMinute int
+	// Now is the clock of the rate limit and of the kept reports' names
+	// and retention (default time.Now).
+	Now func() time.Time
 	// MaxMessageBytes bounds what is read (default 2 MiB: opt-out mail and
 	// reports are small, and a report is held in memory to be parsed).
 	MaxMessageBytes int64
@@ -59,8 +78,10 @@ type InboundOptions struct {
 //
 // Lifecycle: NewInbound, Serve (blocks), Shutdown.
 type Inbound struct {
-	o   InboundOptions
-	log *slog.Logger
+	o      InboundOptions
+	log    *slog.Logger
+	unread *unreadStore
+	rate   *clientRate // nil: no limit
 
 	mu  sync.Mutex
 	srv *smtp.Server
@@ -80,13 +101,58 @@ func NewInbound(o InboundOptions) *Inbound {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = time.Minute
 	}
-	return &Inbound{o: o, log: o.Logger}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxMessagesPerMinute == 0 {
+		o.MaxMessagesPerMinute = 600
+	}
+	in := &Inbound{o: o, log: o.Logger}
+	if o.UnreadDir != "" {
+		in.unread = newUnreadStore(o)
+	}
+	if o.MaxMessagesPerMinute > 0 {
+		in.rate = newClientRate(o.MaxMessagesPerMinute, o.Now)
+	}
+	return in
+}
+
+// newUnreadStore is o's reports/unread with the defaults filled in.
+func newUnreadStore(o InboundOptions) *unreadStore {
+	u := &unreadStore{
+		dir: o.UnreadDir, maxFiles: o.UnreadMaxFiles, maxBytes: o.UnreadMaxBytes,
+		keepBytes: o.UnreadKeepBytes, retention: o.UnreadRetention, now: o.Now, log: o.Logger,
+	}
+	if u.maxFiles <= 0 {
+		u.maxFiles = 1000
+	}
+	if u.maxBytes <= 0 {
+		u.maxBytes = 100 << 20
+	}
+	if u.keepBytes <= 0 {
+		u.keepBytes = 256 << 10
+	}
+	u.keepBytes = min(u.keepBytes, u.maxBytes) // one file always fits
+	if u.retention <= 0 {
+		u.retention = 30 * 24 * time.Hour
+	}
+	return u
+}
+
+// PurgeUnread deletes the unread reports kept longer than
+// UnreadRetention and returns how many it deleted. The relay's retention
+// job calls it.
+func (in *Inbound) PurgeUnread() (int, error) {
+	if in.unread == nil {
+		return 0, nil
+	}
+	return in.unread.purge()
 }
 
 // Serve answers SMTP on l.
 func (in *Inbound) Serve(l net.Listener) error {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &inboundSession{in: in}, nil
+		return &inboundSession{in: in, addr: remoteAddr(c.Conn())}, nil
 	}))
 	srv.Domain = in.o.Hostname
 	srv.MaxMessageBytes = in.o.MaxMessageBytes
@@ -122,6 +188,7 @@ type optOut struct {
 
 type inboundSession struct {
 	in      *Inbound
+	addr    netip.Addr // the client's, for the rate limit
 	optOuts []optOut
 	// reports are the return-path recipients: the message and recipient
 	// a VERP address names (msg nil for fbl@/abuse@, matched from the
@@ -140,7 +207,20 @@ var errNoSuchAddress = reply(550, smtp.EnhancedCode{5, 1, 1}, "No such address")
 var errNotHere = reply(550, smtp.EnhancedCode{5, 7, 1},
 	"Relaying refused: this server takes mail only for the addresses in the mail it sent")
 
-func (s *inboundSession) Mail(from string, _ *smtp.MailOptions) error { return nil } // <> for reports
+// Mail starts a transaction (from is <> for reports), counted against
+// the client's rate.
+func (s *inboundSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.in.rate != nil && !s.in.rate.allow(s.addr) {
+		s.in.log.Warn("inbound: too much mail from one client", "client", s.addr, "per_minute", s.in.o.MaxMessagesPerMinute)
+		// 450 4.7.1, as Postfix's anvil rate limit answers: the sender
+		// keeps the message and tries again later (RFC 3463: 4.7.1,
+		// delivery not authorized, for now).
+		return reply(450, smtp.EnhancedCode{4, 7, 1},
+			"Too much mail from your address: this server takes at most %d messages a minute from one client address; try again later",
+			s.in.o.MaxMessagesPerMinute)
+	}
+	return nil
+}
 
 func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	a, err := address.Parse(to)

@@ -3,14 +3,10 @@ package smtpd
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
-	"github.com/heedmail/heed/internal/fsutil"
-	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/suppression"
@@ -143,32 +139,19 @@ func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt str
 	return nil
 }
 
-// maxUnread bounds the files reports/unread holds (at most MaxMessageBytes
-// each).
-const maxUnread = 1000
-
-// keepUnread stores a report Heed cannot read, durably, before the 250,
-// and logs where: never silently lost, and never bounced back to the
-// machine that sent it.
+// keepUnread stores the start of a report Heed cannot read, durably,
+// before the 250, and logs where: never silently lost, and never bounced
+// back to the machine that sent it. reports/unread is bounded (see
+// unreadStore); making room deletes the oldest reports, not this one.
 func (s *inboundSession) keepUnread(body []byte, why error) error {
-	dir := s.in.o.UnreadDir
-	if dir == "" {
+	if s.in.unread == nil {
 		s.in.log.Warn("inbound: a report that cannot be read was dropped", "err", why, "size", len(body))
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	path, err := s.in.unread.keep(body)
+	if err != nil {
 		return internalError(s.in.log, "keeping an unreadable report", err)
 	}
-	// The feedback-loop addresses need no MAC, so anyone can send here:
-	// the folder is bounded, and past the bound reports are only logged.
-	if kept, _ := os.ReadDir(dir); len(kept) >= maxUnread {
-		s.in.log.Warn("inbound: a report that cannot be read was dropped: reports/unread is full", "err", why, "size", len(body))
-		return nil
-	}
-	name := ids.New(time.Now()) + ".eml"
-	if err := fsutil.WriteFileSync(filepath.Join(dir, name), body); err != nil {
-		return internalError(s.in.log, "keeping an unreadable report", err)
-	}
-	s.in.log.Warn("inbound: a report that cannot be read was kept", "file", filepath.Join(dir, name), "err", why)
+	s.in.log.Warn("inbound: a report that cannot be read was kept", "file", path, "err", why, "size", len(body))
 	return nil
 }

@@ -82,6 +82,19 @@ type Submission struct {
 // Inbound is the listener for unsubscribe mail, bounces and complaints.
 type Inbound struct {
 	Listen string `yaml:"listen"`
+	// MaxMessagesPerClientPerMinute is how many messages one client
+	// address (an IPv6 client's /64) may send a minute, in bursts of as
+	// many; more get 450 4.7.1.
+	MaxMessagesPerClientPerMinute int `yaml:"max_messages_per_client_per_minute"`
+	// UnreadReportsMaxFiles and UnreadReportsMaxBytes bound
+	// data_dir/reports/unread; a new report past either deletes the
+	// oldest ones first.
+	UnreadReportsMaxFiles int   `yaml:"unread_reports_max_files"`
+	UnreadReportsMaxBytes int64 `yaml:"unread_reports_max_bytes"`
+	// UnreadReportKeepBytes is how much of each unread report is kept.
+	UnreadReportKeepBytes int64 `yaml:"unread_report_keep_bytes"`
+	// UnreadReportsRetention is how long an unread report is kept.
+	UnreadReportsRetention time.Duration `yaml:"unread_reports_retention"`
 }
 
 // HTTP configures the public (unsubscribe) and admin listeners.
@@ -191,7 +204,7 @@ func Default() *Config {
 		DataDir:  "./heed-data",
 		SMTP: SMTP{
 			Submission:      Submission{Listen: "127.0.0.1:2525"},
-			Inbound:         Inbound{Listen: "127.0.0.1:2526"},
+			Inbound:         defaultInbound(),
 			MaxMessageBytes: 25 << 20,
 			MaxRecipients:   1000,
 			MaxConnections:  1000,
@@ -217,6 +230,20 @@ func Default() *Config {
 		Webhooks:  Webhooks{Concurrency: 20, Timeout: 10 * time.Second},
 		Retention: Retention{Events: 30 * 24 * time.Hour},
 		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// defaultInbound is the inbound listener's part of Default.
+func defaultInbound() Inbound {
+	return Inbound{
+		Listen: "127.0.0.1:2526",
+		// Ten a second: far above a mail system's bounces and
+		// complaints, far below a flood.
+		MaxMessagesPerClientPerMinute: 600,
+		UnreadReportsMaxFiles:         1000,
+		UnreadReportsMaxBytes:         100 << 20,
+		UnreadReportKeepBytes:         256 << 10,
+		UnreadReportsRetention:        30 * 24 * time.Hour,
 	}
 }
 

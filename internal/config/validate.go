@@ -56,6 +56,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	v := &checker{file: file, doc: doc}
 	c.checkNames(v)
 	c.checkSMTP(v)
+	c.checkInbound(v)
 	c.checkHTTP(v)
 	c.checkAdmin(v)
 	c.checkDelivery(v)
@@ -101,6 +102,23 @@ func (c *Config) checkSMTP(v *checker) {
 	v.duration([]string{"smtp", "read_timeout"}, s.ReadTimeout, time.Second)
 	v.duration([]string{"smtp", "write_timeout"}, s.WriteTimeout, time.Second)
 	v.atLeast([]string{"smtp", "max_auth_failures"}, int64(s.MaxAuthFailures), 1)
+}
+
+// checkInbound checks the inbound listener's bounds: each must let
+// something through, and the folder must hold at least one kept report.
+func (c *Config) checkInbound(v *checker) {
+	in := c.SMTP.Inbound
+	key := func(k string) []string { return []string{"smtp", "inbound", k} }
+	v.atLeast(key("max_messages_per_client_per_minute"), int64(in.MaxMessagesPerClientPerMinute), 1)
+	v.atLeast(key("unread_reports_max_files"), int64(in.UnreadReportsMaxFiles), 1)
+	// Enough for the header and first lines that say why a report could
+	// not be read.
+	v.atLeast(key("unread_report_keep_bytes"), in.UnreadReportKeepBytes, 4096)
+	if in.UnreadReportsMaxBytes < in.UnreadReportKeepBytes {
+		v.add(key("unread_reports_max_bytes"), "must be at least smtp.inbound.unread_report_keep_bytes (%d), or no report fits (got %d)",
+			in.UnreadReportKeepBytes, in.UnreadReportsMaxBytes)
+	}
+	v.duration(key("unread_reports_retention"), in.UnreadReportsRetention, time.Hour)
 }
 
 func (c *Config) checkHTTP(v *checker) {

@@ -2,12 +2,18 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/testsink"
 )
 
@@ -66,5 +72,49 @@ func TestRetention(t *testing.T) {
 	e.api("GET", "/api/v1/tenants/acme/suppressions", nil, http.StatusOK, &sup)
 	if len(sup.Suppressions) != 1 {
 		t.Errorf("suppressions after retention: %d, want 1", len(sup.Suppressions))
+	}
+}
+
+// TestInboundBoundsFromConfig: the smtp.inbound keys reach the inbound
+// listener, and the retention job purges reports/unread by
+// smtp.inbound.unread_reports_retention.
+func TestInboundBoundsFromConfig(t *testing.T) {
+	e := startRelayWith(t, testsink.Options{}, func(c *config.Config) {
+		c.SMTP.Inbound.UnreadReportsMaxFiles = 2
+		c.SMTP.Inbound.MaxMessagesPerClientPerMinute = 3
+		c.SMTP.Inbound.UnreadReportsRetention = 48 * time.Hour
+	})
+	dir := filepath.Join(e.cfg.DataDir, "reports", "unread")
+	c, err := smtp.Dial(e.r.InboundAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		if err := c.SendMail("", []string{"fbl@bounces.relay.test"}, strings.NewReader("Subject: ???\r\n\r\ngibberish\r\n")); err != nil {
+			t.Fatalf("report %d: %v", i+1, err)
+		}
+	}
+	if kept, _ := filepath.Glob(filepath.Join(dir, "*.eml")); len(kept) != 2 {
+		t.Errorf("%d unread reports kept, want smtp.inbound.unread_reports_max_files = 2", len(kept))
+	}
+	var se *smtp.SMTPError
+	err = c.SendMail("", []string{"fbl@bounces.relay.test"}, strings.NewReader("Subject: ???\r\n\r\ngibberish\r\n"))
+	if !errors.As(err, &se) || se.Code != 450 {
+		t.Errorf("a 4th message a minute = %v, want 450 (max_messages_per_client_per_minute = 3)", err)
+	}
+	// Reports kept 3 days and 1 day ago: only the first is past 48h.
+	old, young := ids.New(time.Now().Add(-72*time.Hour))+".eml", ids.New(time.Now().Add(-24*time.Hour))+".eml"
+	for _, name := range []string{old, young} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("Subject: ???\r\n\r\nx\r\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.r.purgeUnread()
+	if _, err := os.Stat(filepath.Join(dir, old)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a report kept 3 days is still there after a retention pass (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, young)); err != nil {
+		t.Errorf("a report kept 1 day was purged: %v", err)
 	}
 }

@@ -202,8 +202,11 @@ func (r *Relay) build() error {
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Messages: r.qs, Suppressions: r.suppressions, Events: r.events,
-		UnreadDir:   filepath.Join(cfg.DataDir, "reports", "unread"),
-		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
+		UnreadDir:      filepath.Join(cfg.DataDir, "reports", "unread"),
+		UnreadMaxFiles: cfg.SMTP.Inbound.UnreadReportsMaxFiles, UnreadMaxBytes: cfg.SMTP.Inbound.UnreadReportsMaxBytes,
+		UnreadKeepBytes: cfg.SMTP.Inbound.UnreadReportKeepBytes, UnreadRetention: cfg.SMTP.Inbound.UnreadReportsRetention,
+		MaxMessagesPerMinute: cfg.SMTP.Inbound.MaxMessagesPerClientPerMinute,
+		ReadTimeout:          cfg.SMTP.ReadTimeout, Logger: r.log,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
 	sealer, err := webhooks.NewSealer(key)
@@ -269,12 +272,14 @@ const retentionEvery = time.Hour
 
 // retain deletes, at start and every hour until ctx ends, the events,
 // finished messages' records and finished webhook deliveries older than
-// retention.events.
+// retention.events, and the unread reports older than
+// smtp.inbound.unread_reports_retention.
 func (r *Relay) retain(ctx context.Context) {
 	t := time.NewTicker(retentionEvery)
 	defer t.Stop()
 	for {
 		r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
+		r.purgeUnread()
 		select {
 		case <-ctx.Done():
 			return
@@ -300,6 +305,19 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		if n > 0 {
 			r.log.Info("heed: retention deleted old records", "what", p.what, "count", n, "before", cutoff.UTC().Format(time.RFC3339))
 		}
+	}
+}
+
+// purgeUnread runs one retention pass over reports/unread, which has its
+// own period (the inbound listener knows it and its clock).
+func (r *Relay) purgeUnread() {
+	n, err := r.inbound.PurgeUnread()
+	if err != nil {
+		r.log.Error("heed: retention", "what", "unread reports", "err", err)
+	}
+	if n > 0 {
+		r.log.Info("heed: retention deleted old unread reports", "count", n,
+			"retention", r.cfg.SMTP.Inbound.UnreadReportsRetention.String())
 	}
 }
 
