@@ -2,6 +2,9 @@ package public
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +20,8 @@ const chromium = "/usr/bin/chromium"
 
 // TestBrowserUnsubscribe drives a real browser through the page a person
 // sees from the footer link: open it, press unsubscribe, see the
-// confirmation, undo. With HEED_SCREENSHOTS=DIR it writes a PNG of each
+// confirmation, undo; and another site's copy of the page's form, which
+// the browser sends and Heed refuses. With HEED_SCREENSHOTS=DIR it writes a PNG of each
 // step there (docs/screenshots holds the ones the README shows).
 func TestBrowserUnsubscribe(t *testing.T) {
 	if _, err := exec.LookPath(chromium); err != nil {
@@ -73,6 +77,20 @@ func TestBrowserUnsubscribe(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
+	}
+	// Another site (another origin: the browser says cross-site or
+	// same-site, and sends its Origin) with a copy of the page's button.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><form method="post" action="%s/u/%s"><input type="hidden" name="action" value="all"><button type="submit">Win a prize</button></form>`, e.url, tok)
+	}))
+	defer evil.Close()
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL), chromedp.Click(chromedp.CSS("button")),
+		chromedp.WaitVisible(chromedp.Search(`//h1[contains(., "Please use the page")]`))); err != nil {
+		t.Fatal(err)
+	}
+	if es := e.entries("acme", "pat@example.net"); len(es) != 0 {
+		t.Fatalf("another site's form recorded %+v", es)
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.url+"/u/"+tok), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
 		t.Fatal(err)

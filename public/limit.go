@@ -9,11 +9,13 @@ import (
 	"time"
 )
 
-// limiter is a token bucket per client address for page views, the page's
-// buttons and bad links (someone guessing tokens, a scanner). An RFC 8058
-// one-click POST that records an opt-out is never refused, however many
-// come from one address: Gmail's one-click POSTs for millions of readers
-// come from a few addresses.
+// limiter is a token bucket per key. The server keeps two: one per client
+// address for page views, the page's buttons and bad links (someone
+// guessing tokens, a scanner), and one per link for the POSTs that change
+// nothing and the undos (a flood of repeats to one link). A POST that
+// records an opt-out is never refused by either, however many come from
+// one address: Gmail's one-click POSTs for millions of readers come from a
+// few addresses, so per-address limits do not apply to one-click at all.
 type limiter struct {
 	rate  float64 // tokens per second
 	burst float64
@@ -39,7 +41,7 @@ func newLimiter(rate, burst float64, now func() time.Time) *limiter {
 	return &limiter{rate: rate, burst: burst, now: now, buckets: make(map[string]*bucket)}
 }
 
-// allow takes a token for addr and reports whether there was one, and if
+// allow takes a token for addr (a client address or a link) and reports whether there was one, and if
 // not, how long until there is.
 func (l *limiter) allow(addr string) (bool, time.Duration) {
 	l.mu.Lock()

@@ -200,8 +200,8 @@ func (s *BoltStore) prepare(e Entry) (Entry, error) {
 	if err := checkScope(e.List); err != nil {
 		return e, err
 	}
-	if len(e.Channel) > 64 || len(e.MessageID) > 128 {
-		return e, invalid("channel or message id too long")
+	if len(e.Channel) > 64 || len(e.MessageID) > 128 || len(e.Link) > 64 {
+		return e, invalid("channel, message id or link too long")
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
@@ -383,6 +383,29 @@ func (s *BoltStore) importSorted(ctx context.Context, recs []kv) (int, error) {
 
 // Remove implements Store.
 func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, reason Reason, also ...events.Type) (bool, error) {
+	if reason != "" {
+		if _, err := ParseReason(string(reason)); err != nil {
+			return false, err
+		}
+	}
+	return s.remove(ctx, tenantID, addr, scope, reason, nil, also)
+}
+
+// Undo implements Store. The condition is checked inside the transaction
+// that deletes, so an entry removed and made again another way in the
+// meantime is never taken for the one the link made.
+func (s *BoltStore) Undo(ctx context.Context, tenantID, addr, scope, link string, since time.Time, also ...events.Type) (bool, error) {
+	if link == "" {
+		return false, invalid("link is empty")
+	}
+	madeByLink := func(e Entry) bool { return e.Link == link && !e.Time.Before(since) }
+	return s.remove(ctx, tenantID, addr, scope, Unsubscribe, madeByLink, also)
+}
+
+// remove deletes the entries of tenantID, addr and scope of reason (every
+// reason when ""), those for which match holds when it is not nil, each
+// with its events, in one transaction.
+func (s *BoltStore) remove(ctx context.Context, tenantID, addr, scope string, reason Reason, match func(Entry) bool, also []events.Type) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -391,11 +414,6 @@ func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, re
 	}
 	if err := checkScope(scope); err != nil {
 		return false, err
-	}
-	if reason != "" {
-		if _, err := ParseReason(string(reason)); err != nil {
-			return false, err
-		}
 	}
 	norm, err := Normalize(addr)
 	if err != nil {
@@ -424,6 +442,9 @@ func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, re
 			if err != nil {
 				return err
 			}
+			if match != nil && !match(oe) {
+				continue
+			}
 			if err := b.Delete(k); err != nil {
 				return err
 			}
@@ -431,8 +452,8 @@ func (s *BoltStore) Remove(ctx context.Context, tenantID, addr, scope string, re
 			if err := appendEvents(tx, now, d, events.SuppressionRemoved, also); err != nil {
 				return err
 			}
+			removed = true
 		}
-		removed = len(keys) > 0
 		return nil
 	})
 	if err != nil {
@@ -599,6 +620,11 @@ func (s *BoltStore) List(ctx context.Context, tenantID, scope, cursor string, li
 //	varint   seconds since 1970 (UTC)
 //	uvarint  nanoseconds
 //	uvarint  length, bytes   for each of address, channel, message id
+//	uvarint  length, bytes   link (Entry.Link), only when not empty
+//
+// The link came later and is written only when there is one, so values
+// written before it read as they did (no link: no undo), and a value
+// without one is byte for byte what it was.
 //
 // About 40 bytes plus the strings, against about 150 for JSON: at ten
 // million entries that is the difference between a file that stays in the
@@ -614,13 +640,17 @@ func reasonCode(r Reason) byte { return byte(slices.Index(reasonCodes, r)) }
 
 func encodeEntry(e Entry) []byte {
 	code := reasonCode(e.Reason) // prepare checked it
-	v := make([]byte, 0, 2+2*binary.MaxVarintLen64+3+len(e.Address)+len(e.Channel)+len(e.MessageID))
+	v := make([]byte, 0, 2+2*binary.MaxVarintLen64+4+len(e.Address)+len(e.Channel)+len(e.MessageID)+len(e.Link))
 	v = append(v, valueV1, code)
 	v = binary.AppendVarint(v, e.Time.Unix())
 	v = binary.AppendUvarint(v, uint64(e.Time.Nanosecond()))
 	for _, s := range []string{e.Address, e.Channel, e.MessageID} {
 		v = binary.AppendUvarint(v, uint64(len(s)))
 		v = append(v, s...)
+	}
+	if e.Link != "" {
+		v = binary.AppendUvarint(v, uint64(len(e.Link)))
+		v = append(v, e.Link...)
 	}
 	return v
 }
@@ -643,7 +673,11 @@ func decodeEntry(v []byte) (Entry, error) {
 	}
 	v = v[n:]
 	e.Time = time.Unix(sec, int64(nsec)).UTC()
-	for _, f := range []*string{&e.Address, &e.Channel, &e.MessageID} {
+	fields := []*string{&e.Address, &e.Channel, &e.MessageID, &e.Link}
+	for i, f := range fields {
+		if i == len(fields)-1 && len(v) == 0 {
+			break // no link: written by another way in, or before links were kept
+		}
 		l, n := binary.Uvarint(v)
 		if n <= 0 || l > uint64(len(v)-n) {
 			return e, errCorrupt

@@ -647,17 +647,75 @@ func TestValueEncoding(t *testing.T) {
 	for _, e := range []Entry{
 		{Reason: Complaint, Address: "bob@example.com", Channel: "arf", MessageID: "01jq3z6k9x8v7w6t5s4r3q2p1n", Time: testNow},
 		{Reason: Import, Time: time.Date(1969, 7, 20, 20, 17, 0, 1, time.UTC)}, // erased address, old date
+		{Reason: Unsubscribe, Address: "pat@example.net", Channel: "page", Link: "news", Time: testNow},
 	} {
 		got, err := decodeEntry(encodeEntry(e))
 		if err != nil || got != e {
 			t.Errorf("round trip of %+v = %+v, %v", e, got, err)
 		}
 		v := encodeEntry(e)
+		noLink := e
+		noLink.Link = ""
+		short := len(encodeEntry(noLink)) // a value without a link ends there
 		for i := range v {
-			if _, err := decodeEntry(v[:i]); err == nil {
+			got, err := decodeEntry(v[:i])
+			switch {
+			case i == short && e.Link != "":
+				if err != nil || got != noLink {
+					t.Errorf("value cut before its link = %+v, %v; want %+v", got, err, noLink)
+				}
+			case err == nil:
 				t.Errorf("value cut to %d bytes decodes", i)
 			}
 		}
+	}
+}
+
+// TestUndo: Undo removes the opt-out that the named link made at or after
+// since, with its events, and nothing else: not an opt-out of another
+// link or channel, not an older one, not another reason.
+func TestUndo(t *testing.T) {
+	s, db := openStore(t)
+	ctx := context.Background()
+	const addr = "pat@example.net"
+	mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: "news", Reason: Unsubscribe, Channel: "page", Link: "news"})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: Unsubscribe, Channel: "page", Link: "offers"})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: addr, List: All, Reason: Manual, Channel: "api"})
+	mustAdd(t, s, Entry{Tenant: "acme", Address: "sam@example.net", List: "news", Reason: Unsubscribe, Channel: "api"})
+	n := len(tenantEvents(t, db, "acme"))
+	for _, c := range []struct {
+		addr, scope, link string
+		since             time.Time
+	}{
+		{addr, All, "news", testNow},                         // another link's
+		{addr, "news", "offers", testNow},                    // the scope holds another link's
+		{addr, "news", "news", testNow.Add(time.Nanosecond)}, // made before since
+		{"sam@example.net", "news", "news", testNow},         // not made by a link
+		{"nobody@example.net", "news", "news", testNow},      // nothing there
+		{addr, "offers", "offers", testNow.Add(-time.Hour)},  // no such scope
+	} {
+		if removed, err := s.Undo(ctx, "acme", c.addr, c.scope, c.link, c.since, events.RecipientResubscribed); err != nil || removed {
+			t.Errorf("Undo(%+v) = %v, %v; want nothing removed", c, removed, err)
+		}
+	}
+	if _, err := s.Undo(ctx, "acme", addr, "news", "", testNow); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Undo without a link: %v", err)
+	}
+	if got := len(tenantEvents(t, db, "acme")); got != n {
+		t.Errorf("refused Undos wrote %d events", got-n)
+	}
+	removed, err := s.Undo(ctx, "acme", "PAT@example.net", All, "offers", testNow, events.RecipientResubscribed)
+	if err != nil || !removed {
+		t.Fatalf("Undo of the offers link's opt-out = %v, %v", removed, err)
+	}
+	got, _ := s.Lookup(ctx, "acme", addr)
+	if reasonsOf(got) != "manual,unsubscribe" || got[1].List != "news" {
+		t.Errorf("after Undo, Lookup = %+v; want the block and the news opt-out", got)
+	}
+	evs := tenantEvents(t, db, "acme")[n:]
+	if len(evs) != 2 || evs[0].Type != events.SuppressionRemoved || evs[1].Type != events.RecipientResubscribed ||
+		evs[0].Data.List != All || evs[0].Data.Reason != string(Unsubscribe) {
+		t.Errorf("Undo's events %+v", evs)
 	}
 }
 

@@ -3,6 +3,7 @@ package suppression
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
@@ -63,39 +64,78 @@ func (o *OptOut) Resolve(ctx context.Context, token string) (Link, error) {
 // Unsubscribe records the opt-out a token names — from its list, or with
 // all from every marketing list of the tenant (scope All, which never
 // stops transactional mail) — with a recipient.unsubscribed event in the
-// same commit, and returns once it is on disk. It is idempotent: a repeat
-// changes nothing and writes no event.
-func (o *OptOut) Unsubscribe(ctx context.Context, token, channel string, all bool) (Link, error) {
-	link, err := o.Resolve(ctx, token)
+// same commit, and returns once it is on disk. The entry names the link
+// (Entry.Link), the only one that can undo it.
+//
+// It is idempotent, and a repeat is a read: when the recipient's opt-out
+// of that scope is there already, however it was made, it reports
+// created == false without a write transaction, so a flood of POSTs to one
+// link costs no commits and writes no events.
+func (o *OptOut) Unsubscribe(ctx context.Context, token, channel string, all bool) (link Link, created bool, err error) {
+	link, err = o.Resolve(ctx, token)
 	if err != nil {
-		return Link{}, err
+		return Link{}, false, err
 	}
-	scope := link.Target.List
+	t := link.Target
+	scope := t.List
 	if all {
 		scope = All
 	}
-	_, err = o.Store.Add(ctx, Entry{
-		Tenant: link.Target.Tenant, Address: link.Target.Address, List: scope,
-		Reason: Unsubscribe, Channel: channel,
-	}, events.RecipientUnsubscribed)
-	return link, err
-}
-
-// Resubscribe undoes the recipient's own opt-outs that stop the token's
-// list (of that list and of all marketing), each with a
-// recipient.resubscribed event. Bounces, complaints and the operator's
-// blocks stay: they are not the recipient's to undo.
-func (o *OptOut) Resubscribe(ctx context.Context, token, channel string) (Link, error) {
-	link, err := o.Resolve(ctx, token)
+	entries, err := o.Store.Lookup(ctx, t.Tenant, t.Address)
 	if err != nil {
-		return Link{}, err
+		return Link{}, false, err
 	}
-	for _, scope := range []string{link.Target.List, All} {
-		if _, err := o.Store.Remove(ctx, link.Target.Tenant, link.Target.Address, scope, Unsubscribe, events.RecipientResubscribed); err != nil {
-			return Link{}, err
+	for _, e := range entries {
+		if e.List == scope && e.Reason == Unsubscribe {
+			return link, false, nil
 		}
 	}
-	return link, nil
+	created, err = o.Store.Add(ctx, Entry{
+		Tenant: t.Tenant, Address: t.Address, List: scope,
+		Reason: Unsubscribe, Channel: channel, Link: t.List,
+	}, events.RecipientUnsubscribed)
+	return link, created, err
+}
+
+// ErrNotUndoable is returned by Resubscribe when the link's list is still
+// stopped after the undo: by an opt-out this link did not make (through
+// the API, by mail, by import, through another link), by one it made
+// before the undo window, or by a bounce, complaint or block, none of
+// which a link can lift. The recipient has to ask the business.
+var ErrNotUndoable = errors.New("the opt-out cannot be undone through this link")
+
+// Resubscribe undoes the opt-outs that stop the link's list (of that list
+// and of all marketing) that this same link made at or after since, each
+// with a recipient.resubscribed event, and reports whether it undid any.
+// Whatever else stops the list stays, and then it fails with
+// ErrNotUndoable: whoever holds a link (a forwarded email is enough) can
+// take back the click made through it, shortly after, and nothing more.
+//
+// When there is nothing to undo it does not open a write transaction.
+func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (undone bool, err error) {
+	t := link.Target
+	entries, err := o.Store.Lookup(ctx, t.Tenant, t.Address)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.Reason != Unsubscribe || e.Link != t.List || e.Time.Before(since) || e.List != t.List && e.List != All {
+			continue
+		}
+		removed, err := o.Store.Undo(ctx, t.Tenant, t.Address, e.List, t.List, since, events.RecipientResubscribed)
+		if err != nil {
+			return undone, err
+		}
+		undone = undone || removed
+	}
+	_, stopped, err := Check(ctx, o.Store, t.Tenant, t.List, link.List.Kind, t.Address)
+	if err != nil {
+		return undone, err
+	}
+	if stopped {
+		return undone, ErrNotUndoable
+	}
+	return undone, nil
 }
 
 // ListState is one marketing list of the tenant and whether the link's

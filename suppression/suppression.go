@@ -102,6 +102,12 @@ type Entry struct {
 	// MessageID is the message that led to it, where there is one.
 	MessageID string    `json:"message_id"`
 	Time      time.Time `json:"created_at"`
+	// Link is the list id of the opt-out link (the token) through which
+	// the recipient made this entry, and "" for every other way in (API,
+	// mailto, import, bounce, complaint). Only that same link can undo
+	// the entry, and only shortly after (Store.Undo, OptOut.Resubscribe):
+	// a forwarded email must not lift an opt-out made any other way.
+	Link string `json:"-"`
 }
 
 // Store keeps the suppression lists of all tenants.
@@ -146,6 +152,14 @@ type Store interface {
 	// 7704(a)(4)); lifting every reason of a scope takes reason "", and is
 	// the caller's decision to make knowingly.
 	Remove(ctx context.Context, tenant, addr, scope string, reason Reason, also ...events.Type) (removed bool, err error)
+
+	// Undo removes tenant's Unsubscribe entry for addr of exactly scope if
+	// the opt-out link of list link made it (Entry.Link) at or after since,
+	// with the events Remove writes, in one transaction, and reports
+	// whether it did. Every other entry stays, whatever made it: an undo
+	// takes back the click it follows, never an opt-out made through the
+	// API, by mail, by import or through another link, nor an old one.
+	Undo(ctx context.Context, tenant, addr, scope, link string, since time.Time, also ...events.Type) (removed bool, err error)
 
 	// Lookup returns every entry of tenant for addr, whatever the scope and
 	// reason (an address can hold several of one scope), or none. addr is normalised first (ErrInvalid when it does not

@@ -392,7 +392,7 @@ func (r *Relay) listen() error {
 	}
 	r.publicAddr = pl.Addr().String()
 	r.public = &http.Server{
-		Handler:           public.New(public.Options{OptOut: r.optOut, Logger: r.log}),
+		Handler:           public.New(public.Options{OptOut: r.optOut, Logger: r.log, BaseURL: cfg.HTTP.Public.BaseURL}),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}
 	go r.serveHTTP(r.public, pl)

@@ -1,0 +1,286 @@
+package public
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/suppression"
+)
+
+// form posts one of the page's forms to tok, with the headers a browser
+// on the page itself sends unless hdr says otherwise.
+func (e *env) form(tok, action string, hdr map[string]string) (*http.Response, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", e.url+"/u/"+tok, strings.NewReader("action="+action))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", e.url)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	return e.do(req)
+}
+
+func (e *env) oneClick(tok string, hdr map[string]string) (*http.Response, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", e.url+"/u/"+tok, strings.NewReader("List-Unsubscribe=One-Click"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(req)
+}
+
+// count returns how many events of typ acme's log holds.
+func (e *env) count(typ events.Type) int {
+	e.t.Helper()
+	evs, err := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 1000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0
+	for _, ev := range evs {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// writes is how many pages the database has written: every commit
+// writes at least its meta page, a read writes none.
+func (e *env) writes() int64 {
+	st := e.db.Bolt().Stats()
+	return st.TxStats.GetWrite()
+}
+
+// TestUndoLiftsOnlyThisLinksOptOut: someone holding a link (a forwarded
+// email is enough) presses undo; opt-outs made through the API, by mail,
+// or through another link of the same recipient stay, and the page says
+// they cannot be undone there and to contact the business.
+func TestUndoLiftsOnlyThisLinksOptOut(t *testing.T) {
+	ctx := context.Background()
+	for name, made := range map[string]func(e *env){
+		"api": func(e *env) {
+			e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: suppression.All,
+				Reason: suppression.Unsubscribe, Channel: "api"}, events.RecipientUnsubscribed)
+		},
+		"mailto": func(e *env) {
+			e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: "marketing",
+				Reason: suppression.Unsubscribe, Channel: "mailto"}, events.RecipientUnsubscribed)
+		},
+		"another link": func(e *env) {
+			other := e.token("acme", "transactional", "pat@example.net")
+			if resp, _ := e.form(other, "all", nil); resp.StatusCode != 200 {
+				t.Fatalf("opt-out through the other link: %d", resp.StatusCode)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			made(e)
+			before := e.entries("acme", "pat@example.net")
+			if len(before) != 1 {
+				t.Fatalf("entries %+v", before)
+			}
+			e.clock.add(time.Minute)
+			resp, body := e.form(e.token("acme", "marketing", "pat@example.net"), "resubscribe", nil)
+			if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "can no longer be undone") ||
+				!strings.Contains(body, "please contact ACME Dental") {
+				t.Errorf("undo: %d\n%s", resp.StatusCode, body)
+			}
+			if after := e.entries("acme", "pat@example.net"); len(after) != 1 || after[0] != before[0] {
+				t.Errorf("entries after undo %+v, want %+v", after, before)
+			}
+			if n := e.count(events.RecipientResubscribed); n != 0 {
+				t.Errorf("%d recipient.resubscribed events", n)
+			}
+		})
+	}
+}
+
+// TestUndoWithinWindow: the link that made an opt-out undoes it a day
+// later less a second, from the page and after a one-click POST alike,
+// and the recipient gets the list again.
+func TestUndoWithinWindow(t *testing.T) {
+	e := newEnv(t)
+	pat := e.token("acme", "marketing", "pat@example.net")
+	sam := e.token("acme", "marketing", "sam@example.net")
+	if resp, _ := e.form(pat, "all", nil); resp.StatusCode != 200 {
+		t.Fatalf("all: %d", resp.StatusCode)
+	}
+	if resp, _ := e.oneClick(sam, nil); resp.StatusCode != 200 {
+		t.Fatalf("one-click: %d", resp.StatusCode)
+	}
+	e.clock.add(24*time.Hour - time.Second)
+	for who, tok := range map[string]string{"pat@example.net": pat, "sam@example.net": sam} {
+		resp, body := e.form(tok, "resubscribe", nil)
+		if resp.StatusCode != 200 || !strings.Contains(body, "You are subscribed again") || !strings.Contains(body, "Marketing: subscribed") {
+			t.Errorf("undo for %s: %d\n%s", who, resp.StatusCode, body)
+		}
+		if es := e.entries("acme", who); len(es) != 0 {
+			t.Errorf("%s: entries after undo %+v", who, es)
+		}
+	}
+	if n := e.count(events.RecipientResubscribed); n != 2 {
+		t.Errorf("%d recipient.resubscribed events, want 2", n)
+	}
+}
+
+// TestUndoAfterWindow: a day after the opt-out, the link's undo is
+// refused with the page that sends the reader to the business, and the
+// opt-out stays.
+func TestUndoAfterWindow(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+	if resp, _ := e.form(tok, "list", nil); resp.StatusCode != 200 {
+		t.Fatalf("list: %d", resp.StatusCode)
+	}
+	e.clock.add(24*time.Hour + time.Second)
+	resp, body := e.form(tok, "resubscribe", nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "<h1 id=\"status\">This can no longer be undone here</h1>") ||
+		!strings.Contains(body, "p***@example.net is still unsubscribed from Marketing emails") ||
+		!strings.Contains(body, "please contact ACME Dental") || strings.Contains(body, `value="resubscribe"`) {
+		t.Errorf("late undo: %d\n%s", resp.StatusCode, body)
+	}
+	if es := e.entries("acme", "pat@example.net"); len(es) != 1 || es[0].List != "marketing" {
+		t.Errorf("entries after a late undo %+v", es)
+	}
+	if n := e.count(events.RecipientResubscribed); n != 0 {
+		t.Errorf("%d recipient.resubscribed events", n)
+	}
+}
+
+// TestCrossOriginForms: another site's form (or one a browser says is
+// cross-site) is refused with 403 and changes nothing; RFC 8058's POST,
+// which comes from a mailbox provider with a foreign Origin or none,
+// still records the opt-out.
+func TestCrossOriginForms(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+	if resp, _ := e.form(tok, "list", nil); resp.StatusCode != 200 {
+		t.Fatalf("list: %d", resp.StatusCode)
+	}
+	before := e.entries("acme", "pat@example.net")
+	foreign := []map[string]string{
+		{"Origin": "https://evil.example", "Sec-Fetch-Site": ""},
+		{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+		{"Origin": "null", "Sec-Fetch-Site": ""}, // a sandboxed frame's form
+		{"Origin": "", "Sec-Fetch-Site": "same-site"},
+		{"Origin": "", "Sec-Fetch-Site": "", "Referer": "https://evil.example/page"},
+	}
+	for _, hdr := range foreign {
+		for _, action := range []string{"resubscribe", "all"} {
+			resp, body := e.form(tok, action, hdr)
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "sent from another website") {
+				t.Errorf("%s with %v: %d\n%s", action, hdr, resp.StatusCode, body)
+			}
+		}
+	}
+	if after := e.entries("acme", "pat@example.net"); len(after) != 1 || after[0] != before[0] {
+		t.Errorf("entries after cross-origin forms %+v, want %+v", after, before)
+	}
+	if n := e.count(events.RecipientResubscribed); n != 0 {
+		t.Errorf("%d recipient.resubscribed events", n)
+	}
+	sam := e.token("acme", "marketing", "sam@example.net")
+	resp, _ := e.oneClick(sam, map[string]string{"Origin": "https://mail.example", "Sec-Fetch-Site": "cross-site"})
+	if es := e.entries("acme", "sam@example.net"); resp.StatusCode != 200 || len(es) != 1 || es[0].Channel != "one-click" {
+		t.Errorf("one-click from a foreign origin: %d, entries %+v", resp.StatusCode, es)
+	}
+}
+
+// TestRepeatsDoNotWrite: after the first one-click POST, repeats are
+// answered 200 from a read: no commit, no event, no info log line.
+func TestRepeatsDoNotWrite(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+	if resp, _ := e.oneClick(tok, nil); resp.StatusCode != 200 {
+		t.Fatalf("first POST: %d", resp.StatusCode)
+	}
+	writes, infos := e.writes(), e.logs.count(slog.LevelInfo)
+	for i := range 5 {
+		resp, body := e.oneClick(tok, nil)
+		if resp.StatusCode != 200 || !strings.Contains(body, "You are unsubscribed") {
+			t.Fatalf("repeat %d: %d", i, resp.StatusCode)
+		}
+	}
+	if w := e.writes(); w != writes {
+		t.Errorf("5 repeats wrote %d pages, want none", w-writes)
+	}
+	if n := e.logs.count(slog.LevelInfo); n != infos || infos != 1 {
+		t.Errorf("info log lines: %d after the first POST, %d after the repeats; want 1 and 1", infos, n)
+	}
+	if n := e.count(events.RecipientUnsubscribed); n != 1 {
+		t.Errorf("%d recipient.unsubscribed events, want 1", n)
+	}
+}
+
+// TestRepeatFloodLimited: repeats with one token beyond a small burst get
+// 429 with Retry-After; under that flood another recipient's first opt-out
+// is recorded and answered 200, and so is a first opt-out on the flooded
+// link itself (one an operator lifted meanwhile).
+func TestRepeatFloodLimited(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token("acme", "marketing", "pat@example.net")
+	if resp, _ := e.oneClick(tok, nil); resp.StatusCode != 200 {
+		t.Fatalf("first POST: %d", resp.StatusCode)
+	}
+	limited := 0
+	for range 50 {
+		resp, body := e.oneClick(tok, nil)
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") {
+				t.Fatalf("429 without Retry-After or page: %q\n%s", resp.Header.Get("Retry-After"), body)
+			}
+			limited++
+		default:
+			t.Fatalf("repeat: %d", resp.StatusCode)
+		}
+	}
+	if limited < 40 {
+		t.Errorf("%d of 50 repeats in one instant limited, want most", limited)
+	}
+	sam := e.token("acme", "marketing", "sam@example.net")
+	if resp, _ := e.oneClick(sam, nil); resp.StatusCode != 200 || len(e.entries("acme", "sam@example.net")) != 1 {
+		t.Errorf("another link's first opt-out under the flood: %d", resp.StatusCode)
+	}
+	if _, err := e.sup.Remove(context.Background(), "acme", "pat@example.net", "marketing", suppression.Unsubscribe); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := e.oneClick(tok, nil); resp.StatusCode != 200 || len(e.entries("acme", "pat@example.net")) != 1 {
+		t.Errorf("a first opt-out on the flooded link: %d, entries %+v", resp.StatusCode, e.entries("acme", "pat@example.net"))
+	}
+	// The bucket refills with time.
+	e.clock.add(time.Minute)
+	if resp, _ := e.oneClick(tok, nil); resp.StatusCode != 200 {
+		t.Errorf("a repeat a minute later: %d", resp.StatusCode)
+	}
+}
+
+// TestOneClickMultipartForeignOrigin: the multipart one-click body from a
+// foreign origin is one-click too, never mistaken for the page's form.
+func TestOneClickMultipartForeignOrigin(t *testing.T) {
+	e := newEnv(t)
+	body := "--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n"
+	req, _ := http.NewRequest("POST", e.url+"/u/"+e.token("acme", "marketing", "pat@example.net"), strings.NewReader(body))
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=b")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, _ := e.do(req); resp.StatusCode != 200 {
+		t.Fatalf("multipart one-click: %d", resp.StatusCode)
+	}
+	if es := e.entries("acme", "pat@example.net"); len(es) != 1 || es[0].Channel != "one-click" {
+		t.Errorf("entries %+v", es)
+	}
+}
