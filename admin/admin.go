@@ -106,7 +106,7 @@ func New(o Options) http.Handler {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.recoverPanic)
+	e.Use(s.recoverPanic, limitBody)
 	s.register(e)
 	return e
 }

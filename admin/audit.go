@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/labstack/echo/v4"
 )
@@ -21,11 +23,49 @@ type AuditRecord struct {
 	Tenant string `json:"tenant,omitempty"`
 	// Action is the route, as "METHOD /api/v1/tenants/:tenant/...".
 	Action string `json:"action"`
-	// Target is the request path as sent (the resource changed).
+	// Target is the request path (the resource changed), an address in it
+	// in its normalised form (suppression.Normalize).
 	Target string `json:"target"`
 	Status int    `json:"status"`
 	// RemoteIP is the client's address as the listener saw it.
 	RemoteIP string `json:"remote_ip"`
+}
+
+// auditTarget is the request path as the audit log keeps it. An address
+// in it, a route's :address, is written in its normalised form, whatever
+// spelling the client sent (quoted, Unicode or A-label domain, any case,
+// percent-encoded): an erasure request for the address finds the record
+// by that form (BoltAudit.Erase), and no other spelling of the address is
+// ever stored. The address of a privacy request is not kept at all.
+func auditTarget(c echo.Context) string {
+	prefix, ok := addressRoute(c.Request().URL.Path, c.Path())
+	switch {
+	case !ok:
+		return c.Request().URL.Path
+	case strings.HasPrefix(c.Path(), "/api/v1/privacy/"):
+		return prefix + events.Erased // the erased address, not in the audit log
+	}
+	addr, err := pathAddress(c)
+	if err != nil {
+		return prefix + "[invalid address]" // not kept in any spelling
+	}
+	return prefix + addr
+}
+
+// addressRoute splits path, of a route whose last parameter is :address,
+// into what comes before the address (with its slash) and reports true;
+// false for another route. The address is all the rest: a local part may
+// hold a '/' (decoded from %2F).
+func addressRoute(path, route string) (prefix string, ok bool) {
+	if !strings.HasSuffix(route, "/:address") {
+		return "", false
+	}
+	n := strings.Count(route, "/")
+	segs := strings.SplitN(path, "/", n+1)
+	if len(segs) != n+1 {
+		return "", false
+	}
+	return strings.Join(segs[:n], "/") + "/", true
 }
 
 // AuditLog keeps the audit records.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/suppression"
 )
 
 // BoltAudit is the AuditLog in Heed's bbolt database: records keyed by a
@@ -63,8 +64,11 @@ func (a BoltAudit) Records(_ context.Context, tenant string, after uint64, limit
 	return out, err
 }
 
-// Erase removes addr from the audit records (a path such as
-// .../suppressions/{address} names it) and returns how many it changed.
+// Erase removes addr, a normalised address, from the audit records and
+// returns how many it changed. A record names an address in its Target
+// when its route ends in :address (auditTarget writes it normalised;
+// records written before that hold it as sent, so it is normalised here
+// to compare); other segments are compared decoded, as before.
 func (a BoltAudit) Erase(_ context.Context, addr string) (int, error) {
 	n := 0
 	err := a.DB.Update(func(tx *bolt.Tx) error {
@@ -74,22 +78,43 @@ func (a BoltAudit) Erase(_ context.Context, addr string) (int, error) {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return nil, false, fmt.Errorf("audit record %x: %w", k, err)
 			}
-			// The path's segments: an address is one of them, whole.
-			segs := strings.Split(r.Target, "/")
-			hit := false
-			for i, seg := range segs {
-				if u, err := url.PathUnescape(seg); err == nil && strings.EqualFold(u, addr) {
-					segs[i], hit = events.Erased, true
-				}
-			}
+			target, hit := eraseTarget(r, addr)
 			if !hit {
 				return nil, false, nil
 			}
-			r.Target = strings.Join(segs, "/")
+			r.Target = target
 			nv, err := json.Marshal(r)
 			return nv, err == nil, err
 		})
 		return err
 	})
 	return n, err
+}
+
+// eraseTarget is r's Target with addr replaced by events.Erased, and
+// whether it named addr.
+func eraseTarget(r AuditRecord, addr string) (string, bool) {
+	_, route, _ := strings.Cut(r.Action, " ")
+	if prefix, ok := addressRoute(r.Target, route); ok {
+		named := strings.TrimPrefix(r.Target, prefix)
+		if u, err := url.PathUnescape(named); err == nil {
+			named = u
+		}
+		if norm, err := suppression.Normalize(named); err == nil && norm == addr || strings.EqualFold(named, addr) {
+			return prefix + events.Erased, true
+		}
+	}
+	// The path's segments: an address is one of them, whole.
+	segs := strings.Split(r.Target, "/")
+	hit := false
+	for i, seg := range segs {
+		u, err := url.PathUnescape(seg)
+		if err != nil {
+			continue
+		}
+		if norm, err := suppression.Normalize(u); err == nil && norm == addr || strings.EqualFold(u, addr) {
+			segs[i], hit = events.Erased, true
+		}
+	}
+	return strings.Join(segs, "/"), hit
 }

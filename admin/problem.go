@@ -23,6 +23,9 @@ import (
 const (
 	TypeInvalidRequest = "urn:heed:problem:invalid-request"
 	TypeConflict       = "urn:heed:problem:conflict"
+	// TypeUnprocessable is a well-formed request that asks for what is not
+	// allowed (an ip credential's network too broad).
+	TypeUnprocessable = "urn:heed:problem:unprocessable"
 )
 
 // ProblemContentType is the media type of every error body.
@@ -56,6 +59,10 @@ func notFound(format string, a ...any) error {
 	return &apiError{http.StatusNotFound, fmt.Sprintf(format, a...)}
 }
 
+func unprocessable(format string, a ...any) error {
+	return &apiError{http.StatusUnprocessableEntity, fmt.Sprintf(format, a...)}
+}
+
 func conflict(format string, a ...any) error {
 	return &apiError{http.StatusConflict, fmt.Sprintf(format, a...)}
 }
@@ -76,6 +83,8 @@ func problemFor(err error) Problem {
 		return newProblem(he.Code, detail)
 	case errors.Is(err, tenant.ErrNotFound), errors.Is(err, queue.ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		return newProblem(http.StatusNotFound, "the resource does not exist")
+	case errors.Is(err, tenant.ErrNetworkRefused):
+		return newProblem(http.StatusUnprocessableEntity, err.Error())
 	case errors.Is(err, tenant.ErrExists):
 		return newProblem(http.StatusConflict, err.Error())
 	case errors.Is(err, suppression.ErrInvalid):
@@ -91,6 +100,8 @@ func newProblem(status int, detail string) Problem {
 		p.Type, p.Title = TypeInvalidRequest, "Invalid request"
 	case http.StatusConflict:
 		p.Type, p.Title = TypeConflict, "Conflict"
+	case http.StatusUnprocessableEntity:
+		p.Type, p.Title = TypeUnprocessable, "Unprocessable request"
 	}
 	return p
 }

@@ -269,11 +269,8 @@ func (s *server) audit(c echo.Context, who principal) {
 	}
 	r := &AuditRecord{
 		Time: s.now(), Actor: who.actor, Tenant: c.Param("tenant"),
-		Action: c.Request().Method + " " + c.Path(), Target: c.Request().URL.Path,
+		Action: c.Request().Method + " " + c.Path(), Target: auditTarget(c),
 		Status: c.Response().Status, RemoteIP: remoteIP(c),
-	}
-	if strings.HasPrefix(c.Path(), "/api/v1/privacy/") {
-		r.Target = "/api/v1/privacy/" + events.Erased // the erased address, not in the audit log
 	}
 	if err := s.Audit.Append(context.WithoutCancel(c.Request().Context()), r); err != nil {
 		s.Logger.Error("admin: the audit record of a change could not be stored", "err", err,

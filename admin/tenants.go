@@ -3,7 +3,6 @@ package admin
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -166,10 +165,15 @@ func (s *server) check(c echo.Context, t tenant.Tenant, req *credentialRequest) 
 			return invalid("cidr is only for kind %q", tenant.KindIP)
 		}
 	case tenant.KindIP:
-		if _, err := netip.ParsePrefix(req.CIDR); err != nil {
-			if _, err := netip.ParseAddr(req.CIDR); err != nil {
-				return invalid("cidr: %q is not a network (203.0.113.0/24) or an address", req.CIDR)
-			}
+		p, err := tenant.ParseNetwork(req.CIDR)
+		if err == nil {
+			err = networkLimit(c).Check(p)
+		}
+		if errors.Is(err, tenant.ErrNetworkRefused) {
+			return unprocessable("%v", strings.TrimPrefix(err.Error(), tenant.ErrNetworkRefused.Error()+": "))
+		}
+		if err != nil {
+			return invalid("%v", err)
 		}
 	default:
 		return invalid("kind must be %q or %q", tenant.KindPassword, tenant.KindIP)
@@ -182,6 +186,15 @@ func (s *server) check(c echo.Context, t tenant.Tenant, req *credentialRequest) 
 		return invalid("default_list: tenant %q has no list %q; create it with PUT .../lists/{list} first", t.ID, req.DefaultList)
 	}
 	return err
+}
+
+// networkLimit is the broadest network the caller may give an ip
+// credential: a tenant's key may not open the relay to more than a site.
+func networkLimit(c echo.Context) tenant.NetworkLimit {
+	if whoIs(c).operator {
+		return tenant.OperatorNetworks
+	}
+	return tenant.TenantNetworks
 }
 
 func (s *server) createCredential(c echo.Context, t tenant.Tenant) error {
@@ -199,12 +212,12 @@ func (s *server) createCredential(c echo.Context, t tenant.Tenant) error {
 		err      error
 	)
 	if req.Kind == tenant.KindIP {
-		cr, err = s.Tenants.CreateIP(ctx, t.ID, req.CIDR, req.DefaultList)
+		cr, err = s.Tenants.CreateIPWithin(ctx, networkLimit(c), t.ID, req.CIDR, req.DefaultList)
 	} else {
 		cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, req.DefaultList)
 	}
 	if errors.Is(err, tenant.ErrExists) {
-		return conflict("%v", err)
+		return conflict("%s", strings.TrimPrefix(err.Error(), tenant.ErrExists.Error()+": "))
 	}
 	if err != nil {
 		return err

@@ -112,9 +112,21 @@ type PublicHTTP struct {
 	BaseURL string `yaml:"base_url"`
 }
 
-// AdminHTTP is the listener of the admin REST API and metrics.
+// AdminHTTP is the listener of the admin REST API and metrics. Tenants'
+// API keys reach it, so one client must not be able to hold it.
 type AdminHTTP struct {
 	Listen string `yaml:"listen"`
+	// ReadTimeout bounds the request headers, and each read of a body.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds each write of a response.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection that sends no request.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnections and MaxConnectionsPerClient cap the connections open
+	// at once, in all and from one client address (an IPv6 client's /64);
+	// more get 503 and are closed.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Admin configures who may use the admin API as an operator.
@@ -217,7 +229,10 @@ func Default() *Config {
 		},
 		HTTP: HTTP{
 			Public: PublicHTTP{Listen: "127.0.0.1:8080"},
-			Admin:  AdminHTTP{Listen: "127.0.0.1:8081"},
+			Admin: AdminHTTP{
+				Listen: "127.0.0.1:8081", ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute,
+				IdleTimeout: 2 * time.Minute, MaxConnections: 512, MaxConnectionsPerClient: 64,
+			},
 		},
 		Delivery: Delivery{
 			Mode:              ModeMX,

@@ -46,6 +46,13 @@ var errorCases = []struct {
 	env:  env(EnvAdminToken, token),
 	want: []string{"heed.yaml:3: smtp.submision: unknown key"},
 }, {
+	name: "admin listener limits",
+	yaml: doc("hostname: relay.example.com", "admin: { tokens: ["+token+"] }", "http:", "  admin: { read_timeout: 10ms, max_connections_per_client: 0 }"),
+	want: []string{
+		"heed.yaml:4: http.admin.read_timeout: must be at least 1s (got 10ms)",
+		"heed.yaml:4: http.admin.max_connections_per_client: must be at least 1 (got 0)",
+	},
+}, {
 	name: "bad mode with its line",
 	yaml: doc("hostname: relay.example.com", "admin:", "  tokens: ["+token+"]", "delivery:", "  mode: foo"),
 	want: []string{`heed.yaml:5: delivery.mode: must be one of mx, smarthost, capture (got "foo")`},
@@ -393,6 +400,11 @@ func TestDefault(t *testing.T) {
 		{"smtp.read_timeout", c.SMTP.ReadTimeout, 5 * time.Minute},
 		{"http.public.base_url", c.HTTP.Public.BaseURL, ""}, // derived from hostname
 		{"http.admin.listen", c.HTTP.Admin.Listen, "127.0.0.1:8081"},
+		{"http.admin.read_timeout", c.HTTP.Admin.ReadTimeout, 30 * time.Second},
+		{"http.admin.write_timeout", c.HTTP.Admin.WriteTimeout, time.Minute},
+		{"http.admin.idle_timeout", c.HTTP.Admin.IdleTimeout, 2 * time.Minute},
+		{"http.admin.max_connections", c.HTTP.Admin.MaxConnections, 512},
+		{"http.admin.max_connections_per_client", c.HTTP.Admin.MaxConnectionsPerClient, 64},
 		{"delivery.mode", c.Delivery.Mode, ModeMX},
 		{"delivery.max_queue_lifetime", c.Delivery.MaxQueueLifetime, 120 * time.Hour},
 		{"delivery.domain_concurrency", c.Delivery.DomainConcurrency, 20},

@@ -124,6 +124,12 @@ func (c *Config) checkInbound(v *checker) {
 func (c *Config) checkHTTP(v *checker) {
 	v.listen([]string{"http", "public", "listen"}, c.HTTP.Public.Listen, false)
 	v.listen([]string{"http", "admin", "listen"}, c.HTTP.Admin.Listen, false)
+	a := c.HTTP.Admin
+	v.duration([]string{"http", "admin", "read_timeout"}, a.ReadTimeout, time.Second)
+	v.duration([]string{"http", "admin", "write_timeout"}, a.WriteTimeout, time.Second)
+	v.duration([]string{"http", "admin", "idle_timeout"}, a.IdleTimeout, time.Second)
+	v.atLeast([]string{"http", "admin", "max_connections"}, int64(a.MaxConnections), 1)
+	v.atLeast([]string{"http", "admin", "max_connections_per_client"}, int64(a.MaxConnectionsPerClient), 1)
 	key := []string{"http", "public", "base_url"}
 	u, err := url.Parse(c.HTTP.Public.BaseURL)
 	switch {

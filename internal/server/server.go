@@ -26,6 +26,7 @@ import (
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/metrics"
+	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
@@ -379,12 +380,17 @@ func (r *Relay) listen() error {
 			return nil
 		},
 	})
-	al, err := net.Listen("tcp", cfg.HTTP.Admin.Listen)
+	al, err := r.adminListener()
 	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+		return err
 	}
-	r.adminAddr = al.Addr().String()
-	r.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	a := cfg.HTTP.Admin
+	// ReadTimeout and WriteTimeout are left 0: they would bound a whole
+	// CSV import or backup download; Deadlines bounds each read and write.
+	r.admin = &http.Server{
+		Handler:           netlimit.Deadlines(handler, a.ReadTimeout, a.WriteTimeout),
+		ReadHeaderTimeout: a.ReadTimeout, IdleTimeout: a.IdleTimeout,
+	}
 	go r.serveHTTP(r.admin, al)
 	pl, err := net.Listen("tcp", cfg.HTTP.Public.Listen)
 	if err != nil {
@@ -428,6 +434,18 @@ func (r *Relay) listen() error {
 	}()
 	r.ready.Store(true)
 	return nil
+}
+
+// adminListener listens for the admin API, capped: tenants' API keys
+// reach it, so one client must not hold every connection.
+func (r *Relay) adminListener() (net.Listener, error) {
+	a := r.cfg.HTTP.Admin
+	l, err := net.Listen("tcp", a.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	r.adminAddr = l.Addr().String()
+	return netlimit.New(l, a.MaxConnections, a.MaxConnectionsPerClient, netlimit.RefuseHTTP(5*time.Second)), nil
 }
 
 func (r *Relay) serveHTTP(s *http.Server, l net.Listener) {

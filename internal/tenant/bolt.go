@@ -228,7 +228,13 @@ func (s *BoltStore) CreateCredential(_ context.Context, c Credential) error {
 	})
 }
 
+// checkOverlap refuses c's network when it overlaps another tenant's. The
+// refusal names neither the other network nor its tenant: a key holder
+// must not learn other tenants' networks by probing. Networks are compared
+// in their canonical form, so that ::ffff:198.51.100.0/120 meets
+// 198.51.100.0/24.
 func checkOverlap(idx *bolt.Bucket, c Credential) error {
+	want := canonical(c.Network)
 	c2 := idx.Cursor()
 	for k, v := c2.Seek([]byte("n:")); k != nil && bytes.HasPrefix(k, []byte("n:")); k, v = c2.Next() {
 		p, err := netip.ParsePrefix(string(k[2:]))
@@ -236,8 +242,11 @@ func checkOverlap(idx *bolt.Bucket, c Credential) error {
 			return err
 		}
 		owner, _, _ := bytes.Cut(v, []byte{0})
-		if p.Overlaps(c.Network) && string(owner) != c.Tenant {
-			return fmt.Errorf("%w: %s overlaps %s, which belongs to another tenant", ErrExists, c.Network, p)
+		if p = canonical(p); broadest(p) {
+			continue // matches nobody (CredentialForAddr), so it blocks nobody
+		}
+		if p.Overlaps(want) && string(owner) != c.Tenant {
+			return fmt.Errorf("%w: cidr %s overlaps a network already registered to another tenant", ErrExists, c.Network)
 		}
 	}
 	return nil
@@ -300,7 +309,10 @@ func (s *BoltStore) APIKey(_ context.Context, id string) (c Credential, err erro
 }
 
 // CredentialForAddr returns the credential with the most specific network
-// holding addr.
+// holding addr. Addresses and networks are compared unmapped (an IPv4
+// client on a dual-stack socket is ::ffff:a.b.c.d); a network broader
+// than any limit allows, registered before there were limits, matches
+// nothing rather than let the whole internet in.
 func (s *BoltStore) CredentialForAddr(_ context.Context, addr netip.Addr) (c Credential, err error) {
 	addr = addr.Unmap()
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -311,6 +323,9 @@ func (s *BoltStore) CredentialForAddr(_ context.Context, addr netip.Addr) (c Cre
 			p, err := netip.ParsePrefix(string(k[2:]))
 			if err != nil {
 				return err
+			}
+			if p = canonical(p); broadest(p) {
+				continue
 			}
 			if p.Contains(addr) && p.Bits() > bits {
 				best, bits = v, p.Bits()

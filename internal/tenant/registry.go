@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -126,18 +125,22 @@ func (r *Registry) AuthenticateAPIKey(ctx context.Context, token string) (Creden
 	return checkSecret(c, err, secret)
 }
 
-// CreateIP issues an ip credential: mail from network needs no AUTH and
-// belongs to tenant.
+// CreateIP issues an ip credential within OperatorNetworks: mail from
+// network needs no AUTH and belongs to tenant.
 func (r *Registry) CreateIP(ctx context.Context, tenant, network, defaultList string) (Credential, error) {
-	p, err := netip.ParsePrefix(network)
+	return r.CreateIPWithin(ctx, OperatorNetworks, tenant, network, defaultList)
+}
+
+// CreateIPWithin issues an ip credential whose network (ParseNetwork) is
+// no broader than limit; errors wrapping ErrNetworkRefused say why not.
+func (r *Registry) CreateIPWithin(ctx context.Context, limit NetworkLimit, tenant, network, defaultList string) (Credential, error) {
+	p, err := ParseNetwork(network)
 	if err != nil {
-		a, aerr := netip.ParseAddr(network)
-		if aerr != nil {
-			return Credential{}, fmt.Errorf("cidr: %q is not a network (203.0.113.0/24) or an address", network)
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
+		return Credential{}, err
 	}
-	p = p.Masked()
+	if err := limit.Check(p); err != nil {
+		return Credential{}, err
+	}
 	list, err := r.checkDefaultList(ctx, tenant, defaultList)
 	if err != nil {
 		return Credential{}, err

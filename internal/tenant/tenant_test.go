@@ -142,3 +142,46 @@ func TestAPIKeyIsNoSMTPLogin(t *testing.T) {
 		t.Error("an unknown access was accepted")
 	}
 }
+
+// TestNetworksCanonical: IPv4-mapped networks are their IPv4 networks when
+// created, when checked for overlap and when a client is matched, also for
+// records written before they were unmapped; networks broader than any
+// limit, and networks with host bits, are refused, and an old record of
+// the whole internet matches nobody.
+func TestNetworksCanonical(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	c, err := r.CreateIP(ctx, "acme", "::ffff:198.51.100.0/120", "")
+	if err != nil || c.Network != netip.MustParsePrefix("198.51.100.0/24") {
+		t.Fatalf("CreateIP(::ffff:198.51.100.0/120) = %v, %v, want 198.51.100.0/24", c.Network, err)
+	}
+	if _, err := r.CreateIP(ctx, "other", "198.51.100.128/25", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("an IPv4 network inside another tenant's mapped one: %v, want ErrExists", err)
+	}
+	for _, bad := range []string{"0.0.0.0/0", "::/0", "4.0.0.0/7", "2001::/31", "::ffff:0:0/95", "203.0.113.7/24"} {
+		if _, err := r.CreateIP(ctx, "other", bad, ""); !errors.Is(err, ErrNetworkRefused) {
+			t.Errorf("CreateIP(%s) = %v, want ErrNetworkRefused", bad, err)
+		}
+	}
+	if _, err := r.CreateIPWithin(ctx, TenantNetworks, "other", "192.0.2.0/23", ""); !errors.Is(err, ErrNetworkRefused) {
+		t.Errorf("a /23 within TenantNetworks: %v, want ErrNetworkRefused", err)
+	}
+	// Records stored before the limits and the unmapping.
+	for _, legacy := range []Credential{
+		{ID: "old-mapped", Tenant: "acme", Kind: KindIP, Network: netip.MustParsePrefix("::ffff:203.0.113.0/120")},
+		{ID: "old-all", Tenant: "acme", Kind: KindIP, Network: netip.MustParsePrefix("0.0.0.0/0")},
+	} {
+		if err := r.Store.CreateCredential(ctx, legacy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for addr, want := range map[string]string{"203.0.113.9": "old-mapped", "::ffff:198.51.100.9": c.ID, "192.0.2.1": ""} {
+		got, err := r.CredentialForAddr(ctx, netip.MustParseAddr(addr))
+		if want == "" && !errors.Is(err, ErrNotFound) || want != "" && got.ID != want {
+			t.Errorf("CredentialForAddr(%s) = %q, %v, want %q", addr, got.ID, err, want)
+		}
+	}
+	if _, err := r.CreateIP(ctx, "other", "203.0.113.0/24", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("overlap with a stored mapped network: %v, want ErrExists", err)
+	}
+}
