@@ -110,6 +110,11 @@ type PublicHTTP struct {
 	// to build List-Unsubscribe URLs (default https://unsubscribe.<hostname>;
 	// it must be public https unless delivery.mode is capture).
 	BaseURL string `yaml:"base_url"`
+	// MaxConnections and MaxConnectionsPerClient cap the connections open
+	// at once, in total and from one client address (an IPv6 client's
+	// /64): the listener faces the internet.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // AdminHTTP is the listener of the admin REST API and metrics. Tenants'
@@ -228,7 +233,7 @@ func Default() *Config {
 			MaxAuthFailures: 5,
 		},
 		HTTP: HTTP{
-			Public: PublicHTTP{Listen: "127.0.0.1:8080"},
+			Public: PublicHTTP{Listen: "127.0.0.1:8080", MaxConnections: 4096, MaxConnectionsPerClient: 256},
 			Admin: AdminHTTP{
 				Listen: "127.0.0.1:8081", ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute,
 				IdleTimeout: 2 * time.Minute, MaxConnections: 512, MaxConnectionsPerClient: 64,

@@ -399,6 +399,8 @@ func TestDefault(t *testing.T) {
 		{"smtp.max_line_length", c.SMTP.MaxLineLength, 2000},
 		{"smtp.read_timeout", c.SMTP.ReadTimeout, 5 * time.Minute},
 		{"http.public.base_url", c.HTTP.Public.BaseURL, ""}, // derived from hostname
+		{"http.public.max_connections", c.HTTP.Public.MaxConnections, 4096},
+		{"http.public.max_connections_per_client", c.HTTP.Public.MaxConnectionsPerClient, 256},
 		{"http.admin.listen", c.HTTP.Admin.Listen, "127.0.0.1:8081"},
 		{"http.admin.read_timeout", c.HTTP.Admin.ReadTimeout, 30 * time.Second},
 		{"http.admin.write_timeout", c.HTTP.Admin.WriteTimeout, time.Minute},

@@ -124,6 +124,9 @@ func (c *Config) checkInbound(v *checker) {
 func (c *Config) checkHTTP(v *checker) {
 	v.listen([]string{"http", "public", "listen"}, c.HTTP.Public.Listen, false)
 	v.listen([]string{"http", "admin", "listen"}, c.HTTP.Admin.Listen, false)
+	p := c.HTTP.Public
+	v.atLeast([]string{"http", "public", "max_connections"}, int64(p.MaxConnections), 1)
+	v.atLeast([]string{"http", "public", "max_connections_per_client"}, int64(p.MaxConnectionsPerClient), 1)
 	a := c.HTTP.Admin
 	v.duration([]string{"http", "admin", "read_timeout"}, a.ReadTimeout, time.Second)
 	v.duration([]string{"http", "admin", "write_timeout"}, a.WriteTimeout, time.Second)

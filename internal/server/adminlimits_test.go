@@ -34,11 +34,17 @@ func adminRelay(t *testing.T, perClient int) *relayEnv {
 // ("" for any).
 func (e *relayEnv) dialFrom(t *testing.T, from string) net.Conn {
 	t.Helper()
+	return dialFromTo(t, from, e.r.AdminAddr())
+}
+
+// dialFromTo connects to addr from local address from ("" for any).
+func dialFromTo(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
 	d := net.Dialer{Timeout: wait}
 	if from != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
 	}
-	c, err := d.Dial("tcp", e.r.AdminAddr())
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,17 +173,36 @@ func TestAdminConnectionCap(t *testing.T) {
 	e := startRelayWith(t, testsink.Options{}, func(c *config.Config) {
 		c.HTTP.Admin.MaxConnections, c.HTTP.Admin.MaxConnectionsPerClient = 100, 2
 	})
+	holdConnectionCap(t, e.r.AdminAddr(), "/healthz")
+}
+
+// TestPublicConnectionCap: the public listener faces the internet, so one
+// client address cannot hold every connection either.
+func TestPublicConnectionCap(t *testing.T) {
+	e := startRelayWith(t, testsink.Options{}, func(c *config.Config) {
+		c.HTTP.Public.MaxConnections, c.HTTP.Public.MaxConnectionsPerClient = 100, 2
+	})
+	holdConnectionCap(t, e.r.PublicAddr(), "/u/not-a-token")
+}
+
+// holdConnectionCap holds two connections from 127.0.0.1 to the listener
+// at addr, whose per-client cap is 2, and checks that a third is refused
+// with 503 while 127.0.0.2 is served, and served again once one closes.
+// A connection counts as served when its answer to path is anything but
+// the listener's 503.
+func holdConnectionCap(t *testing.T, addr, path string) {
+	t.Helper()
 	var held []net.Conn
 	for range 2 {
-		c := e.dialFrom(t, "127.0.0.1")
-		if resp := get(t, c, bufio.NewReader(c), "/healthz"); resp.StatusCode != http.StatusOK {
+		c := dialFromTo(t, "127.0.0.1", addr)
+		if resp := get(t, c, bufio.NewReader(c), path); resp.StatusCode == http.StatusServiceUnavailable {
 			t.Fatalf("connection %d: %d", len(held), resp.StatusCode)
 		}
 		held = append(held, c)
 	}
 	over := func() *http.Response {
-		c := e.dialFrom(t, "127.0.0.1")
-		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+		c := dialFromTo(t, "127.0.0.1", addr)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: heed\r\n\r\n", path)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatalf("a connection over the cap: %v", err)
@@ -188,13 +213,13 @@ func TestAdminConnectionCap(t *testing.T) {
 	if resp := over(); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("a third connection from 127.0.0.1: %d %q, want 503 problem+json", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	other := e.dialFrom(t, "127.0.0.2")
-	if resp := get(t, other, bufio.NewReader(other), "/healthz"); resp.StatusCode != http.StatusOK {
+	other := dialFromTo(t, "127.0.0.2", addr)
+	if resp := get(t, other, bufio.NewReader(other), path); resp.StatusCode == http.StatusServiceUnavailable {
 		t.Errorf("127.0.0.2 while 127.0.0.1 is at its cap: %d", resp.StatusCode)
 	}
 	held[0].Close()
 	deadline := time.Now().Add(wait)
-	for over().StatusCode != http.StatusOK { // the server sees the close when it reads
+	for over().StatusCode == http.StatusServiceUnavailable { // the server sees the close when it reads
 		if time.Now().After(deadline) {
 			t.Fatal("127.0.0.1 still refused after closing a connection")
 		}

@@ -397,6 +397,8 @@ func (r *Relay) listen() error {
 		return fmt.Errorf("public HTTP listener: %w", err)
 	}
 	r.publicAddr = pl.Addr().String()
+	pub := cfg.HTTP.Public
+	pl = netlimit.New(pl, pub.MaxConnections, pub.MaxConnectionsPerClient, netlimit.RefuseHTTP(5*time.Second))
 	r.public = &http.Server{
 		Handler:           public.New(public.Options{OptOut: r.optOut, Logger: r.log, BaseURL: cfg.HTTP.Public.BaseURL}),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
