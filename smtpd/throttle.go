@@ -6,55 +6,194 @@ import (
 	"time"
 )
 
-// throttle slows down repeated AUTH failures from one client address: each
-// failure beyond the first is answered after a delay that doubles up to a
-// cap, and failures are forgotten after a quiet window. A correct password
-// is never delayed, so the real user is not locked out by someone guessing
-// from the same network; the guesser is held to a few attempts a minute.
-type throttle struct {
-	base, cap, window time.Duration
-	now               func() time.Time
+// authLimiter bounds password guessing. It is asked before a password is
+// checked, not after: once a client address (or a username, from any
+// address) has failed limit times within the window, further AUTH is
+// refused at once without looking at the password, so the answer, and the
+// time it takes, is the same whether the guess was right or wrong. An
+// earlier design delayed only wrong answers; a client that gave up after a
+// fraction of a second learnt that its guess was wrong without waiting,
+// and each delayed answer held a connection slot while the server slept.
+//
+// The window slides: a key may have at most limit failures in any window,
+// and a refused key learns when its oldest failure will have aged out. A
+// check in progress counts as a failure until it is known not to be one,
+// so parallel connections cannot race past the limit.
+//
+// A username's own limit, higher than the address's, stops a guesser
+// spread over many addresses. It would also let anyone who knows a
+// username lock its owner out, so it does not apply to the client address
+// that last authenticated as that user: the app that really holds the
+// password keeps working from where it runs. A success never clears
+// failures, or a tenant holding its own password could interleave
+// successes with guesses at another's.
+//
+// State is in memory; a restart forgets it.
+type authLimiter struct {
+	perClient, perUser int
+	window             time.Duration
+	now                func() time.Time
 
-	mu    sync.Mutex
-	fails map[netip.Addr]*failure
+	mu       sync.Mutex
+	clients  map[netip.Addr]*failures
+	users    map[string]*failures
+	lastGood map[string]netip.Addr
 }
 
-type failure struct {
-	n    int
-	last time.Time
+// failures is one key's failures within the window, oldest first, and the
+// checks in progress.
+type failures struct {
+	at      []time.Time
+	pending int
 }
 
-func newThrottle(base, limit, window time.Duration, now func() time.Time) *throttle {
-	return &throttle{base: base, cap: limit, window: window, now: now, fails: make(map[netip.Addr]*failure)}
-}
+// maxTracked bounds each table: past it, and with nothing expired to drop,
+// new keys are refused rather than left unlimited (see allow).
+const maxTracked = 100000
 
-// fail records a failure from addr and returns how long to wait before
-// answering it.
-func (t *throttle) fail(addr netip.Addr) time.Duration {
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.fails) > 100000 {
-		t.expire(now)
+// maxUsername is as much of a username as is kept: real ones are short
+// ids, and a guesser should not choose how much memory a failure takes.
+const maxUsername = 128
+
+func newAuthLimiter(perClient, perUser int, window time.Duration, now func() time.Time) *authLimiter {
+	return &authLimiter{
+		perClient: perClient, perUser: perUser, window: window, now: now,
+		clients:  make(map[netip.Addr]*failures),
+		users:    make(map[string]*failures),
+		lastGood: make(map[string]netip.Addr),
 	}
-	f := t.fails[addr]
-	if f == nil || now.Sub(f.last) > t.window {
-		f = &failure{}
-		t.fails[addr] = f
-	}
-	f.n++
-	f.last = now
-	if f.n <= 1 || t.base <= 0 {
-		return 0
-	}
-	d := t.base << min(f.n-2, 16)
-	return min(d, t.cap)
 }
 
-func (t *throttle) expire(now time.Time) {
-	for a, f := range t.fails {
-		if now.Sub(f.last) > t.window {
-			delete(t.fails, a)
+// lockout says why AUTH is refused.
+type lockout int
+
+const (
+	notLocked lockout = iota
+	clientLocked
+	userLocked
+)
+
+// blocked reports whether client is locked out now, for refusing AUTH
+// before the client has sent a password.
+func (l *authLimiter) blocked(client netip.Addr) (lockout, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if f := l.clients[addrKey(client)]; f != nil {
+		if wait := f.wait(now, l.window, l.perClient); wait > 0 {
+			return clientLocked, wait
 		}
 	}
+	return notLocked, 0
+}
+
+// allow reports whether the password of user may be checked for client.
+// When it may, the check is counted as a failure until done reports its
+// outcome; done must be called exactly once.
+func (l *authLimiter) allow(client netip.Addr, user string) (lockout, time.Duration) {
+	client, user = addrKey(client), truncate(user)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	cf, ok := entry(l.clients, client, now, l.window)
+	if !ok {
+		return clientLocked, l.window
+	}
+	if wait := cf.wait(now, l.window, l.perClient); wait > 0 {
+		return clientLocked, wait
+	}
+	uf, ok := entry(l.users, user, now, l.window)
+	if !ok {
+		return clientLocked, l.window
+	}
+	if good, known := l.lastGood[user]; !known || good != client {
+		if wait := uf.wait(now, l.window, l.perUser); wait > 0 {
+			return userLocked, wait
+		}
+	}
+	cf.pending++
+	uf.pending++
+	return notLocked, 0
+}
+
+// done records the outcome of a check allow let through. An internal
+// error is neither: the check is simply no longer in progress.
+func (l *authLimiter) done(client netip.Addr, user string, failed, succeeded bool) {
+	client, user = addrKey(client), truncate(user)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for _, f := range []*failures{l.clients[client], l.users[user]} {
+		if f == nil {
+			continue // cannot happen: allow made both
+		}
+		f.pending--
+		if failed {
+			f.at = append(f.at, now)
+		}
+	}
+	if succeeded {
+		l.lastGood[user] = client
+	}
+}
+
+// wait is how long until f has fewer than limit failures and checks in
+// progress within the window; 0 if it has now. Failures that have aged out
+// are dropped on the way.
+func (f *failures) wait(now time.Time, window time.Duration, limit int) time.Duration {
+	f.expire(now, window)
+	if len(f.at)+f.pending < limit {
+		return 0
+	}
+	// The oldest of the failures that make up the limit is the first to
+	// age out; checks in progress count as failures made now.
+	i := max(0, len(f.at)+f.pending-limit)
+	if i >= len(f.at) {
+		return window
+	}
+	return f.at[i].Add(window).Sub(now)
+}
+
+func (f *failures) expire(now time.Time, window time.Duration) {
+	i := 0
+	for i < len(f.at) && now.Sub(f.at[i]) >= window {
+		i++
+	}
+	f.at = f.at[i:]
+}
+
+func (f *failures) idle(now time.Time, window time.Duration) bool {
+	f.expire(now, window)
+	return len(f.at) == 0 && f.pending == 0
+}
+
+// entry returns key's failures, making them if need be; false when the
+// table is full even after dropping idle keys. Refusing then keeps a
+// guesser with more addresses (or usernames) than the table holds from
+// guessing unlimited; an address with no failures of its own never reaches
+// here unless it is checking a password.
+func entry[K comparable](m map[K]*failures, key K, now time.Time, window time.Duration) (*failures, bool) {
+	if f := m[key]; f != nil {
+		return f, true
+	}
+	if len(m) >= maxTracked {
+		for k, f := range m {
+			if f.idle(now, window) {
+				delete(m, k)
+			}
+		}
+		if len(m) >= maxTracked {
+			return nil, false
+		}
+	}
+	f := &failures{}
+	m[key] = f
+	return f, true
+}
+
+func truncate(user string) string {
+	if len(user) > maxUsername {
+		return user[:maxUsername]
+	}
+	return user
 }

@@ -204,6 +204,8 @@ func (r *Relay) build() error {
 		Messages: r.qs, Suppressions: r.suppressions, Events: r.events,
 		UnreadDir:   filepath.Join(cfg.DataDir, "reports", "unread"),
 		ReadTimeout: cfg.SMTP.ReadTimeout, Logger: r.log,
+		MaxConnectionsPerClient: cfg.SMTP.Inbound.MaxConnectionsPerClient,
+		FirstCommandTimeout:     cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeMail: cfg.SMTP.ReadTimeoutBeforeAuth,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
 	sealer, err := webhooks.NewSealer(key)
@@ -248,6 +250,11 @@ func (r *Relay) build() error {
 		MaxConnections: cfg.SMTP.MaxConnections, MaxLineLength: cfg.SMTP.MaxLineLength,
 		ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Logger: r.log,
+		MaxConnectionsPerClient: cfg.SMTP.Submission.MaxConnectionsPerClient,
+		FirstCommandTimeout:     cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeAuth: cfg.SMTP.ReadTimeoutBeforeAuth,
+		MaxAuthFailuresPerClient:   cfg.SMTP.MaxAuthFailuresPerClient,
+		MaxAuthFailuresPerUsername: cfg.SMTP.MaxAuthFailuresPerUsername,
+		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
 	})
 	r.metrics.Gauge("heed_smtp_sessions", "SMTP submission sessions open now.", func() (float64, error) {
 		n, _ := r.submission.Sessions()
