@@ -5,7 +5,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -188,5 +190,42 @@ func TestNoSleepInServer(t *testing.T) {
 			}
 			return true
 		})
+	}
+}
+
+// TestAuthLimiterFull: a guesser with more addresses than the limiter
+// tracks is refused rather than left unlimited, until failures age out.
+func TestAuthLimiterFull(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	l := newAuthLimiter(5, 20, time.Minute, clock.Now)
+	for i := range maxTracked {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if why, _ := l.allow(a, "u"+strconv.Itoa(i)); why != notLocked {
+			t.Fatalf("address %d refused before the table was full", i)
+		}
+		l.done(a, "u"+strconv.Itoa(i), true, false)
+	}
+	fresh := netip.MustParseAddr("192.0.2.1")
+	if why, _ := l.allow(fresh, "x"); why == notLocked {
+		t.Fatal("a new address was let through with the table full")
+	}
+	clock.Add(time.Minute)
+	if why, _ := l.allow(fresh, "x"); why != notLocked {
+		t.Fatal("a new address was refused after every failure aged out")
+	}
+}
+
+// TestClientKey: IPv6 clients are counted by /64, IPv4 (mapped or not)
+// by address.
+func TestClientKey(t *testing.T) {
+	key := func(s string) netip.Addr { return addrKey(netip.MustParseAddr(s)) }
+	if key("2001:db8::1") != key("2001:db8::ffff:1") {
+		t.Error("two addresses of one /64 counted apart")
+	}
+	if key("2001:db8::1") == key("2001:db8:0:1::1") {
+		t.Error("two /64s counted together")
+	}
+	if key("::ffff:192.0.2.1") != key("192.0.2.1") || key("192.0.2.1") == key("192.0.2.2") {
+		t.Error("IPv4 addresses not counted one by one")
 	}
 }

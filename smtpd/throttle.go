@@ -38,6 +38,7 @@ type authLimiter struct {
 	clients  map[netip.Addr]*failures
 	users    map[string]*failures
 	lastGood map[string]netip.Addr
+	swept    time.Time // see sweep
 }
 
 // failures is one key's failures within the window, oldest first, and the
@@ -95,14 +96,15 @@ func (l *authLimiter) allow(client netip.Addr, user string) (lockout, time.Durat
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	cf, ok := entry(l.clients, client, now, l.window)
+	l.sweep(now)
+	cf, ok := entry(l.clients, client)
 	if !ok {
 		return clientLocked, l.window
 	}
 	if wait := cf.wait(now, l.window, l.perClient); wait > 0 {
 		return clientLocked, wait
 	}
-	uf, ok := entry(l.users, user, now, l.window)
+	uf, ok := entry(l.users, user)
 	if !ok {
 		return clientLocked, l.window
 	}
@@ -167,24 +169,36 @@ func (f *failures) idle(now time.Time, window time.Duration) bool {
 	return len(f.at) == 0 && f.pending == 0
 }
 
+// sweep drops idle keys when a table is full, at most once a second: a
+// sweep is a pass over the whole table under the lock.
+func (l *authLimiter) sweep(now time.Time) {
+	if len(l.clients) < maxTracked && len(l.users) < maxTracked || now.Sub(l.swept) < time.Second {
+		return
+	}
+	l.swept = now
+	prune(l.clients, now, l.window)
+	prune(l.users, now, l.window)
+}
+
+func prune[K comparable](m map[K]*failures, now time.Time, window time.Duration) {
+	for k, f := range m {
+		if f.idle(now, window) {
+			delete(m, k)
+		}
+	}
+}
+
 // entry returns key's failures, making them if need be; false when the
-// table is full even after dropping idle keys. Refusing then keeps a
-// guesser with more addresses (or usernames) than the table holds from
-// guessing unlimited; an address with no failures of its own never reaches
-// here unless it is checking a password.
-func entry[K comparable](m map[K]*failures, key K, now time.Time, window time.Duration) (*failures, bool) {
+// table is full. Refusing then keeps a guesser with more addresses (or
+// usernames) than the table holds from guessing unlimited; an address
+// with no failures of its own never reaches here unless it is checking a
+// password.
+func entry[K comparable](m map[K]*failures, key K) (*failures, bool) {
 	if f := m[key]; f != nil {
 		return f, true
 	}
 	if len(m) >= maxTracked {
-		for k, f := range m {
-			if f.idle(now, window) {
-				delete(m, k)
-			}
-		}
-		if len(m) >= maxTracked {
-			return nil, false
-		}
+		return nil, false
 	}
 	f := &failures{}
 	m[key] = f
