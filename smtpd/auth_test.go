@@ -131,6 +131,38 @@ func TestAuthLockout(t *testing.T) {
 	}
 }
 
+// TestParallelRightPasswords: an app opening more connections at once
+// than the failure limit, all with the right password, is never refused:
+// checks in progress are not failures. (Whether checks overlap is up to
+// the scheduler, so the burst is repeated.)
+func TestParallelRightPasswords(t *testing.T) {
+	const conns, rounds = 20, 5
+	h := newHarness(t, func(o *SubmissionOptions) { o.MaxAuthFailuresPerClient, o.MaxAuthFailuresPerUsername = 1, 1 })
+	for round := range rounds {
+		rcs := make([]*rawConn, conns)
+		for i := range rcs {
+			rcs[i], _ = dialFrom(t, "127.0.0.1", h.addr)
+			rcs[i].write("EHLO app.test\r\n")
+			rcs[i].expect("250")
+		}
+		replies := make([]string, conns)
+		var wg sync.WaitGroup
+		for i, rc := range rcs {
+			wg.Go(func() {
+				rc.write("AUTH PLAIN " + plainIR(h.user, h.pass) + "\r\n")
+				replies[i], _ = rc.r.ReadString('\n')
+				rc.c.Close()
+			})
+		}
+		wg.Wait()
+		for i, line := range replies {
+			if !strings.HasPrefix(line, "235 ") {
+				t.Fatalf("round %d, connection %d: right password got %q", round, i, line)
+			}
+		}
+	}
+}
+
 // TestUsernameLockout: a guesser spread over many addresses is stopped by
 // the username's own limit, but cannot lock the user out of the address it
 // last authenticated from.

@@ -78,9 +78,12 @@ func (ss *session) authenticate(username, password string) error {
 	if why, wait := ss.s.auth.allow(ss.addr, username); why != notLocked {
 		return ss.lockedOut(why, wait)
 	}
+	// Deferred so that a check that panics (go-smtp answers 421) still
+	// ends: other checks of the same address or username may wait for it.
+	failed, succeeded := false, false
+	defer func() { ss.s.auth.done(ss.addr, username, failed, succeeded) }()
 	cred, err := ss.s.o.Tenants.Authenticate(context.Background(), username, password)
-	failed := errors.Is(err, tenant.ErrBadCredentials)
-	ss.s.auth.done(ss.addr, username, failed, err == nil)
+	failed, succeeded = errors.Is(err, tenant.ErrBadCredentials), err == nil
 	if err == nil {
 		ss.cred, ss.authed = &cred, true
 		if ss.raw != nil {

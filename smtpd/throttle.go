@@ -16,9 +16,11 @@ import (
 // and each delayed answer held a connection slot while the server slept.
 //
 // The window slides: a key may have at most limit failures in any window,
-// and a refused key learns when its oldest failure will have aged out. A
-// check in progress counts as a failure until it is known not to be one,
-// so parallel connections cannot race past the limit.
+// and a refused key learns when its oldest failure will have aged out.
+// Parallel connections cannot race past the limit: a check starts only if
+// the limit would hold were every check in progress to fail; otherwise it
+// waits for them to finish, which takes a hash and a database read, not a
+// policy's delay.
 //
 // A username's own limit, higher than the address's, stops a guesser
 // spread over many addresses. It would also let anyone who knows a
@@ -38,11 +40,12 @@ type authLimiter struct {
 	clients  map[netip.Addr]*failures
 	users    map[string]*failures
 	lastGood map[string]netip.Addr
-	swept    time.Time // see sweep
+	swept    time.Time  // see sweep
+	finished *sync.Cond // on mu: a check in progress has finished
 }
 
-// failures is one key's failures within the window, oldest first, and the
-// checks in progress.
+// failures is one key's failures within the window, oldest first, and how
+// many of its checks are in progress.
 type failures struct {
 	at      []time.Time
 	pending int
@@ -57,12 +60,14 @@ const maxTracked = 100000
 const maxUsername = 128
 
 func newAuthLimiter(perClient, perUser int, window time.Duration, now func() time.Time) *authLimiter {
-	return &authLimiter{
+	l := &authLimiter{
 		perClient: perClient, perUser: perUser, window: window, now: now,
 		clients:  make(map[netip.Addr]*failures),
 		users:    make(map[string]*failures),
 		lastGood: make(map[string]netip.Addr),
 	}
+	l.finished = sync.NewCond(&l.mu)
+	return l
 }
 
 // lockout says why AUTH is refused.
@@ -89,33 +94,42 @@ func (l *authLimiter) blocked(client netip.Addr) (lockout, time.Duration) {
 }
 
 // allow reports whether the password of user may be checked for client.
-// When it may, the check is counted as a failure until done reports its
-// outcome; done must be called exactly once.
+// When it may, done must be called with the outcome, exactly once.
 func (l *authLimiter) allow(client netip.Addr, user string) (lockout, time.Duration) {
 	client, user = addrKey(client), truncate(user)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	l.sweep(now)
-	cf, ok := entry(l.clients, client)
-	if !ok {
-		return clientLocked, l.window
-	}
-	if wait := cf.wait(now, l.window, l.perClient); wait > 0 {
-		return clientLocked, wait
-	}
-	uf, ok := entry(l.users, user)
-	if !ok {
-		return clientLocked, l.window
-	}
-	if good, known := l.lastGood[user]; !known || good != client {
-		if wait := uf.wait(now, l.window, l.perUser); wait > 0 {
-			return userLocked, wait
+	for {
+		now := l.now()
+		l.sweep(now)
+		cf, ok := entry(l.clients, client)
+		if !ok {
+			return clientLocked, l.window
 		}
+		if wait := cf.wait(now, l.window, l.perClient); wait > 0 {
+			return clientLocked, wait
+		}
+		uf, ok := entry(l.users, user)
+		if !ok {
+			return clientLocked, l.window
+		}
+		userLimit := l.perUser
+		if good, known := l.lastGood[user]; known && good == client {
+			userLimit = 0
+		}
+		if userLimit > 0 {
+			if wait := uf.wait(now, l.window, userLimit); wait > 0 {
+				return userLocked, wait
+			}
+		}
+		if cf.undecided(l.perClient) || userLimit > 0 && uf.undecided(userLimit) {
+			l.finished.Wait()
+			continue
+		}
+		cf.pending++
+		uf.pending++
+		return notLocked, 0
 	}
-	cf.pending++
-	uf.pending++
-	return notLocked, 0
 }
 
 // done records the outcome of a check allow let through. An internal
@@ -137,23 +151,25 @@ func (l *authLimiter) done(client netip.Addr, user string, failed, succeeded boo
 	if succeeded {
 		l.lastGood[user] = client
 	}
+	l.finished.Broadcast()
 }
 
-// wait is how long until f has fewer than limit failures and checks in
-// progress within the window; 0 if it has now. Failures that have aged out
-// are dropped on the way.
+// wait is how long until f has fewer than limit failures within the
+// window; 0 if it has now. Failures that have aged out are dropped on the
+// way.
 func (f *failures) wait(now time.Time, window time.Duration, limit int) time.Duration {
 	f.expire(now, window)
-	if len(f.at)+f.pending < limit {
+	if len(f.at) < limit {
 		return 0
 	}
-	// The oldest of the failures that make up the limit is the first to
-	// age out; checks in progress count as failures made now.
-	i := max(0, len(f.at)+f.pending-limit)
-	if i >= len(f.at) {
-		return window
-	}
-	return f.at[i].Add(window).Sub(now)
+	// The first to age out of the failures that make up the limit.
+	return f.at[len(f.at)-limit].Add(window).Sub(now)
+}
+
+// undecided reports whether the checks in progress could, by failing,
+// bring f to limit.
+func (f *failures) undecided(limit int) bool {
+	return f.pending > 0 && len(f.at)+f.pending >= limit
 }
 
 func (f *failures) expire(now time.Time, window time.Duration) {
