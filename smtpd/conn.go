@@ -2,16 +2,22 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // conn wraps each accepted connection. It counts itself against the
-// listener's connection cap, can close itself right after the next reply
-// (too many failed AUTH attempts), and, while the session is in plaintext,
-// watches the raw bytes for a CR or LF that is not part of a CRLF pair.
+// listener's connection caps, shortens the read deadlines of a client that
+// has not yet sent anything or is not yet trusted, can close itself right
+// after the next reply (too many failed AUTH attempts), and, while the
+// session is in plaintext, watches the raw bytes for a CR or LF that is not
+// part of a CRLF pair.
 //
 // The raw watch exists because go-smtp's DATA reader elides a dot and a CR
 // at the start of a line (".<CR>X" becomes "X"), so a bare CR there never
@@ -27,14 +33,59 @@ type conn struct {
 	bare       atomic.Int64 // bare CR or LF seen so far
 	prevCR     bool         // only touched by the reading goroutine
 	closeAfter atomic.Bool
+
+	// A connection that costs the client nothing to hold open should not
+	// be held long: until the client's first bytes its reads are bounded
+	// by firstCommand, until trust (AUTH, an ip credential, or MAIL on the
+	// inbound listener) by beforeTrust, and after that only by the
+	// server's read timeout.
+	firstCommand, beforeTrust time.Duration
+	started, trusted          atomic.Bool
 }
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && c.watch.Load() {
-		c.scan(p[:n])
+	if n > 0 {
+		c.started.Store(true)
+		if c.watch.Load() {
+			c.scan(p[:n])
+		}
 	}
 	return n, err
+}
+
+// trust lifts the short read deadlines: the client has shown who it is.
+func (c *conn) trust() { c.trusted.Store(true) }
+
+// SetReadDeadline is where go-smtp (and crypto/tls beneath it) sets the
+// server's read timeout before each command line; an untrusted client gets
+// the shorter of that and its stage's limit.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(c.capDeadline(t))
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+func (c *conn) capDeadline(t time.Time) time.Time {
+	if c.trusted.Load() {
+		return t
+	}
+	d := c.beforeTrust
+	if !c.started.Load() && c.firstCommand > 0 {
+		d = c.firstCommand
+	}
+	if d <= 0 {
+		return t
+	}
+	if limit := time.Now().Add(d); t.IsZero() || limit.Before(t) {
+		return limit
+	}
+	return t
 }
 
 func (c *conn) scan(p []byte) {
@@ -97,14 +148,25 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
-// listener caps concurrent connections: one over the cap is told so with
-// 421 and closed (RFC 5321 section 3.8) instead of waiting in the backlog.
+// listener caps concurrent connections, in all and per client: one over
+// either cap is told so with 421 and closed (RFC 5321 section 3.8)
+// instead of waiting in the backlog. The per-client cap is what keeps one
+// client that opens connections and sends nothing from taking every slot
+// and refusing everyone else.
 type listener struct {
 	net.Listener
 	max       int
-	active    atomic.Int64
+	perClient int  // 0 = no per-client cap
 	plaintext bool // raw watch on: the listener does not speak TLS itself
 	timeout   time.Duration
+	// firstCommand and beforeTrust bound each read of a client that has
+	// sent nothing yet, and of one not yet trusted (see conn.trust); 0
+	// leaves the server's read timeout alone.
+	firstCommand, beforeTrust time.Duration
+
+	active  atomic.Int64
+	mu      sync.Mutex
+	clients map[netip.Addr]int // open connections per clientKey
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -113,19 +175,106 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.active.Add(1) > int64(l.max) {
-			l.active.Add(-1)
-			go refuse(c, l.timeout)
+		key := clientKey(c.RemoteAddr())
+		if !l.admitClient(key) {
+			go refuse(c, l.timeout, "Too many connections from your address, close some and try again later")
 			continue
 		}
-		wc := &conn{Conn: c, release: func() { l.active.Add(-1) }}
+		if l.active.Add(1) > int64(l.max) {
+			l.active.Add(-1)
+			l.releaseClient(key)
+			go refuse(c, l.timeout, "Too many connections, try again later")
+			continue
+		}
+		wc := &conn{Conn: c, release: func() {
+			l.active.Add(-1)
+			l.releaseClient(key)
+		}, firstCommand: l.firstCommand, beforeTrust: l.beforeTrust}
 		wc.watch.Store(l.plaintext)
 		return wc, nil
 	}
 }
 
-func refuse(c net.Conn, timeout time.Duration) {
+// admitClient counts a connection against its client's cap, or reports
+// that the client is at the cap.
+func (l *listener) admitClient(key netip.Addr) bool {
+	if l.perClient <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients == nil {
+		l.clients = make(map[netip.Addr]int)
+	}
+	if l.clients[key] >= l.perClient {
+		return false
+	}
+	l.clients[key]++
+	return true
+}
+
+func (l *listener) releaseClient(key netip.Addr) {
+	if l.perClient <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// The entry goes with the client's last connection, so the map holds
+	// no more entries than there are open connections.
+	if l.clients[key]--; l.clients[key] <= 0 {
+		delete(l.clients, key)
+	}
+}
+
+// clientKey is what the per-client limits count by: the peer's IPv4
+// address, or an IPv6 peer's /64, since one host is commonly given a whole
+// /64 and can pick any address in it (as public/limit.go does for HTTP).
+func clientKey(a net.Addr) netip.Addr {
+	var ip netip.Addr
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip = ta.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		ip = ap.Addr()
+	}
+	return addrKey(ip)
+}
+
+func addrKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// trustAtMail lifts the short timeouts of a connection to a listener
+// without AUTH once a MAIL command is accepted: the client has begun to
+// deliver, and a report's DATA may need the full read timeout.
+func trustAtMail(c *smtp.Conn, s smtp.Session) smtp.Session {
+	raw := c.Conn()
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	wc, _ := raw.(*conn)
+	return &mailTrust{Session: s, raw: wc}
+}
+
+type mailTrust struct {
+	smtp.Session
+	raw *conn
+}
+
+func (m *mailTrust) Mail(from string, opts *smtp.MailOptions) error {
+	err := m.Session.Mail(from, opts)
+	if err == nil && m.raw != nil {
+		m.raw.trust()
+	}
+	return err
+}
+
+func refuse(c net.Conn, timeout time.Duration, why string) {
 	c.SetWriteDeadline(time.Now().Add(timeout))
-	c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+	c.Write([]byte("421 4.7.0 " + why + "\r\n"))
 	c.Close()
 }

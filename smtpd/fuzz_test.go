@@ -83,7 +83,7 @@ func FuzzSession(f *testing.F) {
 	q := &checkingQueue{t: f, spool: spool}
 	sub := NewSubmission(SubmissionOptions{
 		Hostname: "relay.test", Tenants: reg, Queue: q, Spool: spool, MaxMessageBytes: 4096, MaxRecipients: 3,
-		AuthDelay: -1, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -88,7 +88,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	h.roots = &tls.Config{RootCAs: pool, ServerName: "relay.test"}
 	o := SubmissionOptions{
 		Hostname: "relay.test", Tenants: h.reg, Queue: q, Spool: spool, TLS: serverTLS,
-		MaxMessageBytes: 64 << 10, MaxRecipients: 5, MaxConnections: 50, AuthDelay: -1,
+		MaxMessageBytes: 64 << 10, MaxRecipients: 5, MaxConnections: 50,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, Logger: log,
 	}
 	for _, f := range opts {

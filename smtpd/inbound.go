@@ -66,7 +66,13 @@ type InboundOptions struct {
 	MaxMessageBytes int64
 	MaxConnections  int
 	ReadTimeout     time.Duration
-	Logger          *slog.Logger
+	// MaxConnectionsPerClient, FirstCommandTimeout and ReadTimeoutBeforeMail
+	// are Submission's per-client cap and short timeouts, with trust
+	// starting at MAIL: this listener has no AUTH (zero = 10, 30 s, 60 s).
+	MaxConnectionsPerClient int
+	FirstCommandTimeout     time.Duration
+	ReadTimeoutBeforeMail   time.Duration
+	Logger                  *slog.Logger
 }
 
 // Inbound is the SMTP listener for mail sent to Heed itself: mailto
@@ -101,6 +107,9 @@ func NewInbound(o InboundOptions) *Inbound {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = time.Minute
 	}
+	setDefault(&o.MaxConnectionsPerClient, 10)
+	setDefault(&o.FirstCommandTimeout, 30*time.Second)
+	setDefault(&o.ReadTimeoutBeforeMail, time.Minute)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -152,7 +161,7 @@ func (in *Inbound) PurgeUnread() (int, error) {
 // Serve answers SMTP on l.
 func (in *Inbound) Serve(l net.Listener) error {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &inboundSession{in: in, addr: remoteAddr(c.Conn())}, nil
+		return trustAtMail(c, &inboundSession{in: in, addr: remoteAddr(c.Conn())}), nil
 	}))
 	srv.Domain = in.o.Hostname
 	srv.MaxMessageBytes = in.o.MaxMessageBytes
@@ -162,7 +171,8 @@ func (in *Inbound) Serve(l net.Listener) error {
 	in.mu.Lock()
 	in.srv = srv
 	in.mu.Unlock()
-	return srv.Serve(&listener{Listener: l, max: in.o.MaxConnections, plaintext: true, timeout: 10 * time.Second})
+	return srv.Serve(&listener{Listener: l, max: in.o.MaxConnections, plaintext: true, timeout: 10 * time.Second,
+		perClient: in.o.MaxConnectionsPerClient, firstCommand: in.o.FirstCommandTimeout, beforeTrust: in.o.ReadTimeoutBeforeMail})
 }
 
 // Shutdown stops accepting and lets sessions finish until ctx ends.

@@ -53,6 +53,10 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if !ss.tls && !ss.loopback {
 		return nil, reply(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required: issue STARTTLS before AUTH")
 	}
+	// A locked-out address is refused before it sends a password.
+	if why, wait := ss.s.auth.blocked(ss.addr); why != notLocked {
+		return nil, ss.lockedOut(why, wait)
+	}
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
@@ -67,26 +71,61 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
+// authenticate checks a password only if the limiter allows it: whether
+// it does depends on past failures, never on this password, so neither
+// the reply nor its timing says anything about the guess.
 func (ss *session) authenticate(username, password string) error {
+	if why, wait := ss.s.auth.allow(ss.addr, username); why != notLocked {
+		return ss.lockedOut(why, wait)
+	}
+	// Deferred so that a check that panics (go-smtp answers 421) still
+	// ends: other checks of the same address or username may wait for it.
+	failed, succeeded := false, false
+	defer func() { ss.s.auth.done(ss.addr, username, failed, succeeded) }()
 	cred, err := ss.s.o.Tenants.Authenticate(context.Background(), username, password)
+	failed, succeeded = errors.Is(err, tenant.ErrBadCredentials), err == nil
 	if err == nil {
 		ss.cred, ss.authed = &cred, true
+		if ss.raw != nil {
+			ss.raw.trust()
+		}
 		ss.log.Info("smtp: authenticated", "tenant", cred.Tenant, "credential", cred.ID, "client", ss.addr)
 		return nil
 	}
-	if !errors.Is(err, tenant.ErrBadCredentials) {
+	if !failed {
 		return internalError(ss.log, "checking credentials", err)
 	}
-	ss.authFails++
-	ss.log.Warn("smtp: authentication failed", "client", ss.addr, "failures", ss.authFails)
-	if ss.s.o.AuthDelay > 0 {
-		time.Sleep(ss.s.throttle.fail(ss.addr)) // tarpit, not synchronisation
+	ss.log.Warn("smtp: authentication failed", "client", ss.addr, "failures", ss.authFails+1)
+	if err := ss.countFailure(); err != nil {
+		return err
 	}
+	return reply(535, codeAuth, "Authentication credentials invalid")
+}
+
+// lockedOut answers AUTH from a locked-out address or for a locked-out
+// username: 454, temporary, as RFC 4954 section 6 has it for a
+// temporary authentication failure.
+func (ss *session) lockedOut(why lockout, wait time.Duration) error {
+	ss.log.Warn("smtp: authentication refused, too many failures", "client", ss.addr, "per_username", why == userLocked)
+	if err := ss.countFailure(); err != nil {
+		return err
+	}
+	mins := plural(int((wait+time.Minute-1)/time.Minute), "minute", "minutes")
+	if why == userLocked {
+		return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications for this username, try again in %s", mins)
+	}
+	return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address, try again in %s", mins)
+}
+
+// countFailure counts a refused AUTH against this connection; the last
+// one allowed closes it, so a client cannot keep a slot while it guesses.
+func (ss *session) countFailure() error {
+	ss.authFails++
 	if ss.authFails >= ss.s.o.MaxAuthFailures && ss.raw != nil {
 		ss.raw.closeAfter.Store(true)
 		return reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentication attempts, closing connection")
 	}
-	return reply(535, codeAuth, "Authentication credentials invalid")
+	return nil
 }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {

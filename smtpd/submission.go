@@ -41,13 +41,31 @@ type SubmissionOptions struct {
 	MaxRecipients   int
 	MaxConnections  int
 	MaxLineLength   int
-	ReadTimeout     time.Duration
-	WriteTimeout    time.Duration
+	// ReadTimeout and WriteTimeout bound each read and write once the
+	// client has authenticated or sends from an ip credential's network
+	// (zero = 5 minutes).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// MaxConnectionsPerClient caps the connections of one client address
+	// (an IPv6 client's /64); zero = 50, Postfix's
+	// smtpd_client_connection_count_limit.
+	MaxConnectionsPerClient int
+	// FirstCommandTimeout bounds the wait for a client's first bytes
+	// (zero = 30 s); ReadTimeoutBeforeAuth each read after that until the
+	// client authenticates (zero = 60 s).
+	FirstCommandTimeout   time.Duration
+	ReadTimeoutBeforeAuth time.Duration
+	// MaxAuthFailures is how many refused AUTH attempts close a
+	// connection (zero = 5).
 	MaxAuthFailures int
-	// AuthDelay is the first delay of the per-address AUTH failure
-	// throttle; it doubles per further failure up to 10 s. Zero = 500 ms;
-	// negative disables the throttle (tests).
-	AuthDelay time.Duration
+	// MaxAuthFailuresPerClient and MaxAuthFailuresPerUsername are how many
+	// failed AUTH attempts one client address (an IPv6 client's /64), and
+	// one username from any address, may make within AuthFailureWindow;
+	// beyond, AUTH is refused with 454 4.7.0 without checking the password
+	// (zero = 5, 20 and 15 minutes; see authLimiter).
+	MaxAuthFailuresPerClient   int
+	MaxAuthFailuresPerUsername int
+	AuthFailureWindow          time.Duration
 
 	// Local reports whether a client may AUTH without TLS; nil means
 	// loopback addresses only.
@@ -64,9 +82,9 @@ type Submission struct {
 	active atomic.Int64
 	total  atomic.Uint64
 
-	o        SubmissionOptions
-	log      *slog.Logger
-	throttle *throttle
+	o    SubmissionOptions
+	log  *slog.Logger
+	auth *authLimiter
 
 	mu      sync.Mutex
 	servers []*smtp.Server
@@ -89,10 +107,32 @@ func NewSubmission(o SubmissionOptions) *Submission {
 	if o.Local == nil {
 		o.Local = netip.Addr.IsLoopback
 	}
-	if o.AuthDelay == 0 {
-		o.AuthDelay = 500 * time.Millisecond
+	setDefault(&o.ReadTimeout, 5*time.Minute)
+	setDefault(&o.WriteTimeout, 5*time.Minute)
+	setDefault(&o.MaxConnectionsPerClient, 50)
+	setDefault(&o.FirstCommandTimeout, 30*time.Second)
+	setDefault(&o.ReadTimeoutBeforeAuth, time.Minute)
+	setDefault(&o.MaxAuthFailuresPerClient, 5)
+	setDefault(&o.MaxAuthFailuresPerUsername, 20)
+	setDefault(&o.AuthFailureWindow, 15*time.Minute)
+	auth := newAuthLimiter(o.MaxAuthFailuresPerClient, o.MaxAuthFailuresPerUsername, o.AuthFailureWindow, o.Now)
+	return &Submission{o: o, log: o.Logger, auth: auth}
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
-	return &Submission{o: o, log: o.Logger, throttle: newThrottle(o.AuthDelay, 10*time.Second, 15*time.Minute, o.Now)}
+}
+
+// listener wraps l with the connection caps and the short timeouts of
+// clients not yet authenticated.
+func (s *Submission) listener(l net.Listener, plaintext bool) *listener {
+	return &listener{
+		Listener: l, max: s.o.MaxConnections, perClient: s.o.MaxConnectionsPerClient,
+		plaintext: plaintext, timeout: 10 * time.Second,
+		firstCommand: s.o.FirstCommandTimeout, beforeTrust: s.o.ReadTimeoutBeforeAuth,
+	}
 }
 
 func (s *Submission) server(tlsCfg *tls.Config) *smtp.Server {
@@ -120,7 +160,7 @@ func (s *Submission) server(tlsCfg *tls.Config) *smtp.Server {
 // Serve answers SMTP on l, offering STARTTLS when a certificate is set.
 func (s *Submission) Serve(l net.Listener) error {
 	srv := s.server(s.o.TLS)
-	return srv.Serve(&listener{Listener: l, max: s.o.MaxConnections, plaintext: true, timeout: 10 * time.Second})
+	return srv.Serve(s.listener(l, true))
 }
 
 // ServeTLS answers SMTP over implicit TLS on l (RFC 8314).
@@ -129,8 +169,7 @@ func (s *Submission) ServeTLS(l net.Listener) error {
 		return errors.New("smtpd: implicit TLS needs a certificate")
 	}
 	srv := s.server(nil)
-	capped := &listener{Listener: l, max: s.o.MaxConnections, timeout: 10 * time.Second}
-	return srv.Serve(tls.NewListener(capped, s.o.TLS))
+	return srv.Serve(tls.NewListener(s.listener(l, false), s.o.TLS))
 }
 
 // Shutdown stops accepting, lets sessions in progress finish until ctx
@@ -171,6 +210,9 @@ func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
 	switch {
 	case err == nil:
 		sess.cred = &cred
+		if sess.raw != nil {
+			sess.raw.trust() // the network is registered: as good as AUTH
+		}
 	case !errors.Is(err, tenant.ErrNotFound):
 		return nil, internalError(s.log, "looking up ip credentials", err)
 	}

@@ -120,8 +120,11 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestWrongPasswordAndClose: each wrong credential gets 535, and the
+// connection's fifth failure closes it. The per-address lockout is raised
+// out of the way here; TestAuthLockout holds it.
 func TestWrongPasswordAndClose(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(o *SubmissionOptions) { o.MaxAuthFailuresPerClient, o.MaxAuthFailuresPerUsername = 100, 100 })
 	c := h.dial()
 	wantCode(t, c.Auth(sasl.NewPlainClient("", h.user, "wrong")), 535, "5.7.8")
 	wantCode(t, c.Auth(sasl.NewPlainClient("", "nobody", h.pass)), 535, "5.7.8")
@@ -143,7 +146,7 @@ func TestWrongPasswordAndClose(t *testing.T) {
 	if line, err := rc.r.ReadString('\n'); err == nil {
 		t.Fatalf("connection still open after 5 failures, read %q", line)
 	}
-	// The real user is not locked out.
+	// Below the address's limit, the right password still works.
 	if err := send(h.login(), "hello@acme.test", []string{"a@example.net"}, goodMsg); err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,19 @@ type SMTP struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxAuthFailures is how many failed AUTH attempts close a connection.
 	MaxAuthFailures int `yaml:"max_auth_failures"`
+	// FirstCommandTimeout bounds the wait for a new client's first command,
+	// and ReadTimeoutBeforeAuth each read after it until the client has
+	// authenticated (on the inbound listener, until MAIL FROM), so that
+	// connections held open by sending nothing are soon given back.
+	FirstCommandTimeout   time.Duration `yaml:"first_command_timeout"`
+	ReadTimeoutBeforeAuth time.Duration `yaml:"read_timeout_before_auth"`
+	// MaxAuthFailuresPerClient and MaxAuthFailuresPerUsername are how many
+	// failed AUTH attempts one client address (an IPv6 client's /64), and
+	// one username from any address, may make within AuthFailureWindow;
+	// beyond, AUTH is refused with 454 4.7.0 without checking the password.
+	MaxAuthFailuresPerClient   int           `yaml:"max_auth_failures_per_client"`
+	MaxAuthFailuresPerUsername int           `yaml:"max_auth_failures_per_username"`
+	AuthFailureWindow          time.Duration `yaml:"auth_failure_window"`
 }
 
 // Submission is the listener SaaS apps send through.
@@ -77,6 +90,9 @@ type Submission struct {
 	// self-signed certificate into the data directory.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// MaxConnectionsPerClient caps the connections of one client address
+	// (an IPv6 client's /64); further ones get 421 4.7.0.
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Inbound is the listener for unsubscribe mail, bounces and complaints.
@@ -95,6 +111,9 @@ type Inbound struct {
 	UnreadReportKeepBytes int64 `yaml:"unread_report_keep_bytes"`
 	// UnreadReportsRetention is how long an unread report is kept.
 	UnreadReportsRetention time.Duration `yaml:"unread_reports_retention"`
+	// MaxConnectionsPerClient caps the connections of one client address
+	// (an IPv6 client's /64); further ones get 421 4.7.0.
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // HTTP configures the public (unsubscribe) and admin listeners.
@@ -220,7 +239,9 @@ func Default() *Config {
 		Hostname: host,
 		DataDir:  "./heed-data",
 		SMTP: SMTP{
-			Submission:      Submission{Listen: "127.0.0.1:2525"},
+			// Postfix's smtpd_client_connection_count_limit is 50; mail
+			// servers sending Heed bounces need few at once.
+			Submission:      Submission{Listen: "127.0.0.1:2525", MaxConnectionsPerClient: 50},
 			Inbound:         defaultInbound(),
 			MaxMessageBytes: 25 << 20,
 			MaxRecipients:   1000,
@@ -231,6 +252,13 @@ func Default() *Config {
 			ReadTimeout:     5 * time.Minute,
 			WriteTimeout:    5 * time.Minute,
 			MaxAuthFailures: 5,
+			// A client sends EHLO as soon as it has the greeting and AUTH
+			// right after; seconds are plenty for either.
+			FirstCommandTimeout:        30 * time.Second,
+			ReadTimeoutBeforeAuth:      time.Minute,
+			MaxAuthFailuresPerClient:   5,
+			MaxAuthFailuresPerUsername: 20,
+			AuthFailureWindow:          15 * time.Minute,
 		},
 		HTTP: HTTP{
 			Public: PublicHTTP{Listen: "127.0.0.1:8080", MaxConnections: 4096, MaxConnectionsPerClient: 256},
@@ -256,7 +284,8 @@ func Default() *Config {
 // defaultInbound is the inbound listener's part of Default.
 func defaultInbound() Inbound {
 	return Inbound{
-		Listen: "127.0.0.1:2526",
+		Listen:                  "127.0.0.1:2526",
+		MaxConnectionsPerClient: 10,
 		// Ten a second: far above a mail system's bounces and
 		// complaints, far below a flood.
 		MaxMessagesPerClientPerMinute: 600,

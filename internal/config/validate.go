@@ -102,6 +102,22 @@ func (c *Config) checkSMTP(v *checker) {
 	v.duration([]string{"smtp", "read_timeout"}, s.ReadTimeout, time.Second)
 	v.duration([]string{"smtp", "write_timeout"}, s.WriteTimeout, time.Second)
 	v.atLeast([]string{"smtp", "max_auth_failures"}, int64(s.MaxAuthFailures), 1)
+	v.atLeast([]string{"smtp", "submission", "max_connections_per_client"}, int64(s.Submission.MaxConnectionsPerClient), 1)
+	v.atLeast([]string{"smtp", "inbound", "max_connections_per_client"}, int64(s.Inbound.MaxConnectionsPerClient), 1)
+	// The short timeouts only ever shorten read_timeout, so a longer one
+	// would be a mistake that silently does nothing.
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"first_command_timeout", s.FirstCommandTimeout}, {"read_timeout_before_auth", s.ReadTimeoutBeforeAuth}} {
+		v.duration([]string{"smtp", t.key}, t.d, time.Second)
+		if t.d > s.ReadTimeout && s.ReadTimeout >= time.Second {
+			v.add([]string{"smtp", t.key}, "must not be longer than smtp.read_timeout (%s; got %s)", s.ReadTimeout, t.d)
+		}
+	}
+	v.atLeast([]string{"smtp", "max_auth_failures_per_client"}, int64(s.MaxAuthFailuresPerClient), 1)
+	v.atLeast([]string{"smtp", "max_auth_failures_per_username"}, int64(s.MaxAuthFailuresPerUsername), 1)
+	v.duration([]string{"smtp", "auth_failure_window"}, s.AuthFailureWindow, time.Minute)
 }
 
 // checkInbound checks the inbound listener's bounds: each must let

@@ -208,6 +208,8 @@ func (r *Relay) build() error {
 		UnreadKeepBytes: cfg.SMTP.Inbound.UnreadReportKeepBytes, UnreadRetention: cfg.SMTP.Inbound.UnreadReportsRetention,
 		MaxMessagesPerMinute: cfg.SMTP.Inbound.MaxMessagesPerClientPerMinute,
 		ReadTimeout:          cfg.SMTP.ReadTimeout, Logger: r.log,
+		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerClient: cfg.SMTP.Inbound.MaxConnectionsPerClient,
+		FirstCommandTimeout: cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeMail: cfg.SMTP.ReadTimeoutBeforeAuth,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
 	sealer, err := webhooks.NewSealer(key)
@@ -252,6 +254,11 @@ func (r *Relay) build() error {
 		MaxConnections: cfg.SMTP.MaxConnections, MaxLineLength: cfg.SMTP.MaxLineLength,
 		ReadTimeout: cfg.SMTP.ReadTimeout, WriteTimeout: cfg.SMTP.WriteTimeout,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Logger: r.log,
+		MaxConnectionsPerClient: cfg.SMTP.Submission.MaxConnectionsPerClient,
+		FirstCommandTimeout:     cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeAuth: cfg.SMTP.ReadTimeoutBeforeAuth,
+		MaxAuthFailuresPerClient:   cfg.SMTP.MaxAuthFailuresPerClient,
+		MaxAuthFailuresPerUsername: cfg.SMTP.MaxAuthFailuresPerUsername,
+		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
 	})
 	r.metrics.Gauge("heed_smtp_sessions", "SMTP submission sessions open now.", func() (float64, error) {
 		n, _ := r.submission.Sessions()
