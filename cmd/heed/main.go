@@ -34,6 +34,9 @@ Operator commands, on a serving relay's admin API (-api URL, token in
                                 export a tenant's suppressions as CSV
   dkim keygen [-algorithm rsa|ed25519] [-domain D] [-selector S] [-out FILE]
                                 make a DKIM key and print its DNS record
+
+  report classify FILE...       read saved bounces and complaints and print,
+                                as JSON, what each says and what Heed would do
 `
 
 func main() {
@@ -57,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = suppressCmd(args[1:], stdout, stderr)
 	case "dkim":
 		err = dkimCmd(args[1:], stdout, stderr)
+	case "report":
+		err = reportCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "heed", version)
 	case "help", "-h", "-help", "--help":

@@ -14,13 +14,23 @@
 //     original message as message/rfc822 or text/rfc822-headers.
 //   - RFC 3834: auto-replies are recognised so they are never taken for a
 //     bounce.
+//   - RFC 6591 (auth-failure), RFC 6430 (not-spam): feedback reports that
+//     are not the recipient's complaint (Kind Feedback).
 //
 // Many MTAs (qmail, older Exim and Postfix setups, Exchange, several large
 // providers) send bounces that are not RFC 3464. For those Parse falls back to
 // a small, documented heuristic (see heuristic.go) and marks the result
-// Standard=false. The heuristic is conservative: a failure is Permanent only
-// when a class-5 code is found in the bounce text and the recipient was named
-// there too.
+// Standard=false.
+//
+// Every recipient of a report gets a Reason and a Verdict. The reason is
+// decided from all the evidence together: the reply code, the enhanced
+// status, the diagnostic text, the SMTP command it answered and the
+// report's own words (classify.go documents the rules and their order).
+// Only a hard reason (user unknown, host unknown, moved, null MX) in a
+// final failure is a Hard verdict, and only the recipient's own complaint
+// is Complained; those two suppress (Verdict.Suppress). Everything else is
+// Soft or NotActionable. Classify applies the same rules to an SMTP reply
+// received while delivering.
 //
 // MIME is parsed with github.com/emersion/go-message only; the limits in
 // MaxSize, MaxParts and maxDepth bound the work done on hostile input.

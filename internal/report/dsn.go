@@ -14,7 +14,7 @@ import (
 // lines. Blocks are read with textproto.ReadHeader; a block is taken as
 // per-recipient when it names a recipient, so MTAs that run everything into
 // one block still yield their recipient.
-func parseDSN(body []byte, r *Report) {
+func parseDSN(body []byte, b *builder) {
 	body = bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n"))
 	br := bufio.NewReader(bytes.NewReader(body))
 	for blocks := 0; blocks <= MaxParts; blocks++ {
@@ -24,7 +24,7 @@ func parseDSN(body []byte, r *Report) {
 		}
 		h, err := textproto.ReadHeader(br)
 		if h.Len() > 0 {
-			addDSNBlock(h, r)
+			addDSNBlock(h, b)
 		}
 		if err != nil {
 			// A malformed line: skip it and try the next block.
@@ -35,7 +35,36 @@ func parseDSN(body []byte, r *Report) {
 	}
 }
 
-func addDSNBlock(h textproto.Header, r *Report) {
+// splitBlock cuts a block that names several recipients without the
+// blank lines between them (AOL) into one block per recipient: a new one
+// starts at each Original-Recipient or Final-Recipient once the current
+// one has a Final-Recipient.
+func splitBlock(h textproto.Header) []textproto.Header {
+	if len(h.Values("Final-Recipient")) < 2 {
+		return []textproto.Header{h}
+	}
+	var out []textproto.Header
+	var cur textproto.Header
+	fields := h.Fields()
+	for fields.Next() {
+		key := strings.ToLower(fields.Key())
+		if (key == "final-recipient" || key == "original-recipient") && cur.Has("Final-Recipient") {
+			out = append(out, cur)
+			cur = textproto.Header{}
+		}
+		cur.Add(fields.Key(), fields.Value())
+	}
+	return append(out, cur)
+}
+
+func addDSNBlock(h textproto.Header, b *builder) {
+	if blocks := splitBlock(h); len(blocks) > 1 {
+		for _, blk := range blocks {
+			addDSNBlock(blk, b)
+		}
+		return
+	}
+	r := b.r
 	if v := h.Get("Reporting-MTA"); v != "" && r.ReportingMTA == "" {
 		r.ReportingMTA = stripType(v)
 	}
@@ -61,7 +90,9 @@ func addDSNBlock(h textproto.Header, r *Report) {
 	// RFC 3464 section 2.3.3: "failed" with a class 5 status is the only
 	// combination that says retrying cannot help.
 	st.Permanent = st.Action == "failed" && strings.HasPrefix(st.Status, "5.")
-	r.Recipients = append(r.Recipients, st)
+	// The Status field's comment is evidence too: PowerMTA writes
+	// "5.2.1 (mailbox disabled, not accepting messages)".
+	b.add(st, clean(h.Get("Status")))
 }
 
 // stripType removes an RFC 3464 type prefix: "rfc822; a@b" -> "a@b",

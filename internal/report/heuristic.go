@@ -28,13 +28,19 @@ var (
 	autoReplyRE     = regexp.MustCompile(`(?i)^(auto(matic)?[ -]?(reply|response|antwort)|auto:|out of (the )?office|away|vacation|abwesend)`)
 	// cutRE finds where the quoted original message begins in the text.
 	cutRE = regexp.MustCompile(`(?im)^(received|return-path|dkim-signature|message-id|x-received|authentication-results):|^.{0,20}(below this line is a copy|below is a copy|this is a copy of|original message follows|-+ ?original message ?-+|original message headers|undelivered message headers|content of the original)`)
-	// lineRcptRE: a line that starts with an address followed by a colon,
-	// the end of the line, "<mailto:" or "(": qmail and Postfix
-	// ("<a@b>: ..."), OpenSMTPD ("a@b: 550 ..."), Exim ("  a@b" alone),
-	// Exchange ("a@b<mailto:a@b>").
-	lineRcptRE = regexp.MustCompile(`(?m)^[ \t]*<?([A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?(?:[ \t]*:|[ \t]*$|<mailto:|[ \t]+\()`)
+	// lineRcptRE: a line that starts with an address, maybe quoted,
+	// bracketed or after "-- ", followed by a colon, the end of the line,
+	// "<mailto:", or a space and more text: qmail and Postfix ("<a@b>:
+	// ..."), OpenSMTPD ("a@b: 550 ..."), Exim ("  a@b" alone), Exchange
+	// ("a@b<mailto:a@b>", "a@b on <date>"), GMX ("\"a@b\":"), Exim 3
+	// ("a@b ... unknown host"), Mimecast ("-- a@b"), Zoho ("a@b Invalid
+	// Address, ...").
+	lineRcptRE = regexp.MustCompile(`(?m)^[ \t]*(?:-- )?["<]?([A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)[">]?(?:[ \t]*:|[ \t]*$|<mailto:|[ \t]+\S)`)
+	// sendmailRE: Sendmail's per-recipient lines, "550 <a@b>... User
+	// unknown" or "<a@b>... Deferred".
+	sendmailRE = regexp.MustCompile(`(?m)^[ \t]*(?:[45][0-9][0-9][ -])?<([^<>\s]+@[^<>\s]+)>\.\.\.`)
 	// labelRcptRE: a recipient named after a DSN-like label.
-	labelRcptRE = regexp.MustCompile(`(?im)^\s*(?:final-recipient|original-recipient|x-failed-recipients|failed recipient|recipient address|original recipient|rcpt to)\s*:\s*(?:rfc822\s*;\s*)?<?([^<>\s;]+@[^<>\s;]+)`)
+	labelRcptRE = regexp.MustCompile(`(?im)^\s*(?:final-recipient|original-recipient|x-failed-recipients|failed recipient|recipient address|original recipient|recipient|rcpt to|unknown user|invalid final delivery userid|addressed to)\s*:\s*(?:rfc822\s*;\s*)?<?([^<>\s;]+@[^<>\s;]+)`)
 	// deliverToRE: prose naming the recipient in angle brackets, as
 	// DragonFly and many others do ("error delivering your mail to <a@b>").
 	deliverToRE = regexp.MustCompile(`(?i)(?:deliver(?:ing|ed|y)?|send(?:ing)?|sent)\s+(?:(?:of\s+)?(?:your|the|this)\s+(?:mail|message|e-?mail)\s+)?to\s+<([^<>\s]+@[^<>\s]+)>`)
@@ -69,19 +75,16 @@ func looksLikeAutoReply(s *scanner) bool {
 	return autoReplyRE.MatchString(strings.TrimSpace(s.top.Get("Subject")))
 }
 
-// heuristicBounce fills r.Recipients from the text; it reports whether it
-// found a recipient.
-func heuristicBounce(s *scanner, r *Report) bool {
-	text := s.text.String()
-	if loc := cutRE.FindStringIndex(text); loc != nil {
-		text = text[:loc[0]]
-	}
+// heuristicBounce fills b from the report's own text (human); it reports
+// whether it found a recipient.
+func heuristicBounce(s *scanner, b *builder, text string) bool {
 	rcpts, fromText := findRecipients(s, text)
 	if len(rcpts) == 0 {
 		return false
 	}
 	for i, a := range rcpts {
-		code, diag := findCode(segment(text, rcpts, i))
+		seg := segment(text, rcpts, i)
+		code, diag := findCode(seg)
 		if code == "" {
 			code, diag = findCode(text)
 		}
@@ -90,33 +93,57 @@ func heuristicBounce(s *scanner, r *Report) bool {
 		}
 		st := Status{Recipient: a, Action: action(code), Status: code, Diagnostic: diag}
 		st.Permanent = fromText && strings.HasPrefix(code, "5.")
-		r.Recipients = append(r.Recipients, st)
+		b.add(st, seg)
 	}
 	return true
 }
 
-// segment returns the part of text that is about rcpts[i]: from where it is
-// first named to where the next recipient is, so that a bounce listing
-// several recipients gives each its own code (qmail, Exim). It is "" when
-// the recipient is not named in text.
+// segment returns the part of text that is about rcpts[i]: from the line
+// where it is first named to where a line begins with another recipient, so that a
+// bounce listing several recipients gives each its own code (qmail, Exim,
+// Mail.ru). It is "" when the recipient is not named in text.
 func segment(text string, rcpts []string, i int) string {
 	lower := asciiLower(text)
 	start := strings.Index(lower, asciiLower(rcpts[i]))
 	if start < 0 {
 		return ""
 	}
+	from := start + len(rcpts[i])
+	// The line it is named on belongs to it: ">>> RCPT To:<a@b>" says
+	// which command the next reply answered.
+	start = strings.LastIndexByte(text[:start], '\n') + 1
 	end := len(text)
 	for j, a := range rcpts {
 		if j == i {
 			continue
 		}
-		// Only a recipient first named after this one ends the segment; one
-		// named earlier and quoted again here is not a boundary.
-		if k := strings.Index(lower, asciiLower(a)); k > start && k < end {
-			end = k
+		// Only a line that starts with another recipient ends the segment:
+		// one quoted within this recipient's lines is not a boundary.
+		if k := lineStartIndex(lower[from:], asciiLower(a)); k >= 0 && from+k < end {
+			end = from + k
 		}
 	}
 	return text[start:end]
+}
+
+// lineStartIndex returns the offset of the first line of s that starts
+// with addr (after blanks, a quote, a bracket, a reply code or "-- "),
+// or -1.
+func lineStartIndex(s, addr string) int {
+	off := 0
+	for off < len(s) {
+		k := strings.Index(s[off:], addr)
+		if k < 0 {
+			return -1
+		}
+		at := off + k
+		lineStart := strings.LastIndexByte(s[:at], '\n') + 1
+		if strings.Trim(s[lineStart:at], " \t\"<-0123456789") == "" {
+			return lineStart
+		}
+		off = at + len(addr)
+	}
+	return -1
 }
 
 // asciiLower lower-cases ASCII letters only, keeping byte offsets valid
@@ -174,6 +201,9 @@ func findRecipients(s *scanner, text string) ([]string, bool) {
 		add(m[1])
 	}
 	for _, m := range deliverToRE.FindAllStringSubmatch(text, MaxParts) {
+		add(m[1])
+	}
+	for _, m := range sendmailRE.FindAllStringSubmatch(text, MaxParts) {
 		add(m[1])
 	}
 	if len(out) == 0 {

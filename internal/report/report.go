@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -42,9 +43,13 @@ const (
 	// AutoReply is an RFC 3834 auto-reply ("out of office"); it must never
 	// suppress anyone.
 	AutoReply
+	// Feedback is an ARF report that is not the recipient's complaint:
+	// auth-failure (RFC 6591), not-spam (RFC 6430) or virus (RFC 5965
+	// section 7.3). It is recorded for the operator and suppresses nobody.
+	Feedback
 )
 
-var kindNames = [...]string{"unknown", "bounce", "complaint", "auto-reply"}
+var kindNames = [...]string{"unknown", "bounce", "complaint", "auto-reply", "feedback"}
 
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
@@ -76,7 +81,8 @@ type Report struct {
 	Standard bool `json:"standard"`
 	// ReportingMTA is the DSN's Reporting-MTA, without its "dns;" type.
 	ReportingMTA string `json:"reporting_mta,omitempty"`
-	// Recipients has one entry per recipient the bounce reports on.
+	// Recipients has one entry per recipient the report is about: each
+	// recipient of a bounce, each complainant of a complaint.
 	Recipients []Status `json:"recipients,omitempty"`
 
 	// The fields below are set for complaints (RFC 5965 section 3.1/3.2).
@@ -90,6 +96,18 @@ type Report struct {
 	// Original holds headers of the message the report is about, when the
 	// report included it (message/rfc822 or text/rfc822-headers).
 	Original *Original `json:"original,omitempty"`
+}
+
+// Suppressed returns the addresses this report alone suppresses: the
+// recipients whose Verdict is Hard or Complained.
+func (r *Report) Suppressed() []string {
+	var out []string
+	for _, s := range r.Recipients {
+		if s.Verdict.Suppress() {
+			out = append(out, s.Recipient)
+		}
+	}
+	return out
 }
 
 // Complainant returns the address that complained: Original-Rcpt-To when
@@ -116,10 +134,17 @@ type Status struct {
 	// Status is the RFC 3463 enhanced code, e.g. "5.1.1"; for heuristic
 	// results it may be derived from an SMTP reply code ("550" -> "5.0.0").
 	Status string `json:"status,omitempty"`
-	// Permanent is true when delivery failed for good and retrying will not
-	// help: Action "failed" with a class-5 status, or, for non-standard
-	// bounces, a class-5 code found in the text beside the recipient.
+	// Permanent is true when delivery of this message failed for good:
+	// Action "failed" with a class-5 status, or, for non-standard bounces,
+	// a class-5 code found in the text beside the recipient. It says
+	// nothing about the address; Verdict does.
 	Permanent bool `json:"permanent"`
+	// Reason is why delivery failed, decided from all the evidence (see
+	// classify.go); for complaints ComplaintReason or FeedbackOnly.
+	Reason Reason `json:"reason,omitempty"`
+	// Verdict is what the report means for this address: Hard or
+	// Complained suppress it.
+	Verdict Verdict `json:"verdict"`
 	// Diagnostic is the remote server's reply, without its "smtp;" type.
 	Diagnostic string `json:"diagnostic,omitempty"`
 	// RemoteMTA is the server that gave the reply, without "dns;".
@@ -145,11 +170,23 @@ func Parse(msg []byte) (*Report, error) {
 	if len(msg) > MaxSize {
 		return nil, ErrTooLarge
 	}
-	s, err := scan(bytes.NewReader(skipMboxLine(msg)))
+	s, err := scan(bytes.NewReader(refoldBoundary(skipMboxLine(msg))))
 	if err != nil {
 		return nil, err
 	}
 	return s.build()
+}
+
+// unfoldedBoundary finds a boundary parameter written on a line of its own
+// without folding whitespace after a Content-Type ending in ";", as Office
+// 365 writes inside its reports. Unrepaired, it is a malformed header line
+// that ends the MIME walk before the delivery-status part.
+var unfoldedBoundary = regexp.MustCompile(`(?i)(;[ \t]*\r?\n)(boundary=)`)
+
+// refoldBoundary folds such a line back into its field (RFC 5322 section
+// 2.2.3).
+func refoldBoundary(msg []byte) []byte {
+	return unfoldedBoundary.ReplaceAll(msg, []byte("$1\t$2"))
 }
 
 // skipMboxLine drops an mbox "From " envelope line, which saved bounces

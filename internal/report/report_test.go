@@ -51,11 +51,13 @@ func TestDSN(t *testing.T) {
 	tests := []struct {
 		name, action, status, diag string
 		permanent                  bool
+		reason                     Reason
+		verdict                    Verdict
 	}{
-		{"permanent 5.1.1", "failed", "5.1.1", "550 5.1.1 <alice@example.org>: user unknown", true},
-		{"transient 4.2.2", "failed", "4.2.2", "452 4.2.2 mailbox full", false},
-		{"delayed", "delayed", "4.4.1", "421 4.4.1 connection timed out", false},
-		{"failed but class 4 in text", "Failed", "4.0.0 (temporary)", "451 try later", false},
+		{"permanent 5.1.1", "failed", "5.1.1", "550 5.1.1 <alice@example.org>: user unknown", true, UserUnknown, Hard},
+		{"transient 4.2.2", "failed", "4.2.2", "452 4.2.2 mailbox full", false, MailboxFull, Soft},
+		{"delayed", "delayed", "4.4.1", "421 4.4.1 connection timed out", false, NetworkError, Soft},
+		{"failed but class 4 in text", "Failed", "4.0.0 (temporary)", "451 try later", false, Undetermined, Soft},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +77,8 @@ func TestDSN(t *testing.T) {
 				Action:     strings.ToLower(tt.action),
 				Status:     strings.Fields(tt.status)[0],
 				Permanent:  tt.permanent,
+				Reason:     tt.reason,
+				Verdict:    tt.verdict,
 				Diagnostic: tt.diag,
 				RemoteMTA:  "mx.example.org",
 			}
@@ -147,8 +151,9 @@ func TestARF(t *testing.T) {
 				!strings.HasPrefix(o.ListUnsubscribe, "<https://heed.example/u/tok>") || o.Extra["X-Heed-Id"] != "7" {
 				t.Errorf("original: %+v", o)
 			}
-			if len(r.Recipients) != 0 {
-				t.Errorf("complaint with recipients: %+v", r.Recipients)
+			want := []Status{{Recipient: "bob@isp.example", Reason: ComplaintReason, Verdict: Complained}}
+			if fmt.Sprint(r.Recipients) != fmt.Sprint(want) {
+				t.Errorf("recipients %+v, want %+v", r.Recipients, want)
 			}
 		})
 	}
@@ -175,7 +180,7 @@ Received: (qmail 1 invoked by uid 8.14.4); 23 Nov 2026
 		t.Fatal(err)
 	}
 	want := Status{Recipient: "carol@example.org", Action: "failed", Status: "5.1.1", Permanent: true,
-		Diagnostic: "Remote host said: 550 5.1.1 <carol@example.org>... User unknown"}
+		Reason: UserUnknown, Verdict: Hard, Diagnostic: "Remote host said: 550 5.1.1 <carol@example.org>... User unknown"}
 	if r.Kind != Bounce || r.Standard || len(r.Recipients) != 1 || r.Recipients[0] != want {
 		t.Errorf("got %+v", r)
 	}
@@ -234,7 +239,7 @@ func TestEnhancedCode(t *testing.T) {
 }
 
 func TestKindText(t *testing.T) {
-	for k := Unknown; k <= AutoReply; k++ {
+	for k := Unknown; k <= Feedback; k++ {
 		b, _ := k.MarshalText()
 		var back Kind
 		if err := back.UnmarshalText(b); err != nil || back != k {
@@ -260,12 +265,12 @@ Remote host said: 451 4.3.0 try later
 	}
 	got := map[string]string{}
 	for _, s := range r.Recipients {
-		got[s.Recipient] = fmt.Sprintf("%s %s %v", s.Status, s.Action, s.Permanent)
+		got[s.Recipient] = fmt.Sprintf("%s %s %v %s %s", s.Status, s.Action, s.Permanent, s.Reason, s.Verdict)
 	}
 	want := map[string]string{
-		"full@example.org":  "5.2.2 failed true",
-		"gone@example.org":  "5.1.1 failed true",
-		"later@example.org": "4.3.0 delayed false",
+		"full@example.org":  "5.2.2 failed true mailbox-full soft",
+		"gone@example.org":  "5.1.1 failed true user-unknown hard",
+		"later@example.org": "4.3.0 delayed false system-error soft",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v\nwant %v", got, want)

@@ -28,51 +28,72 @@ type sesNotification struct {
 			EmailAddress string `json:"emailAddress"`
 		} `json:"complainedRecipients"`
 	} `json:"complaint"`
+	Delivery struct {
+		Recipients []string `json:"recipients"`
+	} `json:"delivery"`
 	Mail struct {
 		MessageID string `json:"messageId"`
 		Source    string `json:"source"`
 	} `json:"mail"`
 }
 
-// parseSES fills r from an SES notification in text; it reports whether
+// parseSES fills b from an SES notification in text; it reports whether
 // text was one.
-func parseSES(text string, r *Report) bool {
+func parseSES(text string, b *builder) bool {
 	text = strings.TrimSpace(text)
 	if !strings.HasPrefix(text, "{") || !strings.Contains(text, `"notificationType"`) {
 		return false
 	}
 	var n sesNotification
 	if err := json.NewDecoder(strings.NewReader(text)).Decode(&n); err != nil {
-		return false
+		// Relays that break long lines insert "!" and a folding newline
+		// (Sendmail's 990-character limit); undo it once and retry.
+		text = strings.NewReplacer("!\r\n ", "", "!\n ", "").Replace(text)
+		if err := json.NewDecoder(strings.NewReader(text)).Decode(&n); err != nil {
+			return false
+		}
 	}
+	r := b.r
 	switch n.NotificationType {
 	case "Bounce":
 		r.Kind = Bounce
 		r.ReportingMTA = stripType(n.Bounce.ReportingMTA)
-		for _, b := range n.Bounce.BouncedRecipients {
+		for _, rc := range n.Bounce.BouncedRecipients {
 			st := Status{
-				Recipient:  extractAddr(b.EmailAddress),
-				Action:     strings.ToLower(b.Action),
-				Status:     enhancedCode(b.Status),
-				Diagnostic: stripType(b.DiagnosticCode),
+				Recipient:  extractAddr(rc.EmailAddress),
+				Action:     strings.ToLower(rc.Action),
+				Status:     enhancedCode(rc.Status),
+				Diagnostic: clean(stripType(rc.DiagnosticCode)),
 			}
 			// SES says "Permanent" itself; still require a class 5 code.
 			st.Permanent = n.Bounce.BounceType == "Permanent" && strings.HasPrefix(st.Status, "5.")
-			if st.Recipient != "" && len(r.Recipients) < MaxParts {
-				r.Recipients = append(r.Recipients, st)
-			}
+			b.add(st, "")
+		}
+	case "Delivery":
+		// A delivery notification: recorded, nothing failed.
+		r.Kind = Bounce
+		for _, a := range n.Delivery.Recipients {
+			b.add(Status{Recipient: extractAddr(a), Action: "delivered", Reason: Delivered}, "")
 		}
 	case "Complaint":
-		r.Kind = Complaint
 		r.FeedbackType = strings.ToLower(n.Complaint.FeedbackType)
 		if r.FeedbackType == "" {
+			// SES leaves the type out when the provider gave none; a
+			// complaint through a feedback loop is a complaint.
 			r.FeedbackType = "abuse"
 		}
 		r.UserAgent = n.Complaint.UserAgent
-		if c := n.Complaint.ComplainedRecipients; len(c) > 0 {
-			r.OriginalRcptTo = extractAddr(c[0].EmailAddress)
+		var rcpts []string
+		for _, c := range n.Complaint.ComplainedRecipients {
+			if a := extractAddr(c.EmailAddress); a != "" && len(rcpts) < MaxParts {
+				rcpts = append(rcpts, a)
+			}
+		}
+		if len(rcpts) > 0 {
+			r.OriginalRcptTo = rcpts[0]
 		}
 		r.OriginalMailFrom = extractAddr(n.Mail.Source)
+		complaint(r.FeedbackType, rcpts, b)
 	default:
 		return false
 	}
