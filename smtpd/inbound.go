@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -274,7 +275,11 @@ func (s *inboundSession) recipientOf(id string, idx int) (optOut, error) {
 func (s *inboundSession) returnPath(a address.Address) error {
 	local := strings.ToLower(a.Local)
 	if feedbackLocals[local] {
-		s.reports = append(s.reports, optOut{})
+		// Taken once however many feedback-loop recipients a message
+		// names: each would otherwise apply, or keep, the report again.
+		if !slices.ContainsFunc(s.reports, func(o optOut) bool { return o.msg == nil }) {
+			s.reports = append(s.reports, optOut{})
+		}
 		return nil
 	}
 	id, idx, err := s.in.o.VERP.Parse(a.String())
@@ -285,7 +290,9 @@ func (s *inboundSession) returnPath(a address.Address) error {
 	if err != nil {
 		return err
 	}
-	s.reports = append(s.reports, o)
+	if !slices.ContainsFunc(s.reports, func(r optOut) bool { return r.msg != nil && r.msg.ID == id && r.index == idx }) {
+		s.reports = append(s.reports, o)
+	}
 	return nil
 }
 

@@ -276,3 +276,31 @@ func TestClientNet(t *testing.T) {
 		}
 	}
 }
+
+// strangerARF is a complaint Heed can read that names no message it sent:
+// its quoted copy's return path is no VERP address of Heed's.
+const strangerARF = "From: fbl@isp.example\r\nTo: fbl@bounces.relay.test\r\nSubject: complaint\r\n" +
+	"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n" +
+	"--b\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n" +
+	"--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: isp/1.0\r\nVersion: 1\r\n\r\n" +
+	"--b\r\nContent-Type: message/rfc822\r\n\r\nReturn-Path: <someone@elsewhere.example>\r\nFrom: a@elsewhere.example\r\nSubject: hi\r\n\r\nhello\r\n" +
+	"--b--\r\n"
+
+// TestOneMessageKeptOnce: a message to the feedback-loop addresses a
+// hundred times over is one report, kept once: the rate limit counts
+// messages, so a report multiplied by its recipients would pass it a
+// hundredfold and flush reports/unread in a few messages.
+func TestOneMessageKeptOnce(t *testing.T) {
+	e := startInbound(t, nil)
+	c := e.dial("127.0.0.1")
+	var rcpts []string
+	for i := range 100 {
+		rcpts = append(rcpts, []string{"fbl@bounces.relay.test", "abuse@bounces.relay.test", "FBL@bounces.relay.test"}[i%3])
+	}
+	if err := send(c, "", rcpts, strangerARF); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := e.kept(); len(files) != 1 {
+		t.Errorf("one report to %d feedback-loop recipients was kept %d times, want once", len(rcpts), len(files))
+	}
+}

@@ -33,6 +33,8 @@ func (s *inboundSession) handleReport(body []byte) error {
 				return err
 			}
 			if m == nil {
+				// At most one feedback-loop target per transaction (see
+				// returnPath), so the report is kept at most once.
 				if err := s.keepUnread(body, errors.New("the report names no message Heed knows")); err != nil {
 					return err
 				}
