@@ -108,6 +108,60 @@ func TestUndoLiftsOnlyThisLinksOptOut(t *testing.T) {
 	}
 }
 
+// TestUndoAfterLaterOptOut: a one-click opt-out, then the recipient opts
+// out of the same list by mail as well, or the tenant adds it through the
+// API, or another of the recipient's links leaves all marketing on top of
+// the same link's "all": whoever holds the first link (a forwarded email)
+// cannot undo it any more, the page says so, and the opt-out stays.
+func TestUndoAfterLaterOptOut(t *testing.T) {
+	ctx := context.Background()
+	add := func(channel string) func(e *env) {
+		return func(e *env) {
+			_, err := e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: "marketing",
+				Reason: suppression.Unsubscribe, Channel: channel}, events.RecipientUnsubscribed)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+		}
+	}
+	for name, c := range map[string]struct {
+		first  func(e *env, tok string)
+		second func(e *env)
+	}{
+		"one-click then mailto": {func(e *env, tok string) { e.oneClick(tok, nil) }, add("mailto")},
+		"one-click then api":    {func(e *env, tok string) { e.oneClick(tok, nil) }, add("api")},
+		"all then another link's all": {func(e *env, tok string) { e.form(tok, "all", nil) }, func(e *env) {
+			if resp, _ := e.form(e.token("acme", "transactional", "pat@example.net"), "all", nil); resp.StatusCode != 200 {
+				e.t.Fatalf("the other link's all: %d", resp.StatusCode)
+			}
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			tok := e.token("acme", "marketing", "pat@example.net")
+			c.first(e, tok)
+			e.clock.add(time.Minute)
+			c.second(e)
+			before := e.entries("acme", "pat@example.net")
+			if len(before) != 1 {
+				t.Fatalf("entries %+v", before)
+			}
+			e.clock.add(time.Minute)
+			resp, body := e.form(tok, "resubscribe", nil)
+			if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "can no longer be undone") ||
+				!strings.Contains(body, "please contact ACME Dental") {
+				t.Errorf("undo: %d\n%s", resp.StatusCode, body)
+			}
+			if after := e.entries("acme", "pat@example.net"); len(after) != 1 || after[0].List != before[0].List {
+				t.Errorf("entries after undo %+v, want %+v", after, before)
+			}
+			if n := e.count(events.RecipientResubscribed); n != 0 {
+				t.Errorf("%d recipient.resubscribed events", n)
+			}
+		})
+	}
+}
+
 // TestUndoWithinWindow: the link that made an opt-out undoes it a day
 // later less a second, from the page and after a one-click POST alike,
 // and the recipient gets the list again.

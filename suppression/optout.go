@@ -68,9 +68,13 @@ func (o *OptOut) Resolve(ctx context.Context, token string) (Link, error) {
 // (Entry.Link), the only one that can undo it.
 //
 // It is idempotent, and a repeat is a read: when the recipient's opt-out
-// of that scope is there already, however it was made, it reports
-// created == false without a write transaction, so a flood of POSTs to one
-// link costs no commits and writes no events.
+// of that scope is there already, made by this link or without a link, it
+// reports created == false without a write transaction, so a flood of
+// POSTs to one link costs no commits and writes no events. When it is
+// there made through another link, the Add goes through: it creates
+// nothing, but clears that link's mark (see Store.Add), so that the other
+// link's undo cannot lift this opt-out too. That write happens once; the
+// entry then has no mark and later repeats are reads.
 func (o *OptOut) Unsubscribe(ctx context.Context, token, channel string, all bool) (link Link, created bool, err error) {
 	link, err = o.Resolve(ctx, token)
 	if err != nil {
@@ -86,7 +90,7 @@ func (o *OptOut) Unsubscribe(ctx context.Context, token, channel string, all boo
 		return Link{}, false, err
 	}
 	for _, e := range entries {
-		if e.List == scope && e.Reason == Unsubscribe {
+		if e.List == scope && e.Reason == Unsubscribe && (e.Link == "" || e.Link == t.List) {
 			return link, false, nil
 		}
 	}
