@@ -29,6 +29,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -208,13 +209,19 @@ func (s *server) resubscribe(c echo.Context, tok string) error {
 		return err
 	}
 	undone, err := s.OptOut.Resubscribe(ctx, link, s.Now().Add(-s.UndoWindow))
-	if undone {
-		s.Logger.Info("public: resubscribed", "tenant", link.Target.Tenant, "list", link.Target.List)
+	if len(undone) > 0 {
+		s.Logger.Info("public: resubscribed", "tenant", link.Target.Tenant, "list", link.Target.List, "scopes", undone)
 	}
-	if errors.Is(err, suppression.ErrNotUndoable) {
+	switch {
+	case errors.Is(err, suppression.ErrNotUndoable) && len(undone) > 0:
+		// Something was undone, so the answer is a success that says
+		// plainly what still stops this list: a 409 "cannot be undone"
+		// here would hide that the other lists resumed.
+		all := slices.Contains(undone, suppression.All)
+		return s.render(c, http.StatusOK, view{State: statePartlyUndone, All: all}, &link)
+	case errors.Is(err, suppression.ErrNotUndoable):
 		return s.render(c, http.StatusConflict, view{State: stateNotUndoable}, &link)
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	return s.render(c, http.StatusOK, view{State: stateResubscribed}, &link)
@@ -317,18 +324,19 @@ const (
 	stateBusy
 	stateNotUndoable
 	stateForbidden
+	statePartlyUndone
 )
 
 // titles are the catalogue keys of each state's title.
 var titles = [...]string{
 	stateChoose: "title.choose", stateDone: "title.done", stateResubscribed: "title.resubscribed",
 	stateError: "title.error", stateBusy: "title.busy", stateNotUndoable: "title.notundoable",
-	stateForbidden: "title.forbidden",
+	stateForbidden: "title.forbidden", statePartlyUndone: "title.partlyundone",
 }
 
 type view struct {
 	State   int
-	All     bool // the opt-out was from all marketing
+	All     bool // the opt-out (or, partly undone, what was undone) was from all marketing
 	NoPrefs bool // leave the preference list out
 	// Filled by render from the link.
 	Title, Lang, Business, List, Address string
@@ -373,7 +381,10 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 button{font:inherit;padding:.6rem 1.2rem;margin:.3rem 0;border:0;border-radius:.3rem;background:#1d4ed8;color:#fff;cursor:pointer}
 button.secondary{background:#374151}form{margin:0}ul{padding-left:1.2rem}</style>
 </head><body><main>
-{{if eq .State 6}}<h1>{{call .T .Title}}</h1>
+{{if eq .State 7}}<h1 id="status">{{call .T .Title}}</h1>
+<p>{{if .All}}{{call .T "partlyundone.all" .Address .List .Business}}{{else}}{{call .T "partlyundone.list" .Address .List .Business}}{{end}}</p>
+<p>{{call .T "notundoable.contact" .Business}}</p>
+{{else if eq .State 6}}<h1>{{call .T .Title}}</h1>
 <p>{{call .T "forbidden.text"}}</p>
 {{else if eq .State 5}}<h1 id="status">{{call .T .Title}}</h1>
 <p>{{call .T "notundoable.text" .Address .List .Business}}</p>

@@ -110,17 +110,26 @@ var ErrNotUndoable = errors.New("the opt-out cannot be undone through this link"
 
 // Resubscribe undoes the opt-outs that stop the link's list (of that list
 // and of all marketing) that this same link made at or after since, each
-// with a recipient.resubscribed event, and reports whether it undid any.
+// with a recipient.resubscribed event, and returns the scopes it undid
+// (the list's id and/or All), none when there was nothing to undo.
 // Whatever else stops the list stays, and then it fails with
 // ErrNotUndoable: whoever holds a link (a forwarded email is enough) can
-// take back the click made through it, shortly after, and nothing more.
+// take back the clicks made through it, shortly after, and nothing more.
+//
+// Both can happen at once: the link's "all marketing" is undone (every
+// other marketing list the recipient did not leave resumes) while an
+// older opt-out of the link's own list stays. Then undone is not empty
+// and err is ErrNotUndoable, and the caller must say both: what was undone
+// and that this list stays stopped. Undoing the "all" is what the
+// recipient asked for; refusing it because of the older opt-out would
+// keep every other list stopped against their wish.
 //
 // When there is nothing to undo it does not open a write transaction.
-func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (undone bool, err error) {
+func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (undone []string, err error) {
 	t := link.Target
 	entries, err := o.Store.Lookup(ctx, t.Tenant, t.Address)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	for _, e := range entries {
 		if e.Reason != Unsubscribe || e.Link != t.List || e.Time.Before(since) || e.List != t.List && e.List != All {
@@ -130,7 +139,9 @@ func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (u
 		if err != nil {
 			return undone, err
 		}
-		undone = undone || removed
+		if removed {
+			undone = append(undone, e.List)
+		}
 	}
 	_, stopped, err := Check(ctx, o.Store, t.Tenant, t.List, link.List.Kind, t.Address)
 	if err != nil {
