@@ -242,7 +242,7 @@ func (s *server) repeat(c echo.Context, channel string, link suppression.Link) e
 // target's, not the token string's, so the token of a rotated key shares it.
 func (s *server) linkLimited(c echo.Context, link suppression.Link) error {
 	t := link.Target
-	if ok, wait := s.links.allow(t.Tenant + "\x00" + t.List + "\x00" + t.Address); !ok {
+	if ok, wait := s.links.Allow(t.Tenant + "\x00" + t.List + "\x00" + t.Address); !ok {
 		c.Response().Header().Set("Retry-After", retryAfter(wait))
 		return errTooMany
 	}
@@ -270,7 +270,7 @@ var errCrossOrigin = echo.NewHTTPError(http.StatusForbidden)
 // recorded nothing (a page view, or a POST that failed with err) and
 // returns errTooMany when there is none, else err.
 func (s *server) limited(c echo.Context, err error) error {
-	ok, wait := s.limit.allow(clientAddr(c.Request()))
+	ok, wait := s.limit.Allow(clientAddr(c.Request()))
 	if !ok {
 		c.Response().Header().Set("Retry-After", retryAfter(wait))
 		return errTooMany
