@@ -382,6 +382,11 @@ func TestRepeatFloodLimited(t *testing.T) {
 			if resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") {
 				t.Fatalf("429 without Retry-After or page: %q\n%s", resp.Header.Get("Retry-After"), body)
 			}
+			// The reader's network did nothing wrong: the page must
+			// not say it did.
+			if !strings.Contains(body, "This link was used many times in a short while") || strings.Contains(body, "your network") {
+				t.Fatalf("the per-link 429 page does not say it is the link's limit:\n%s", body)
+			}
 			limited++
 		default:
 			t.Fatalf("repeat: %d", resp.StatusCode)

@@ -244,7 +244,7 @@ func (s *server) linkLimited(c echo.Context, link suppression.Link) error {
 	t := link.Target
 	if ok, wait := s.links.Allow(t.Tenant + "\x00" + t.List + "\x00" + t.Address); !ok {
 		c.Response().Header().Set("Retry-After", retryAfter(wait))
-		return errTooMany
+		return errLinkTooMany
 	}
 	return nil
 }
@@ -260,8 +260,13 @@ func (s *server) page(c echo.Context) error {
 	return s.render(c, http.StatusOK, view{State: stateChoose}, &link)
 }
 
-// errTooMany is the answer to a client or link over its rate.
-var errTooMany = echo.NewHTTPError(http.StatusTooManyRequests)
+// errTooMany is the answer to a client over its rate, errLinkTooMany to
+// a link over its own: the page says which, since a reader whose link a
+// flood of repeats has limited has done nothing from their network.
+var (
+	errTooMany     = echo.NewHTTPError(http.StatusTooManyRequests)
+	errLinkTooMany = echo.NewHTTPError(http.StatusTooManyRequests)
+)
 
 // errCrossOrigin is the answer to a page form sent from another site.
 var errCrossOrigin = echo.NewHTTPError(http.StatusForbidden)
@@ -295,10 +300,12 @@ func (s *server) handleError(err error, c echo.Context) {
 		s.Logger.Error("public: request failed", "path", c.Path(), "err", err)
 	}
 	state := stateError
-	switch status {
-	case http.StatusTooManyRequests:
+	switch {
+	case errors.Is(err, errLinkTooMany):
+		state = stateBusyLink
+	case status == http.StatusTooManyRequests:
 		state = stateBusy
-	case http.StatusForbidden:
+	case status == http.StatusForbidden:
 		state = stateForbidden
 	}
 	_ = s.render(c, status, view{State: state}, nil)
@@ -325,13 +332,14 @@ const (
 	stateNotUndoable
 	stateForbidden
 	statePartlyUndone
+	stateBusyLink
 )
 
 // titles are the catalogue keys of each state's title.
 var titles = [...]string{
 	stateChoose: "title.choose", stateDone: "title.done", stateResubscribed: "title.resubscribed",
 	stateError: "title.error", stateBusy: "title.busy", stateNotUndoable: "title.notundoable",
-	stateForbidden: "title.forbidden", statePartlyUndone: "title.partlyundone",
+	stateForbidden: "title.forbidden", statePartlyUndone: "title.partlyundone", stateBusyLink: "title.busy",
 }
 
 type view struct {
@@ -389,6 +397,8 @@ button.secondary{background:#374151}form{margin:0}ul{padding-left:1.2rem}</style
 {{else if eq .State 5}}<h1 id="status">{{call .T .Title}}</h1>
 <p>{{call .T "notundoable.text" .Address .List .Business}}</p>
 <p>{{call .T "notundoable.contact" .Business}}</p>
+{{else if eq .State 8}}<h1>{{call .T "title.busy"}}</h1>
+<p>{{call .T "busy.link"}}</p>
 {{else if eq .State 4}}<h1>{{call .T "title.busy"}}</h1>
 <p>{{call .T "busy.text"}}</p>
 {{else if eq .State 3}}<h1>{{call .T "title.error"}}</h1>

@@ -358,8 +358,9 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	resp, body := e.do(mustReq("GET", page))
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") {
-		t.Fatalf("4th view: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") ||
+		!strings.Contains(body, "too many requests from your network") {
+		t.Fatalf("4th view: %d, Retry-After %q\n%s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	for i := range 20 {
 		tok := e.token("acme", "marketing", "reader-"+strings.Repeat("x", i)+"@example.net")
