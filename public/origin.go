@@ -3,8 +3,10 @@ package public
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // originCheck holds the page's own forms (action=list, all, resubscribe)
@@ -31,7 +33,7 @@ var errForeignReferer = errors.New("the Referer is another site")
 func newOriginCheck(baseURL string, log *slog.Logger) *originCheck {
 	o := &originCheck{cop: http.NewCrossOriginProtection()}
 	if u, err := url.Parse(baseURL); err == nil && u.Scheme != "" && u.Host != "" {
-		o.base = u.Scheme + "://" + u.Host
+		o.base = originOf(u)
 		if err := o.cop.AddTrustedOrigin(o.base); err != nil {
 			log.Warn("public: the base URL's origin is not trusted by the form check", "base_url", baseURL, "err", err)
 			o.base = ""
@@ -53,8 +55,31 @@ func (o *originCheck) check(r *http.Request) error {
 		return nil
 	}
 	u, err := url.Parse(ref)
-	if err != nil || u.Host != r.Host && (o.base == "" || u.Scheme+"://"+u.Host != o.base) {
+	if err != nil || u.Host != r.Host && (o.base == "" || originOf(u) != o.base) {
 		return errForeignReferer
 	}
 	return nil
 }
+
+// originOf is u's origin serialised as a browser sends it in Origin
+// (RFC 6454 sections 4 and 6.1): scheme and host in lower case, the port
+// only when it is not the scheme's default. An operator's base_url may
+// say "https://Unsubscribe.Example.com:443"; trusted as written, it would
+// never match what the browser sends, and every form behind a proxy that
+// rewrites Host would be refused.
+func originOf(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port == defaultPorts[scheme] {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]" // an IPv6 literal keeps its brackets
+	}
+	return scheme + "://" + host
+}
+
+var defaultPorts = map[string]string{"http": "80", "https": "443"}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -103,6 +104,143 @@ func TestUndoLiftsOnlyThisLinksOptOut(t *testing.T) {
 			}
 			if n := e.count(events.RecipientResubscribed); n != 0 {
 				t.Errorf("%d recipient.resubscribed events", n)
+			}
+		})
+	}
+}
+
+// TestUndoAfterLaterOptOut: a one-click opt-out, then the recipient opts
+// out of the same list by mail as well, or the tenant adds it through the
+// API, or another of the recipient's links leaves all marketing on top of
+// the same link's "all": whoever holds the first link (a forwarded email)
+// cannot undo it any more, the page says so, and the opt-out stays.
+func TestUndoAfterLaterOptOut(t *testing.T) {
+	ctx := context.Background()
+	add := func(channel string) func(e *env) {
+		return func(e *env) {
+			_, err := e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: "marketing",
+				Reason: suppression.Unsubscribe, Channel: channel}, events.RecipientUnsubscribed)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+		}
+	}
+	for name, c := range map[string]struct {
+		first  func(e *env, tok string)
+		second func(e *env)
+	}{
+		"one-click then mailto": {func(e *env, tok string) { e.oneClick(tok, nil) }, add("mailto")},
+		"one-click then api":    {func(e *env, tok string) { e.oneClick(tok, nil) }, add("api")},
+		"all then another link's all": {func(e *env, tok string) { e.form(tok, "all", nil) }, func(e *env) {
+			if resp, _ := e.form(e.token("acme", "transactional", "pat@example.net"), "all", nil); resp.StatusCode != 200 {
+				e.t.Fatalf("the other link's all: %d", resp.StatusCode)
+			}
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			tok := e.token("acme", "marketing", "pat@example.net")
+			c.first(e, tok)
+			e.clock.add(time.Minute)
+			c.second(e)
+			before := e.entries("acme", "pat@example.net")
+			if len(before) != 1 {
+				t.Fatalf("entries %+v", before)
+			}
+			e.clock.add(time.Minute)
+			resp, body := e.form(tok, "resubscribe", nil)
+			if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "can no longer be undone") ||
+				!strings.Contains(body, "please contact ACME Dental") {
+				t.Errorf("undo: %d\n%s", resp.StatusCode, body)
+			}
+			if after := e.entries("acme", "pat@example.net"); len(after) != 1 || after[0].List != before[0].List {
+				t.Errorf("entries after undo %+v, want %+v", after, before)
+			}
+			if n := e.count(events.RecipientResubscribed); n != 0 {
+				t.Errorf("%d recipient.resubscribed events", n)
+			}
+		})
+	}
+}
+
+// TestUndoPartly: the recipient's opt-out of the list is older than the
+// undo window (or the tenant made it through the API), and they have just
+// left all marketing through the same link. Undo takes back the "all" —
+// the other marketing lists resume — and the page says so, and says
+// plainly that this list stays stopped and whom to ask: a success page,
+// not a 409 claiming nothing could be undone. The reverse (a block of all
+// mail, then the link's list opt-out undone) says the same of the list.
+func TestUndoPartly(t *testing.T) {
+	ctx := context.Background()
+	for name, c := range map[string]struct {
+		before   func(e *env, tok string)
+		action   string
+		lang     string
+		want     []string
+		wantLeft string // the scope of the entry that stays
+	}{
+		"list opt-out older than the window": {
+			before: func(e *env, tok string) {
+				e.oneClick(tok, nil)
+				e.clock.add(25 * time.Hour)
+			},
+			action: "all",
+			want: []string{`<h1 id="status">Undone, except for this list</h1>`,
+				"Your choice to stop all marketing emails from ACME Dental &lt;&amp;&gt; is undone",
+				"p***@example.net still does not receive Marketing emails", "please contact ACME Dental",
+				"News: subscribed", "Marketing: unsubscribed"},
+			wantLeft: "marketing",
+		},
+		"list opt-out by the API, in Spanish": {
+			before: func(e *env, _ string) {
+				e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: "marketing",
+					Reason: suppression.Unsubscribe, Channel: "api"}, events.RecipientUnsubscribed)
+			},
+			action: "all", lang: "es",
+			want: []string{`<h1 id="status">Deshecho, salvo esta lista</h1>`,
+				"Se ha deshecho su elección de no recibir ningún correo de marketing",
+				"p***@example.net sigue sin recibir los correos de Marketing", "póngase en contacto con ACME Dental",
+				"News: suscrito"},
+			wantLeft: "marketing",
+		},
+		"block of all, then the link's list opt-out": {
+			before: func(e *env, _ string) {
+				e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: suppression.All,
+					Reason: suppression.Manual, Channel: "api"})
+			},
+			action: "list",
+			want: []string{"Your choice to leave Marketing is undone",
+				"p***@example.net still does not receive Marketing emails from ACME Dental", "please contact ACME Dental"},
+			wantLeft: suppression.All,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			reg := tenant.NewBoltStore(e.db)
+			if err := reg.PutList(ctx, tenant.List{Tenant: "acme", ID: "news", Name: "News", Kind: tenant.Marketing}); err != nil {
+				t.Fatal(err)
+			}
+			tok := e.token("acme", "marketing", "pat@example.net")
+			c.before(e, tok)
+			if resp, _ := e.form(tok, c.action, nil); resp.StatusCode != 200 {
+				t.Fatalf("%s: %d", c.action, resp.StatusCode)
+			}
+			resubscribed := e.count(events.RecipientResubscribed)
+			e.clock.add(time.Minute)
+			resp, body := e.form(tok, "resubscribe", map[string]string{"Accept-Language": c.lang})
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("undo: %d, want 200\n%s", resp.StatusCode, body)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("undo page lacks %q\n%s", w, body)
+				}
+			}
+			if es := e.entries("acme", "pat@example.net"); len(es) != 1 || es[0].List != c.wantLeft {
+				t.Errorf("entries after undo %+v, want the %s one alone", es, c.wantLeft)
+			}
+			if n := e.count(events.RecipientResubscribed) - resubscribed; n != 1 {
+				t.Errorf("%d recipient.resubscribed events, want 1", n)
 			}
 		})
 	}
@@ -243,6 +381,11 @@ func TestRepeatFloodLimited(t *testing.T) {
 		case http.StatusTooManyRequests:
 			if resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") {
 				t.Fatalf("429 without Retry-After or page: %q\n%s", resp.Header.Get("Retry-After"), body)
+			}
+			// The reader's network did nothing wrong: the page must
+			// not say it did.
+			if !strings.Contains(body, "This link was used many times in a short while") || strings.Contains(body, "your network") {
+				t.Fatalf("the per-link 429 page does not say it is the link's limit:\n%s", body)
 			}
 			limited++
 		default:

@@ -29,6 +29,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -208,13 +209,19 @@ func (s *server) resubscribe(c echo.Context, tok string) error {
 		return err
 	}
 	undone, err := s.OptOut.Resubscribe(ctx, link, s.Now().Add(-s.UndoWindow))
-	if undone {
-		s.Logger.Info("public: resubscribed", "tenant", link.Target.Tenant, "list", link.Target.List)
+	if len(undone) > 0 {
+		s.Logger.Info("public: resubscribed", "tenant", link.Target.Tenant, "list", link.Target.List, "scopes", undone)
 	}
-	if errors.Is(err, suppression.ErrNotUndoable) {
+	switch {
+	case errors.Is(err, suppression.ErrNotUndoable) && len(undone) > 0:
+		// Something was undone, so the answer is a success that says
+		// plainly what still stops this list: a 409 "cannot be undone"
+		// here would hide that the other lists resumed.
+		all := slices.Contains(undone, suppression.All)
+		return s.render(c, http.StatusOK, view{State: statePartlyUndone, All: all}, &link)
+	case errors.Is(err, suppression.ErrNotUndoable):
 		return s.render(c, http.StatusConflict, view{State: stateNotUndoable}, &link)
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	return s.render(c, http.StatusOK, view{State: stateResubscribed}, &link)
@@ -235,9 +242,9 @@ func (s *server) repeat(c echo.Context, channel string, link suppression.Link) e
 // target's, not the token string's, so the token of a rotated key shares it.
 func (s *server) linkLimited(c echo.Context, link suppression.Link) error {
 	t := link.Target
-	if ok, wait := s.links.allow(t.Tenant + "\x00" + t.List + "\x00" + t.Address); !ok {
+	if ok, wait := s.links.Allow(t.Tenant + "\x00" + t.List + "\x00" + t.Address); !ok {
 		c.Response().Header().Set("Retry-After", retryAfter(wait))
-		return errTooMany
+		return errLinkTooMany
 	}
 	return nil
 }
@@ -253,8 +260,13 @@ func (s *server) page(c echo.Context) error {
 	return s.render(c, http.StatusOK, view{State: stateChoose}, &link)
 }
 
-// errTooMany is the answer to a client or link over its rate.
-var errTooMany = echo.NewHTTPError(http.StatusTooManyRequests)
+// errTooMany is the answer to a client over its rate, errLinkTooMany to
+// a link over its own: the page says which, since a reader whose link a
+// flood of repeats has limited has done nothing from their network.
+var (
+	errTooMany     = echo.NewHTTPError(http.StatusTooManyRequests)
+	errLinkTooMany = echo.NewHTTPError(http.StatusTooManyRequests)
+)
 
 // errCrossOrigin is the answer to a page form sent from another site.
 var errCrossOrigin = echo.NewHTTPError(http.StatusForbidden)
@@ -263,7 +275,7 @@ var errCrossOrigin = echo.NewHTTPError(http.StatusForbidden)
 // recorded nothing (a page view, or a POST that failed with err) and
 // returns errTooMany when there is none, else err.
 func (s *server) limited(c echo.Context, err error) error {
-	ok, wait := s.limit.allow(clientAddr(c.Request()))
+	ok, wait := s.limit.Allow(clientAddr(c.Request()))
 	if !ok {
 		c.Response().Header().Set("Retry-After", retryAfter(wait))
 		return errTooMany
@@ -288,10 +300,12 @@ func (s *server) handleError(err error, c echo.Context) {
 		s.Logger.Error("public: request failed", "path", c.Path(), "err", err)
 	}
 	state := stateError
-	switch status {
-	case http.StatusTooManyRequests:
+	switch {
+	case errors.Is(err, errLinkTooMany):
+		state = stateBusyLink
+	case status == http.StatusTooManyRequests:
 		state = stateBusy
-	case http.StatusForbidden:
+	case status == http.StatusForbidden:
 		state = stateForbidden
 	}
 	_ = s.render(c, status, view{State: state}, nil)
@@ -317,18 +331,20 @@ const (
 	stateBusy
 	stateNotUndoable
 	stateForbidden
+	statePartlyUndone
+	stateBusyLink
 )
 
 // titles are the catalogue keys of each state's title.
 var titles = [...]string{
 	stateChoose: "title.choose", stateDone: "title.done", stateResubscribed: "title.resubscribed",
 	stateError: "title.error", stateBusy: "title.busy", stateNotUndoable: "title.notundoable",
-	stateForbidden: "title.forbidden",
+	stateForbidden: "title.forbidden", statePartlyUndone: "title.partlyundone", stateBusyLink: "title.busy",
 }
 
 type view struct {
 	State   int
-	All     bool // the opt-out was from all marketing
+	All     bool // the opt-out (or, partly undone, what was undone) was from all marketing
 	NoPrefs bool // leave the preference list out
 	// Filled by render from the link.
 	Title, Lang, Business, List, Address string
@@ -373,11 +389,16 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 button{font:inherit;padding:.6rem 1.2rem;margin:.3rem 0;border:0;border-radius:.3rem;background:#1d4ed8;color:#fff;cursor:pointer}
 button.secondary{background:#374151}form{margin:0}ul{padding-left:1.2rem}</style>
 </head><body><main>
-{{if eq .State 6}}<h1>{{call .T .Title}}</h1>
+{{if eq .State 7}}<h1 id="status">{{call .T .Title}}</h1>
+<p>{{if .All}}{{call .T "partlyundone.all" .Address .List .Business}}{{else}}{{call .T "partlyundone.list" .Address .List .Business}}{{end}}</p>
+<p>{{call .T "notundoable.contact" .Business}}</p>
+{{else if eq .State 6}}<h1>{{call .T .Title}}</h1>
 <p>{{call .T "forbidden.text"}}</p>
 {{else if eq .State 5}}<h1 id="status">{{call .T .Title}}</h1>
 <p>{{call .T "notundoable.text" .Address .List .Business}}</p>
 <p>{{call .T "notundoable.contact" .Business}}</p>
+{{else if eq .State 8}}<h1>{{call .T "title.busy"}}</h1>
+<p>{{call .T "busy.link"}}</p>
 {{else if eq .State 4}}<h1>{{call .T "title.busy"}}</h1>
 <p>{{call .T "busy.text"}}</p>
 {{else if eq .State 3}}<h1>{{call .T "title.error"}}</h1>

@@ -259,8 +259,9 @@ func TestBadLinks(t *testing.T) {
 
 // TestPageChoices: a person leaves all marketing from the page, sees the
 // confirmation and the state of each list, and undoes it; the undo takes
-// back the opt-out the page made, never a bounce, and says the mail stays
-// stopped while the bounce is there.
+// back the opt-out the page made, never a bounce, and says both: that the
+// choice is undone and that the mail stays stopped while the bounce is
+// there.
 func TestPageChoices(t *testing.T) {
 	e := newEnv(t)
 	tok := e.token("acme", "marketing", "pat@example.net")
@@ -279,7 +280,8 @@ func TestPageChoices(t *testing.T) {
 	ctx := context.Background()
 	e.sup.Add(ctx, suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: suppression.All, Reason: suppression.Bounce})
 	resp, body = form("resubscribe")
-	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "still unsubscribed") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Your choice to stop all marketing emails from ACME Dental") ||
+		!strings.Contains(body, "still does not receive Marketing emails") {
 		t.Fatalf("resubscribe over a bounce: %d\n%s", resp.StatusCode, body)
 	}
 	es = e.entries("acme", "pat@example.net")
@@ -356,8 +358,9 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	resp, body := e.do(mustReq("GET", page))
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") {
-		t.Fatalf("4th view: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "try again") ||
+		!strings.Contains(body, "too many requests from your network") {
+		t.Fatalf("4th view: %d, Retry-After %q\n%s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	for i := range 20 {
 		tok := e.token("acme", "marketing", "reader-"+strings.Repeat("x", i)+"@example.net")

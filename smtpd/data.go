@@ -298,11 +298,22 @@ func (ss *session) policy(h textproto.Header) (string, tenant.List, error) {
 
 // originator parses the value of an originator field (From, Sender,
 // Resent-From, Resent-Sender) and refuses it unless every address in it
-// is at one of the tenant's domains.
+// is at one of the tenant's domains, and unless it holds exactly one
+// mailbox where RFC 5322 allows no more (sender = "Sender:" mailbox,
+// section 3.6.2; resent-sender likewise, section 3.6.6): a Sender names
+// the one agent responsible for sending, and clients show one.
 func (ss *session) originator(field, value string) ([]*mail.Address, error) {
 	list, err := addrParser.ParseList(value)
 	if err != nil || len(list) == 0 {
 		return nil, reply(550, smtp.EnhancedCode{5, 6, 0}, "Message refused: the %s: header field is not a valid address (%v)", field, err)
+	}
+	if oneMailbox[field] && len(list) > 1 {
+		section := "3.6.2"
+		if field != "Sender" {
+			section = "3.6.6"
+		}
+		return nil, reply(550, smtp.EnhancedCode{5, 6, 0},
+			"Message refused: the %s: header field must hold exactly one address (RFC 5322 section %s), it holds %d", field, section, len(list))
 	}
 	for _, a := range list {
 		parsed, err := address.Parse(a.Address)
@@ -315,6 +326,9 @@ func (ss *session) originator(field, value string) ([]*mail.Address, error) {
 	}
 	return list, nil
 }
+
+// oneMailbox are the originator fields whose syntax is a single mailbox.
+var oneMailbox = map[string]bool{"Sender": true, "Resent-Sender": true}
 
 // otherOriginators holds Sender and the Resent-From and Resent-Sender of
 // every resent block (RFC 5322 sections 3.6.2 and 3.6.6) to the rule

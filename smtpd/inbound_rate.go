@@ -3,8 +3,9 @@ package smtpd
 import (
 	"net"
 	"net/netip"
-	"sync"
 	"time"
+
+	"github.com/heedmail/heed/internal/ratelimit"
 )
 
 // clientRate is a token bucket per client network for the inbound
@@ -16,66 +17,30 @@ import (
 //
 // It counts messages, not connections: the listener's connection cap is
 // separate, and a client can start many transactions on one connection.
+//
+// The table holds at most maxRateBuckets networks; when full, a newcomer
+// takes the least recently used one's place (package ratelimit). So one
+// host walking 100,000 of its IPv6 /64s through the listener neither
+// shuts out mail systems it has not seen (they get their minute's worth
+// at once) nor makes each of them pay for a scan of the table. A network
+// evicted that way starts full when it comes back.
 type clientRate struct {
-	perMinute float64
-	now       func() time.Time
-
-	mu      sync.Mutex
-	buckets map[netip.Prefix]*rateBucket
+	buckets *ratelimit.Limiter[netip.Prefix]
 }
 
-type rateBucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// maxRateBuckets bounds the memory a flood of addresses can take; past
-// it, buckets idle long enough to be full again are dropped.
+// maxRateBuckets bounds the memory a flood of addresses can take.
 const maxRateBuckets = 100000
 
 func newClientRate(perMinute int, now func() time.Time) *clientRate {
-	return &clientRate{perMinute: float64(perMinute), now: now, buckets: make(map[netip.Prefix]*rateBucket)}
+	pm := float64(perMinute)
+	return &clientRate{buckets: ratelimit.New[netip.Prefix](pm/60, pm, maxRateBuckets, now)}
 }
 
 // allow takes a token for the network of addr and reports whether there
 // was one.
 func (r *clientRate) allow(addr netip.Addr) bool {
-	key := clientNet(addr)
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b, ok := r.buckets[key]
-	if !ok {
-		if len(r.buckets) >= maxRateBuckets {
-			r.evict(now)
-			if len(r.buckets) >= maxRateBuckets {
-				// A flood from more networks than we track: newcomers
-				// wait (a 4xx loses nothing) until buckets refill.
-				return false
-			}
-		}
-		b = &rateBucket{tokens: r.perMinute, last: now}
-		r.buckets[key] = b
-	}
-	if elapsed := now.Sub(b.last); elapsed > 0 {
-		b.tokens = min(r.perMinute, b.tokens+elapsed.Minutes()*r.perMinute)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// evict drops the buckets that have refilled: forgetting them changes
-// nothing.
-func (r *clientRate) evict(now time.Time) {
-	for k, b := range r.buckets {
-		if now.Sub(b.last) >= time.Minute {
-			delete(r.buckets, k)
-		}
-	}
+	ok, _ := r.buckets.Allow(clientNet(addr))
+	return ok
 }
 
 // clientNet is the network one client controls: its IPv4 address, or its

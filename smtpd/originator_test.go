@@ -29,6 +29,9 @@ func TestOriginatorFields(t *testing.T) {
 		{"another tenant's Resent-Sender", block("hello@acme.test") + "Resent-Sender: x@other.test\r\n", "5.7.1", "Resent-Sender: header domain other.test"},
 		{"two Sender fields", "Sender: a@acme.test\r\nSender: b@acme.test\r\n", "5.6.0", "at most one Sender"},
 		{"a Sender that is no address", "Sender: nobody\r\n", "5.6.0", "Sender: header field is not a valid address"},
+		{"a Sender of two mailboxes", "Sender: a@acme.test, b@acme.test\r\n", "5.6.0", "Sender: header field must hold exactly one address (RFC 5322 section 3.6.2), it holds 2"},
+		{"a Resent-Sender of two mailboxes", block("hello@acme.test") + "Resent-Sender: a@acme.test, b@acme.test\r\n", "5.6.0",
+			"Resent-Sender: header field must hold exactly one address (RFC 5322 section 3.6.6)"},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {

@@ -213,11 +213,42 @@ func (s *BoltStore) prepare(e Entry) (Entry, error) {
 // did. The entry there has the same scope and reason (they are in the
 // key), so keeping it loses nothing; an entry of another reason has
 // another key and is never touched.
+//
+// One thing of the entry there does change: when it is marked as made
+// through an opt-out link (Entry.Link) and v comes another way (the API,
+// a mailto, an import, another link), the mark is cleared in the same
+// transaction. The entry now also stands for that other opt-out, which the
+// link's undo must never lift (Store.Undo); keeping the mark would let
+// anyone holding the forwarded link take it back within the undo window.
 func put(b *bolt.Bucket, k, v []byte) (bool, error) {
-	if b.Get(k) != nil {
-		return false, nil
+	old := b.Get(k)
+	if old == nil {
+		return true, b.Put(k, v)
 	}
-	return true, b.Put(k, v)
+	return false, unmarkLink(b, k, old, v)
+}
+
+// unmarkLink clears the link mark of the entry old stored under k unless
+// v, the entry being added on top, comes through the same link. Both are
+// only decoded when old has a mark at all, so an import that meets
+// existing entries pays nothing more for the common case.
+func unmarkLink(b *bolt.Bucket, k, old, v []byte) error {
+	oe, err := decodeEntry(old)
+	if err != nil {
+		return fmt.Errorf("suppression entry %x: %w", k, err)
+	}
+	if oe.Link == "" {
+		return nil
+	}
+	ne, err := decodeEntry(v)
+	if err != nil {
+		return fmt.Errorf("suppression entry %x (new): %w", k, err)
+	}
+	if ne.Link == oe.Link {
+		return nil // the same link again: still its own opt-out
+	}
+	oe.Link = ""
+	return b.Put(k, encodeEntry(oe))
 }
 
 // appendEvents writes typ and each of also for d, at now, in tx.

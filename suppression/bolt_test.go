@@ -719,6 +719,65 @@ func TestUndo(t *testing.T) {
 	}
 }
 
+// TestAddOnTopClearsLinkMark: an opt-out a link made, then the same
+// opt-out made another way (a mailto, the API, an import, another link):
+// Add creates nothing and writes no event, but the link can no longer
+// undo it, while the same link adding it again keeps its undo.
+func TestAddOnTopClearsLinkMark(t *testing.T) {
+	ctx := context.Background()
+	const addr = "pat@example.net"
+	byLink := Entry{Tenant: "acme", Address: addr, List: "news", Reason: Unsubscribe, Channel: "one-click", Link: "news"}
+	for name, add := range map[string]func(s *BoltStore) error{
+		"mailto": func(s *BoltStore) error {
+			_, err := s.Add(ctx, Entry{Tenant: "acme", Address: addr, List: "news", Reason: Unsubscribe, Channel: "mailto"})
+			return err
+		},
+		"api": func(s *BoltStore) error {
+			_, err := s.Add(ctx, Entry{Tenant: "acme", Address: "PAT@example.net", List: "news", Reason: Unsubscribe, Channel: "api"})
+			return err
+		},
+		"import": func(s *BoltStore) error {
+			_, err := s.Import(ctx, []Entry{{Tenant: "acme", Address: addr, List: "news", Reason: Unsubscribe, Channel: "import"}})
+			return err
+		},
+		"another link": func(s *BoltStore) error {
+			_, err := s.Add(ctx, Entry{Tenant: "acme", Address: addr, List: "news", Reason: Unsubscribe, Channel: "page", Link: "offers"})
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, db := openStore(t)
+			mustAdd(t, s, byLink, events.RecipientUnsubscribed)
+			n := len(tenantEvents(t, db, "acme"))
+			if err := add(s); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(tenantEvents(t, db, "acme")); got != n {
+				t.Errorf("the Add on top wrote %d events", got-n)
+			}
+			for _, link := range []string{"news", "offers"} {
+				if removed, err := s.Undo(ctx, "acme", addr, "news", link, testNow, events.RecipientResubscribed); err != nil || removed {
+					t.Errorf("Undo through the %s link = %v, %v; want nothing removed", link, removed, err)
+				}
+			}
+			got, _ := s.Lookup(ctx, "acme", addr)
+			if len(got) != 1 || got[0].Link != "" || got[0].Channel != "one-click" || !got[0].Time.Equal(testNow) {
+				t.Errorf("Lookup = %+v; want the first entry, without its link", got)
+			}
+		})
+	}
+	t.Run("same link", func(t *testing.T) {
+		s, _ := openStore(t)
+		mustAdd(t, s, byLink)
+		if mustAdd(t, s, byLink) {
+			t.Error("the repeat created an entry")
+		}
+		if removed, err := s.Undo(ctx, "acme", addr, "news", "news", testNow); err != nil || !removed {
+			t.Errorf("Undo after the same link's repeat = %v, %v; want removed", removed, err)
+		}
+	})
+}
+
 // TestDeleteTenant: a deleted tenant's entries are gone, another tenant's
 // stay, and a tenant created again with the same id starts empty.
 func TestDeleteTenant(t *testing.T) {

@@ -68,9 +68,13 @@ func (o *OptOut) Resolve(ctx context.Context, token string) (Link, error) {
 // (Entry.Link), the only one that can undo it.
 //
 // It is idempotent, and a repeat is a read: when the recipient's opt-out
-// of that scope is there already, however it was made, it reports
-// created == false without a write transaction, so a flood of POSTs to one
-// link costs no commits and writes no events.
+// of that scope is there already, made by this link or without a link, it
+// reports created == false without a write transaction, so a flood of
+// POSTs to one link costs no commits and writes no events. When it is
+// there made through another link, the Add goes through: it creates
+// nothing, but clears that link's mark (see Store.Add), so that the other
+// link's undo cannot lift this opt-out too. That write happens once; the
+// entry then has no mark and later repeats are reads.
 func (o *OptOut) Unsubscribe(ctx context.Context, token, channel string, all bool) (link Link, created bool, err error) {
 	link, err = o.Resolve(ctx, token)
 	if err != nil {
@@ -86,7 +90,7 @@ func (o *OptOut) Unsubscribe(ctx context.Context, token, channel string, all boo
 		return Link{}, false, err
 	}
 	for _, e := range entries {
-		if e.List == scope && e.Reason == Unsubscribe {
+		if e.List == scope && e.Reason == Unsubscribe && (e.Link == "" || e.Link == t.List) {
 			return link, false, nil
 		}
 	}
@@ -106,17 +110,26 @@ var ErrNotUndoable = errors.New("the opt-out cannot be undone through this link"
 
 // Resubscribe undoes the opt-outs that stop the link's list (of that list
 // and of all marketing) that this same link made at or after since, each
-// with a recipient.resubscribed event, and reports whether it undid any.
+// with a recipient.resubscribed event, and returns the scopes it undid
+// (the list's id and/or All), none when there was nothing to undo.
 // Whatever else stops the list stays, and then it fails with
 // ErrNotUndoable: whoever holds a link (a forwarded email is enough) can
-// take back the click made through it, shortly after, and nothing more.
+// take back the clicks made through it, shortly after, and nothing more.
+//
+// Both can happen at once: the link's "all marketing" is undone (every
+// other marketing list the recipient did not leave resumes) while an
+// older opt-out of the link's own list stays. Then undone is not empty
+// and err is ErrNotUndoable, and the caller must say both: what was undone
+// and that this list stays stopped. Undoing the "all" is what the
+// recipient asked for; refusing it because of the older opt-out would
+// keep every other list stopped against their wish.
 //
 // When there is nothing to undo it does not open a write transaction.
-func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (undone bool, err error) {
+func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (undone []string, err error) {
 	t := link.Target
 	entries, err := o.Store.Lookup(ctx, t.Tenant, t.Address)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	for _, e := range entries {
 		if e.Reason != Unsubscribe || e.Link != t.List || e.Time.Before(since) || e.List != t.List && e.List != All {
@@ -126,7 +139,9 @@ func (o *OptOut) Resubscribe(ctx context.Context, link Link, since time.Time) (u
 		if err != nil {
 			return undone, err
 		}
-		undone = undone || removed
+		if removed {
+			undone = append(undone, e.List)
+		}
 	}
 	_, stopped, err := Check(ctx, o.Store, t.Tenant, t.List, link.List.Kind, t.Address)
 	if err != nil {

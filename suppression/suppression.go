@@ -106,7 +106,8 @@ type Entry struct {
 	// the recipient made this entry, and "" for every other way in (API,
 	// mailto, import, bounce, complaint). Only that same link can undo
 	// the entry, and only shortly after (Store.Undo, OptOut.Resubscribe):
-	// a forwarded email must not lift an opt-out made any other way.
+	// a forwarded email must not lift an opt-out made any other way. An
+	// Add of the same entry another way clears it.
 	Link string `json:"-"`
 }
 
@@ -124,8 +125,11 @@ type Store interface {
 	// tenant, address, list or reason is missing or malformed.
 	//
 	// An entry is one tenant, address, scope and reason. When that entry
-	// exists, Add changes nothing and reports created == false (so a
-	// retried click or a second bounce is harmless). An entry of another
+	// exists, Add reports created == false and writes no events (so a
+	// retried click or a second bounce is harmless); the one change it
+	// makes is to clear the entry's Link when e does not come through
+	// that same link, so that the link's undo no longer lifts an opt-out
+	// that was also made another way. An entry of another
 	// reason, whatever the scope, is kept beside the new one, never
 	// replaced by it: each reason lasts until it is removed itself (see
 	// Remove), and a block or bounce on top of an opt-out is still

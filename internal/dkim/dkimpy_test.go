@@ -36,13 +36,15 @@ func TestDkimpyVerifies(t *testing.T) {
 		ok   bool
 	}
 	var checks []check
-	for _, name := range []string{"plain", "multipart", "folded", "whitespace"} {
+	for _, name := range []string{"plain", "multipart", "folded", "whitespace", "resent"} {
 		out := signed(t, testMessages[name], keys)
 		checks = append(checks,
 			check{name + " as signed", out, true},
 			check{name + " white space re-folded", mangleWhitespace(t, out), true},
 			check{name + " Subject added", insertField(out, "Subject: Your account is locked", true), false},
 			check{name + " From added", insertField(out, "From: security@bank.example", false), false},
+			check{name + " Sender added", insertField(out, "Sender: ceo@other-tenant.example", false), false},
+			check{name + " Resent-From added", insertField(out, "Resent-From: ceo@other-tenant.example", true), false},
 			check{name + " List-Unsubscribe-Post added", insertField(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click", false), false},
 			check{name + " body changed", bytes.Replace(out, []byte("\r\n\r\n"), []byte("\r\n\r\nInjected line.\r\n"), 1), false},
 		)

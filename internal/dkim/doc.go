@@ -21,19 +21,32 @@
 // Sign makes one signature per key, RSA first (every domain has an RSA-2048
 // key, every receiver verifies it; Ed25519 goes alongside where the domain
 // has such a key). Every signature is relaxed/relaxed, SHA-256, with no l=
-// and no x=, over an explicit header list (HeaderKeys): From, To, Cc,
-// Subject, Date, Message-ID, Reply-To, MIME-Version, Content-Type,
-// Content-Transfer-Encoding, and the fields Heed owns, List-Id,
-// List-Unsubscribe, List-Unsubscribe-Post and Feedback-ID.
+// and no x=, over an explicit header list (HeaderKeys): From, Sender, To,
+// Cc, Subject, Date, Message-ID, Reply-To, the resent block (Resent-Date,
+// Resent-From, Resent-Sender, Resent-To, Resent-Cc, Resent-Message-ID),
+// MIME-Version, Content-Type, Content-Transfer-Encoding, and the fields
+// Heed owns, List-Id, List-Unsubscribe, List-Unsubscribe-Post and
+// Feedback-ID.
 //
-// From, Subject and the fields Heed owns are over-signed (RFC 6376 section
-// 5.4.2): named once more than they occur, so that one added after signing
-// breaks the signature. That is what stops a relay or a recipient from
-// reusing Heed's signature on a message with a second, different From or
-// Subject shown to the reader, or from adding a List-Unsubscribe (and a
-// one-click List-Unsubscribe-Post, RFC 8058) to a transactional message
-// that had none: mailbox providers act on those headers only when a valid
-// signature covers them (RFC 8058 section 4).
+// Every field of that list is over-signed (RFC 6376 section 5.4.2): named
+// once more than it occurs, so that one added after signing breaks the
+// signature. That is what stops a relay or a recipient from reusing Heed's
+// signature on a message with a second, different From or Subject shown
+// to the reader, or from adding a List-Unsubscribe (and a one-click
+// List-Unsubscribe-Post, RFC 8058) to a transactional message that had
+// none: mailbox providers act on those headers only when a valid
+// signature covers them (RFC 8058 section 4). It is also what stops a
+// tenant from replaying its own signed mail with a Sender, Resent-From or
+// Resent-Sender naming another tenant added on top, which clients show as
+// sent "on behalf of" that tenant while both signatures still verify;
+// Heed checks those fields at submission, and the signature holds them to
+// what was checked.
+//
+// The cost: a copy that is later resent with a new resent block (RFC 5322
+// section 3.6.6 — a mail client's "redirect", a list that resends without
+// re-signing) no longer verifies under Heed's signature. Heed's mail is
+// fresh mail from its tenants, so whoever resends it is the one to vouch
+// for the resent copy.
 //
 // A message must have exactly one From field, or it is refused before it is
 // signed: DMARC aligns on the one From, and RFC 5322 requires one. So is a

@@ -79,6 +79,24 @@ var testMessages = map[string][]byte{
 		"",
 		"Body.",
 	),
+	// A tenant's resend of its own mail: a Sender and a resent block
+	// (RFC 5322 section 3.6.6), all at the tenant's domain, signed as they
+	// are; only another one added later must break the signature.
+	"resent": crlf(
+		"Resent-From: desk@example.com",
+		"Resent-Sender: robot@example.com",
+		"Resent-Date: Tue, 24 Nov 2026 09:00:00 +0000",
+		"Resent-To: carol@example.net",
+		"Resent-Message-ID: <01kabg@example.com>",
+		"From: Clinic <appointments@example.com>",
+		"Sender: robot@example.com",
+		"To: bob@example.net",
+		"Subject: Your appointment tomorrow",
+		"Date: Mon, 23 Nov 2026 10:00:00 +0000",
+		"Message-ID: <01kabc@example.com>",
+		"",
+		"Hello Bob.",
+	),
 	"whitespace": crlf(
 		"From: appointments@example.com",
 		"To: bob@example.net",

@@ -14,16 +14,32 @@ import (
 // names appear in h=. Every one is over-signed (RFC 6376 section 5.4.2):
 // listed once more than it occurs, so that a copy added after signing — a
 // second From or Subject to mislead the reader, a Reply-To sending the
-// replies elsewhere, a List-Unsubscribe pointing somewhere else on mail
-// that had none — breaks the signature instead of riding on it.
+// replies elsewhere, a Sender or Resent-From making a client show the
+// mail as sent "on behalf of" someone else, a List-Unsubscribe pointing
+// somewhere else on mail that had none — breaks the signature instead of
+// riding on it.
 //
 // The list is explicit because go-msgauth signs every field when given
 // none, which would sign Received and other fields relays legitimately
-// add or rewrite; RFC 6376 section 5.4.1 recommends this set (the fields
-// that carry the message's meaning to the reader) plus the list headers,
-// which Heed owns and RFC 8058 section 4 requires to be signed.
+// add or rewrite. It holds every field RFC 6376 section 5.4.1 recommends
+// that Heed's mail carries (the fields that carry the message's meaning
+// to the reader) but In-Reply-To and References, which only thread; the
+// originator fields section 5.4.1 leaves out but a reader is shown
+// (Sender, Resent-Sender, and Resent-Message-ID to complete the resent
+// block, RFC 5322 section 3.6.6); the fields that say how to read the
+// body; and the list headers, which Heed owns and RFC 8058 section 4
+// requires to be signed.
+//
+// Over-signing the Resent-* fields means a copy someone later resends
+// with a new resent block (a mail client's "redirect", a list that
+// resends rather than re-signs) no longer verifies under Heed's
+// signature. That is the right trade for a relay that only sends fresh
+// mail: the resender is the one vouching for a resent copy, and a tenant
+// must not be able to add a resent block naming another tenant to a copy
+// of its own signed mail and replay it (see the package doc).
 var signedFields = [...]string{
-	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	"From", "Sender", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	"Resent-Date", "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Message-ID",
 	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 	"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID",
 }

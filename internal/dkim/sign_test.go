@@ -171,6 +171,16 @@ func TestTamperingBreaks(t *testing.T) {
 		"Content-Transfer-Encoding: base64",
 		"Date: Mon, 1 Jan 2035 00:00:00 +0000",
 		"Message-ID: <replayed@evil.example>",
+		// A tenant replaying its own signed mail "on behalf of" another
+		// tenant: Heed checks these at submission, the signature must
+		// keep them as checked.
+		"Sender: ceo@other-tenant.example",
+		"Resent-From: ceo@other-tenant.example",
+		"Resent-Sender: ceo@other-tenant.example",
+		"Resent-Date: Mon, 1 Jan 2035 00:00:00 +0000",
+		"Resent-To: victim@example.org",
+		"Resent-Cc: victim@example.org",
+		"Resent-Message-ID: <replayed@other-tenant.example>",
 	}
 	for name, msg := range testMessages {
 		out := signed(t, msg, keys)
@@ -240,6 +250,10 @@ func TestHeaderKeys(t *testing.T) {
 			"From": 1, "To": 1, "Subject": 1, "Date": 1, "Message-ID": 1, "MIME-Version": 1, "Content-Type": 1,
 			"List-Id": 1, "List-Unsubscribe": 1, "List-Unsubscribe-Post": 1, "Feedback-ID": 1,
 		})},
+		{"sender and resent block present", testMessages["resent"], want(map[string]int{
+			"From": 1, "Sender": 1, "To": 1, "Subject": 1, "Date": 1, "Message-ID": 1,
+			"Resent-Date": 1, "Resent-From": 1, "Resent-Sender": 1, "Resent-To": 1, "Resent-Message-ID": 1,
+		})},
 		{"folded fields count once, case is ignored, repeats all signed", crlf(
 			"from: a@example.com",
 			"TO: b@example.net,",
@@ -256,7 +270,8 @@ func TestHeaderKeys(t *testing.T) {
 			want(map[string]int{"From": 1, "Subject": 1})},
 	}
 	// The policy itself, written out: compliance.md's list, in h= order.
-	policy := []string{"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	policy := []string{"From", "Sender", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+		"Resent-Date", "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Message-ID",
 		"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 		"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID"}
 	if got := want(nil); !slices.Equal(got, policy) {
