@@ -1,12 +1,11 @@
 package public
 
 import (
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"time"
 
+	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/ratelimit"
 )
 
@@ -33,18 +32,10 @@ func newLimiter(rate, burst float64, now func() time.Time) *limiter {
 }
 
 // clientAddr is the peer's IP address, an IPv6 peer's /64 (one host
-// holds a whole /64). Forwarded headers are not trusted: anyone can send
-// them.
+// holds a whole /64), as every per-client limit counts (netlimit.Client).
+// Forwarded headers are not trusted: anyone can send them.
 func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return host
+	return netlimit.ClientOfString(r.RemoteAddr).String()
 }
 
 func retryAfter(d time.Duration) string {

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"github.com/heedmail/heed/internal/netlimit"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -250,7 +251,7 @@ func TestAuthLimiterFull(t *testing.T) {
 // TestClientKey: IPv6 clients are counted by /64, IPv4 (mapped or not)
 // by address.
 func TestClientKey(t *testing.T) {
-	key := func(s string) netip.Addr { return addrKey(netip.MustParseAddr(s)) }
+	key := func(s string) netip.Addr { return netlimit.Client(netip.MustParseAddr(s)) }
 	if key("2001:db8::1") != key("2001:db8::ffff:1") {
 		t.Error("two addresses of one /64 counted apart")
 	}

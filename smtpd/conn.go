@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/netlimit"
 )
 
 // conn wraps each accepted connection. It counts itself against the
@@ -166,7 +167,7 @@ type listener struct {
 
 	active  atomic.Int64
 	mu      sync.Mutex
-	clients map[netip.Addr]int // open connections per clientKey
+	clients map[netip.Addr]int // open connections per netlimit.Client
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -175,7 +176,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := clientKey(c.RemoteAddr())
+		key := netlimit.ClientOf(c.RemoteAddr())
 		if !l.admitClient(key) {
 			go refuse(c, l.timeout, "Too many connections from your address, close some and try again later")
 			continue
@@ -224,28 +225,6 @@ func (l *listener) releaseClient(key netip.Addr) {
 	if l.clients[key]--; l.clients[key] <= 0 {
 		delete(l.clients, key)
 	}
-}
-
-// clientKey is what the per-client limits count by: the peer's IPv4
-// address, or an IPv6 peer's /64, since one host is commonly given a whole
-// /64 and can pick any address in it (as public/limit.go does for HTTP).
-func clientKey(a net.Addr) netip.Addr {
-	var ip netip.Addr
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip = ta.AddrPort().Addr()
-	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		ip = ap.Addr()
-	}
-	return addrKey(ip)
-}
-
-func addrKey(ip netip.Addr) netip.Addr {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.Addr()
-	}
-	return ip
 }
 
 // trustAtMail lifts the short timeouts of a connection to a listener

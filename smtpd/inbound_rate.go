@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/ratelimit"
 )
 
@@ -25,7 +26,7 @@ import (
 // at once) nor makes each of them pay for a scan of the table. A network
 // evicted that way starts full when it comes back.
 type clientRate struct {
-	buckets *ratelimit.Limiter[netip.Prefix]
+	buckets *ratelimit.Limiter[netip.Addr]
 }
 
 // maxRateBuckets bounds the memory a flood of addresses can take.
@@ -33,27 +34,14 @@ const maxRateBuckets = 100000
 
 func newClientRate(perMinute int, now func() time.Time) *clientRate {
 	pm := float64(perMinute)
-	return &clientRate{buckets: ratelimit.New[netip.Prefix](pm/60, pm, maxRateBuckets, now)}
+	return &clientRate{buckets: ratelimit.New[netip.Addr](pm/60, pm, maxRateBuckets, now)}
 }
 
 // allow takes a token for the network of addr and reports whether there
 // was one.
 func (r *clientRate) allow(addr netip.Addr) bool {
-	ok, _ := r.buckets.Allow(clientNet(addr))
+	ok, _ := r.buckets.Allow(netlimit.Client(addr))
 	return ok
-}
-
-// clientNet is the network one client controls: its IPv4 address, or its
-// IPv6 /64 (one host is routinely given a whole /64, so counting single
-// IPv6 addresses would count nothing).
-func clientNet(addr netip.Addr) netip.Prefix {
-	addr = addr.Unmap()
-	bits := 32
-	if addr.Is6() {
-		bits = 64
-	}
-	p, _ := addr.Prefix(bits)
-	return p
 }
 
 // remoteAddr is the IP address of a connection's peer; the zero Addr

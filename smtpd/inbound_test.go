@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/suppression"
@@ -263,7 +264,7 @@ func TestClientNet(t *testing.T) {
 		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"},
 		{"192.0.2.1", "::ffff:192.0.2.1"},
 	} {
-		if clientNet(netip.MustParseAddr(tc.a)) != clientNet(netip.MustParseAddr(tc.b)) {
+		if netlimit.Client(netip.MustParseAddr(tc.a)) != netlimit.Client(netip.MustParseAddr(tc.b)) {
 			t.Errorf("%s and %s counted apart", tc.a, tc.b)
 		}
 	}
@@ -271,7 +272,7 @@ func TestClientNet(t *testing.T) {
 		{"2001:db8:1:2::1", "2001:db8:1:3::1"},
 		{"192.0.2.1", "192.0.2.2"},
 	} {
-		if clientNet(netip.MustParseAddr(tc.a)) == clientNet(netip.MustParseAddr(tc.b)) {
+		if netlimit.Client(netip.MustParseAddr(tc.a)) == netlimit.Client(netip.MustParseAddr(tc.b)) {
 			t.Errorf("%s and %s counted together", tc.a, tc.b)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/heedmail/heed/internal/netlimit"
 )
 
 // authLimiter bounds password guessing. It is asked before a password is
@@ -85,7 +87,7 @@ func (l *authLimiter) blocked(client netip.Addr) (lockout, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if f := l.clients[addrKey(client)]; f != nil {
+	if f := l.clients[netlimit.Client(client)]; f != nil {
 		if wait := f.wait(now, l.window, l.perClient); wait > 0 {
 			return clientLocked, wait
 		}
@@ -96,7 +98,7 @@ func (l *authLimiter) blocked(client netip.Addr) (lockout, time.Duration) {
 // allow reports whether the password of user may be checked for client.
 // When it may, done must be called with the outcome, exactly once.
 func (l *authLimiter) allow(client netip.Addr, user string) (lockout, time.Duration) {
-	client, user = addrKey(client), truncate(user)
+	client, user = netlimit.Client(client), truncate(user)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
@@ -135,7 +137,7 @@ func (l *authLimiter) allow(client netip.Addr, user string) (lockout, time.Durat
 // done records the outcome of a check allow let through. An internal
 // error is neither: the check is simply no longer in progress.
 func (l *authLimiter) done(client netip.Addr, user string, failed, succeeded bool) {
-	client, user = addrKey(client), truncate(user)
+	client, user = netlimit.Client(client), truncate(user)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

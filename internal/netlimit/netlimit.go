@@ -29,7 +29,7 @@ type Listener struct {
 
 	mu     sync.Mutex
 	active int
-	byAddr map[string]int
+	byAddr map[netip.Addr]int
 }
 
 // New wraps l. refuse nil closes refused connections without a word.
@@ -37,7 +37,7 @@ func New(l net.Listener, max, perClient int, refuse func(net.Conn)) *Listener {
 	if refuse == nil {
 		refuse = func(c net.Conn) { c.Close() }
 	}
-	return &Listener{Listener: l, max: max, perClient: perClient, refuse: refuse, byAddr: map[string]int{}}
+	return &Listener{Listener: l, max: max, perClient: perClient, refuse: refuse, byAddr: map[netip.Addr]int{}}
 }
 
 // Accept returns the next connection within the caps.
@@ -47,7 +47,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := ClientKey(c.RemoteAddr())
+		key := ClientOf(c.RemoteAddr())
 		if !l.take(key) {
 			// Refusals in flight are capped too, or a flood of them would
 			// hold the descriptors the cap is there to save.
@@ -71,10 +71,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) Open(addr net.Addr) (total, client int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.active, l.byAddr[ClientKey(addr)]
+	return l.active, l.byAddr[ClientOf(addr)]
 }
 
-func (l *Listener) take(key string) bool {
+func (l *Listener) take(key netip.Addr) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.active >= l.max || l.byAddr[key] >= l.perClient {
@@ -85,7 +85,7 @@ func (l *Listener) take(key string) bool {
 	return true
 }
 
-func (l *Listener) give(key string) {
+func (l *Listener) give(key netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.active--
@@ -106,17 +106,35 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
-// ClientKey is the client address a connection from addr counts against:
-// its IP address, unmapped, or its /64 for IPv6.
-func ClientKey(addr net.Addr) string {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	ip := ap.Addr().Unmap().WithZone("")
+// Client is what every per-client limit in Heed counts by (connection
+// caps, rate limits, AUTH failures): an IPv4 address, or an IPv6
+// address's /64 (its first address), since one host is commonly given a
+// whole /64 and can pick any address in it. IPv4-mapped addresses count
+// as the IPv4 address.
+func Client(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
-		return p.String()
+		return p.Addr()
 	}
-	return ip.String()
+	return ip
+}
+
+// ClientOf is Client of a peer's address: a connection's RemoteAddr, or
+// an http.Request's RemoteAddr through ClientOfString. An address with no
+// IP (a test's pipe) gives the zero Addr, which then counts as one client.
+func ClientOf(addr net.Addr) netip.Addr {
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		return Client(ta.AddrPort().Addr())
+	}
+	return ClientOfString(addr.String())
+}
+
+// ClientOfString is Client of a "host:port" string.
+func ClientOfString(hostport string) netip.Addr {
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return Client(ap.Addr())
 }

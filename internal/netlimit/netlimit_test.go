@@ -68,16 +68,22 @@ func TestClientKey(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.7:25":               "192.0.2.7",
 		"[::ffff:192.0.2.7]:25":      "192.0.2.7",
-		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
-		"[2001:db8:1:2::9%eth0]:443": "2001:db8:1:2::/64",
-		"[2001:db8:1:3::9]:443":      "2001:db8:1:3::/64",
+		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::",
+		"[2001:db8:1:2::9%eth0]:443": "2001:db8:1:2::",
+		"[2001:db8:1:3::9]:443":      "2001:db8:1:3::",
 	} {
 		ap, err := net.ResolveTCPAddr("tcp", in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := ClientKey(ap); got != want {
-			t.Errorf("ClientKey(%s) = %s, want %s", in, got, want)
+		if got := ClientOf(ap).String(); got != want {
+			t.Errorf("ClientOf(%s) = %s, want %s", in, got, want)
 		}
+		if got := ClientOfString(in).String(); got != want {
+			t.Errorf("ClientOfString(%s) = %s, want %s", in, got, want)
+		}
+	}
+	if got := ClientOfString("not an address"); got.IsValid() {
+		t.Errorf("ClientOfString of no address = %s, want the zero Addr", got)
 	}
 }
