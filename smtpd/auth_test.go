@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"fmt"
-	"github.com/heedmail/heed/internal/netlimit"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heedmail/heed/internal/netlimit"
 )
 
 // fakeClock is the limiter's clock, moved by the test.
