@@ -380,7 +380,7 @@ func (r *Relay) listen() error {
 	audit := admin.BoltAudit{DB: r.db} // written by the API, erased by privacy requests
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
-		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
+		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
