@@ -66,6 +66,8 @@ type Options struct {
 	Metrics http.Handler
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.
 	Captures Captures
+	// Unread is reports/unread (nil: /api/v1/reports/unread answers 404).
+	Unread UnreadReports
 	// OperatorTokens may do everything. With none, every /api/v1 request
 	// is refused.
 	OperatorTokens []string

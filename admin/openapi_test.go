@@ -17,6 +17,7 @@ import (
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
 )
@@ -210,7 +211,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Errorf("global security %v, want [{bearer: []}]", d.Security)
 	}
 	allowedTags := []string{"tenants", "credentials", "api-keys", "domains", "lists", "suppressions",
-		"webhooks", "events", "messages", "captured", "audit", "probes", "privacy"}
+		"webhooks", "events", "messages", "captured", "reports", "audit", "probes", "privacy"}
 	opIDs := map[string]string{}
 	keys := make([]string, 0, len(documented))
 	for k := range documented {
@@ -432,6 +433,7 @@ func TestOpenAPISchemasMatchGo(t *testing.T) {
 		"WebhookDeliveryPage": deliveryList{}, "AuditRecord": AuditRecord{},
 		"PrivacyExport": privacy.Export{}, "PrivacyErasure": privacy.Erasure{},
 		"PrivacyRecipient": queue.RecipientOf{},
+		"UnreadReport":     unread.Report{}, "UnreadReportPage": unreadPage{},
 	}
 	requests := map[string]any{
 		"TenantCreate": tenantRequest{}, "CredentialCreate": credentialRequest{},

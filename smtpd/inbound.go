@@ -17,6 +17,7 @@ import (
 	"github.com/heedmail/heed/internal/address"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -41,26 +42,14 @@ type InboundOptions struct {
 	// Events records what reports say without changing a suppression (a
 	// transient failure); nil drops those.
 	Events events.Recorder
-	// UnreadDir keeps, one file each, the reports that could not be read,
-	// for the operator to look at (data_dir/reports/unread); "" keeps none.
-	UnreadDir string
-	// UnreadMaxFiles and UnreadMaxBytes bound UnreadDir: a report that
-	// would pass either makes the oldest files be deleted first (defaults
-	// 1000 files, 100 MiB).
-	UnreadMaxFiles int
-	UnreadMaxBytes int64
-	// UnreadKeepBytes is how much of one report is kept, the header and
-	// first lines (default 256 KiB; at most UnreadMaxBytes).
-	UnreadKeepBytes int64
-	// UnreadRetention is how old a kept report PurgeUnread deletes
-	// (default 30 days).
-	UnreadRetention time.Duration
+	// Unread keeps the reports Heed could not read or chose not to act
+	// on, for the operator (data_dir/reports/unread); nil keeps none.
+	Unread *unread.Store
 	// MaxMessagesPerMinute is how many transactions one client address
 	// (an IPv6 client's /64) may start a minute, in bursts of as many;
 	// more get 450 4.7.1 (default 600; negative: no limit).
 	MaxMessagesPerMinute int
-	// Now is the clock of the rate limit and of the kept reports' names
-	// and retention (default time.Now).
+	// Now is the clock of the rate limit (default time.Now).
 	Now func() time.Time
 	// MaxMessageBytes bounds what is read (default 2 MiB: opt-out mail and
 	// reports are small, and a report is held in memory to be parsed).
@@ -85,10 +74,9 @@ type InboundOptions struct {
 //
 // Lifecycle: NewInbound, Serve (blocks), Shutdown.
 type Inbound struct {
-	o      InboundOptions
-	log    *slog.Logger
-	unread *unreadStore
-	rate   *clientRate // nil: no limit
+	o    InboundOptions
+	log  *slog.Logger
+	rate *clientRate // nil: no limit
 
 	mu  sync.Mutex
 	srv *smtp.Server
@@ -118,45 +106,10 @@ func NewInbound(o InboundOptions) *Inbound {
 		o.MaxMessagesPerMinute = 600
 	}
 	in := &Inbound{o: o, log: o.Logger}
-	if o.UnreadDir != "" {
-		in.unread = newUnreadStore(o)
-	}
 	if o.MaxMessagesPerMinute > 0 {
 		in.rate = newClientRate(o.MaxMessagesPerMinute, o.Now)
 	}
 	return in
-}
-
-// newUnreadStore is o's reports/unread with the defaults filled in.
-func newUnreadStore(o InboundOptions) *unreadStore {
-	u := &unreadStore{
-		dir: o.UnreadDir, maxFiles: o.UnreadMaxFiles, maxBytes: o.UnreadMaxBytes,
-		keepBytes: o.UnreadKeepBytes, retention: o.UnreadRetention, now: o.Now, log: o.Logger,
-	}
-	if u.maxFiles <= 0 {
-		u.maxFiles = 1000
-	}
-	if u.maxBytes <= 0 {
-		u.maxBytes = 100 << 20
-	}
-	if u.keepBytes <= 0 {
-		u.keepBytes = 256 << 10
-	}
-	u.keepBytes = min(u.keepBytes, u.maxBytes) // one file always fits
-	if u.retention <= 0 {
-		u.retention = 30 * 24 * time.Hour
-	}
-	return u
-}
-
-// PurgeUnread deletes the unread reports kept longer than
-// UnreadRetention and returns how many it deleted. The relay's retention
-// job calls it.
-func (in *Inbound) PurgeUnread() (int, error) {
-	if in.unread == nil {
-		return 0, nil
-	}
-	return in.unread.purge()
 }
 
 // Serve answers SMTP on l.
@@ -200,11 +153,15 @@ type optOut struct {
 type inboundSession struct {
 	in      *Inbound
 	addr    netip.Addr // the client's, for the rate limit
+	from    string     // the envelope sender, for a kept report's record
 	optOuts []optOut
 	// reports are the return-path recipients: the message and recipient
 	// a VERP address names (msg nil for fbl@/abuse@, matched from the
 	// report's copy of the original).
 	reports []optOut
+	// returnPaths are the return-path addresses the report was sent to,
+	// as given, for a kept report's record.
+	returnPaths []string
 }
 
 // feedbackLocals are the return-path domain's addresses feedback loops
@@ -221,6 +178,7 @@ var errNotHere = reply(550, smtp.EnhancedCode{5, 7, 1},
 // Mail starts a transaction (from is <> for reports), counted against
 // the client's rate.
 func (s *inboundSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
 	if s.in.rate != nil && !s.in.rate.allow(s.addr) {
 		s.in.log.Warn("inbound: too much mail from one client", "client", s.addr, "per_minute", s.in.o.MaxMessagesPerMinute)
 		// 450 4.7.1, as Postfix's anvil rate limit answers: the sender
@@ -239,7 +197,11 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
 	}
 	if s.in.o.VERP.Domain != "" && strings.EqualFold(a.Domain, s.in.o.VERP.Domain) {
-		return s.returnPath(a)
+		if err := s.returnPath(a); err != nil {
+			return err
+		}
+		s.returnPaths = append(s.returnPaths, a.String())
+		return nil
 	}
 	if !strings.EqualFold(a.Domain, s.in.o.MailtoDomain) || s.in.o.Tokens == nil {
 		return errNotHere
@@ -337,5 +299,5 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-func (s *inboundSession) Reset()        { s.optOuts, s.reports = nil, nil }
+func (s *inboundSession) Reset()        { s.optOuts, s.reports, s.returnPaths, s.from = nil, nil, nil, "" }
 func (s *inboundSession) Logout() error { return nil }

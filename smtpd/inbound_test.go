@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -47,10 +49,19 @@ type inboundEnv struct {
 	in     *Inbound
 	addr   string
 	unread string
+	store  *unread.Store
+	db     *store.DB
 	clock  *testClock
 }
 
 func startInbound(t *testing.T, edit func(*InboundOptions)) *inboundEnv {
+	t.Helper()
+	return startInboundKeeping(t, nil, edit)
+}
+
+// startInboundKeeping is startInbound with reports/unread's options
+// changed by keep (when not nil).
+func startInboundKeeping(t *testing.T, keep func(*unread.Options), edit func(*InboundOptions)) *inboundEnv {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(filepath.Join(dir, "heed.db"), store.Options{})
@@ -63,9 +74,14 @@ func startInbound(t *testing.T, edit func(*InboundOptions)) *inboundEnv {
 		Hostname: "relay.test", MailtoDomain: "unsubscribe.relay.test",
 		VERP:     queue.VERP{Domain: "bounces.relay.test", Key: bytes.Repeat([]byte{5}, 32)},
 		Messages: queue.NewBoltStore(db), Suppressions: suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now),
-		UnreadDir: filepath.Join(dir, "reports", "unread"), ReadTimeout: 10 * time.Second, Now: clock.now,
+		Events: events.BoltLog{DB: db}, ReadTimeout: 10 * time.Second, Now: clock.now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	uo := unread.Options{Dir: filepath.Join(dir, "reports", "unread"), Now: clock.now, Logger: o.Logger}
+	if keep != nil {
+		keep(&uo)
+	}
+	o.Unread = unread.New(uo)
 	if edit != nil {
 		edit(&o)
 	}
@@ -80,7 +96,7 @@ func startInbound(t *testing.T, edit func(*InboundOptions)) *inboundEnv {
 		defer cancel()
 		in.Shutdown(ctx)
 	})
-	return &inboundEnv{t: t, in: in, addr: l.Addr().String(), unread: o.UnreadDir, clock: clock}
+	return &inboundEnv{t: t, in: in, addr: l.Addr().String(), unread: uo.Dir, store: o.Unread, db: db, clock: clock}
 }
 
 // dial connects from local (an address on the loopback interface) and
@@ -116,8 +132,8 @@ func sendReport(c *smtp.Client, msg string) error {
 	return send(c, "", []string{"fbl@bounces.relay.test"}, msg)
 }
 
-// kept returns the contents of the files in reports/unread and their
-// total size.
+// kept returns the contents of the reports in reports/unread and the
+// total size of its files (the reports' records included).
 func (e *inboundEnv) kept() ([]string, int64) {
 	e.t.Helper()
 	entries, err := os.ReadDir(e.unread)
@@ -131,8 +147,10 @@ func (e *inboundEnv) kept() ([]string, int64) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		files = append(files, string(b))
 		total += int64(len(b))
+		if strings.HasSuffix(en.Name(), ".eml") {
+			files = append(files, string(b))
+		}
 	}
 	return files, total
 }
@@ -154,7 +172,7 @@ func holding(files []string, n int) bool {
 func TestUnreadReportsBounded(t *testing.T) {
 	t.Run("bytes", func(t *testing.T) {
 		const quota, keep = 200 << 10, 64 << 10
-		e := startInbound(t, func(o *InboundOptions) { o.UnreadMaxBytes, o.UnreadKeepBytes = quota, keep })
+		e := startInboundKeeping(t, func(o *unread.Options) { o.MaxBytes, o.KeepBytes = quota, keep }, nil)
 		c := e.dial("127.0.0.1")
 		const reports = 12
 		for n := 1; n <= reports; n++ {
@@ -179,7 +197,7 @@ func TestUnreadReportsBounded(t *testing.T) {
 		}
 	})
 	t.Run("files", func(t *testing.T) {
-		e := startInbound(t, func(o *InboundOptions) { o.UnreadMaxFiles = 3 })
+		e := startInboundKeeping(t, func(o *unread.Options) { o.MaxFiles = 3 }, nil)
 		c := e.dial("127.0.0.1")
 		for n := 1; n <= 7; n++ {
 			if err := sendReport(c, unreadable(n, 1000)); err != nil {
@@ -199,7 +217,7 @@ func TestUnreadReportsBounded(t *testing.T) {
 // TestUnreadReportsRetention: a retention pass deletes the unread reports
 // kept longer than the retention period, and only those.
 func TestUnreadReportsRetention(t *testing.T) {
-	e := startInbound(t, func(o *InboundOptions) { o.UnreadRetention = 30 * 24 * time.Hour })
+	e := startInboundKeeping(t, func(o *unread.Options) { o.Retention = 30 * 24 * time.Hour }, nil)
 	c := e.dial("127.0.0.1")
 	for n := 1; n <= 2; n++ {
 		if err := sendReport(c, unreadable(n, 500)); err != nil {
@@ -210,18 +228,18 @@ func TestUnreadReportsRetention(t *testing.T) {
 	if err := sendReport(c, unreadable(3, 500)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := e.in.PurgeUnread(); err != nil || n != 0 {
+	if n, err := e.store.Purge(); err != nil || n != 0 {
 		t.Fatalf("a pass at 20 days deleted %d (%v), want none", n, err)
 	}
 	e.clock.advance(11 * 24 * time.Hour) // 31 days after the first two
-	if n, err := e.in.PurgeUnread(); err != nil || n != 2 {
+	if n, err := e.store.Purge(); err != nil || n != 2 {
 		t.Fatalf("a pass at 31 days deleted %d (%v), want the 2 older reports", n, err)
 	}
 	if files, _ := e.kept(); len(files) != 1 || !holding(files, 3) {
 		t.Fatalf("kept %d files after the pass, want report 3 only", len(files))
 	}
 	e.clock.advance(20 * 24 * time.Hour)
-	if n, err := e.in.PurgeUnread(); err != nil || n != 1 {
+	if n, err := e.store.Purge(); err != nil || n != 1 {
 		t.Fatalf("the last pass deleted %d (%v), want 1", n, err)
 	}
 }

@@ -3,26 +3,30 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/report"
+	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/suppression"
 )
 
 // handleReport turns a report to the return path into suppressions: a
 // permanent failure of the recipient the VERP address names is a bounce
-// (every list of the tenant), an ARF report a complaint. A report that
-// cannot be parsed, or a transient failure, changes nothing and is
-// logged: it is accepted, since refusing it would only bounce it back to
-// a machine.
+// (every list of the tenant), an ARF report a complaint. A report Heed
+// cannot read, that names no message Heed knows, that is feedback rather
+// than a complaint, or a delivery report that says nothing Heed can act
+// on, is kept for the operator (see held); it is accepted all the same,
+// since refusing it would only bounce it back to a machine.
 func (s *inboundSession) handleReport(body []byte) error {
 	rep, err := report.Parse(body)
 	if err != nil {
-		return s.keepUnread(body, err)
+		return s.keepUnread(body, unread.Report{Reason: unread.Unparsable, Detail: err.Error()})
 	}
+	keep := held(rep)
 	for _, target := range s.reports {
 		m, idx := target.msg, target.index
 		if m == nil {
@@ -35,15 +39,73 @@ func (s *inboundSession) handleReport(body []byte) error {
 			if m == nil {
 				// At most one feedback-loop target per transaction (see
 				// returnPath), so the report is kept at most once.
-				if err := s.keepUnread(body, errors.New("the report names no message Heed knows")); err != nil {
-					return err
+				if keep == nil {
+					keep = &unread.Report{Reason: unread.UnknownMessage, Detail: "the report names no message Heed knows"}
 				}
 				continue
+			}
+		}
+		if keep != nil && keep.MessageID == "" {
+			keep.Tenant, keep.MessageID = m.Tenant, m.ID
+		}
+		if rep.Kind == report.Feedback {
+			if err := s.feedback(rep, m, idx); err != nil {
+				return err
 			}
 		}
 		if err := s.apply(rep, m, idx); err != nil {
 			return err
 		}
+	}
+	if keep == nil {
+		return nil
+	}
+	keep.Kind = rep.Kind.String()
+	return s.keepUnread(body, *keep)
+}
+
+// held says why a report Heed can read is kept for the operator whatever
+// message it names; nil when only an unknown message would keep it.
+// Feedback that is not a complaint is kept: an auth-failure report
+// (RFC 6591) says the tenant's DKIM, SPF or DMARC is failing somewhere,
+// which only a human can fix. A delivery report is kept when it names no
+// recipient, or no reason for any recipient's failure (report.Undetermined):
+// Heed acts on none of it, and a human may. Soft bounces with a reason,
+// deliveries and auto-replies are not kept: they are common, the first
+// are events of the tenant's already, and the others need nothing.
+func held(rep *report.Report) *unread.Report {
+	switch rep.Kind {
+	case report.Feedback:
+		return &unread.Report{Reason: unread.Feedback, FeedbackType: rep.FeedbackType,
+			Detail: "an ARF report of feedback type " + strconv.Quote(rep.FeedbackType) + ", not a complaint: it suppresses nobody"}
+	case report.Bounce:
+		if len(rep.Recipients) == 0 {
+			return &unread.Report{Reason: unread.NotActionable, Detail: "a delivery report that names no recipient"}
+		}
+		for _, st := range rep.Recipients {
+			if st.Reason != report.Undetermined {
+				return nil
+			}
+		}
+		return &unread.Report{Reason: unread.NotActionable, Detail: "a delivery report that gives no reason for any failure"}
+	}
+	return nil
+}
+
+// feedback records a report.feedback event for the tenant whose message
+// an ARF feedback report (auth-failure, not-spam, virus) is about: the
+// report suppresses nobody, but the tenant and the operator see it.
+func (s *inboundSession) feedback(rep *report.Report, m *queue.Message, idx int) error {
+	if s.in.o.Events == nil {
+		return nil
+	}
+	err := s.in.o.Events.Record(context.Background(), &events.Event{
+		Type: events.ReportFeedback, Time: s.in.o.Now(),
+		Data: events.Data{Tenant: m.Tenant, MessageID: m.ID, Recipient: m.Recipients[idx].Address, List: m.List,
+			Reason: rep.FeedbackType, Channel: "arf"},
+	})
+	if err != nil {
+		return internalError(s.in.log, "recording a feedback report", err)
 	}
 	return nil
 }
@@ -141,19 +203,26 @@ func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt str
 	return nil
 }
 
-// keepUnread stores the start of a report Heed cannot read, durably,
-// before the 250, and logs where: never silently lost, and never bounced
-// back to the machine that sent it. reports/unread is bounded (see
-// unreadStore); making room deletes the oldest reports, not this one.
-func (s *inboundSession) keepUnread(body []byte, why error) error {
-	if s.in.unread == nil {
-		s.in.log.Warn("inbound: a report that cannot be read was dropped", "err", why, "size", len(body))
+// keepUnread stores the start of a report Heed did not act on, with why
+// and how it came, durably, before the 250, and logs where: never
+// silently lost, and never bounced back to the machine that sent it.
+// reports/unread is bounded (see unread.Store); making room deletes the
+// oldest reports, not this one.
+func (s *inboundSession) keepUnread(body []byte, r unread.Report) error {
+	if s.in.o.Unread == nil {
+		s.in.log.Warn("inbound: a report Heed does not act on was dropped", "reason", r.Reason, "detail", r.Detail, "size", len(body))
 		return nil
 	}
-	path, err := s.in.unread.keep(body)
-	if err != nil {
-		return internalError(s.in.log, "keeping an unreadable report", err)
+	r.MailFrom, r.Recipients = s.from, s.returnPaths
+	if s.addr.IsValid() {
+		r.Client = s.addr.String()
 	}
-	s.in.log.Warn("inbound: a report that cannot be read was kept", "file", path, "err", why, "size", len(body))
+	r, err := s.in.o.Unread.Keep(r, body)
+	if err != nil {
+		return internalError(s.in.log, "keeping a report for the operator", err)
+	}
+	s.in.log.Warn("inbound: a report Heed does not act on was kept for the operator",
+		"id", r.ID, "reason", r.Reason, "detail", r.Detail, "tenant", r.Tenant, "msg", r.MessageID, "size", len(body),
+		"dir", s.in.o.Unread.Dir())
 	return nil
 }

@@ -24,13 +24,19 @@ const (
 	RecipientComplained   Type = "recipient.complained"
 	SuppressionAdded      Type = "suppression.added"
 	SuppressionRemoved    Type = "suppression.removed"
+	// ReportFeedback is an ARF report about one of the tenant's messages
+	// that is not a complaint (auth-failure, not-spam, virus): it
+	// suppresses nobody; Data.Reason is its feedback type.
+	ReportFeedback Type = "report.feedback"
 )
 
-// AllTypes lists every event type, in the order of contract.md.
+// AllTypes lists every event type, in the order of contract.md, then
+// the ones docs/webhooks.md adds.
 var AllTypes = []Type{
 	MessageAccepted, MessageDelivered, MessageDeferred, MessageBounced, MessageSuppressed,
 	RecipientUnsubscribed, RecipientResubscribed, RecipientComplained,
 	SuppressionAdded, SuppressionRemoved,
+	ReportFeedback,
 }
 
 // Event is one thing that happened, for one tenant.

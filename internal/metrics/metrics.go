@@ -1,7 +1,8 @@
 // Package metrics exposes Heed's figures in the Prometheus text format
 // (prometheus/client_golang) for the admin listener's /metrics: messages
 // by outcome and tenant, opt-outs by channel, the queue's depth, delivery
-// latency, SMTP sessions and the webhooks' backlog.
+// latency, SMTP sessions, the webhooks' backlog and the reports kept for
+// the operator.
 //
 // Counters of what happens are fed from the event log (events.Notice, as
 // each commit lands), so they count exactly what was recorded; gauges of
@@ -25,6 +26,7 @@ type Metrics struct {
 	messages *prometheus.CounterVec
 	optOuts  *prometheus.CounterVec
 	events   *prometheus.CounterVec
+	unread   *prometheus.CounterVec
 	latency  prometheus.Histogram
 }
 
@@ -53,13 +55,17 @@ func New() *Metrics {
 			Name: "heed_events_total",
 			Help: "Events written to the event log (the webhooks' outbox), by type.",
 		}, []string{"type"}),
+		unread: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "heed_reports_unread_total",
+			Help: "Reports to the return path kept for the operator in reports/unread, by reason (unparsable, unknown-message, feedback, not-actionable).",
+		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "heed_delivery_latency_seconds",
 			Help:    "Time from a message's acceptance to its delivery to a recipient's next hop.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
 		}),
 	}
-	m.reg.MustRegister(m.messages, m.optOuts, m.events, m.latency,
+	m.reg.MustRegister(m.messages, m.optOuts, m.events, m.unread, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -78,6 +84,11 @@ func (m *Metrics) Event(n events.Notice) {
 		m.optOuts.WithLabelValues(channel).Inc()
 	}
 }
+
+// UnreadReport counts one report kept for the operator, by reason
+// (unread.Store's Kept calls it). These are not events: a report that
+// names no known message belongs to no tenant's event log.
+func (m *Metrics) UnreadReport(reason string) { m.unread.WithLabelValues(reason).Inc() }
 
 // Delivered observes the time a delivered recipient took from acceptance.
 func (m *Metrics) Delivered(d time.Duration) { m.latency.Observe(d.Seconds()) }

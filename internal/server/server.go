@@ -32,6 +32,7 @@ import (
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/public"
 	"github.com/heedmail/heed/smtpd"
 	"github.com/heedmail/heed/suppression"
@@ -58,9 +59,12 @@ type Relay struct {
 	transport    *outbound.Transport
 	submission   *smtpd.Submission
 	inbound      *smtpd.Inbound
-	public       *http.Server
-	admin        *http.Server
-	errs         chan error
+	// unread is reports/unread: the inbound listener keeps reports there,
+	// the admin API lists them, the retention job purges them.
+	unread *unread.Store
+	public *http.Server
+	admin  *http.Server
+	errs   chan error
 	// webhooks sends events to the tenants' endpoints; hooks manages them.
 	webhooks *webhooks.Dispatcher
 	hooks    *webhooks.Manager
@@ -199,13 +203,19 @@ func (r *Relay) build() error {
 	}
 	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now)
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}
+	in := cfg.SMTP.Inbound
+	r.unread = unread.New(unread.Options{
+		Dir:      filepath.Join(cfg.DataDir, "reports", "unread"),
+		MaxFiles: in.UnreadReportsMaxFiles, MaxBytes: in.UnreadReportsMaxBytes,
+		KeepBytes: in.UnreadReportKeepBytes, Retention: in.UnreadReportsRetention,
+		Kept:   func(rep unread.Report) { r.metrics.UnreadReport(string(rep.Reason)) },
+		Logger: r.log,
+	})
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Messages: r.qs, Suppressions: r.suppressions, Events: r.events,
-		UnreadDir:      filepath.Join(cfg.DataDir, "reports", "unread"),
-		UnreadMaxFiles: cfg.SMTP.Inbound.UnreadReportsMaxFiles, UnreadMaxBytes: cfg.SMTP.Inbound.UnreadReportsMaxBytes,
-		UnreadKeepBytes: cfg.SMTP.Inbound.UnreadReportKeepBytes, UnreadRetention: cfg.SMTP.Inbound.UnreadReportsRetention,
+		Unread:               r.unread,
 		MaxMessagesPerMinute: cfg.SMTP.Inbound.MaxMessagesPerClientPerMinute,
 		ReadTimeout:          cfg.SMTP.ReadTimeout, Logger: r.log,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerClient: cfg.SMTP.Inbound.MaxConnectionsPerClient,
@@ -317,9 +327,9 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 }
 
 // purgeUnread runs one retention pass over reports/unread, which has its
-// own period (the inbound listener knows it and its clock).
+// own period (smtp.inbound.unread_reports_retention).
 func (r *Relay) purgeUnread() {
-	n, err := r.inbound.PurgeUnread()
+	n, err := r.unread.Purge()
 	if err != nil {
 		r.log.Error("heed: retention", "what", "unread reports", "err", err)
 	}
@@ -370,7 +380,7 @@ func (r *Relay) listen() error {
 	audit := admin.BoltAudit{DB: r.db} // written by the API, erased by privacy requests
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
-		Captures: captures, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
+		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
