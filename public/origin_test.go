@@ -17,7 +17,7 @@ func TestBaseURLOrigin(t *testing.T) {
 	e := newEnv(t)
 	srv := httptest.NewServer(New(Options{
 		OptOut:  &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: tenant.NewRegistry(tenant.NewBoltStore(e.db))},
-		BaseURL: "https://unsubscribe.example.com/", Now: e.clock.now,
+		BaseURL: "https://unsubscribe.example.com/", Now: e.clock.Now,
 	}))
 	defer srv.Close()
 	e.url = srv.URL

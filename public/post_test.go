@@ -93,7 +93,7 @@ func TestUndoLiftsOnlyThisLinksOptOut(t *testing.T) {
 			if len(before) != 1 {
 				t.Fatalf("entries %+v", before)
 			}
-			e.clock.add(time.Minute)
+			e.clock.Add(time.Minute)
 			resp, body := e.form(e.token("acme", "marketing", "pat@example.net"), "resubscribe", nil)
 			if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "can no longer be undone") ||
 				!strings.Contains(body, "please contact ACME Dental") {
@@ -141,13 +141,13 @@ func TestUndoAfterLaterOptOut(t *testing.T) {
 			e := newEnv(t)
 			tok := e.token("acme", "marketing", "pat@example.net")
 			c.first(e, tok)
-			e.clock.add(time.Minute)
+			e.clock.Add(time.Minute)
 			c.second(e)
 			before := e.entries("acme", "pat@example.net")
 			if len(before) != 1 {
 				t.Fatalf("entries %+v", before)
 			}
-			e.clock.add(time.Minute)
+			e.clock.Add(time.Minute)
 			resp, body := e.form(tok, "resubscribe", nil)
 			if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "can no longer be undone") ||
 				!strings.Contains(body, "please contact ACME Dental") {
@@ -182,7 +182,7 @@ func TestUndoPartly(t *testing.T) {
 		"list opt-out older than the window": {
 			before: func(e *env, tok string) {
 				e.oneClick(tok, nil)
-				e.clock.add(25 * time.Hour)
+				e.clock.Add(25 * time.Hour)
 			},
 			action: "all",
 			want: []string{`<h1 id="status">Undone, except for this list</h1>`,
@@ -226,7 +226,7 @@ func TestUndoPartly(t *testing.T) {
 				t.Fatalf("%s: %d", c.action, resp.StatusCode)
 			}
 			resubscribed := e.count(events.RecipientResubscribed)
-			e.clock.add(time.Minute)
+			e.clock.Add(time.Minute)
 			resp, body := e.form(tok, "resubscribe", map[string]string{"Accept-Language": c.lang})
 			if resp.StatusCode != http.StatusOK {
 				t.Errorf("undo: %d, want 200\n%s", resp.StatusCode, body)
@@ -259,7 +259,7 @@ func TestUndoWithinWindow(t *testing.T) {
 	if resp, _ := e.oneClick(sam, nil); resp.StatusCode != 200 {
 		t.Fatalf("one-click: %d", resp.StatusCode)
 	}
-	e.clock.add(24*time.Hour - time.Second)
+	e.clock.Add(24*time.Hour - time.Second)
 	for who, tok := range map[string]string{"pat@example.net": pat, "sam@example.net": sam} {
 		resp, body := e.form(tok, "resubscribe", nil)
 		if resp.StatusCode != 200 || !strings.Contains(body, "You are subscribed again") || !strings.Contains(body, "Marketing: subscribed") {
@@ -283,7 +283,7 @@ func TestUndoAfterWindow(t *testing.T) {
 	if resp, _ := e.form(tok, "list", nil); resp.StatusCode != 200 {
 		t.Fatalf("list: %d", resp.StatusCode)
 	}
-	e.clock.add(24*time.Hour + time.Second)
+	e.clock.Add(24*time.Hour + time.Second)
 	resp, body := e.form(tok, "resubscribe", nil)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "<h1 id=\"status\">This can no longer be undone here</h1>") ||
 		!strings.Contains(body, "p***@example.net is still unsubscribed from Marketing emails") ||
@@ -406,7 +406,7 @@ func TestRepeatFloodLimited(t *testing.T) {
 		t.Errorf("a first opt-out on the flooded link: %d, entries %+v", resp.StatusCode, e.entries("acme", "pat@example.net"))
 	}
 	// The bucket refills with time.
-	e.clock.add(time.Minute)
+	e.clock.Add(time.Minute)
 	if resp, _ := e.oneClick(tok, nil); resp.StatusCode != 200 {
 		t.Errorf("a repeat a minute later: %d", resp.StatusCode)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/testclock"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -27,28 +28,8 @@ type env struct {
 	db    *store.DB
 	sup   *suppression.BoltStore
 	keys  *suppression.Keyring
-	clock *clock
+	clock *testclock.Clock
 	logs  *logRecorder
-}
-
-// clock is the tests' time, shared by the store (which dates opt-outs)
-// and the handler (its limits and undo window); it moves only when a
-// test moves it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // logRecorder keeps the handler's log records.
@@ -95,14 +76,14 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	e := &env{t: t, db: db,
-		clock: &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)},
+		clock: testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)),
 		logs:  &logRecorder{},
 		keys:  suppression.NewKeyring(1, map[byte][]byte{1: bytes.Repeat([]byte{1}, 32)}),
 	}
-	e.sup = suppression.NewBoltStore(db, []byte("public test hash key, 32 bytes.."), e.clock.now)
+	e.sup = suppression.NewBoltStore(db, []byte("public test hash key, 32 bytes.."), e.clock.Now)
 	srv := httptest.NewServer(New(Options{
 		OptOut: &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: reg},
-		Logger: slog.New(e.logs), Now: e.clock.now,
+		Logger: slog.New(e.logs), Now: e.clock.Now,
 	}))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL

@@ -14,25 +14,8 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/internal/netlimit"
+	"github.com/heedmail/heed/internal/testclock"
 )
-
-// fakeClock is the limiter's clock, moved by the test.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // authFrom makes one AUTH PLAIN attempt on a new connection from local
 // and returns the reply line.
@@ -58,7 +41,7 @@ func (h *harness) authFrom(local, user, pass string) string {
 // passed, the right password works again.
 func TestAuthLockout(t *testing.T) {
 	const limit, window = 5, 15 * time.Minute
-	clock := &fakeClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	h := newHarness(t, func(o *SubmissionOptions) {
 		o.Now = clock.Now
 		o.MaxAuthFailuresPerClient, o.AuthFailureWindow = limit, window
@@ -230,7 +213,7 @@ func TestNoSleepInServer(t *testing.T) {
 // TestAuthLimiterFull: a guesser with more addresses than the limiter
 // tracks is refused rather than left unlimited, until failures age out.
 func TestAuthLimiterFull(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	l := newAuthLimiter(5, 20, time.Minute, clock.Now)
 	for i := range maxTracked {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,27 +19,10 @@ import (
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/testclock"
 	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/suppression"
 )
-
-// testClock is an injected clock the test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // inboundEnv is the inbound listener on loopback with a real bbolt file,
 // its reports/unread under t.TempDir() and a clock of the test's.
@@ -51,7 +33,7 @@ type inboundEnv struct {
 	unread string
 	store  *unread.Store
 	db     *store.DB
-	clock  *testClock
+	clock  *testclock.Clock
 }
 
 func startInbound(t *testing.T, edit func(*InboundOptions)) *inboundEnv {
@@ -69,15 +51,15 @@ func startInboundKeeping(t *testing.T, keep func(*unread.Options), edit func(*In
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	o := InboundOptions{
 		Hostname: "relay.test", MailtoDomain: "unsubscribe.relay.test",
 		VERP:     queue.VERP{Domain: "bounces.relay.test", Key: bytes.Repeat([]byte{5}, 32)},
 		Messages: queue.NewBoltStore(db), Suppressions: suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now),
-		Events: events.BoltLog{DB: db}, ReadTimeout: 10 * time.Second, Now: clock.now,
+		Events: events.BoltLog{DB: db}, ReadTimeout: 10 * time.Second, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	uo := unread.Options{Dir: filepath.Join(dir, "reports", "unread"), Now: clock.now, Logger: o.Logger}
+	uo := unread.Options{Dir: filepath.Join(dir, "reports", "unread"), Now: clock.Now, Logger: o.Logger}
 	if keep != nil {
 		keep(&uo)
 	}
@@ -224,21 +206,21 @@ func TestUnreadReportsRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.clock.advance(20 * 24 * time.Hour)
+	e.clock.Add(20 * 24 * time.Hour)
 	if err := sendReport(c, unreadable(3, 500)); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := e.store.Purge(); err != nil || n != 0 {
 		t.Fatalf("a pass at 20 days deleted %d (%v), want none", n, err)
 	}
-	e.clock.advance(11 * 24 * time.Hour) // 31 days after the first two
+	e.clock.Add(11 * 24 * time.Hour) // 31 days after the first two
 	if n, err := e.store.Purge(); err != nil || n != 2 {
 		t.Fatalf("a pass at 31 days deleted %d (%v), want the 2 older reports", n, err)
 	}
 	if files, _ := e.kept(); len(files) != 1 || !holding(files, 3) {
 		t.Fatalf("kept %d files after the pass, want report 3 only", len(files))
 	}
-	e.clock.advance(20 * 24 * time.Hour)
+	e.clock.Add(20 * 24 * time.Hour)
 	if n, err := e.store.Purge(); err != nil || n != 1 {
 		t.Fatalf("the last pass deleted %d (%v), want 1", n, err)
 	}
@@ -265,7 +247,7 @@ func TestInboundRateLimit(t *testing.T) {
 	if err := sendReport(e.dial("127.0.0.2"), unreadable(100, 500)); err != nil {
 		t.Fatalf("another client address was refused: %v", err)
 	}
-	e.clock.advance(time.Minute)
+	e.clock.Add(time.Minute)
 	flood.Reset()
 	if err := sendReport(flood, unreadable(limit+3, 500)); err != nil {
 		t.Fatalf("a minute later: %v", err)

@@ -46,7 +46,7 @@ func (e *inboundEnv) keptRecords() []unread.Report {
 func (e *inboundEnv) sentMessage(verp queue.VERP) (*queue.Message, string) {
 	e.t.Helper()
 	m := &queue.Message{
-		ID: ids.New(e.clock.now()), Tenant: "acme", List: "news", From: "news@acme.test", ReceivedAt: e.clock.now(),
+		ID: ids.New(e.clock.Now()), Tenant: "acme", List: "news", From: "news@acme.test", ReceivedAt: e.clock.Now(),
 		Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}},
 	}
 	if err := queue.NewBoltStore(e.db).Add(context.Background(), m); err != nil {
@@ -120,7 +120,7 @@ func TestUnreadReportsKeepWhy(t *testing.T) {
 			t.Errorf("report %d kept as %+v, want reason %s (%q), kind %q, feedback type %q, tenant %q, from %q, to %s",
 				i+1, r, w.reason, w.detail, w.kind, w.feedback, w.tenant, w.from, w.rcpt)
 		}
-		if r.Client != "127.0.0.1" || r.Size == 0 || r.Truncated || !r.ReceivedAt.Equal(e.clock.now()) || !unread.ValidID(r.ID) {
+		if r.Client != "127.0.0.1" || r.Size == 0 || r.Truncated || !r.ReceivedAt.Equal(e.clock.Now()) || !unread.ValidID(r.ID) {
 			t.Errorf("report %d: client %q, size %d, truncated %v, received %v, id %q", i+1, r.Client, r.Size, r.Truncated, r.ReceivedAt, r.ID)
 		}
 		if w.tenant != "" && r.MessageID != m.ID {
