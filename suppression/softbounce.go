@@ -188,8 +188,9 @@ func (s *BoltStore) softBounce(tx *bolt.Tx, b Failure) ([]SoftBounce, error) {
 		}
 		if o.MessageID == b.MessageID {
 			// A second report of one message (a resent or replayed
-			// DSN) is not a second bounce.
-			return nil, putHistory(bk, k, h, b.Time)
+			// DSN) is not a second bounce, and changes nothing (kept
+			// shares h.Bounces' array: h is not to be written now).
+			return nil, nil
 		}
 		kept = append(kept, o)
 	}

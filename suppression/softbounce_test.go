@@ -109,3 +109,32 @@ func TestSoftBouncesOff(t *testing.T) {
 		t.Errorf("suppressed with escalation off: %+v", es)
 	}
 }
+
+// TestSoftBounceRepeatAfterExpiry: a report resent after an older bounce
+// aged out of the window leaves the history as it was: one bounce each.
+func TestSoftBounceRepeatAfterExpiry(t *testing.T) {
+	s, _ := openStore(t)
+	s.WithSoftBounces(SoftRule{Limit: 5, Span: testSoftRule.Span, Window: testSoftRule.Window})
+	ctx := context.Background()
+	for _, b := range []Failure{
+		softFailure("acme", "pat@example.net", 0, testNow),
+		softFailure("acme", "pat@example.net", 1, testNow.Add(20*24*time.Hour)),
+		softFailure("acme", "pat@example.net", 2, testNow.Add(25*24*time.Hour)),
+		softFailure("acme", "pat@example.net", 2, testNow.Add(31*24*time.Hour)), // msg2 again; msg0 aged out
+	} {
+		if _, err := s.Bounce(ctx, b, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.SoftBounces(ctx, "acme", "pat@example.net")
+	if err != nil || h == nil {
+		t.Fatalf("history %+v, %v", h, err)
+	}
+	var got []string
+	for _, b := range h.Bounces {
+		got = append(got, b.MessageID)
+	}
+	if strings.Join(got, " ") != "msg0 msg1 msg2" {
+		t.Errorf("history holds %v, want msg0 msg1 msg2 as recorded", got)
+	}
+}
