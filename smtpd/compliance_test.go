@@ -152,19 +152,48 @@ func TestRecipientSuppressionCannotHold(t *testing.T) {
 	h.sink.Wait(t, 1, 10*time.Second)
 }
 
-// TestOnlyGoneMailboxesSuppress: a late DSN suppresses the address only
-// when it says the mailbox is gone; a content refusal, a full mailbox or
-// the tenant's own DMARC failure bounce that message, not the person.
+// TestOnlyGoneMailboxesSuppress: a late DSN suppresses the address at
+// once only when its evidence says the mailbox is gone; a content
+// refusal, a full or disabled mailbox (5.2.1), the tenant's own DMARC
+// failure, or a 5.1.1 whose text says the mailbox is full are soft: they
+// bounce that message and count, they do not suppress on their own.
 func TestOnlyGoneMailboxesSuppress(t *testing.T) {
-	for status, want := range map[string]bool{
-		"5.1.1": true, "5.1.10": true, "5.2.1": true,
-		"5.7.1": false, "5.7.26": false, "5.2.2": false, "5.3.4": false, "4.2.2": false,
+	for _, c := range []struct {
+		status, diag string
+		hard, final  bool
+	}{
+		{"5.1.1", "550 5.1.1 <pat@example.net>: Recipient address rejected: User unknown", true, true},
+		{"5.1.10", "556 5.1.10 Recipient address has null MX", true, true},
+		{"5.2.1", "550 5.2.1 The email account that you tried to reach is disabled", false, true},
+		{"5.2.1", "550 5.2.1 mailbox unavailable", false, true},
+		{"5.1.1", "552 5.1.1 <pat@example.net>: mailbox full, over quota", false, true},
+		{"5.7.1", "550 5.7.1 message content rejected", false, true},
+		{"5.7.26", "550 5.7.26 unauthenticated email from acme.test is not accepted due to DMARC policy", false, true},
+		{"5.2.2", "552 5.2.2 mailbox full", false, true},
+		{"5.3.4", "552 5.3.4 message too big", false, true},
+		{"4.2.2", "452 4.2.2 mailbox full", false, false},
 	} {
-		rep := &report.Report{Kind: report.Bounce, Recipients: []report.Status{
-			{Recipient: "pat@example.net", Action: "failed", Status: status, Permanent: status[0] == '5'},
-		}}
-		if got := permanentFor(rep, "pat@example.net"); got != want {
-			t.Errorf("%s: suppress=%v, want %v", status, got, want)
+		action := "failed"
+		if c.status[0] == '4' {
+			action = "delayed"
+		}
+		rep, err := report.Parse([]byte(dsnFor("pat@example.net", action, c.status, c.diag)))
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.status, c.diag, err)
+		}
+		st, final := permanentFor(rep, "pat@example.net")
+		if hard := st.Verdict == report.Hard; hard != c.hard || final != c.final {
+			t.Errorf("%s %q: hard=%v final=%v (reason %s), want hard=%v final=%v", c.status, c.diag, hard, final, st.Reason, c.hard, c.final)
 		}
 	}
+}
+
+// dsnFor is an RFC 3464 report about rcpt.
+func dsnFor(rcpt, action, status, diag string) string {
+	return "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n" +
+		"Final-Recipient: rfc822; " + rcpt + "\r\nAction: " + action + "\r\nStatus: " + status + "\r\n" +
+		"Diagnostic-Code: smtp; " + diag + "\r\n\r\n--b--\r\n"
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
@@ -137,51 +136,77 @@ func (s *inboundSession) originalOf(rep *report.Report) (*queue.Message, int, er
 // apply records what rep says about recipient idx of m.
 func (s *inboundSession) apply(rep *report.Report, m *queue.Message, idx int) error {
 	rcpt := m.Recipients[idx].Address
-	e := suppression.Entry{Tenant: m.Tenant, Address: rcpt, List: suppression.All, MessageID: m.ID}
-	var also []events.Type
 	switch rep.Kind {
 	case report.Complaint:
-		e.Reason, e.Channel = suppression.Complaint, "arf"
-		also = append(also, events.RecipientComplained)
+		e := suppression.Entry{Tenant: m.Tenant, Address: rcpt, List: suppression.All, MessageID: m.ID,
+			Reason: suppression.Complaint, Channel: "arf"}
+		_, err := s.in.o.Suppressions.Add(context.Background(), e, events.RecipientComplained)
+		if err != nil && !errors.Is(err, suppression.ErrInvalid) {
+			return internalError(s.in.log, "recording a complaint", err)
+		}
+		s.in.log.Info("inbound: complaint recorded", "tenant", m.Tenant, "msg", m.ID, "rcpt", idx)
 	case report.Bounce:
-		if !permanentFor(rep, rcpt) {
+		st, ok := permanentFor(rep, rcpt)
+		if !ok {
 			s.in.log.Info("inbound: a transient or unclear delivery report", "msg", m.ID, "rcpt", idx)
 			return s.deferred(rep, m, rcpt)
 		}
-		e.Reason, e.Channel = suppression.Bounce, "dsn"
-		also = append(also, events.MessageBounced)
-	default:
-		return nil
+		return s.bounced(m, idx, st)
 	}
-	_, err := s.in.o.Suppressions.Add(context.Background(), e, also...)
-	if err != nil && !errors.Is(err, suppression.ErrInvalid) {
-		return internalError(s.in.log, "recording a "+string(e.Reason), err)
-	}
-	s.in.log.Info("inbound: "+string(e.Reason)+" recorded", "tenant", m.Tenant, "msg", m.ID, "rcpt", idx)
 	return nil
 }
 
-// permanentFor reports whether rep says the mailbox of rcpt is gone for
-// good (queue.MailboxGone: 5.1.1 and its kin); a late 5.7.1 for content,
-// a full mailbox or a size refusal bounce that message, not the address.
-// The VERP address already names the recipient, so a single status
-// counts even when the report spells the recipient differently
-// (forwarding, aliases); with several, the one naming rcpt decides.
-func permanentFor(rep *report.Report, rcpt string) bool {
-	gone := func(st report.Status) bool { return st.Permanent && queue.MailboxGone(st.Status) }
-	if len(rep.Recipients) == 1 {
-		return gone(rep.Recipients[0])
+// bounced records a final failure the report gives for recipient idx of
+// m, with its message.bounced event: a hard one suppresses the address, a
+// soft one counts towards suppression (suppression.SoftRule), both in the
+// transaction of the event. The report's own dates are not trusted: the
+// bounce is dated when it arrived.
+func (s *inboundSession) bounced(m *queue.Message, idx int, st report.Status) error {
+	rcpt, now := m.Recipients[idx].Address, s.in.o.Now()
+	ev := &events.Event{Type: events.MessageBounced, Time: now, Data: events.Data{
+		Tenant: m.Tenant, MessageID: m.ID, Recipient: rcpt, List: m.List, Channel: "dsn",
+		Reply: strings.TrimSpace(st.Status + " " + st.Diagnostic), Reason: string(st.Reason), BounceType: st.Verdict.String(),
+	}}
+	f := suppression.Failure{Tenant: m.Tenant, Address: rcpt, Hard: st.Verdict == report.Hard,
+		SoftBounce: suppression.SoftBounce{Time: now, MessageID: m.ID, Status: st.Status, Reason: string(st.Reason),
+			Diagnostic: st.Diagnostic, Channel: "dsn"}}
+	suppressed, err := s.in.o.Suppressions.Bounce(context.Background(), f, ev)
+	if err != nil {
+		return internalError(s.in.log, "recording a bounce", err)
 	}
-	for _, st := range rep.Recipients {
-		if gone(st) && strings.EqualFold(strings.Trim(st.Recipient, "<>"), rcpt) {
-			return true
-		}
-	}
-	return false
+	s.in.log.Info("inbound: bounce recorded", "tenant", m.Tenant, "msg", m.ID, "rcpt", idx,
+		"verdict", st.Verdict.String(), "reason", st.Reason, "suppressed", suppressed)
+	return nil
 }
 
-// deferred tells the tenant of a report that delivery is delayed or
-// failed for now: an event only, nothing is suppressed.
+// permanentFor returns the status rep gives rcpt when it is a final
+// failure: a hard verdict (report.Judge: the address is gone, and the
+// failure is final), or a soft one with Action failed and a class-5
+// status. A delay, or a report that says nothing final about rcpt, is not
+// one. The verdict, not the Status field, decides: 5.2.1 is often a
+// disabled mailbox that comes back, and "550 5.1.1 ... mailbox full" is a
+// full mailbox. The VERP address already names the recipient, so a
+// single status counts even when the report spells the recipient
+// differently (forwarding, aliases); with several, the one naming rcpt
+// decides.
+func permanentFor(rep *report.Report, rcpt string) (report.Status, bool) {
+	final := func(st report.Status) bool {
+		return st.Verdict == report.Hard || st.Verdict == report.Soft && st.Permanent
+	}
+	if len(rep.Recipients) == 1 {
+		st := rep.Recipients[0]
+		return st, final(st)
+	}
+	for _, st := range rep.Recipients {
+		if final(st) && strings.EqualFold(strings.Trim(st.Recipient, "<>"), rcpt) {
+			return st, true
+		}
+	}
+	return report.Status{}, false
+}
+
+// deferred tells the tenant of a report that delivery is delayed: an
+// event only, nothing is suppressed or counted.
 func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt string) error {
 	if s.in.o.Events == nil {
 		return nil
@@ -194,7 +219,7 @@ func (s *inboundSession) deferred(rep *report.Report, m *queue.Message, rcpt str
 		}
 	}
 	err := s.in.o.Events.Record(context.Background(), &events.Event{
-		Type: events.MessageDeferred, Time: time.Now(),
+		Type: events.MessageDeferred, Time: s.in.o.Now(),
 		Data: events.Data{Tenant: m.Tenant, MessageID: m.ID, Recipient: rcpt, List: m.List, Reply: reply, Channel: "dsn"},
 	})
 	if err != nil {

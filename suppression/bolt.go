@@ -61,6 +61,7 @@ type BoltStore struct {
 	db   *store.DB
 	now  func() time.Time
 	macs sync.Pool // of hash.Hash: HMAC-SHA256 under the store's key
+	soft SoftRule  // see WithSoftBounces
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -202,6 +203,9 @@ func (s *BoltStore) prepare(e Entry) (Entry, error) {
 	}
 	if len(e.Channel) > 64 || len(e.MessageID) > 128 || len(e.Link) > 64 {
 		return e, invalid("channel, message id or link too long")
+	}
+	if e.Evidence != nil && len(*e.Evidence) > maxEvidence {
+		return e, invalid("more than %d bounces of evidence", maxEvidence)
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
@@ -493,14 +497,24 @@ func (s *BoltStore) remove(ctx context.Context, tenantID, addr, scope string, re
 	return removed, nil
 }
 
-// DeleteTenant implements Store. A tenant's keys are one range; they are
-// deleted in transactions of at most deleteBatch keys so that a tenant of
-// millions of entries does not make one huge commit.
+// DeleteTenant implements Store. A tenant's keys are one range (in the
+// entries and in the soft-bounce histories); they are deleted in
+// transactions of at most deleteBatch keys so that a tenant of millions of
+// entries does not make one huge commit.
 func (s *BoltStore) DeleteTenant(ctx context.Context, tenantID string) error {
 	if err := checkTenant(tenantID); err != nil {
 		return err
 	}
-	pfx := tenantPrefix(tenantID)
+	for _, bucket := range [][]byte{store.BucketSuppressions, store.BucketSoftBounces} {
+		if err := s.deleteRange(ctx, bucket, tenantPrefix(tenantID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteRange deletes the keys of bucket that start with pfx.
+func (s *BoltStore) deleteRange(ctx context.Context, bucket, pfx []byte) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -508,7 +522,7 @@ func (s *BoltStore) DeleteTenant(ctx context.Context, tenantID string) error {
 		more := false
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			more = false
-			c := tx.Bucket(store.BucketSuppressions).Cursor()
+			c := tx.Bucket(bucket).Cursor()
 			n := 0
 			for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Seek(pfx) {
 				if n == deleteBatch {
@@ -657,10 +671,22 @@ func (s *BoltStore) List(ctx context.Context, tenantID, scope, cursor string, li
 // written before it read as they did (no link: no undo), and a value
 // without one is byte for byte what it was.
 //
+// Version 2, only for an entry with Evidence (soft bounces that
+// escalated), is version 1 with the link always written (maybe empty),
+// then:
+//
+//	uvarint  number of bounces, then for each:
+//	varint   seconds, uvarint nanoseconds
+//	uvarint  length, bytes   for each of message id, status, reason,
+//	                         diagnostic, channel
+//
 // About 40 bytes plus the strings, against about 150 for JSON: at ten
 // million entries that is the difference between a file that stays in the
 // page cache and one that does not.
-const valueV1 = 1
+const (
+	valueV1 = 1
+	valueV2 = 2
+)
 
 var reasonCodes = []Reason{1: Unsubscribe, 2: Bounce, 3: Complaint, 4: Manual, 5: Import}
 
@@ -669,52 +695,114 @@ var errCorrupt = errors.New("corrupt value")
 // reasonCode is r's code, in values and keys. Callers have checked r.
 func reasonCode(r Reason) byte { return byte(slices.Index(reasonCodes, r)) }
 
+func appendString(v []byte, s string) []byte {
+	v = binary.AppendUvarint(v, uint64(len(s)))
+	return append(v, s...)
+}
+
+func appendTime(v []byte, t time.Time) []byte {
+	v = binary.AppendVarint(v, t.Unix())
+	return binary.AppendUvarint(v, uint64(t.Nanosecond()))
+}
+
 func encodeEntry(e Entry) []byte {
 	code := reasonCode(e.Reason) // prepare checked it
 	v := make([]byte, 0, 2+2*binary.MaxVarintLen64+4+len(e.Address)+len(e.Channel)+len(e.MessageID)+len(e.Link))
-	v = append(v, valueV1, code)
-	v = binary.AppendVarint(v, e.Time.Unix())
-	v = binary.AppendUvarint(v, uint64(e.Time.Nanosecond()))
-	for _, s := range []string{e.Address, e.Channel, e.MessageID} {
-		v = binary.AppendUvarint(v, uint64(len(s)))
-		v = append(v, s...)
+	version := byte(valueV1)
+	if e.Evidence != nil && len(*e.Evidence) > 0 {
+		version = valueV2
 	}
-	if e.Link != "" {
-		v = binary.AppendUvarint(v, uint64(len(e.Link)))
-		v = append(v, e.Link...)
+	v = append(v, version, code)
+	v = appendTime(v, e.Time)
+	for _, s := range []string{e.Address, e.Channel, e.MessageID} {
+		v = appendString(v, s)
+	}
+	if e.Link != "" || version == valueV2 {
+		v = appendString(v, e.Link)
+	}
+	if version == valueV2 {
+		v = binary.AppendUvarint(v, uint64(len(*e.Evidence)))
+		for _, b := range *e.Evidence {
+			v = appendTime(v, b.Time)
+			for _, s := range []string{b.MessageID, b.Status, b.Reason, b.Diagnostic, b.Channel} {
+				v = appendString(v, s)
+			}
+		}
 	}
 	return v
 }
 
+// valueReader reads the fields of a value, remembering the first error.
+type valueReader struct {
+	v   []byte
+	bad bool
+}
+
+func (r *valueReader) uvarint() uint64 {
+	x, n := binary.Uvarint(r.v)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.v = r.v[n:]
+	return x
+}
+
+func (r *valueReader) time() time.Time {
+	sec, n := binary.Varint(r.v)
+	if n <= 0 {
+		r.bad = true
+		return time.Time{}
+	}
+	r.v = r.v[n:]
+	nsec := r.uvarint()
+	if nsec >= 1e9 {
+		r.bad = true
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+func (r *valueReader) string() string {
+	l := r.uvarint()
+	if r.bad || l > uint64(len(r.v)) {
+		r.bad = true
+		return ""
+	}
+	s := string(r.v[:l])
+	r.v = r.v[l:]
+	return s
+}
+
 func decodeEntry(v []byte) (Entry, error) {
 	var e Entry
-	if len(v) < 2 || v[0] != valueV1 || int(v[1]) >= len(reasonCodes) || v[1] == 0 {
+	if len(v) < 2 || v[0] != valueV1 && v[0] != valueV2 || int(v[1]) >= len(reasonCodes) || v[1] == 0 {
 		return e, errCorrupt
 	}
+	version := v[0]
 	e.Reason = reasonCodes[v[1]]
-	v = v[2:]
-	sec, n := binary.Varint(v)
-	if n <= 0 {
-		return e, errCorrupt
+	r := &valueReader{v: v[2:]}
+	e.Time = r.time()
+	e.Address, e.Channel, e.MessageID = r.string(), r.string(), r.string()
+	// No link in version 1: written by another way in, or before links
+	// were kept.
+	if version == valueV2 || len(r.v) > 0 {
+		e.Link = r.string()
 	}
-	v = v[n:]
-	nsec, n := binary.Uvarint(v)
-	if n <= 0 || nsec >= 1e9 {
-		return e, errCorrupt
-	}
-	v = v[n:]
-	e.Time = time.Unix(sec, int64(nsec)).UTC()
-	fields := []*string{&e.Address, &e.Channel, &e.MessageID, &e.Link}
-	for i, f := range fields {
-		if i == len(fields)-1 && len(v) == 0 {
-			break // no link: written by another way in, or before links were kept
-		}
-		l, n := binary.Uvarint(v)
-		if n <= 0 || l > uint64(len(v)-n) {
+	if version == valueV2 {
+		n := r.uvarint()
+		if n > maxEvidence {
 			return e, errCorrupt
 		}
-		*f = string(v[n : n+int(l)])
-		v = v[n+int(l):]
+		evidence := make([]SoftBounce, 0, n)
+		for range n {
+			b := SoftBounce{Time: r.time()}
+			b.MessageID, b.Status, b.Reason, b.Diagnostic, b.Channel = r.string(), r.string(), r.string(), r.string(), r.string()
+			evidence = append(evidence, b)
+		}
+		e.Evidence = &evidence
+	}
+	if r.bad {
+		return Entry{}, errCorrupt
 	}
 	return e, nil
 }

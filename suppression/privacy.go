@@ -3,9 +3,11 @@ package suppression
 import (
 	"bytes"
 	"context"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 )
 
@@ -59,11 +61,14 @@ func (s *BoltStore) Everywhere(ctx context.Context, addr string) ([]Entry, error
 	return out, err
 }
 
-// Erase clears addr from every tenant's entries and returns how many it
-// cleared. The entries stay, keyed by the keyed hash of the address, so
+// Erase clears addr from every tenant's entries (their Address, and the
+// address where a bounce's diagnostic in Evidence quotes it) and deletes
+// its soft-bounce histories, and returns how many entries and histories
+// it changed. The entries stay, keyed by the keyed hash of the address, so
 // every opt-out, bounce and complaint still holds (Lookup finds them, with
 // an empty Address): the address is forgotten, the promise not to mail it
-// is kept.
+// is kept. A history is only a count towards a suppression; forgetting it
+// costs nothing the recipient asked to keep.
 func (s *BoltStore) Erase(ctx context.Context, addr string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -83,10 +88,9 @@ func (s *BoltStore) Erase(ctx context.Context, addr string) (int, error) {
 			if err != nil {
 				return err
 			}
-			if e.Address == "" {
+			if !eraseEntry(&e, norm) {
 				return nil
 			}
-			e.Address = ""
 			changes = append(changes, kv{bytes.Clone(k), encodeEntry(e)})
 			return nil
 		})
@@ -98,8 +102,25 @@ func (s *BoltStore) Erase(ctx context.Context, addr string) (int, error) {
 				return err
 			}
 		}
-		n = len(changes)
-		return nil
+		h, err := s.eraseSoftBounces(tx, norm)
+		n = len(changes) + h
+		return err
 	})
 	return n, err
+}
+
+// eraseEntry clears norm from e and reports whether anything changed.
+func eraseEntry(e *Entry, norm string) bool {
+	changed := e.Address != ""
+	e.Address = ""
+	if e.Evidence != nil {
+		evidence := slices.Clone(*e.Evidence)
+		for i, b := range evidence {
+			if d := events.EraseText(b.Diagnostic, norm); d != b.Diagnostic {
+				evidence[i].Diagnostic, changed = d, true
+			}
+		}
+		e.Evidence = &evidence
+	}
+	return changed
 }

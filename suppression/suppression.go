@@ -109,6 +109,10 @@ type Entry struct {
 	// a forwarded email must not lift an opt-out made any other way. An
 	// Add of the same entry another way clears it.
 	Link string `json:"-"`
+	// Evidence lists the soft bounces that made a Bounce entry when they
+	// escalated (see SoftRule), oldest first; nil for every other entry. A
+	// pointer, so that entries stay comparable with ==.
+	Evidence *[]SoftBounce `json:"evidence,omitempty"`
 }
 
 // Store keeps the suppression lists of all tenants.
@@ -180,6 +184,14 @@ type Store interface {
 	// entries per call): callers page until next is "". limit <= 0 means
 	// 100; more than 1000 is cut to 1000.
 	List(ctx context.Context, tenant, scope, cursor string, limit int) (entries []Entry, next string, err error)
+	// Bounce records a final failure to deliver a message to an address,
+	// and ev (the failure's own event; nil for none), in one transaction:
+	// a hard one adds a Bounce entry at once; a soft one joins the
+	// address's soft-bounce history, and adds a Bounce entry whose
+	// Evidence lists the history when it meets the store's SoftRule. It
+	// reports whether an entry was created. An address the list cannot
+	// hold is no error: the event is still written.
+	Bounce(ctx context.Context, f Failure, ev *events.Event) (suppressed bool, err error)
 	// DeleteTenant removes every entry of a tenant that is being deleted,
 	// so that a later tenant given the same id inherits nothing of it. It
 	// writes no events: the tenant's event log goes with it.

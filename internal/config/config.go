@@ -34,6 +34,7 @@ type Config struct {
 	Webhooks    Webhooks    `yaml:"webhooks"`
 	Retention   Retention   `yaml:"retention"`
 	Log         Log         `yaml:"log"`
+	Bounces     Bounces     `yaml:"bounces"`
 
 	// Demo is true when Heed runs on the embedded defaults (no config file):
 	// it creates a demo tenant and prints its credentials. Not a YAML key.
@@ -214,6 +215,19 @@ type Retention struct {
 	Events time.Duration `yaml:"events"`
 }
 
+// Bounces says when soft bounces suppress an address (docs/bounces.md):
+// SoftLimit of them, of distinct messages, the first and the last at
+// least SoftSpan apart, with no delivery between and none older than
+// SoftWindow.
+type Bounces struct {
+	// SoftLimit is how many soft bounces suppress; 0 turns it off.
+	SoftLimit int `yaml:"soft_limit"`
+	// SoftSpan is how far apart the first and the last must be at least.
+	SoftSpan time.Duration `yaml:"soft_span"`
+	// SoftWindow is how long a soft bounce counts and is kept.
+	SoftWindow time.Duration `yaml:"soft_window"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -278,6 +292,7 @@ func Default() *Config {
 		Webhooks:  Webhooks{Concurrency: 20, Timeout: 10 * time.Second},
 		Retention: Retention{Events: 30 * 24 * time.Hour},
 		Log:       Log{Level: "info", Format: "text"},
+		Bounces:   Bounces{SoftLimit: 3, SoftSpan: 72 * time.Hour, SoftWindow: 30 * 24 * time.Hour},
 	}
 }
 

@@ -202,6 +202,23 @@ var errorCases = []struct {
 		"heed.yaml:10: smtp.auth_failure_window: must be at least 1m0s (got 30s)",
 	},
 }, {
+	name: "soft bounce rule",
+	yaml: doc("hostname: relay.example.com", "bounces:", "  soft_limit: 1", "  soft_span: -1h", "  soft_window: 12h"),
+	env:  env(EnvAdminToken, token),
+	want: []string{
+		"heed.yaml:3: bounces.soft_limit: must be 0 (off) or from 2 to 20 (got 1)",
+		"heed.yaml:4: bounces.soft_span: must be at least 0s (got -1h0m0s)",
+		"heed.yaml:5: bounces.soft_window: must be at least 24h0m0s (got 12h0m0s)",
+	},
+}, {
+	name: "soft bounce window shorter than the span",
+	yaml: doc("hostname: relay.example.com", "bounces: { soft_limit: 21, soft_span: 200h, soft_window: 100h }"),
+	env:  env(EnvAdminToken, token),
+	want: []string{
+		"heed.yaml:2: bounces.soft_limit: must be 0 (off) or from 2 to 20 (got 21)",
+		"heed.yaml:2: bounces.soft_window: must be at least 200h0m0s (got 100h0m0s)",
+	},
+}, {
 	name: "syntax error keeps the parser's message and line",
 	yaml: doc("hostname: relay.example.com", "smtp:", "  max_recipients 5", "  max_connections: 5"),
 	want: []string{"heed.yaml:4: mapping values are not allowed in this context"},
@@ -442,6 +459,9 @@ func TestDefault(t *testing.T) {
 		{"return_path_domain", c.ReturnPathDomain, ""},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
+		{"bounces.soft_limit", c.Bounces.SoftLimit, 3},
+		{"bounces.soft_span", c.Bounces.SoftSpan, 72 * time.Hour},
+		{"bounces.soft_window", c.Bounces.SoftWindow, 720 * time.Hour},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

@@ -60,6 +60,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	c.checkHTTP(v)
 	c.checkAdmin(v)
 	c.checkDelivery(v)
+	c.checkBounces(v)
 	v.oneOf([]string{"log", "level"}, c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf([]string{"log", "format"}, c.Log.Format, "text", "json")
 	return v.errs
@@ -251,6 +252,20 @@ func (c *Config) checkDelivery(v *checker) {
 	// Events must outlive the webhooks' retries (27 h and a half) and the
 	// queue's lifetime, or a retried event would be gone before its last try.
 	v.duration([]string{"retention", "events"}, c.Retention.Events, max(48*time.Hour, c.Delivery.MaxQueueLifetime))
+}
+
+// maxSoftLimit is suppression's cap on the soft bounces one history keeps.
+const maxSoftLimit = 20
+
+func (c *Config) checkBounces(v *checker) {
+	b := c.Bounces
+	// One soft bounce never suppresses: a limit of 1 would make every full
+	// mailbox a hard bounce.
+	if key := []string{"bounces", "soft_limit"}; b.SoftLimit != 0 && (b.SoftLimit < 2 || b.SoftLimit > maxSoftLimit) {
+		v.add(key, "must be 0 (off) or from 2 to %d (got %d)", maxSoftLimit, b.SoftLimit)
+	}
+	v.duration([]string{"bounces", "soft_span"}, b.SoftSpan, 0)
+	v.duration([]string{"bounces", "soft_window"}, b.SoftWindow, max(24*time.Hour, b.SoftSpan))
 }
 
 func (v *checker) oneOf(key []string, got string, allowed ...string) {

@@ -60,8 +60,14 @@ type Data struct {
 	Attempts int    `json:"attempts,omitempty"`
 	// NextAttempt is when a deferred delivery is tried again.
 	NextAttempt *time.Time `json:"next_attempt,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Channel     string     `json:"channel,omitempty"`
+	// Reason is why: a suppression's reason on suppression and
+	// message.suppressed events, the bounce's reason ("user-unknown",
+	// "mailbox-full", ... see docs/bounces.md) on message.bounced.
+	Reason  string `json:"reason,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	// BounceType is "hard" (the address is gone) or "soft" on
+	// message.bounced.
+	BounceType string `json:"bounce_type,omitempty"`
 }
 
 // Recorder writes an event that is not part of another state change.

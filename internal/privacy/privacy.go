@@ -28,8 +28,10 @@ import (
 
 // The stores, as the privacy service needs them.
 type (
+	// Suppressions erases the soft-bounce histories with the entries.
 	Suppressions interface {
 		Everywhere(ctx context.Context, addr string) ([]suppression.Entry, error)
+		SoftBouncesEverywhere(ctx context.Context, addr string) ([]suppression.History, error)
 		Erase(ctx context.Context, addr string) (int, error)
 	}
 	Events interface {
@@ -68,19 +70,24 @@ type Service struct {
 type Export struct {
 	Address      string              `json:"address"`
 	Suppressions []suppression.Entry `json:"suppressions"`
-	Events       []events.Event      `json:"events"`
-	Messages     []queue.RecipientOf `json:"messages"`
-	Files        []string            `json:"files"`
+	// SoftBounces are the address's recent soft bounces, per tenant: the
+	// count towards a suppression (docs/bounces.md).
+	SoftBounces []suppression.History `json:"soft_bounces"`
+	Events      []events.Event        `json:"events"`
+	Messages    []queue.RecipientOf   `json:"messages"`
+	Files       []string              `json:"files"`
 }
 
 // Erasure says what an erasure changed.
 type Erasure struct {
-	Address      string `json:"address"`
-	Suppressions int    `json:"suppressions"`
-	Events       int    `json:"events"`
-	Recipients   int    `json:"recipients"`
-	Other        int    `json:"other_records"`
-	Files        int    `json:"files"`
+	Address string `json:"address"`
+	// Suppressions counts entries cleared and soft-bounce histories
+	// deleted.
+	Suppressions int `json:"suppressions"`
+	Events       int `json:"events"`
+	Recipients   int `json:"recipients"`
+	Other        int `json:"other_records"`
+	Files        int `json:"files"`
 	// HeldPages counts database pages an open read transaction still held,
 	// which the scrub of free pages could not reach: run the erasure again
 	// later (after a long backup or export) to scrub them.
@@ -100,6 +107,9 @@ func (s *Service) Export(ctx context.Context, addr string) (*Export, error) {
 	if x.Suppressions, err = s.Suppressions.Everywhere(ctx, norm); err != nil {
 		return nil, err
 	}
+	if x.SoftBounces, err = s.Suppressions.SoftBouncesEverywhere(ctx, norm); err != nil {
+		return nil, err
+	}
 	if x.Events, err = s.Events.About(ctx, norm); err != nil {
 		return nil, err
 	}
@@ -112,6 +122,7 @@ func (s *Service) Export(ctx context.Context, addr string) (*Export, error) {
 	})
 	// Lists, never null.
 	x.Suppressions, x.Events, x.Messages, x.Files = nonNil(x.Suppressions), nonNil(x.Events), nonNil(x.Messages), nonNil(x.Files)
+	x.SoftBounces = nonNil(x.SoftBounces)
 	return x, err
 }
 

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/suppression"
 	bolt "go.etcd.io/bbolt"
@@ -39,9 +39,11 @@ type BoltStore struct {
 // NewBoltStore returns the queue store kept in db.
 func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
 
-// SuppressHardBounces makes Record add a bounce suppression (every list of
-// the tenant) for each hard bounce, in the transaction that records it.
-// sup must be kept in the same database.
+// SuppressHardBounces makes Record act on bounces in the transaction that
+// records them: a hard bounce adds a bounce suppression (every list of the
+// tenant), a soft one joins the address's soft-bounce history (which
+// suppresses by sup's SoftRule), and a delivery resets that history. sup
+// must be kept in the same database.
 func (s *BoltStore) SuppressHardBounces(sup *suppression.BoltStore) *BoltStore {
 	s.sup = sup
 	return s
@@ -322,26 +324,39 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 			Tenant: m.Tenant, MessageID: m.ID, Recipient: r.Address, List: m.List,
 			Reply: out.Reply, Attempts: r.Attempts, Reason: out.Reason,
 		}}
-		if out.State == Deferred {
+		switch out.State {
+		case Deferred:
 			ev.Data.NextAttempt = &r.NextAttempt
+		case Bounced:
+			ev.Data.Reason, ev.Data.BounceType, ev.Data.Channel = string(out.Bounce.Reason), out.Bounce.Verdict.String(), "smtp"
 		}
 		if err := events.Append(tx, ev); err != nil {
 			return err
 		}
-		if out.State == Bounced && out.HardBounce && s.sup != nil {
-			_, err := s.sup.AddTx(tx, suppression.Entry{
-				Tenant: m.Tenant, Address: r.Address, List: suppression.All, Reason: suppression.Bounce,
-				Channel: "smtp", MessageID: m.ID, Time: out.At,
-			})
-			// An address the suppression list cannot hold (it did pass
-			// RCPT) must not stop the bounce from being recorded.
-			if err != nil && !errors.Is(err, suppression.ErrInvalid) {
-				return err
-			}
-		}
-		return nil
+		return s.followUp(tx, &m, &r, out)
 	})
 	return finished, err
+}
+
+// followUp makes what an outcome means for the address, in its
+// transaction: a remote bounce goes to the suppression list (at once when
+// hard, by repetition when soft), a delivery resets the soft count.
+func (s *BoltStore) followUp(tx *bolt.Tx, m *Message, r *Recipient, out Outcome) error {
+	if s.sup == nil {
+		return nil
+	}
+	switch {
+	case out.State == Delivered:
+		return s.sup.DeliveredTx(tx, m.Tenant, r.Address, m.ID, out.At)
+	case out.State == Bounced && out.Bounce.Remote:
+		_, err := s.sup.BounceTx(tx, suppression.Failure{
+			Tenant: m.Tenant, Address: r.Address, Hard: out.Bounce.Verdict == report.Hard,
+			SoftBounce: suppression.SoftBounce{Time: out.At, MessageID: m.ID, Status: out.Bounce.Status,
+				Reason: string(out.Bounce.Reason), Diagnostic: out.Reply, Channel: "smtp"},
+		})
+		return err
+	}
+	return nil
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) error {

@@ -51,7 +51,7 @@ func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tena
 	if _, _, err := reg.CreateDomain(ctx, "other", "other.test"); err != nil {
 		e.t.Fatal(err)
 	}
-	sup := suppression.NewBoltStore(e.db, []byte("hash key for tests, 32 bytes...."), now)
+	sup := suppression.NewBoltStore(e.db, []byte("hash key for tests, 32 bytes...."), now).WithSoftBounces(testSoftRule)
 	e.store.SuppressHardBounces(sup)
 	e.opts.Tenants, e.opts.Suppressions = reg, sup
 	e.opts.Unsubscribe = Unsubscribe{

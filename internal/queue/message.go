@@ -18,9 +18,15 @@
 //   - no usable signing key or a database error: retried like a 4xx;
 //     Heed never sends unsigned mail for a domain that has a key.
 //   - 2xx: delivered.
-//   - 5xx: bounced at once (RFC 5321 section 4.2.1: permanent).
+//   - 5xx: bounced at once (RFC 5321 section 4.2.1: permanent), with the
+//     reason and verdict internal/report gives the reply. A hard bounce
+//     (the address is gone) suppresses the address for every list of the
+//     tenant; a soft one joins the address's soft-bounce history, which
+//     suppresses when it repeats (suppression.SoftRule). A delivery
+//     resets that history. All in the transaction of the outcome.
 //   - 4xx or no answer: deferred and retried on the schedule of Backoff
-//     until max_queue_lifetime, then bounced.
+//     until max_queue_lifetime, then bounced as expired (soft, and not
+//     counted: the last reply was temporary).
 //
 // Delivery is per recipient with its own VERP envelope sender, so every
 // bounce names exactly one message and recipient. A crash at any instant
@@ -33,6 +39,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/heedmail/heed/internal/report"
 )
 
 // State of one recipient's delivery.
@@ -109,12 +117,24 @@ type Outcome struct {
 	Reply string
 	// Reason is the suppression reason, for Suppressed.
 	Reason string
-	// HardBounce marks a Bounced outcome that says the mailbox does not
-	// exist (or will never take mail): the store suppresses the address
-	// for every list of the tenant in the same transaction.
-	HardBounce  bool
+	// Bounce says why a Bounced outcome failed.
+	Bounce      Bounce
 	NextAttempt time.Time // for Deferred
 	At          time.Time
+}
+
+// Bounce is why a recipient bounced, as internal/report reads the reply
+// (the rules a DSN is read by, so a reply at delivery and a later report
+// agree).
+type Bounce struct {
+	Reason  report.Reason
+	Verdict report.Verdict // Hard or Soft
+	Status  string         // the RFC 3463 code, "" if none
+	// Remote is true when the recipient's server refused this attempt
+	// with a 5xx. Only such a bounce suppresses (Hard) or counts towards
+	// escalation (Soft): an expired message or Heed's own refusal says
+	// nothing about the address.
+	Remote bool
 }
 
 // ErrNotFound is returned for an unknown message.

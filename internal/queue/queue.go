@@ -6,11 +6,14 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/outbound"
+	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -304,22 +307,42 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	return q.decide(msg, rcpt, res), msg, true
 }
 
-// MailboxGone tells a permanent failure that is about the mailbox itself
-// (RFC 3463: 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.6 mailbox moved,
-// 5.1.10 null MX, 5.2.1 mailbox disabled) from one about this message
-// (content, policy, size, a full mailbox): only the first kind is a hard
-// bounce that suppresses the address, whether the reply came during
-// delivery or later in a DSN. A 5xx without an enhanced code says too
-// little to suppress on.
-func MailboxGone(enhanced string) bool {
-	switch enhanced {
-	case "5.1.1", "5.1.2", "5.1.6", "5.1.10", "5.2.1":
-		return true
+// bounceOf reads a 5xx reply received while delivering: its reason and
+// verdict by the rules a DSN is read by (report.Classify, report.Judge),
+// so that "550 5.2.2 mailbox full" is a soft bounce however it arrives and
+// "550 5.1.1 no such user" a hard one.
+func bounceOf(res outbound.Result) Bounce {
+	reason := report.Classify(res.Code, res.Enhanced, res.Text)
+	class := byte('0' + res.Code/100)
+	if res.Enhanced != "" {
+		class = res.Enhanced[0]
 	}
-	return false
+	return Bounce{Reason: reason, Verdict: report.Judge(reason, class), Status: res.Enhanced, Remote: true}
 }
 
-func hardBounce(res outbound.Result) bool { return MailboxGone(res.Enhanced) }
+// localBounce is the Bounce of a failure Heed decided itself (an expired
+// message, a copy it cannot prepare): soft, and not the recipient's
+// server's word.
+func localBounce(reply string) Bounce {
+	code, enhanced, text := splitReply(reply)
+	reason := report.Classify(code, enhanced, text)
+	return Bounce{Reason: reason, Verdict: report.Soft, Status: enhanced}
+}
+
+// splitReply splits "554 5.3.0 text" into its code, enhanced code and
+// text; what is missing is zero.
+func splitReply(reply string) (int, string, string) {
+	code, rest, _ := strings.Cut(reply, " ")
+	n, err := strconv.Atoi(code)
+	if err != nil || len(code) != 3 {
+		return 0, "", reply
+	}
+	enh, text, _ := strings.Cut(rest, " ")
+	if len(enh) < 5 || strings.Count(enh, ".") != 2 || enh[0] != code[0] {
+		return n, "", rest
+	}
+	return n, enh, text
+}
 
 // unprepared decides the outcome of an attempt that stopped before
 // sending: a suppressed recipient is final, a permanent reason bounces,
@@ -332,7 +355,7 @@ func (q *Queue) unprepared(msg *Message, rcpt Recipient, err error) Outcome {
 	case errors.As(err, &se):
 		return Outcome{State: Suppressed, Reply: se.Error(), Reason: string(se.entry.Reason), At: now}
 	case errors.As(err, &pe):
-		return Outcome{State: Bounced, Reply: pe.reply, At: now}
+		return Outcome{State: Bounced, Reply: pe.reply, Bounce: localBounce(pe.reply), At: now}
 	}
 	// The tenant sees the reply (events, the messages API): it gets a
 	// reference, the operator's log gets the reason.
@@ -350,12 +373,13 @@ func (q *Queue) decide(msg *Message, rcpt Recipient, res outbound.Result) Outcom
 		out.State = Delivered
 	case res.Permanent():
 		out.State = Bounced
-		out.HardBounce = hardBounce(res)
+		out.Bounce = bounceOf(res)
 	default:
 		expiry := msg.ReceivedAt.Add(q.o.MaxLifetime)
 		if !now.Before(expiry) {
 			out.State = Bounced
 			out.Reply = "554 5.4.7 delivery time expired; last reply: " + res.String()
+			out.Bounce = Bounce{Reason: report.Expired, Verdict: report.Soft, Status: "5.4.7"}
 			break
 		}
 		out.State = Deferred

@@ -22,7 +22,8 @@ import (
 
 // TestPrivacyErasure: Pat's address is everywhere (delivered mail, mail
 // still queued, a one-click opt-out, a suppression added through the API,
-// webhook attempts whose answers quote it, a report nobody could read);
+// webhook attempts whose answers quote it, a report nobody could read, a
+// soft bounce whose diagnostic quotes it);
 // the export lists it, the erasure removes it: neither the raw database
 // file nor any file under the data directory holds it in clear, and Pat's
 // opt-out still stops marketing.
@@ -65,6 +66,14 @@ func TestPrivacyErasure(t *testing.T) {
 	if err := c.SendMail("", []string{"fbl@bounces.relay.test"}, strings.NewReader("Subject: ???\r\n\r\nabout "+pat+"\r\n")); err != nil {
 		t.Fatal(err)
 	}
+	full := "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n" +
+		"Final-Recipient: rfc822; " + pat + "\r\nAction: failed\r\nStatus: 5.2.2\r\n" +
+		"Diagnostic-Code: smtp; 552 5.2.2 <" + pat + ">: mailbox full\r\n\r\n--b--\r\n"
+	if err := c.SendMail("", []string{got.From}, strings.NewReader(full)); err != nil {
+		t.Fatal(err)
+	}
 	c.Close()
 	// Every event so far reached the endpoint (and its echo is recorded).
 	var evs struct{ Events []any }
@@ -92,11 +101,19 @@ func TestPrivacyErasure(t *testing.T) {
 		Messages     []struct {
 			MessageID string `json:"message_id"`
 		}
-		Files []string
+		Files       []string
+		SoftBounces []struct {
+			Tenant  string
+			Bounces []struct{ Reason, Diagnostic string }
+		} `json:"soft_bounces"`
 	}
 	e.api("GET", "/api/v1/privacy/"+pat, nil, http.StatusOK, &x)
 	if x.Address != pat || len(x.Suppressions) != 2 || len(x.Messages) != 2 || len(x.Files) != 1 || len(x.Events) < 5 {
 		t.Fatalf("export: %+v", x)
+	}
+	if len(x.SoftBounces) != 1 || x.SoftBounces[0].Tenant != "acme" || len(x.SoftBounces[0].Bounces) != 1 ||
+		x.SoftBounces[0].Bounces[0].Reason != "mailbox-full" || !strings.Contains(x.SoftBounces[0].Bounces[0].Diagnostic, pat) {
+		t.Errorf("export of the soft bounces: %+v", x.SoftBounces)
 	}
 	var er map[string]any
 	e.api("DELETE", "/api/v1/privacy/"+pat, nil, http.StatusOK, &er)

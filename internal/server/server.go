@@ -201,7 +201,9 @@ func (r *Relay) build() error {
 	if err != nil {
 		return err
 	}
-	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now)
+	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
+		Limit: cfg.Bounces.SoftLimit, Span: cfg.Bounces.SoftSpan, Window: cfg.Bounces.SoftWindow,
+	})
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}
 	in := cfg.SMTP.Inbound
 	r.unread = unread.New(unread.Options{
@@ -290,14 +292,16 @@ const retentionEvery = time.Hour
 
 // retain deletes, at start and every hour until ctx ends, the events,
 // finished messages' records and finished webhook deliveries older than
-// retention.events, and the unread reports older than
-// smtp.inbound.unread_reports_retention.
+// retention.events, the unread reports older than
+// smtp.inbound.unread_reports_retention, and the soft-bounce histories
+// untouched for bounces.soft_window.
 func (r *Relay) retain(ctx context.Context) {
 	t := time.NewTicker(retentionEvery)
 	defer t.Stop()
 	for {
 		r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
 		r.purgeUnread()
+		r.purgeSoftBounces(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -336,6 +340,19 @@ func (r *Relay) purgeUnread() {
 	if n > 0 {
 		r.log.Info("heed: retention deleted old unread reports", "count", n,
 			"retention", r.cfg.SMTP.Inbound.UnreadReportsRetention.String())
+	}
+}
+
+// purgeSoftBounces runs one retention pass over the soft-bounce
+// histories, which have their own period (bounces.soft_window).
+func (r *Relay) purgeSoftBounces(ctx context.Context) {
+	n, err := r.suppressions.PurgeSoftBounces(ctx, time.Now())
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("heed: retention", "what", "soft bounce histories", "err", err)
+	}
+	if n > 0 {
+		r.log.Info("heed: retention deleted old soft bounce histories", "count", n,
+			"window", r.cfg.Bounces.SoftWindow.String())
 	}
 }
 

@@ -39,6 +39,9 @@ var (
 	BucketBodies       = []byte("bodies")
 	// BucketSuppressions holds suppression entries (package suppression).
 	BucketSuppressions = []byte("suppressions")
+	// BucketSoftBounces holds each address's recent soft bounces, the
+	// evidence that escalates to a suppression (package suppression).
+	BucketSoftBounces = []byte("soft_bounces")
 	// BucketDKIMKeys holds the DKIM keys of sending domains.
 	BucketDKIMKeys = []byte("dkim_keys")
 	// BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule
@@ -58,7 +61,7 @@ var allBuckets = [][]byte{
 	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
 	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
 	BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule, BucketWebhookDead,
-	BucketAudit,
+	BucketAudit, BucketSoftBounces,
 }
 
 // SchemaVersion is the layout this code reads and writes. 2: suppression

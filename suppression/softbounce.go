@@ -1,0 +1,352 @@
+package suppression
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/store"
+)
+
+// Soft bounces escalate only by repetition. One soft bounce (a full
+// mailbox, a disabled account, a block, a filter: the address may take
+// mail again) never suppresses; an address that keeps bouncing softly,
+// SoftRule.Limit final failures of distinct messages whose first and last
+// are at least SoftRule.Span apart with no delivery between, is suppressed
+// with reason Bounce, the entry's Evidence listing the bounces.
+//
+// The history is kept per tenant and address (not per list: a full
+// mailbox is full for every list), in store.BucketSoftBounces:
+//
+//	key   tenant 0x00 HMAC-SHA256(key, normalised address)[:16]
+//	value JSON of softHistory
+//
+// like the suppression entries' keys, so the address is never a key. The
+// value's diagnostics may quote the address: an erasure deletes the whole
+// history (forgetting it only delays an escalation).
+//
+// A delivery resets the count, but lazily: it marks the history with its
+// message (Delivered), and the next bounce clears the earlier ones unless
+// it is a bounce of that very message. A remote server that accepts mail
+// and bounces it minutes later (a DSN after a 250) has not delivered it,
+// and clearing at the 250 would keep such an address from ever escalating.
+
+// maxEvidence bounds the bounces one history (and one entry's Evidence)
+// holds; SoftRule.Limit is at most this.
+const maxEvidence = 20
+
+// maxDiagnostic bounds one bounce's diagnostic text, in bytes.
+const maxDiagnostic = 300
+
+// SoftBounce is one final failure, with a soft verdict, of one message to
+// one address: the evidence an escalation lists.
+type SoftBounce struct {
+	Time      time.Time `json:"time"`
+	MessageID string    `json:"message_id"`
+	// Status is the RFC 3463 enhanced status code, "" when none was given.
+	Status string `json:"status,omitempty"`
+	// Reason is the reason internal/report gave the failure
+	// ("mailbox-full", "suspended", ...).
+	Reason string `json:"reason"`
+	// Diagnostic is the remote server's reply, cut to 300 bytes.
+	Diagnostic string `json:"diagnostic,omitempty"`
+	// Channel is where the failure was seen: "smtp" (a reply while Heed
+	// delivered) or "dsn" (a delivery status notification).
+	Channel string `json:"channel"`
+}
+
+// SoftRule is when soft bounces escalate (config bounces.*).
+type SoftRule struct {
+	// Limit is how many soft bounces suppress; 0 turns escalation off and
+	// nothing is recorded.
+	Limit int
+	// Span is how far apart the first and the last of them must be at
+	// least, so that a burst (a mailbox full for an hour) does not count
+	// as a pattern.
+	Span time.Duration
+	// Window is how long a soft bounce counts: older ones are dropped, and
+	// a history with none newer is deleted by PurgeSoftBounces.
+	Window time.Duration
+}
+
+// Failure is a final failure to deliver one message to one address: Hard
+// (the address is gone: suppress at once) or soft (record it, and
+// suppress when the SoftRule says so).
+type Failure struct {
+	Tenant  string
+	Address string
+	Hard    bool
+	SoftBounce
+}
+
+// History is an address's soft bounces in one tenant, for a privacy
+// export.
+type History struct {
+	Tenant  string       `json:"tenant"`
+	Bounces []SoftBounce `json:"bounces"`
+	// Delivered is the message last delivered to the address since its
+	// last bounce, if any.
+	Delivered string    `json:"delivered,omitempty"`
+	Updated   time.Time `json:"updated_at"`
+}
+
+// softHistory is the stored value.
+type softHistory struct {
+	Bounces   []SoftBounce `json:"b,omitempty"`
+	Delivered string       `json:"d,omitempty"`
+	Updated   time.Time    `json:"u"`
+}
+
+// WithSoftBounces makes the store record soft bounces and escalate them by
+// r (Bounce, BounceTx); without it soft bounces change nothing. Call it
+// before the store is shared.
+func (s *BoltStore) WithSoftBounces(r SoftRule) *BoltStore {
+	s.soft = r
+	return s
+}
+
+// Bounce records b, and ev (the bounce's event; nil for none), in one
+// transaction: see BounceTx.
+func (s *BoltStore) Bounce(ctx context.Context, b Failure, ev *events.Event) (suppressed bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		suppressed = false // fn may run more than once
+		if ev != nil {
+			if err := events.Append(tx, ev); err != nil {
+				return err
+			}
+		}
+		var err error
+		suppressed, err = s.BounceTx(tx, b)
+		return err
+	})
+	return suppressed, err
+}
+
+// BounceTx records b inside a transaction of the same database that the
+// caller commits with the bounce's own state change and event. A hard
+// bounce adds a Bounce entry (every list) at once. A soft one joins the
+// address's history and, when the history meets the SoftRule, adds a
+// Bounce entry whose Evidence lists it and deletes the history; it
+// reports whether an entry was created. An address the list cannot hold
+// is no error: the bounce itself must still be recorded.
+func (s *BoltStore) BounceTx(tx *bolt.Tx, b Failure) (bool, error) {
+	e := Entry{Tenant: b.Tenant, Address: b.Address, List: All, Reason: Bounce, Channel: b.Channel,
+		MessageID: b.MessageID, Time: b.Time}
+	if !b.Hard {
+		if !s.soft.enabled() {
+			return false, nil
+		}
+		evidence, err := s.softBounce(tx, b)
+		if err != nil || evidence == nil {
+			return false, ignoreInvalid(err)
+		}
+		e.Evidence = &evidence
+	}
+	created, err := s.AddTx(tx, e)
+	return created, ignoreInvalid(err)
+}
+
+func ignoreInvalid(err error) error {
+	if errors.Is(err, ErrInvalid) {
+		return nil
+	}
+	return err
+}
+
+func (r SoftRule) enabled() bool { return r.Limit > 0 }
+
+// softBounce adds b to its address's history and returns the bounces that
+// escalate (the history is deleted then), or nil.
+func (s *BoltStore) softBounce(tx *bolt.Tx, b Failure) ([]SoftBounce, error) {
+	k, err := s.historyKey(b.Tenant, b.Address)
+	if err != nil {
+		return nil, err
+	}
+	bk := tx.Bucket(store.BucketSoftBounces)
+	h, err := readHistory(bk, k)
+	if err != nil {
+		return nil, err
+	}
+	if h.Delivered != "" && h.Delivered != b.MessageID {
+		h.Bounces = nil // another message got through since
+	}
+	h.Delivered = ""
+	cutoff := b.Time.Add(-s.soft.Window)
+	kept := h.Bounces[:0]
+	for _, o := range h.Bounces {
+		if o.Time.Before(cutoff) {
+			continue
+		}
+		if o.MessageID == b.MessageID {
+			// A second report of one message (a resent or replayed
+			// DSN) is not a second bounce, and changes nothing (kept
+			// shares h.Bounces' array: h is not to be written now).
+			return nil, nil
+		}
+		kept = append(kept, o)
+	}
+	if len(kept) == maxEvidence {
+		// Keep the first: it dates the pattern.
+		kept = append(kept[:1], kept[2:]...)
+	}
+	if len(b.Diagnostic) > maxDiagnostic {
+		b.Diagnostic = b.Diagnostic[:maxDiagnostic]
+	}
+	h.Bounces = append(kept, b.SoftBounce)
+	first, last := h.Bounces[0].Time, h.Bounces[len(h.Bounces)-1].Time
+	if len(h.Bounces) >= s.soft.Limit && last.Sub(first) >= s.soft.Span {
+		return h.Bounces, bk.Delete(k)
+	}
+	return nil, putHistory(bk, k, h, b.Time)
+}
+
+// DeliveredTx notes, in the transaction that records the delivery of
+// message to addr, that the address took mail: the next soft bounce of
+// another message starts a new count. It writes nothing for an address
+// with no history, which is nearly every delivery.
+func (s *BoltStore) DeliveredTx(tx *bolt.Tx, tenantID, addr, message string, at time.Time) error {
+	if !s.soft.enabled() {
+		return nil
+	}
+	k, err := s.historyKey(tenantID, addr)
+	if err != nil {
+		return ignoreInvalid(err)
+	}
+	bk := tx.Bucket(store.BucketSoftBounces)
+	if bk.Get(k) == nil {
+		return nil
+	}
+	h, err := readHistory(bk, k)
+	if err != nil {
+		return err
+	}
+	if h.Delivered != "" {
+		h.Bounces = nil // two deliveries: the first one stood
+	}
+	h.Delivered = message
+	return putHistory(bk, k, h, at)
+}
+
+func (s *BoltStore) historyKey(tenantID, addr string) ([]byte, error) {
+	if err := checkTenantRead(tenantID); err != nil {
+		return nil, err
+	}
+	norm, err := Normalize(addr)
+	if err != nil {
+		return nil, err
+	}
+	return s.addrKey(tenantID, norm, ""), nil
+}
+
+func readHistory(b *bolt.Bucket, k []byte) (softHistory, error) {
+	var h softHistory
+	v := b.Get(k)
+	if v == nil {
+		return h, nil
+	}
+	if err := json.Unmarshal(v, &h); err != nil {
+		return h, fmt.Errorf("soft bounce history %x: %w", k, err)
+	}
+	return h, nil
+}
+
+func putHistory(b *bolt.Bucket, k []byte, h softHistory, at time.Time) error {
+	if at.After(h.Updated) {
+		h.Updated = at
+	}
+	v, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, v)
+}
+
+// SoftBounces returns tenant's soft-bounce history of addr (nil when it
+// has none).
+func (s *BoltStore) SoftBounces(ctx context.Context, tenantID, addr string) (*History, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k, err := s.historyKey(tenantID, addr)
+	if err != nil {
+		return nil, err
+	}
+	var out *History
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(store.BucketSoftBounces)
+		if b.Get(k) == nil {
+			return nil
+		}
+		h, err := readHistory(b, k)
+		out = &History{Tenant: tenantID, Bounces: h.Bounces, Delivered: h.Delivered, Updated: h.Updated}
+		return err
+	})
+	return out, err
+}
+
+// SoftBouncesEverywhere returns addr's soft-bounce histories in every
+// tenant (a privacy export).
+func (s *BoltStore) SoftBouncesEverywhere(ctx context.Context, addr string) ([]History, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	norm, err := Normalize(addr)
+	if err != nil {
+		return nil, err
+	}
+	var out []History
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return s.forEachTenantOf(tx.Bucket(store.BucketSoftBounces).Cursor(), norm, func(tenant string, k, v []byte) error {
+			var h softHistory
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("soft bounce history %x: %w", k, err)
+			}
+			out = append(out, History{Tenant: tenant, Bounces: h.Bounces, Delivered: h.Delivered, Updated: h.Updated})
+			return nil
+		})
+	})
+	return out, err
+}
+
+// eraseSoftBounces deletes norm's histories in every tenant, in tx, and
+// returns how many.
+func (s *BoltStore) eraseSoftBounces(tx *bolt.Tx, norm string) (int, error) {
+	b := tx.Bucket(store.BucketSoftBounces)
+	var keys [][]byte
+	err := s.forEachTenantOf(b.Cursor(), norm, func(_ string, k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// PurgeSoftBounces deletes the histories with no bounce and no delivery
+// for longer than the SoftRule's Window before now, and returns how many
+// (the retention job).
+func (s *BoltStore) PurgeSoftBounces(ctx context.Context, now time.Time) (int, error) {
+	cutoff := now.Add(-s.soft.Window)
+	return s.db.Sweep(ctx, store.BucketSoftBounces, 1000, func(_ *bolt.Tx, k, v []byte) (bool, bool, error) {
+		var h softHistory
+		if err := json.Unmarshal(v, &h); err != nil {
+			return false, false, fmt.Errorf("soft bounce history %x: %w", k, err)
+		}
+		return h.Updated.Before(cutoff), false, nil
+	})
+}
