@@ -50,7 +50,7 @@ func startDSN(t *testing.T) *dsnEnv {
 // message records a message to rcpt accepted now, as the queue would.
 func (e *dsnEnv) message(rcpt string) *queue.Message {
 	e.t.Helper()
-	now := e.in.clock.now()
+	now := e.in.clock.Now()
 	m := &queue.Message{ID: ids.New(now), Tenant: "acme", List: "news", From: "app@acme.test", ReceivedAt: now,
 		Recipients: []queue.Recipient{{Index: 0, Address: rcpt}}}
 	if err := e.qs.Add(context.Background(), m); err != nil {
@@ -63,7 +63,7 @@ func (e *dsnEnv) message(rcpt string) *queue.Message {
 func (e *dsnEnv) delivered(m *queue.Message) {
 	e.t.Helper()
 	job := queue.Job{MessageID: m.ID, Index: 0, Domain: "example.net", Due: m.ReceivedAt}
-	out := queue.Outcome{State: queue.Delivered, Reply: "250 2.0.0 ok", At: e.in.clock.now()}
+	out := queue.Outcome{State: queue.Delivered, Reply: "250 2.0.0 ok", At: e.in.clock.Now()}
 	if _, err := e.qs.Record(context.Background(), job, out); err != nil {
 		e.t.Fatal(err)
 	}
@@ -114,14 +114,14 @@ func TestSoftBounceReportsEscalate(t *testing.T) {
 	e := startDSN(t)
 	var ms []*queue.Message
 	for i, step := range []time.Duration{0, 36 * time.Hour, 36 * time.Hour} {
-		e.in.clock.advance(step)
+		e.in.clock.Add(step)
 		m := e.message("pat@example.net")
 		ms = append(ms, m)
 		e.report(m, "5.2.2", fullDiag)
 		if i == 0 {
-			e.in.clock.advance(time.Hour)
+			e.in.clock.Add(time.Hour)
 			e.report(m, "5.2.2", fullDiag) // a resent report
-			e.in.clock.advance(-time.Hour)
+			e.in.clock.Add(-time.Hour)
 		}
 		if n := len(e.entries("pat@example.net")); i < 2 && n != 0 {
 			t.Fatalf("suppressed after %d soft bounce(s)", i+1)
@@ -169,7 +169,7 @@ func TestSoftBounceReportsWithinSpan(t *testing.T) {
 	e := startDSN(t)
 	for range 3 {
 		e.report(e.message("pat@example.net"), "5.2.2", fullDiag)
-		e.in.clock.advance(20 * time.Minute)
+		e.in.clock.Add(20 * time.Minute)
 	}
 	if es := e.entries("pat@example.net"); len(es) != 0 {
 		t.Fatalf("three soft bounces within an hour suppressed: %+v", es)
@@ -182,11 +182,11 @@ func TestSoftBounceReportsWithinSpan(t *testing.T) {
 func TestSoftBounceReportsAndDeliveries(t *testing.T) {
 	e := startDSN(t)
 	e.report(e.message("pat@example.net"), "5.2.2", fullDiag)
-	e.in.clock.advance(36 * time.Hour)
+	e.in.clock.Add(36 * time.Hour)
 	e.report(e.message("pat@example.net"), "5.2.2", fullDiag)
-	e.in.clock.advance(time.Hour)
+	e.in.clock.Add(time.Hour)
 	e.delivered(e.message("pat@example.net"))
-	e.in.clock.advance(35 * time.Hour)
+	e.in.clock.Add(35 * time.Hour)
 	e.report(e.message("pat@example.net"), "5.2.2", fullDiag)
 	if es := e.entries("pat@example.net"); len(es) != 0 {
 		t.Fatalf("a delivery between did not reset the count: %+v", es)
@@ -199,7 +199,7 @@ func TestSoftBounceReportsAndDeliveries(t *testing.T) {
 		if es := e.entries("sam@example.net"); i < 2 && len(es) != 0 {
 			t.Fatalf("suppressed after %d soft bounce(s)", i+1)
 		}
-		e.in.clock.advance(36 * time.Hour)
+		e.in.clock.Add(36 * time.Hour)
 	}
 	if es := e.entries("sam@example.net"); len(es) != 1 || es[0].Evidence == nil || len(*es[0].Evidence) != 3 {
 		t.Fatalf("three messages taken and then bounced over 72h: %+v, want a bounce entry listing them", es)
