@@ -13,9 +13,11 @@ import (
 	"github.com/heedmail/heed/suppression"
 )
 
-// handleReport turns a report to the return path into suppressions: a
-// permanent failure of the recipient the VERP address names is a bounce
-// (every list of the tenant), an ARF report a complaint. A report Heed
+// handleReport turns a report to the return path into suppressions and
+// events: a hard bounce of the recipient the VERP address names
+// suppresses it on every list of the tenant, a soft one counts towards
+// the repetition rule (docs/bounces.md), an ARF complaint suppresses the
+// complainant. A report Heed
 // cannot read, that names no message Heed knows, that is feedback rather
 // than a complaint, or a delivery report that says nothing Heed can act
 // on, is kept for the operator (see held); it is accepted all the same,
