@@ -67,8 +67,16 @@ var allBuckets = [][]byte{
 // SchemaVersion is the layout this code reads and writes. 2: suppression
 // keys carry the reason and addresses are NFC-normalised (a database of
 // version 1 is refused: Heed had no releases then, so there is no
-// migration).
-const SchemaVersion = 2
+// migration). 3: the soft_bounces bucket, and suppression entries that
+// may be written in their second encoding (with evidence); a version 2
+// database is upgraded in place at open, since version 3 only adds, and
+// a build that knows only version 2 then refuses the file instead of
+// misreading an entry.
+const SchemaVersion = 3
+
+// upgradable are the older versions Open upgrades in place: each differs
+// from SchemaVersion only by what initSchema creates.
+var upgradable = map[byte]bool{2: true}
 
 var keySchema = []byte("schema_version")
 
@@ -144,6 +152,8 @@ func initSchema(tx *bolt.Tx) error {
 		return meta.Put(keySchema, []byte{SchemaVersion})
 	case len(v) != 1 || v[0] > SchemaVersion:
 		return fmt.Errorf("database schema version %v is newer than this heed understands (%d)", v, SchemaVersion)
+	case upgradable[v[0]]:
+		return meta.Put(keySchema, []byte{SchemaVersion})
 	case v[0] < SchemaVersion:
 		return fmt.Errorf("database schema version %d was written by a development build of heed and cannot be read by this one (%d); "+
 			"move the data directory aside and start afresh", v[0], SchemaVersion)

@@ -84,10 +84,39 @@ func TestOpenLockedAndNewerSchema(t *testing.T) {
 // open with what to do, not misread later.
 func TestOlderSchemaRefused(t *testing.T) {
 	db := open(t)
-	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(BucketMeta).Put(keySchema, []byte{SchemaVersion - 1}) })
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(BucketMeta).Put(keySchema, []byte{1}) })
 	path := db.Path()
 	db.Close()
 	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "start afresh") {
 		t.Errorf("an older schema: %v", err)
 	}
+}
+
+// TestSchemaUpgradedInPlace: a version 2 database (before soft_bounces)
+// opens, gains the bucket and is marked version 3, so a build that knows
+// only version 2 refuses it from then on.
+func TestSchemaUpgradedInPlace(t *testing.T) {
+	db := open(t)
+	db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(BucketSoftBounces); err != nil {
+			return err
+		}
+		return tx.Bucket(BucketMeta).Put(keySchema, []byte{2})
+	})
+	path := db.Path()
+	db.Close()
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("a version 2 database: %v", err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(BucketMeta).Get(keySchema); len(v) != 1 || v[0] != SchemaVersion {
+			t.Errorf("schema version after the upgrade: %v, want %d", v, SchemaVersion)
+		}
+		if tx.Bucket(BucketSoftBounces) == nil {
+			t.Error("no soft_bounces bucket after the upgrade")
+		}
+		return nil
+	})
 }
