@@ -21,7 +21,8 @@
 //
 // The server is a child of the test binary and gets SIGQUIT (an immediate
 // shutdown) when the binary dies, so a panic or a -timeout leaves no
-// postgres process behind; only the temporary directory stays then.
+// postgres process behind; only the temporary directory stays then, and
+// the next test binary's Main removes it.
 package pgtest
 
 import (
@@ -30,7 +31,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +58,7 @@ var (
 // removes its directory. Call it from TestMain; it does not return.
 func Main(m *testing.M) {
 	mainCalled = true
+	sweepStale(os.TempDir(), time.Now())
 	code := m.Run()
 	liveMu.Lock()
 	for c := range live {
@@ -62,6 +66,29 @@ func Main(m *testing.M) {
 	}
 	liveMu.Unlock()
 	os.Exit(code)
+}
+
+// staleAfter is how old a cluster directory without a running server
+// must be before sweepStale removes it: a younger one may be a cluster
+// another test binary is creating.
+const staleAfter = 10 * time.Minute
+
+// sweepStale removes the directories of clusters whose test binary died
+// without clean-up (the server went with it, the directory stayed): no
+// postmaster.pid, which a running server keeps and a stopped one removes,
+// and not modified for staleAfter.
+func sweepStale(tmp string, now time.Time) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "heed-pgtest-*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.IsDir() || now.Sub(fi.ModTime()) < staleAfter {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "data", "postmaster.pid")); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // require fails or skips t for err: a missing installation is a skip

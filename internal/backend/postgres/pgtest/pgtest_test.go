@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -174,4 +175,36 @@ func alive(pid int) bool {
 func waitABit() {
 	t := time.NewTimer(20 * time.Millisecond)
 	<-t.C
+}
+
+// TestSweepStale: what a binary that died left behind is removed; a
+// running cluster's directory, and one being created, are not.
+func TestSweepStale(t *testing.T) {
+	tmp := t.TempDir()
+	mk := func(name string, pid bool) string {
+		d := filepath.Join(tmp, name)
+		if err := os.MkdirAll(filepath.Join(d, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if pid {
+			if err := os.WriteFile(filepath.Join(d, "data", "postmaster.pid"), []byte("1\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	left, running, fresh := mk("heed-pgtest-1", false), mk("heed-pgtest-2", true), mk("heed-pgtest-3", false)
+	other := mk("someone-else", false)
+	old := time.Now().Add(-time.Hour)
+	for _, d := range []string{left, running, other} {
+		if err := os.Chtimes(d, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweepStale(tmp, time.Now())
+	for d, want := range map[string]bool{left: false, running: true, fresh: true, other: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(d), err == nil, want)
+		}
+	}
 }
