@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -115,7 +114,9 @@ func TestAdminSlowClientsCut(t *testing.T) {
 
 // TestAdminBodyLimits: a JSON body declared over the limit is refused with
 // 413 problem+json before it is sent; a CSV import larger than that limit
-// still goes through.
+// still goes through. (A body of unknown length that grows past the limit
+// is cut by each handler's own reader, decodeJSON's and the import's,
+// whose 413s the admin package's tests hold.)
 func TestAdminBodyLimits(t *testing.T) {
 	e := adminRelay(t, 10)
 	e.api("POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"}, http.StatusCreated, nil)
@@ -131,21 +132,6 @@ func TestAdminBodyLimits(t *testing.T) {
 		t.Errorf("a body declared over the limit: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 
-	// A body sent over the limit, of unknown length.
-	big := `{"reason":"` + strings.Repeat("x", 2<<20) + `"}`
-	req, _ := http.NewRequest("PUT", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/pat@example.net", io.MultiReader(strings.NewReader(big)))
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Logf("chunked body over the limit: %v", err) // the server may close before the client has sent it all
-	} else if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge {
-			t.Errorf("chunked body over the limit: %d", resp.StatusCode)
-		}
-	}
-
 	var csv strings.Builder
 	csv.WriteString("address,list,reason\n")
 	rows := 0
@@ -153,7 +139,7 @@ func TestAdminBodyLimits(t *testing.T) {
 		fmt.Fprintf(&csv, "reader-%07d@example.net,*,manual\n", rows)
 		rows++
 	}
-	req, _ = http.NewRequest("POST", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/import", strings.NewReader(csv.String()))
+	req, _ := http.NewRequest("POST", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/import", strings.NewReader(csv.String()))
 	req.Header.Set("Authorization", "Bearer "+e.token)
 	req.Header.Set("Content-Type", "text/csv")
 	resp, err = http.DefaultClient.Do(req)
