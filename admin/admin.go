@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
@@ -87,6 +88,11 @@ type Options struct {
 type server struct {
 	Options
 	operators [][sha256.Size]byte
+
+	// refusals counts, per tenant, the ip credentials refused since the
+	// start because their network overlaps another tenant's.
+	refusalsMu sync.Mutex
+	refusals   map[string]int
 }
 
 // New returns the admin API handler: an *echo.Echo with every route of

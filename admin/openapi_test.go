@@ -472,7 +472,8 @@ func TestOpenAPISchemasMatchGo(t *testing.T) {
 }
 
 // TestOpenAPICredentialLimits: the document tells a client about the 422
-// for a network too broad, and the limits themselves.
+// for a network too broad, not public or one too many, and the limits
+// themselves.
 func TestOpenAPICredentialLimits(t *testing.T) {
 	d := loadOpenAPI(t)
 	op := d.Paths["/api/v1/tenants/{tenant}/credentials"]["post"]
@@ -480,7 +481,8 @@ func TestOpenAPICredentialLimits(t *testing.T) {
 	if err := json.Unmarshal(op.Responses["422"], &resp); err != nil || resp.Ref != "#/components/responses/Unprocessable" {
 		t.Errorf("createCredential's 422: %s, %v", op.Responses["422"], err)
 	}
-	for _, limit := range []string{"/24", "/56", "/8", "/32", "host bits"} {
+	for _, limit := range []string{"/24", "/56", "/8", "/32", "host bits", "RFC 1918", "loopback",
+		fmt.Sprintf("already has %d ip credentials", tenant.MaxTenantIPCredentials)} {
 		if !strings.Contains(op.Description, limit) {
 			t.Errorf("createCredential's description does not say %q", limit)
 		}

@@ -267,13 +267,19 @@ func changes(method string) bool {
 // written: a record that cannot be stored is logged with everything it
 // would have held.
 func (s *server) audit(c echo.Context, who principal) {
+	s.auditStatus(c, who, c.Response().Status)
+}
+
+// auditStatus records the request with status, for a handler that keeps
+// a record of what it refuses before the refusal is written.
+func (s *server) auditStatus(c echo.Context, who principal, status int) {
 	if s.Audit == nil {
 		return
 	}
 	r := &AuditRecord{
 		Time: s.now(), Actor: who.actor, Tenant: c.Param("tenant"),
 		Action: c.Request().Method + " " + c.Path(), Target: auditTarget(c),
-		Status: c.Response().Status, RemoteIP: remoteIP(c),
+		Status: status, RemoteIP: remoteIP(c),
 	}
 	if err := s.Audit.Append(context.WithoutCancel(c.Request().Context()), r); err != nil {
 		s.Logger.Error("admin: the audit record of a change could not be stored", "err", err,

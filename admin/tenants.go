@@ -216,16 +216,45 @@ func (s *server) createCredential(c echo.Context, t tenant.Tenant) error {
 	} else {
 		cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, req.DefaultList)
 	}
-	if errors.Is(err, tenant.ErrExists) {
+	switch {
+	case errors.Is(err, tenant.ErrTooManyNetworks):
+		return unprocessable("tenant %q already has the %d ip credentials a tenant's API key may register at most; "+
+			"delete one it no longer needs, or ask the operator", t.ID, tenant.MaxTenantIPCredentials)
+	case errors.Is(err, tenant.ErrExists):
+		s.overlapRefused(c, t, req.CIDR)
 		return conflict("%s", strings.TrimPrefix(err.Error(), tenant.ErrExists.Error()+": "))
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	v := viewCredential(cr)
 	v.Password = password
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSON(http.StatusCreated, v)
+}
+
+// overlapRefused logs and audits an ip credential refused because its
+// network overlaps another tenant's. The 409 names neither, but whether
+// a network is taken is itself an answer: by halving a refused network, a
+// key holder finds another tenant's exact network in a few requests.
+// Exclusive networks cannot help answering that; what an operator can do
+// is see it, so each refusal is logged with the network asked for and a
+// count of the tenant's refusals since the start, and is kept in the audit
+// log with its 409, though nothing changed.
+func (s *server) overlapRefused(c echo.Context, t tenant.Tenant, cidr string) {
+	if p, err := tenant.ParseNetwork(cidr); err == nil {
+		cidr = p.String()
+	}
+	s.refusalsMu.Lock()
+	if s.refusals == nil {
+		s.refusals = map[string]int{}
+	}
+	s.refusals[t.ID]++
+	n := s.refusals[t.ID]
+	s.refusalsMu.Unlock()
+	who := whoIs(c)
+	s.Logger.Warn("admin: ip credential refused: the network overlaps another tenant's",
+		"tenant", t.ID, "cidr", cidr, "actor", who.actor, "remote", remoteIP(c), "refusals", n)
+	s.auditStatus(c, who, http.StatusConflict)
 }
 
 func (s *server) listCredentials(c echo.Context, t tenant.Tenant) error {

@@ -17,14 +17,25 @@ import (
 // instead, which would cut those off). The request headers are bounded by
 // http.Server's ReadHeaderTimeout, the wait between requests by its
 // IdleTimeout.
+//
+// Only a request with a body gets a read deadline, and only until the
+// body's end. Once there is nothing more to read, net/http reads the
+// connection in the background to notice a client that goes away, with
+// no deadline; a deadline set then would expire under that read, which
+// net/http takes for the client gone and cancels the request's context:
+// a long export would be cut off mid-stream, an erasure stopped half done.
+// A body's end starts that background read, and net/http clears the
+// deadline itself.
 func Deadlines(h http.Handler, read, write time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		// Set at once: a handler that waits for a body that never comes,
-		// or writes nothing for a while, is bounded too.
-		rc.SetReadDeadline(time.Now().Add(read))
+		// Set at once: a handler that writes nothing for a while is
+		// bounded too.
 		rc.SetWriteDeadline(time.Now().Add(write))
 		if r.Body != nil && r.Body != http.NoBody {
+			// Set at once too, so a handler that waits for a body
+			// that never comes is bounded.
+			rc.SetReadDeadline(time.Now().Add(read))
 			// On a copy: net/http inspects the original's body after the
 			// handler to decide whether to drain it or close the
 			// connection, and must find its own there.
@@ -37,15 +48,27 @@ func Deadlines(h http.Handler, read, write time.Duration) http.Handler {
 	})
 }
 
+// progressReader extends the read deadline before each read of the body,
+// until the body has ended: from then on the connection is net/http's
+// background read's (see Deadlines), and a read after the end, which
+// returns at once, must not set a deadline under it.
 type progressReader struct {
 	io.ReadCloser
-	rc *http.ResponseController
-	d  time.Duration
+	rc  *http.ResponseController
+	d   time.Duration
+	end bool
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
+	if p.end {
+		return 0, io.EOF
+	}
 	p.rc.SetReadDeadline(time.Now().Add(p.d))
-	return p.ReadCloser.Read(b)
+	n, err := p.ReadCloser.Read(b)
+	if err == io.EOF {
+		p.end = true
+	}
+	return n, err
 }
 
 // progressWriter extends the write deadline before each write. Flush and

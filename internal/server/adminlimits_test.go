@@ -2,12 +2,12 @@ package server
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +114,9 @@ func TestAdminSlowClientsCut(t *testing.T) {
 
 // TestAdminBodyLimits: a JSON body declared over the limit is refused with
 // 413 problem+json before it is sent; a CSV import larger than that limit
-// still goes through.
+// still goes through. (A body of unknown length that grows past the limit
+// is cut by each handler's own reader, decodeJSON's and the import's,
+// whose 413s the admin package's tests hold.)
 func TestAdminBodyLimits(t *testing.T) {
 	e := adminRelay(t, 10)
 	e.api("POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"}, http.StatusCreated, nil)
@@ -130,21 +132,6 @@ func TestAdminBodyLimits(t *testing.T) {
 		t.Errorf("a body declared over the limit: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 
-	// A body sent over the limit, of unknown length.
-	big := `{"reason":"` + strings.Repeat("x", 2<<20) + `"}`
-	req, _ := http.NewRequest("PUT", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/pat@example.net", io.MultiReader(strings.NewReader(big)))
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Logf("chunked body over the limit: %v", err) // the server may close before the client has sent it all
-	} else if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge {
-			t.Errorf("chunked body over the limit: %d", resp.StatusCode)
-		}
-	}
-
 	var csv strings.Builder
 	csv.WriteString("address,list,reason\n")
 	rows := 0
@@ -152,7 +139,7 @@ func TestAdminBodyLimits(t *testing.T) {
 		fmt.Fprintf(&csv, "reader-%07d@example.net,*,manual\n", rows)
 		rows++
 	}
-	req, _ = http.NewRequest("POST", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/import", strings.NewReader(csv.String()))
+	req, _ := http.NewRequest("POST", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/import", strings.NewReader(csv.String()))
 	req.Header.Set("Authorization", "Bearer "+e.token)
 	req.Header.Set("Content-Type", "text/csv")
 	resp, err = http.DefaultClient.Do(req)
@@ -225,4 +212,66 @@ func holdConnectionCap(t *testing.T, addr, path string) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 	}
+}
+
+// TestAdminLongExport: a suppression export that lasts longer than
+// http.admin.read_timeout, to a client that pauses and then reads on,
+// arrives in full. (The read deadline set for a request without a body
+// once expired under net/http's background read, which cancelled the
+// request and cut the download short.)
+func TestAdminLongExport(t *testing.T) {
+	const readTimeout = 300 * time.Millisecond
+	e := startRelayWith(t, testsink.Options{}, func(c *config.Config) {
+		a := &c.HTTP.Admin
+		a.ReadTimeout, a.WriteTimeout, a.IdleTimeout = readTimeout, wait, readTimeout
+	})
+	e.api("POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"}, http.StatusCreated, nil)
+	// More than the kernel can buffer on the relay's side (the send
+	// buffer's maximum; each row exported takes over 60 bytes), so that
+	// the relay is still exporting when the client pauses.
+	rows := (sendBufferMax() + 2<<20) / 60
+	var csv strings.Builder
+	csv.WriteString("address,list,reason\n")
+	for i := range rows {
+		fmt.Fprintf(&csv, "reader-%07d@example.net,*,manual\n", i)
+	}
+	req, _ := http.NewRequest("POST", "http://"+e.r.AdminAddr()+"/api/v1/tenants/acme/suppressions/import", strings.NewReader(csv.String()))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	req.Header.Set("Content-Type", "text/csv")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	c := e.dialFrom(t, "")
+	// A small window, so the relay cannot hand the whole export to the
+	// kernel and be done before the pause.
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(c, "GET /api/v1/tenants/acme/suppressions/export HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer %s\r\n\r\n", e.token)
+	br := bufio.NewReader(c)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("export: %v %v", resp, err)
+	}
+	// The client pauses for longer than the read timeout (a slow
+	// reader, well within the write timeout), then reads on.
+	<-time.After(3 * readTimeout)
+	c.(*net.TCPConn).SetReadBuffer(1 << 20)
+	body, err := io.ReadAll(resp.Body)
+	if lines := strings.Count(string(body), "\n"); err != nil || lines != rows+1 {
+		t.Errorf("export of %d rows: %d lines, %d bytes (%v)", rows, lines, len(body), err)
+	}
+}
+
+// sendBufferMax is the most a TCP socket's send buffer may grow to: on
+// Linux the last of net.ipv4.tcp_wmem, elsewhere its default, 4 MiB.
+func sendBufferMax() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem")
+	if f := strings.Fields(string(b)); err == nil && len(f) == 3 {
+		if n, err := strconv.Atoi(f[2]); err == nil {
+			return n
+		}
+	}
+	return 4 << 20
 }

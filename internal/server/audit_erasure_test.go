@@ -58,12 +58,7 @@ func TestErasureEverySpelling(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &relayEnv{t: t, r: r, cfg: cfg, token: cfg.Admin.Tokens[0]}
-	stopped := false
-	defer func() {
-		if !stopped {
-			r.Shutdown()
-		}
-	}()
+	defer r.Shutdown()
 	e.api("POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"}, http.StatusCreated, nil)
 	for _, c := range cases {
 		p := "/api/v1/tenants/acme/suppressions/"
@@ -91,7 +86,6 @@ func TestErasureEverySpelling(t *testing.T) {
 		}
 	}
 	r.Shutdown()
-	stopped = true
 
 	var needles [][]byte
 	for _, c := range cases {

@@ -76,7 +76,8 @@ type Relay struct {
 	hooksStopped chan struct{}
 	// ready is true between a complete start and the start of shutdown;
 	// /readyz reports it so a load balancer stops sending first.
-	ready atomic.Bool
+	ready    atomic.Bool
+	stopOnce sync.Once
 
 	submissionAddr, implicitTLSAddr, adminAddr, publicAddr, inboundAddr string
 }
@@ -153,12 +154,41 @@ func Start(cfg *config.Config, log *slog.Logger) (*Relay, error) {
 	return r, nil
 }
 
+// build makes every part of the relay, in the order they depend on each
+// other; listen starts them.
 func (r *Relay) build() error {
-	cfg := r.cfg
-	spool, err := queue.OpenSpool(filepath.Join(cfg.DataDir, "spool"))
+	key, err := r.buildStores()
 	if err != nil {
 		return err
 	}
+	tokens, err := r.buildLists(key)
+	if err != nil {
+		return err
+	}
+	r.buildInbound(key, tokens)
+	if err := r.buildWebhooks(key); err != nil {
+		return err
+	}
+	if err := r.keyEveryDomain(); err != nil {
+		return err
+	}
+	r.buildQueue(key, tokens)
+	if err := r.buildSubmission(); err != nil {
+		return err
+	}
+	r.registerGauges()
+	return nil
+}
+
+// buildStores opens the spool and the stores over the database, removes
+// spool files no message needs, and returns the server key.
+func (r *Relay) buildStores() ([]byte, error) {
+	cfg := r.cfg
+	spool, err := queue.OpenSpool(filepath.Join(cfg.DataDir, "spool"))
+	if err != nil {
+		return nil, err
+	}
+	r.spool = spool
 	r.qs = queue.NewBoltStore(r.db)
 	r.events = events.BoltLog{DB: r.db}
 	r.metrics = metrics.New()
@@ -170,15 +200,20 @@ func (r *Relay) build() error {
 	// Bodies whose record never committed got no 250, and bodies of
 	// finished messages a crash left behind are not needed: remove them.
 	if n, err := spool.Sweep(r.qs.NeedsBody); err != nil {
-		return err
+		return nil, err
 	} else if n > 0 {
 		r.log.Info("heed: removed unneeded spool files", "count", n)
 	}
 	keyPath := filepath.Join(cfg.DataDir, "keys", "server.key")
-	key, err := r.boundSecret("server key", keyPath, func() ([]byte, error) { return loadOrCreateKey(keyPath) })
-	if err != nil {
-		return err
-	}
+	return r.boundSecret("server key", keyPath, func() ([]byte, error) { return loadOrCreateKey(keyPath) })
+}
+
+// buildLists makes the outbound transport, the tenant registry, the
+// suppression list with its opt-out links, and the unread reports'
+// store; it returns the keys of unsubscribe tokens.
+func (r *Relay) buildLists(key []byte) (*suppression.Keyring, error) {
+	cfg := r.cfg
+	var err error
 	r.transport, err = outbound.New(outbound.Options{
 		Mode: cfg.Delivery.Mode, Smarthost: cfg.Delivery.Smarthost,
 		SmarthostUsername: cfg.Delivery.SmarthostUsername, SmarthostPassword: cfg.Delivery.SmarthostPassword,
@@ -186,20 +221,19 @@ func (r *Relay) build() error {
 		CaptureDir: filepath.Join(cfg.DataDir, "captured"), Logger: r.log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.spool = spool
 	r.tenants = tenant.NewRegistry(tenant.NewBoltStore(r.db))
 	if err := r.tenants.SetSealKey(key); err != nil {
-		return err
+		return nil, err
 	}
 	tokens, err := r.tokenKeys(filepath.Join(cfg.DataDir, "keys", "unsubscribe"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hashKey, err := suppressionHashKey(key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
 		Limit: cfg.Bounces.SoftLimit, Span: cfg.Bounces.SoftSpan, Window: cfg.Bounces.SoftWindow,
@@ -213,6 +247,12 @@ func (r *Relay) build() error {
 		Kept:   func(rep unread.Report) { r.metrics.UnreadReport(string(rep.Reason)) },
 		Logger: r.log,
 	})
+	return tokens, nil
+}
+
+// buildInbound makes the inbound SMTP listener's server.
+func (r *Relay) buildInbound(key []byte, tokens *suppression.Keyring) {
+	cfg := r.cfg
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
@@ -224,6 +264,11 @@ func (r *Relay) build() error {
 		FirstCommandTimeout: cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeMail: cfg.SMTP.ReadTimeoutBeforeAuth,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
+}
+
+// buildWebhooks makes the webhook dispatcher and the endpoints' manager.
+func (r *Relay) buildWebhooks(key []byte) error {
+	cfg := r.cfg
 	sealer, err := webhooks.NewSealer(key)
 	if err != nil {
 		return err
@@ -239,11 +284,14 @@ func (r *Relay) build() error {
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,
 	}
-	if err := r.keyEveryDomain(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// buildQueue makes the delivery queue.
+func (r *Relay) buildQueue(key []byte, tokens *suppression.Keyring) {
+	cfg := r.cfg
 	r.queue = queue.New(queue.Options{
-		Store: r.qs, Spool: spool, Transport: r.transport,
+		Store: r.qs, Spool: r.spool, Transport: r.transport,
 		Tenants: r.tenants, Suppressions: r.suppressions,
 		Unsubscribe: queue.Unsubscribe{BaseURL: cfg.HTTP.Public.BaseURL, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens},
 		VERP:        queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
@@ -255,12 +303,17 @@ func (r *Relay) build() error {
 			}
 		},
 	})
+}
+
+// buildSubmission makes the submission listener's server.
+func (r *Relay) buildSubmission() error {
+	cfg := r.cfg
 	tlsCfg, err := smtpd.LoadCertificate(cfg.SMTP.Submission.TLSCert, cfg.SMTP.Submission.TLSKey, cfg.DataDir, cfg.Hostname)
 	if err != nil {
 		return err
 	}
 	r.submission = smtpd.NewSubmission(smtpd.SubmissionOptions{
-		Hostname: cfg.Hostname, Tenants: r.tenants, Queue: r.queue, Spool: spool, TLS: tlsCfg,
+		Hostname: cfg.Hostname, Tenants: r.tenants, Queue: r.queue, Spool: r.spool, TLS: tlsCfg,
 		Suppressions:    r.suppressions,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxLineLength: cfg.SMTP.MaxLineLength,
@@ -272,6 +325,11 @@ func (r *Relay) build() error {
 		MaxAuthFailuresPerUsername: cfg.SMTP.MaxAuthFailuresPerUsername,
 		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
 	})
+	return nil
+}
+
+// registerGauges adds the metrics read from the parts when scraped.
+func (r *Relay) registerGauges() {
 	r.metrics.Gauge("heed_smtp_sessions", "SMTP submission sessions open now.", func() (float64, error) {
 		n, _ := r.submission.Sessions()
 		return float64(n), nil
@@ -284,7 +342,6 @@ func (r *Relay) build() error {
 		n, err := r.hooks.Backlog(context.Background())
 		return float64(n), err
 	})
-	return nil
 }
 
 // retentionEvery is how often the retention job runs (and once at start).
@@ -384,7 +441,25 @@ func (r *Relay) keyEveryDomain() error {
 	return nil
 }
 
+// listen starts what build made: the listeners, the delivery queue and
+// the background jobs; then the relay is ready.
 func (r *Relay) listen() error {
+	if err := r.serveAdmin(); err != nil {
+		return err
+	}
+	if err := r.servePublic(); err != nil {
+		return err
+	}
+	if err := r.serveSMTP(); err != nil {
+		return err
+	}
+	r.startBackground()
+	r.ready.Store(true)
+	return nil
+}
+
+// serveAdmin starts the admin API's listener.
+func (r *Relay) serveAdmin() error {
 	cfg := r.cfg
 	tokens, err := r.operatorTokens()
 	if err != nil {
@@ -426,6 +501,12 @@ func (r *Relay) listen() error {
 		ReadHeaderTimeout: a.ReadTimeout, IdleTimeout: a.IdleTimeout,
 	}
 	go r.serveHTTP(r.admin, al)
+	return nil
+}
+
+// servePublic starts the public listener (unsubscribe pages).
+func (r *Relay) servePublic() error {
+	cfg := r.cfg
 	pl, err := net.Listen("tcp", cfg.HTTP.Public.Listen)
 	if err != nil {
 		return fmt.Errorf("public HTTP listener: %w", err)
@@ -438,6 +519,12 @@ func (r *Relay) listen() error {
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}
 	go r.serveHTTP(r.public, pl)
+	return nil
+}
+
+// serveSMTP starts the inbound and submission listeners.
+func (r *Relay) serveSMTP() error {
+	cfg := r.cfg
 	il, err := net.Listen("tcp", cfg.SMTP.Inbound.Listen)
 	if err != nil {
 		return fmt.Errorf("inbound SMTP listener: %w", err)
@@ -458,6 +545,11 @@ func (r *Relay) listen() error {
 		r.implicitTLSAddr = tl.Addr().String()
 		go func() { r.fail(r.submission.ServeTLS(tl)) }()
 	}
+	return nil
+}
+
+// startBackground starts delivery, webhook sending and retention.
+func (r *Relay) startBackground() {
 	r.queue.Start()
 	hctx, stop := context.WithCancel(context.Background())
 	r.stopHooks, r.hooksStopped = stop, make(chan struct{})
@@ -468,8 +560,6 @@ func (r *Relay) listen() error {
 		bg.Wait()
 		close(r.hooksStopped)
 	}()
-	r.ready.Store(true)
-	return nil
 }
 
 // adminListener listens for the admin API, capped: tenants' API keys
@@ -499,8 +589,13 @@ func (r *Relay) fail(err error) {
 	}
 }
 
-// Shutdown stops what Start started, in order.
-func (r *Relay) Shutdown() {
+// Shutdown stops what Start started, in order. It may be called more
+// than once, also at once (a test's clean-up after a test that stopped
+// the relay itself, a signal during a failed start): later calls wait for
+// the first to finish and do nothing more.
+func (r *Relay) Shutdown() { r.stopOnce.Do(r.shutdown) }
+
+func (r *Relay) shutdown() {
 	r.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -154,3 +154,27 @@ func TestUpgradeWithoutServerKeyRefused(t *testing.T) {
 		t.Errorf("start gave %v, want a refusal", err)
 	}
 }
+
+// TestShutdownTwice: a relay stopped twice, one after the other and then
+// twice at once, stops once; no call panics (queue.Stop closed a closed
+// channel) or returns before the relay has stopped.
+func TestShutdownTwice(t *testing.T) {
+	cfg := testConfig(t)
+	r, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Shutdown()
+	r.Shutdown()
+	r2, err := Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("a start after two shutdowns: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { r2.Shutdown(); close(done) }()
+	r2.Shutdown()
+	<-done
+	if _, err := net.Dial("tcp", r2.AdminAddr()); err == nil {
+		t.Error("the admin listener still accepts after Shutdown returned")
+	}
+}

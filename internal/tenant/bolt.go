@@ -207,12 +207,30 @@ func credentialIndexKey(c Credential) []byte {
 // CreateCredential stores c. An ip credential whose network overlaps
 // another tenant's is refused with ErrExists.
 func (s *BoltStore) CreateCredential(_ context.Context, c Credential) error {
+	return s.createCredential(c, 0)
+}
+
+// CreateIPCredential implements Store.
+func (s *BoltStore) CreateIPCredential(_ context.Context, c Credential, max int) error {
+	if c.Kind != KindIP {
+		return fmt.Errorf("CreateIPCredential of a %s credential", c.Kind)
+	}
+	return s.createCredential(c, max)
+}
+
+// createCredential stores c; an ip credential only while its tenant holds
+// fewer than maxIP (0: any number), counted in the transaction that adds
+// it, so that requests at once cannot pass the limit together.
+func (s *BoltStore) createCredential(c Credential, maxIP int) error {
 	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(store.BucketTenants).Get([]byte(c.Tenant)) == nil {
 			return ErrNotFound
 		}
 		idx := tx.Bucket(store.BucketUsernames)
 		if c.Kind == KindIP {
+			if err := checkIPCount(tx, c.Tenant, maxIP); err != nil {
+				return err
+			}
 			if err := checkOverlap(idx, c); err != nil {
 				return err
 			}
@@ -228,11 +246,40 @@ func (s *BoltStore) CreateCredential(_ context.Context, c Credential) error {
 	})
 }
 
-// checkOverlap refuses c's network when it overlaps another tenant's. The
-// refusal names neither the other network nor its tenant: a key holder
-// must not learn other tenants' networks by probing. Networks are compared
-// in their canonical form, so that ::ffff:198.51.100.0/120 meets
-// 198.51.100.0/24.
+// checkIPCount refuses another ip credential of tenant once it holds max.
+func checkIPCount(tx *bolt.Tx, tenant string, max int) error {
+	if max <= 0 {
+		return nil
+	}
+	pfx, n := prefix(tenant), 0
+	cur := tx.Bucket(store.BucketCredentials).Cursor()
+	for k, v := cur.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = cur.Next() {
+		var c struct{ Kind string }
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("%q: %w", k, err)
+		}
+		if c.Kind == KindIP {
+			n++
+		}
+	}
+	if n >= max {
+		return fmt.Errorf("%w: tenant %q holds %d ip credentials, the most it may have", ErrTooManyNetworks, tenant, n)
+	}
+	return nil
+}
+
+// checkOverlap refuses c's network when it overlaps another tenant's.
+// The refusal names neither the other network nor its tenant, but the
+// refusal itself says that some other tenant holds a network there, and
+// by halving a refused network a key holder finds another tenant's exact
+// network in a few requests: exclusive networks cannot help answering
+// that. A tenant key can only ask about public networks of a /24 or /56
+// at most and hold MaxTenantIPCredentials of them (what it finds free it
+// must register, then delete), and the admin API logs and audits every
+// refusal, so probing is bounded and seen rather than prevented.
+// Networks are compared in their canonical form, so that
+// ::ffff:198.51.100.0/120 meets 198.51.100.0/24. Every network is read:
+// creating credentials is rare, and the write lock is held for a scan.
 func checkOverlap(idx *bolt.Bucket, c Credential) error {
 	want := canonical(c.Network)
 	c2 := idx.Cursor()
@@ -309,32 +356,28 @@ func (s *BoltStore) APIKey(_ context.Context, id string) (c Credential, err erro
 }
 
 // CredentialForAddr returns the credential with the most specific network
-// holding addr. Addresses and networks are compared unmapped (an IPv4
-// client on a dual-stack socket is ::ffff:a.b.c.d); a network broader
-// than any limit allows, registered before there were limits, matches
-// nothing rather than let the whole internet in.
+// holding addr, through the network index (netindex.go). Addresses and
+// networks are compared unmapped (an IPv4 client on a dual-stack socket
+// is ::ffff:a.b.c.d); a network broader than any limit allows, registered
+// before there were limits, matches nothing rather than let the whole
+// internet in.
 func (s *BoltStore) CredentialForAddr(_ context.Context, addr netip.Addr) (c Credential, err error) {
-	addr = addr.Unmap()
+	x, err := cached(s.cache, cacheKey{cacheNetworks, ""}, func() (x *netIndex, err error) {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			x, err = buildNetIndex(tx)
+			return err
+		})
+		return x, err
+	})
+	if err != nil {
+		return Credential{}, err
+	}
+	ref := x.lookup(addr.Unmap())
+	if ref == nil {
+		return Credential{}, ErrNotFound
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
-		var best []byte
-		bits := -1
-		cur := tx.Bucket(store.BucketUsernames).Cursor()
-		for k, v := cur.Seek([]byte("n:")); k != nil && bytes.HasPrefix(k, []byte("n:")); k, v = cur.Next() {
-			p, err := netip.ParsePrefix(string(k[2:]))
-			if err != nil {
-				return err
-			}
-			if p = canonical(p); broadest(p) {
-				continue
-			}
-			if p.Contains(addr) && p.Bits() > bits {
-				best, bits = v, p.Bits()
-			}
-		}
-		if best == nil {
-			return ErrNotFound
-		}
-		c, err = get[Credential](tx.Bucket(store.BucketCredentials), best)
+		c, err = get[Credential](tx.Bucket(store.BucketCredentials), ref)
 		return err
 	})
 	return c, err

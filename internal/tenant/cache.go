@@ -11,7 +11,9 @@ import (
 // at each delivery attempt (its tenant, its list, its From domain and the
 // domain's DKIM keys), so that they cost a map lookup rather than a
 // database read transaction and a JSON decode each: about 4% of the CPU
-// of a message relayed end to end (docs/benchmarks.md).
+// of a message relayed end to end (docs/benchmarks.md). It also keeps the
+// index of ip credentials' networks (netindex.go) that every session
+// without AUTH is matched against.
 //
 // It is exact, not time-bound. Every write of the registry bumps a
 // generation once its transaction has committed and before the writer
@@ -52,6 +54,7 @@ const (
 	cacheDomain
 	cacheList
 	cacheKeys
+	cacheNetworks // the one netIndex, key ""
 )
 
 type cacheKey struct {

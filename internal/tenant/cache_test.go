@@ -12,7 +12,7 @@ import (
 	"github.com/heedmail/heed/internal/store"
 )
 
-func openDB(t *testing.T) *store.DB {
+func openDB(t testing.TB) *store.DB {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
 	if err != nil {

@@ -132,7 +132,8 @@ func (r *Registry) CreateIP(ctx context.Context, tenant, network, defaultList st
 }
 
 // CreateIPWithin issues an ip credential whose network (ParseNetwork) is
-// no broader than limit; errors wrapping ErrNetworkRefused say why not.
+// within limit; errors wrapping ErrNetworkRefused say why not, and
+// ErrTooManyNetworks when tenant already holds limit.MaxPerTenant.
 func (r *Registry) CreateIPWithin(ctx context.Context, limit NetworkLimit, tenant, network, defaultList string) (Credential, error) {
 	p, err := ParseNetwork(network)
 	if err != nil {
@@ -147,5 +148,5 @@ func (r *Registry) CreateIPWithin(ctx context.Context, limit NetworkLimit, tenan
 	}
 	now := r.Now().UTC()
 	c := Credential{ID: ids.New(now), Tenant: tenant, Kind: KindIP, Network: p, DefaultList: list, CreatedAt: now}
-	return c, r.CreateCredential(ctx, c)
+	return c, r.CreateIPCredential(ctx, c, limit.MaxPerTenant)
 }

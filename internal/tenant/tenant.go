@@ -116,6 +116,11 @@ type Store interface {
 	DeleteTenant(ctx context.Context, id string) error
 
 	CreateCredential(ctx context.Context, c Credential) error
+	// CreateIPCredential stores an ip credential as CreateCredential
+	// does, unless its tenant already holds max ip credentials or more
+	// (ErrTooManyNetworks; max 0 is no limit), checked in the same
+	// transaction.
+	CreateIPCredential(ctx context.Context, c Credential, max int) error
 	Credentials(ctx context.Context, tenant string) ([]Credential, error)
 	DeleteCredential(ctx context.Context, tenant, id string) error
 	CredentialByUsername(ctx context.Context, username string) (Credential, error)
