@@ -59,10 +59,12 @@ type SubmissionOptions struct {
 	// connection (zero = 5).
 	MaxAuthFailures int
 	// MaxAuthFailuresPerClient and MaxAuthFailuresPerUsername are how many
-	// failed AUTH attempts one client address (an IPv6 client's /64), and
-	// one username from any address, may make within AuthFailureWindow;
-	// beyond, AUTH is refused with 454 4.7.0 without checking the password
-	// (zero = 5, 20 and 15 minutes; see authLimiter).
+	// failed AUTH attempts one client address (an IPv6 client's /64; an
+	// IPv6 /48 four times as many), and one username from any address,
+	// may make within AuthFailureWindow; beyond, AUTH is refused with 454
+	// 4.7.0 without checking the password, except for a username from the
+	// client it last authenticated from (zero = 5, 20 and 15 minutes; see
+	// authLimiter).
 	MaxAuthFailuresPerClient   int
 	MaxAuthFailuresPerUsername int
 	AuthFailureWindow          time.Duration
