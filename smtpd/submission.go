@@ -55,6 +55,12 @@ type SubmissionOptions struct {
 	// client authenticates (zero = 60 s).
 	FirstCommandTimeout   time.Duration
 	ReadTimeoutBeforeAuth time.Duration
+	// MaxSessionBeforeAuth bounds the time from connect until the client
+	// authenticates, MaxCommandsBeforeAuth the command lines it may send
+	// meanwhile; past either it gets 421 4.4.2 and is closed (zero = 2
+	// minutes, 20).
+	MaxSessionBeforeAuth  time.Duration
+	MaxCommandsBeforeAuth int
 	// MaxAuthFailures is how many refused AUTH attempts close a
 	// connection (zero = 5).
 	MaxAuthFailures int
@@ -114,6 +120,8 @@ func NewSubmission(o SubmissionOptions) *Submission {
 	setDefault(&o.MaxConnectionsPerClient, 50)
 	setDefault(&o.FirstCommandTimeout, 30*time.Second)
 	setDefault(&o.ReadTimeoutBeforeAuth, time.Minute)
+	setDefault(&o.MaxSessionBeforeAuth, 2*time.Minute)
+	setDefault(&o.MaxCommandsBeforeAuth, 20)
 	setDefault(&o.MaxAuthFailuresPerClient, 5)
 	setDefault(&o.MaxAuthFailuresPerUsername, 20)
 	setDefault(&o.AuthFailureWindow, 15*time.Minute)
@@ -129,11 +137,12 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // listener wraps l with the connection caps and the short timeouts of
 // clients not yet authenticated.
-func (s *Submission) listener(l net.Listener, plaintext bool) *listener {
+func (s *Submission) listener(l net.Listener, implicitTLS bool) *listener {
 	return &listener{
 		Listener: l, max: s.o.MaxConnections, perClient: s.o.MaxConnectionsPerClient,
-		plaintext: plaintext, timeout: 10 * time.Second,
+		plaintext: !implicitTLS, implicitTLS: implicitTLS, timeout: 10 * time.Second,
 		firstCommand: s.o.FirstCommandTimeout, beforeTrust: s.o.ReadTimeoutBeforeAuth,
+		maxTime: s.o.MaxSessionBeforeAuth, maxCommands: s.o.MaxCommandsBeforeAuth,
 	}
 }
 
@@ -162,7 +171,7 @@ func (s *Submission) server(tlsCfg *tls.Config) *smtp.Server {
 // Serve answers SMTP on l, offering STARTTLS when a certificate is set.
 func (s *Submission) Serve(l net.Listener) error {
 	srv := s.server(s.o.TLS)
-	return srv.Serve(s.listener(l, true))
+	return srv.Serve(s.listener(l, false))
 }
 
 // ServeTLS answers SMTP over implicit TLS on l (RFC 8314).
@@ -171,7 +180,7 @@ func (s *Submission) ServeTLS(l net.Listener) error {
 		return errors.New("smtpd: implicit TLS needs a certificate")
 	}
 	srv := s.server(nil)
-	return srv.Serve(tls.NewListener(s.listener(l, false), s.o.TLS))
+	return srv.Serve(tls.NewListener(s.listener(l, true), s.o.TLS))
 }
 
 // Shutdown stops accepting, lets sessions in progress finish until ctx
