@@ -2,11 +2,7 @@ package smtpd
 
 import (
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,12 +78,14 @@ func TestAuthLockout(t *testing.T) {
 	// During the lockout the right password is refused the same way, by
 	// PLAIN and by LOGIN (before the password is even asked for).
 	line := h.authFrom("127.0.0.1", h.user, h.pass)
-	if !strings.HasPrefix(line, "454 4.7.0 ") || !strings.Contains(line, "from your address, try again in 15 minutes") {
+	if !strings.HasPrefix(line, "454 4.7.0 ") || !strings.Contains(line, ", try again in 15 minutes") {
 		t.Fatalf("right password during the lockout got %q, want 454 4.7.0 naming the wait", line)
 	}
 	rc, _ := dialFrom(t, "127.0.0.1", h.addr)
 	rc.write("EHLO app.test\r\nAUTH LOGIN\r\n")
 	rc.expect("250")
+	rc.expect("334 ")
+	rc.write(base64Std(h.user) + "\r\n")
 	rc.expect("454 4.7.0 ")
 
 	// Another address is not affected.
@@ -182,53 +180,153 @@ func TestUsernameLockout(t *testing.T) {
 	}
 }
 
-// TestNoSleepInServer: nothing in the SMTP server sleeps. A delayed answer
-// to a wrong password told a client that gave up early that the guess was
-// wrong, and held the connection's slot meanwhile; refusals are immediate.
-func TestNoSleepInServer(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if sel, ok := n.(*ast.SelectorExpr); ok && sel.Sel.Name == "Sleep" {
-				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "time" {
-					t.Errorf("%s: time.Sleep in the server", fset.Position(sel.Pos()))
-				}
+// attack fills the limiter as the attack on its tables did: from each
+// of many IPv6 /64s (four to a /48, the /48's limit), perClient failures,
+// each with a new username. It returns the last /64's address.
+func attack(l *authLimiter, clients int) netip.Addr {
+	var a netip.Addr
+	for i := range clients {
+		a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 10), byte(i >> 2), 0, byte(i & 3), 15: 1})
+		for j := range l.perClient {
+			chk, _ := l.allow(a, fmt.Sprintf("u%d-%d", i, j))
+			if chk == nil {
+				panic(fmt.Sprintf("client %d refused at its failure %d", i, j))
 			}
-			return true
-		})
+			l.done(chk, failedUnknown)
+		}
+	}
+	return a
+}
+
+// loginFrom makes one AUTH LOGIN attempt on a new connection from local
+// and returns the first reply that is not a 334 challenge.
+func (h *harness) loginFrom(local, user, pass string) string {
+	h.t.Helper()
+	rc, _ := dialFrom(h.t, local, h.addr)
+	defer rc.c.Close()
+	rc.write("EHLO app.test\r\n")
+	rc.expect("250")
+	rc.write("AUTH LOGIN " + base64Std(user) + "\r\n")
+	if line := rc.reply(); !strings.HasPrefix(line, "334 ") {
+		return line // refused once the username is known
+	}
+	rc.write(base64Std(pass) + "\r\n")
+	return rc.reply()
+}
+
+// TestTenantLockoutStaysWithItsTenant: behind one address (a NAT), one
+// tenant's app retrying a wrong password locks that address out for
+// usernames not seen there, but not another tenant's app that has
+// authenticated from there before, by PLAIN or by LOGIN. That app is held
+// to its own failures there instead.
+func TestTenantLockoutStaysWithItsTenant(t *testing.T) {
+	const limit = 5
+	h := newHarness(t, func(o *SubmissionOptions) {
+		o.MaxAuthFailuresPerClient = limit
+		o.MaxAuthFailures = 1000
+	})
+	const nat = "127.0.0.7"
+	if line := h.authFrom(nat, h.user2, h.pass2); !strings.HasPrefix(line, "235 ") {
+		t.Fatalf("tenant B before: got %q", line)
+	}
+	for range limit {
+		if line := h.authFrom(nat, h.user, "stale"); !strings.HasPrefix(line, "535 ") {
+			t.Fatalf("tenant A's stale password: got %q, want 535", line)
+		}
+	}
+	for _, try := range []struct {
+		what, user, pass string
+		auth             func(local, user, pass string) string
+	}{
+		{"tenant A's right password, PLAIN", h.user, h.pass, h.authFrom},
+		{"tenant A's right password, LOGIN", h.user, h.pass, h.loginFrom},
+		{"a username never seen there", "nobody", "guess", h.authFrom},
+	} {
+		if line := try.auth(nat, try.user, try.pass); !strings.HasPrefix(line, "454 4.7.0 ") {
+			t.Errorf("%s from the locked address: got %q, want 454 4.7.0", try.what, line)
+		}
+	}
+	if line := h.authFrom(nat, h.user2, h.pass2); !strings.HasPrefix(line, "235 ") {
+		t.Fatalf("tenant B's right password by PLAIN from the address A locked: got %q, want 235", line)
+	}
+	if line := h.loginFrom(nat, h.user2, h.pass2); !strings.HasPrefix(line, "235 ") {
+		t.Fatalf("tenant B's right password by LOGIN from the address A locked: got %q, want 235", line)
+	}
+	// B's exemption is no licence to guess: its own failures there count.
+	for range limit {
+		if line := h.authFrom(nat, h.user2, "guess"); !strings.HasPrefix(line, "535 ") {
+			t.Fatalf("guess at B from its own address: got %q, want 535", line)
+		}
+	}
+	if line := h.authFrom(nat, h.user2, h.pass2); !strings.HasPrefix(line, "454 4.7.0 ") {
+		t.Fatalf("B after %d failures of its own there: got %q, want 454 4.7.0", limit, line)
 	}
 }
 
-// TestAuthLimiterFull: a guesser with more addresses than the limiter
-// tracks is refused rather than left unlimited, until failures age out.
+// settled waits until user is known to have a credential and has n
+// failures, none in progress: a failure is accounted after its reply.
+func (l *authLimiter) settled(user string, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for f := l.users[user]; f == nil || len(f.at) != n || f.pending != 0; f = l.users[user] {
+		l.finished.Wait()
+	}
+}
+
+// TestAuthLimiterFull: an attacker who fills the limiter's tables with
+// more clients and usernames than they hold locks nobody out: a user who
+// has never failed, and one under a few failures of its own, both log in
+// with their passwords, while the attacker's clients stay held to their
+// limit.
 func TestAuthLimiterFull(t *testing.T) {
 	clock := testclock.New(time.Now())
-	l := newAuthLimiter(5, 20, time.Minute, clock.Now)
-	for i := range maxTracked {
-		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		if why, _ := l.allow(a, "u"+strconv.Itoa(i)); why != notLocked {
-			t.Fatalf("address %d refused before the table was full", i)
+	h := newHarness(t, func(o *SubmissionOptions) { o.Now = clock.Now })
+	// The other tenant's app is under a few failures of its username
+	// before the attack; they are kept, however many usernames follow.
+	for range 3 {
+		if line := h.authFrom("127.0.0.2", h.user2, "guess"); !strings.HasPrefix(line, "535 ") {
+			t.Fatalf("got %q", line)
 		}
-		l.done(a, "u"+strconv.Itoa(i), true, false)
 	}
-	fresh := netip.MustParseAddr("192.0.2.1")
-	if why, _ := l.allow(fresh, "x"); why == notLocked {
-		t.Fatal("a new address was let through with the table full")
+	l := h.sub.auth
+	l.settled(h.user2, 3)
+	last := attack(l, maxTracked/l.perClient+1000)
+	if l.clients.len() > maxTracked || l.strangers.len() > maxTracked {
+		t.Fatalf("tables hold %d clients and %d usernames, past %d", l.clients.len(), l.strangers.len(), maxTracked)
 	}
-	clock.Add(time.Minute)
-	if why, _ := l.allow(fresh, "x"); why != notLocked {
-		t.Fatal("a new address was refused after every failure aged out")
+	if chk, _ := l.allow(last, "another"); chk != nil {
+		t.Fatal("the attacker's last client, at its limit, was let through again")
+	}
+	if line := h.authFrom("127.0.0.1", h.user, h.pass); !strings.HasPrefix(line, "235 ") {
+		t.Fatalf("a user with no failures, right password, tables full: got %q, want 235", line)
+	}
+	if line := h.authFrom("127.0.0.3", h.user2, h.pass2); !strings.HasPrefix(line, "235 ") {
+		t.Fatalf("a user with a few failures, right password, tables full: got %q, want 235", line)
+	}
+	if f := l.users[h.user2]; f == nil || len(f.at) != 3 {
+		t.Errorf("the attack evicted the failures of a username with a credential: %+v", f)
+	}
+}
+
+// TestAuthLimiterNetwork: a holder of an IPv6 /48 guessing from many of
+// its /64s gets 4 times the per-client limit, not 65,536 times.
+func TestAuthLimiterNetwork(t *testing.T) {
+	clock := testclock.New(time.Now())
+	l := newAuthLimiter(5, 1000, time.Minute, clock.Now)
+	checked := 0
+	for i := range 200 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, byte(i >> 8), byte(i), 15: 1})
+		if chk, _ := l.allow(a, "u"+strconv.Itoa(i)); chk != nil {
+			checked++
+			l.done(chk, failedUnknown)
+		}
+	}
+	if checked != 4*5 {
+		t.Fatalf("one /48 had %d passwords checked, want %d", checked, 4*5)
+	}
+	other := netip.MustParseAddr("2001:db8:0:2::1") // the next /48 but one
+	if chk, _ := l.allow(other, "x"); chk == nil {
+		t.Fatal("another /48 was refused")
 	}
 }
 

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,11 +15,10 @@ import (
 )
 
 // conn wraps each accepted connection. It counts itself against the
-// listener's connection caps, shortens the read deadlines of a client that
-// has not yet sent anything or is not yet trusted, can close itself right
-// after the next reply (too many failed AUTH attempts), and, while the
-// session is in plaintext, watches the raw bytes for a CR or LF that is not
-// part of a CRLF pair.
+// listener's connection caps, bounds a client that is not yet trusted (see
+// phase), can close itself right after the next reply (too many failed
+// AUTH attempts), and, while the session is in plaintext, watches the raw
+// bytes for a CR or LF that is not part of a CRLF pair.
 //
 // The raw watch exists because go-smtp's DATA reader elides a dot and a CR
 // at the start of a line (".<CR>X" becomes "X"), so a bare CR there never
@@ -35,19 +35,43 @@ type conn struct {
 	prevCR     bool         // only touched by the reading goroutine
 	closeAfter atomic.Bool
 
-	// A connection that costs the client nothing to hold open should not
-	// be held long: until the client's first bytes its reads are bounded
-	// by firstCommand, until trust (AUTH, an ip credential, or MAIL on the
-	// inbound listener) by beforeTrust, and after that only by the
-	// server's read timeout.
-	firstCommand, beforeTrust time.Duration
-	started, trusted          atomic.Bool
+	phase
+}
+
+// phase bounds a client that costs nothing to keep connected and has not
+// shown who it is: from connect until AUTH or an ip credential
+// (submission), or until DATA (inbound, where a phase starts again after
+// each message). Until its first bytes each read is bounded by
+// firstCommand, after that by beforeTrust; the phase as a whole by
+// maxTime, and it may send at most maxCommands command lines. Past
+// any of them the read times out, and go-smtp answers 421 4.4.2 and
+// closes. Bounding each read alone let a client that sent NOOP just
+// inside beforeTrust hold its slot for ever. Once trusted, only the
+// server's read timeout applies.
+//
+// go-smtp sets the read deadline before each command line and nowhere
+// else (bar one before an implicit-TLS handshake), so each SetReadDeadline
+// is a command line.
+type phase struct {
+	firstCommand, beforeTrust, maxTime time.Duration
+	maxCommands                        int64
+
+	started, trusted atomic.Bool
+	// handshake: an implicit-TLS connection whose handshake reads are
+	// not the client's first command (the clock of firstCommand starts
+	// after it).
+	handshake atomic.Bool
+	begun     atomic.Int64 // the phase's start, Unix nanoseconds
+	commands  atomic.Int64 // command lines read in the phase
+	requested atomic.Int64 // the last read deadline go-smtp set, Unix nanoseconds (0: none)
 }
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.started.Store(true)
+		if !c.handshake.Load() {
+			c.started.Store(true)
+		}
 		if c.watch.Load() {
 			c.scan(p[:n])
 		}
@@ -55,12 +79,34 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// trust lifts the short read deadlines: the client has shown who it is.
-func (c *conn) trust() { c.trusted.Store(true) }
+// trust lifts the phase's bounds: the client has shown who it is (or, on
+// the inbound listener, is sending a message). The read in progress (a
+// message's DATA, read under the deadline set at its command line) gets
+// the server's read timeout at once.
+func (c *conn) trust() {
+	c.trusted.Store(true)
+	var t time.Time
+	if ns := c.requested.Load(); ns != 0 {
+		t = time.Unix(0, ns)
+	}
+	c.Conn.SetReadDeadline(t)
+}
+
+// untrust starts a new phase: the inbound listener's client has sent its
+// message and must make progress again.
+func (c *conn) untrust() {
+	c.begun.Store(time.Now().UnixNano())
+	c.commands.Store(0)
+	c.trusted.Store(false)
+}
+
+// progress takes a command back off the phase's count: an accepted RCPT
+// on the inbound listener, where a bounce may have many.
+func (c *conn) progress() { c.commands.Add(-1) }
 
 // SetReadDeadline is where go-smtp (and crypto/tls beneath it) sets the
 // server's read timeout before each command line; an untrusted client gets
-// the shorter of that and its stage's limit.
+// the shorter of that and its phase's limits.
 func (c *conn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(c.capDeadline(t))
 }
@@ -73,20 +119,42 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) capDeadline(t time.Time) time.Time {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.requested.Store(ns)
 	if c.trusted.Load() {
 		return t
+	}
+	now := time.Now()
+	if c.handshake.Load() && c.commands.Load() > 0 {
+		c.handshake.Store(false) // the handshake is over: this is the first command
+		c.commands.Store(0)
+	}
+	if n := c.commands.Add(1); c.maxCommands > 0 && n > c.maxCommands {
+		return now // times out at once
 	}
 	d := c.beforeTrust
 	if !c.started.Load() && c.firstCommand > 0 {
 		d = c.firstCommand
 	}
-	if d <= 0 {
-		return t
+	limit := t
+	if d > 0 {
+		limit = earlier(limit, now.Add(d))
 	}
-	if limit := time.Now().Add(d); t.IsZero() || limit.Before(t) {
-		return limit
+	if c.maxTime > 0 {
+		limit = earlier(limit, time.Unix(0, c.begun.Load()).Add(c.maxTime))
 	}
-	return t
+	return limit
+}
+
+// earlier is the earlier of two deadlines, the zero time being none.
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (c *conn) scan(p []byte) {
@@ -159,11 +227,14 @@ type listener struct {
 	max       int
 	perClient int  // 0 = no per-client cap
 	plaintext bool // raw watch on: the listener does not speak TLS itself
-	timeout   time.Duration
-	// firstCommand and beforeTrust bound each read of a client that has
-	// sent nothing yet, and of one not yet trusted (see conn.trust); 0
-	// leaves the server's read timeout alone.
-	firstCommand, beforeTrust time.Duration
+	// implicitTLS: the server does a TLS handshake first (see
+	// phase.handshake).
+	implicitTLS bool
+	timeout     time.Duration
+	// The bounds of a client not yet trusted (see phase); 0 leaves each
+	// alone.
+	firstCommand, beforeTrust, maxTime time.Duration
+	maxCommands                        int
 
 	active  atomic.Int64
 	mu      sync.Mutex
@@ -190,7 +261,12 @@ func (l *listener) Accept() (net.Conn, error) {
 		wc := &conn{Conn: c, release: func() {
 			l.active.Add(-1)
 			l.releaseClient(key)
-		}, firstCommand: l.firstCommand, beforeTrust: l.beforeTrust}
+		}, phase: phase{
+			firstCommand: l.firstCommand, beforeTrust: l.beforeTrust,
+			maxTime: l.maxTime, maxCommands: int64(l.maxCommands),
+		}}
+		wc.begun.Store(time.Now().UnixNano())
+		wc.handshake.Store(l.implicitTLS)
 		wc.watch.Store(l.plaintext)
 		return wc, nil
 	}
@@ -227,29 +303,39 @@ func (l *listener) releaseClient(key netip.Addr) {
 	}
 }
 
-// trustAtMail lifts the short timeouts of a connection to a listener
-// without AUTH once a MAIL command is accepted: the client has begun to
-// deliver, and a report's DATA may need the full read timeout.
-func trustAtMail(c *smtp.Conn, s smtp.Session) smtp.Session {
+// trustInData lifts the bounds of a connection to a listener without
+// AUTH while it sends a message, and starts a new phase after it: a
+// sender that has begun to deliver may need the full read timeout for a
+// report's DATA, but one that only talks (MAIL FROM:<> then NOOPs, say)
+// must make progress like any stranger.
+func trustInData(c *smtp.Conn, s smtp.Session) smtp.Session {
 	raw := c.Conn()
 	if tc, ok := raw.(*tls.Conn); ok {
 		raw = tc.NetConn()
 	}
 	wc, _ := raw.(*conn)
-	return &mailTrust{Session: s, raw: wc}
+	return &dataTrust{Session: s, raw: wc}
 }
 
-type mailTrust struct {
+type dataTrust struct {
 	smtp.Session
 	raw *conn
 }
 
-func (m *mailTrust) Mail(from string, opts *smtp.MailOptions) error {
-	err := m.Session.Mail(from, opts)
-	if err == nil && m.raw != nil {
-		m.raw.trust()
+func (d *dataTrust) Rcpt(to string, opts *smtp.RcptOptions) error {
+	err := d.Session.Rcpt(to, opts)
+	if err == nil && d.raw != nil {
+		d.raw.progress()
 	}
 	return err
+}
+
+func (d *dataTrust) Data(r io.Reader) error {
+	if d.raw != nil {
+		d.raw.trust()
+		defer d.raw.untrust()
+	}
+	return d.Session.Data(r)
 }
 
 func refuse(c net.Conn, timeout time.Duration, why string) {

@@ -56,12 +56,17 @@ type InboundOptions struct {
 	MaxMessageBytes int64
 	MaxConnections  int
 	ReadTimeout     time.Duration
-	// MaxConnectionsPerClient, FirstCommandTimeout and ReadTimeoutBeforeMail
-	// are Submission's per-client cap and short timeouts, with trust
-	// starting at MAIL: this listener has no AUTH (zero = 10, 30 s, 60 s).
+	// MaxConnectionsPerClient, FirstCommandTimeout, ReadTimeoutBeforeMail,
+	// MaxSessionBeforeData and MaxCommandsBeforeData are Submission's
+	// per-client cap and bounds of a client not yet trusted, with trust
+	// lasting while a message's DATA is read and the bounds starting again
+	// after it: this listener has no AUTH (zero = 10, 30 s, 60 s, 2
+	// minutes, 20; an accepted RCPT is not counted as a command).
 	MaxConnectionsPerClient int
 	FirstCommandTimeout     time.Duration
 	ReadTimeoutBeforeMail   time.Duration
+	MaxSessionBeforeData    time.Duration
+	MaxCommandsBeforeData   int
 	Logger                  *slog.Logger
 }
 
@@ -99,6 +104,8 @@ func NewInbound(o InboundOptions) *Inbound {
 	setDefault(&o.MaxConnectionsPerClient, 10)
 	setDefault(&o.FirstCommandTimeout, 30*time.Second)
 	setDefault(&o.ReadTimeoutBeforeMail, time.Minute)
+	setDefault(&o.MaxSessionBeforeData, 2*time.Minute)
+	setDefault(&o.MaxCommandsBeforeData, 20)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -115,7 +122,7 @@ func NewInbound(o InboundOptions) *Inbound {
 // Serve answers SMTP on l.
 func (in *Inbound) Serve(l net.Listener) error {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return trustAtMail(c, &inboundSession{in: in, addr: remoteAddr(c.Conn())}), nil
+		return trustInData(c, &inboundSession{in: in, addr: remoteAddr(c.Conn())}), nil
 	}))
 	srv.Domain = in.o.Hostname
 	srv.MaxMessageBytes = in.o.MaxMessageBytes
@@ -126,7 +133,8 @@ func (in *Inbound) Serve(l net.Listener) error {
 	in.srv = srv
 	in.mu.Unlock()
 	return srv.Serve(&listener{Listener: l, max: in.o.MaxConnections, plaintext: true, timeout: 10 * time.Second,
-		perClient: in.o.MaxConnectionsPerClient, firstCommand: in.o.FirstCommandTimeout, beforeTrust: in.o.ReadTimeoutBeforeMail})
+		perClient: in.o.MaxConnectionsPerClient, firstCommand: in.o.FirstCommandTimeout, beforeTrust: in.o.ReadTimeoutBeforeMail,
+		maxTime: in.o.MaxSessionBeforeData, maxCommands: in.o.MaxCommandsBeforeData})
 }
 
 // Shutdown stops accepting and lets sessions finish until ctx ends.

@@ -8,13 +8,15 @@ import (
 // (draft-murchison-sasl-login): not an RFC, but what Outlook, older
 // PHPMailer and many appliances still speak. go-sasl only ships the client.
 type loginServer struct {
+	// locked refuses a username before its password is asked for.
+	locked   func(username string) error
 	auth     func(username, password string) error
 	username []byte
 	step     int
 }
 
-func newLoginServer(auth func(username, password string) error) sasl.Server {
-	return &loginServer{auth: auth}
+func newLoginServer(locked func(username string) error, auth func(username, password string) error) sasl.Server {
+	return &loginServer{locked: locked, auth: auth}
 }
 
 func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
@@ -25,16 +27,21 @@ func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 			return []byte("Username:"), false, nil
 		}
 		// An initial response is the username (AUTH LOGIN dXNlcg==).
-		s.username = response
-		s.step = 2
-		return []byte("Password:"), false, nil
+		return s.gotUsername(response)
 	case 1:
-		s.username = response
-		s.step = 2
-		return []byte("Password:"), false, nil
+		return s.gotUsername(response)
 	case 2:
 		s.step = 3
 		return nil, true, s.auth(string(s.username), string(response))
 	}
 	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+func (s *loginServer) gotUsername(username []byte) ([]byte, bool, error) {
+	s.username = username
+	s.step = 2
+	if err := s.locked(string(username)); err != nil {
+		return nil, false, err
+	}
+	return []byte("Password:"), false, nil
 }

@@ -53,10 +53,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if !ss.tls && !ss.loopback {
 		return nil, reply(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required: issue STARTTLS before AUTH")
 	}
-	// A locked-out address is refused before it sends a password.
-	if why, wait := ss.s.auth.blocked(ss.addr); why != notLocked {
-		return nil, ss.lockedOut(why, wait)
-	}
+	// Nothing is refused here, before the username is known: a username
+	// that last authenticated from this client is not held to the
+	// client's failures (see authLimiter).
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
@@ -66,25 +65,40 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			return ss.authenticate(username, password)
 		}), nil
 	case sasl.Login:
-		return newLoginServer(ss.authenticate), nil
+		return newLoginServer(ss.lockedUser, ss.authenticate), nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// lockedUser refuses AUTH LOGIN once the username is known, before the
+// client sends a password it would be refused anyway.
+func (ss *session) lockedUser(username string) error {
+	if wait := ss.s.auth.locked(ss.addr, username); wait > 0 {
+		return ss.lockedOut(wait)
+	}
+	return nil
 }
 
 // authenticate checks a password only if the limiter allows it: whether
 // it does depends on past failures, never on this password, so neither
 // the reply nor its timing says anything about the guess.
 func (ss *session) authenticate(username, password string) error {
-	if why, wait := ss.s.auth.allow(ss.addr, username); why != notLocked {
-		return ss.lockedOut(why, wait)
+	chk, wait := ss.s.auth.allow(ss.addr, username)
+	if chk == nil {
+		return ss.lockedOut(wait)
 	}
 	// Deferred so that a check that panics (go-smtp answers 421) still
 	// ends: other checks of the same address or username may wait for it.
-	failed, succeeded := false, false
-	defer func() { ss.s.auth.done(ss.addr, username, failed, succeeded) }()
+	finished := false
+	defer func() {
+		if !finished {
+			ss.s.auth.done(chk, checkErred)
+		}
+	}()
 	cred, err := ss.s.o.Tenants.Authenticate(context.Background(), username, password)
-	failed, succeeded = errors.Is(err, tenant.ErrBadCredentials), err == nil
+	finished = true
 	if err == nil {
+		ss.s.auth.done(chk, succeeded)
 		ss.cred, ss.authed = &cred, true
 		if ss.raw != nil {
 			ss.raw.trust()
@@ -92,9 +106,11 @@ func (ss *session) authenticate(username, password string) error {
 		ss.log.Info("smtp: authenticated", "tenant", cred.Tenant, "credential", cred.ID, "client", ss.addr)
 		return nil
 	}
-	if !failed {
+	if !errors.Is(err, tenant.ErrBadCredentials) {
+		ss.s.auth.done(chk, checkErred)
 		return internalError(ss.log, "checking credentials", err)
 	}
+	go ss.accountFailure(chk, username)
 	ss.log.Warn("smtp: authentication failed", "client", ss.addr, "failures", ss.authFails+1)
 	if err := ss.countFailure(); err != nil {
 		return err
@@ -102,19 +118,32 @@ func (ss *session) authenticate(username, password string) error {
 	return reply(535, codeAuth, "Authentication credentials invalid")
 }
 
-// lockedOut answers AUTH from a locked-out address or for a locked-out
+// accountFailure records a failed check once it has learnt whether the
+// username has a credential, which decides whether its failures may be
+// evicted (see authLimiter). Authenticate answers the same for an unknown
+// username and a wrong password; the lookup that tells them apart runs
+// beside the reply rather than before it, so the reply's timing does not
+// tell them apart either. Until it is done the check counts as in
+// progress.
+func (ss *session) accountFailure(chk *check, username string) {
+	o := failedUnknown
+	if _, err := ss.s.o.Tenants.CredentialByUsername(context.Background(), username); err == nil {
+		o = failedKnown
+	}
+	ss.s.auth.done(chk, o)
+}
+
+// lockedOut answers AUTH from a locked-out client or for a locked-out
 // username: 454, temporary, as RFC 4954 section 6 has it for a
-// temporary authentication failure.
-func (ss *session) lockedOut(why lockout, wait time.Duration) error {
-	ss.log.Warn("smtp: authentication refused, too many failures", "client", ss.addr, "per_username", why == userLocked)
+// temporary authentication failure. One wording for every limit, so the
+// answer does not say which limit a username is under.
+func (ss *session) lockedOut(wait time.Duration) error {
+	ss.log.Warn("smtp: authentication refused, too many failures", "client", ss.addr)
 	if err := ss.countFailure(); err != nil {
 		return err
 	}
 	mins := plural(int((wait+time.Minute-1)/time.Minute), "minute", "minutes")
-	if why == userLocked {
-		return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications for this username, try again in %s", mins)
-	}
-	return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address, try again in %s", mins)
+	return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address or for this username, try again in %s", mins)
 }
 
 // countFailure counts a refused AUTH against this connection; the last

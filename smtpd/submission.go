@@ -55,14 +55,22 @@ type SubmissionOptions struct {
 	// client authenticates (zero = 60 s).
 	FirstCommandTimeout   time.Duration
 	ReadTimeoutBeforeAuth time.Duration
+	// MaxSessionBeforeAuth bounds the time from connect until the client
+	// authenticates, MaxCommandsBeforeAuth the command lines it may send
+	// meanwhile; past either it gets 421 4.4.2 and is closed (zero = 2
+	// minutes, 20).
+	MaxSessionBeforeAuth  time.Duration
+	MaxCommandsBeforeAuth int
 	// MaxAuthFailures is how many refused AUTH attempts close a
 	// connection (zero = 5).
 	MaxAuthFailures int
 	// MaxAuthFailuresPerClient and MaxAuthFailuresPerUsername are how many
-	// failed AUTH attempts one client address (an IPv6 client's /64), and
-	// one username from any address, may make within AuthFailureWindow;
-	// beyond, AUTH is refused with 454 4.7.0 without checking the password
-	// (zero = 5, 20 and 15 minutes; see authLimiter).
+	// failed AUTH attempts one client address (an IPv6 client's /64; an
+	// IPv6 /48 four times as many), and one username from any address,
+	// may make within AuthFailureWindow; beyond, AUTH is refused with 454
+	// 4.7.0 without checking the password, except for a username from the
+	// client it last authenticated from (zero = 5, 20 and 15 minutes; see
+	// authLimiter).
 	MaxAuthFailuresPerClient   int
 	MaxAuthFailuresPerUsername int
 	AuthFailureWindow          time.Duration
@@ -112,6 +120,8 @@ func NewSubmission(o SubmissionOptions) *Submission {
 	setDefault(&o.MaxConnectionsPerClient, 50)
 	setDefault(&o.FirstCommandTimeout, 30*time.Second)
 	setDefault(&o.ReadTimeoutBeforeAuth, time.Minute)
+	setDefault(&o.MaxSessionBeforeAuth, 2*time.Minute)
+	setDefault(&o.MaxCommandsBeforeAuth, 20)
 	setDefault(&o.MaxAuthFailuresPerClient, 5)
 	setDefault(&o.MaxAuthFailuresPerUsername, 20)
 	setDefault(&o.AuthFailureWindow, 15*time.Minute)
@@ -127,11 +137,12 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // listener wraps l with the connection caps and the short timeouts of
 // clients not yet authenticated.
-func (s *Submission) listener(l net.Listener, plaintext bool) *listener {
+func (s *Submission) listener(l net.Listener, implicitTLS bool) *listener {
 	return &listener{
 		Listener: l, max: s.o.MaxConnections, perClient: s.o.MaxConnectionsPerClient,
-		plaintext: plaintext, timeout: 10 * time.Second,
+		plaintext: !implicitTLS, implicitTLS: implicitTLS, timeout: 10 * time.Second,
 		firstCommand: s.o.FirstCommandTimeout, beforeTrust: s.o.ReadTimeoutBeforeAuth,
+		maxTime: s.o.MaxSessionBeforeAuth, maxCommands: s.o.MaxCommandsBeforeAuth,
 	}
 }
 
@@ -160,7 +171,7 @@ func (s *Submission) server(tlsCfg *tls.Config) *smtp.Server {
 // Serve answers SMTP on l, offering STARTTLS when a certificate is set.
 func (s *Submission) Serve(l net.Listener) error {
 	srv := s.server(s.o.TLS)
-	return srv.Serve(s.listener(l, true))
+	return srv.Serve(s.listener(l, false))
 }
 
 // ServeTLS answers SMTP over implicit TLS on l (RFC 8314).
@@ -169,7 +180,7 @@ func (s *Submission) ServeTLS(l net.Listener) error {
 		return errors.New("smtpd: implicit TLS needs a certificate")
 	}
 	srv := s.server(nil)
-	return srv.Serve(tls.NewListener(s.listener(l, false), s.o.TLS))
+	return srv.Serve(tls.NewListener(s.listener(l, true), s.o.TLS))
 }
 
 // Shutdown stops accepting, lets sessions in progress finish until ctx

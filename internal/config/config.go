@@ -67,10 +67,17 @@ type SMTP struct {
 	MaxAuthFailures int `yaml:"max_auth_failures"`
 	// FirstCommandTimeout bounds the wait for a new client's first command,
 	// and ReadTimeoutBeforeAuth each read after it until the client has
-	// authenticated (on the inbound listener, until MAIL FROM), so that
+	// authenticated (on the inbound listener, outside DATA), so that
 	// connections held open by sending nothing are soon given back.
 	FirstCommandTimeout   time.Duration `yaml:"first_command_timeout"`
 	ReadTimeoutBeforeAuth time.Duration `yaml:"read_timeout_before_auth"`
+	// MaxSessionBeforeAuth bounds the whole time from connect until the
+	// client authenticates (on the inbound listener, until DATA, and again
+	// from the end of each message), and MaxCommandsBeforeAuth the command
+	// lines it may send in that time: bounding each read alone let a
+	// client that never authenticates hold a connection for ever.
+	MaxSessionBeforeAuth  time.Duration `yaml:"max_session_before_auth"`
+	MaxCommandsBeforeAuth int           `yaml:"max_commands_before_auth"`
 	// MaxAuthFailuresPerClient and MaxAuthFailuresPerUsername are how many
 	// failed AUTH attempts one client address (an IPv6 client's /64), and
 	// one username from any address, may make within AuthFailureWindow;
@@ -273,6 +280,8 @@ func Default() *Config {
 			MaxAuthFailuresPerClient:   5,
 			MaxAuthFailuresPerUsername: 20,
 			AuthFailureWindow:          15 * time.Minute,
+			MaxSessionBeforeAuth:       2 * time.Minute, // STARTTLS and AUTH take seconds
+			MaxCommandsBeforeAuth:      20,              // STARTTLS and AUTH LOGIN take 6 lines
 		},
 		HTTP: HTTP{
 			Public: PublicHTTP{Listen: "127.0.0.1:8080", MaxConnections: 4096, MaxConnectionsPerClient: 256},

@@ -190,7 +190,9 @@ var errorCases = []struct {
 		"  read_timeout_before_auth: 0s",
 		"  max_auth_failures_per_client: 0",
 		"  max_auth_failures_per_username: 0",
-		"  auth_failure_window: 30s"),
+		"  auth_failure_window: 30s",
+		"  max_session_before_auth: 0s",
+		"  max_commands_before_auth: 5"),
 	env: env(EnvAdminToken, token),
 	want: []string{
 		"heed.yaml:3: smtp.submission.max_connections_per_client: must be at least 1 (got 0)",
@@ -200,6 +202,8 @@ var errorCases = []struct {
 		"heed.yaml:8: smtp.max_auth_failures_per_client: must be at least 1 (got 0)",
 		"heed.yaml:9: smtp.max_auth_failures_per_username: must be at least 1 (got 0)",
 		"heed.yaml:10: smtp.auth_failure_window: must be at least 1m0s (got 30s)",
+		"heed.yaml:11: smtp.max_session_before_auth: must be at least 1s (got 0s)",
+		"heed.yaml:12: smtp.max_commands_before_auth: must be at least 10 (got 5)",
 	},
 }, {
 	name: "soft bounce rule",
@@ -440,6 +444,8 @@ func TestDefault(t *testing.T) {
 		{"smtp.inbound.max_connections_per_client", c.SMTP.Inbound.MaxConnectionsPerClient, 10},
 		{"smtp.first_command_timeout", c.SMTP.FirstCommandTimeout, 30 * time.Second},
 		{"smtp.read_timeout_before_auth", c.SMTP.ReadTimeoutBeforeAuth, time.Minute},
+		{"smtp.max_session_before_auth", c.SMTP.MaxSessionBeforeAuth, 2 * time.Minute},
+		{"smtp.max_commands_before_auth", c.SMTP.MaxCommandsBeforeAuth, 20},
 		{"smtp.max_auth_failures_per_client", c.SMTP.MaxAuthFailuresPerClient, 5},
 		{"smtp.max_auth_failures_per_username", c.SMTP.MaxAuthFailuresPerUsername, 20},
 		{"smtp.auth_failure_window", c.SMTP.AuthFailureWindow, 15 * time.Minute},

@@ -116,6 +116,9 @@ func (c *Config) checkSMTP(v *checker) {
 			v.add([]string{"smtp", t.key}, "must not be longer than smtp.read_timeout (%s; got %s)", s.ReadTimeout, t.d)
 		}
 	}
+	v.duration([]string{"smtp", "max_session_before_auth"}, s.MaxSessionBeforeAuth, time.Second)
+	// Fewer would cut off a client doing STARTTLS and AUTH LOGIN.
+	v.atLeast([]string{"smtp", "max_commands_before_auth"}, int64(s.MaxCommandsBeforeAuth), 10)
 	v.atLeast([]string{"smtp", "max_auth_failures_per_client"}, int64(s.MaxAuthFailuresPerClient), 1)
 	v.atLeast([]string{"smtp", "max_auth_failures_per_username"}, int64(s.MaxAuthFailuresPerUsername), 1)
 	v.duration([]string{"smtp", "auth_failure_window"}, s.AuthFailureWindow, time.Minute)

@@ -262,6 +262,7 @@ func (r *Relay) buildInbound(key []byte, tokens *suppression.Keyring) {
 		ReadTimeout:          cfg.SMTP.ReadTimeout, Logger: r.log,
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerClient: cfg.SMTP.Inbound.MaxConnectionsPerClient,
 		FirstCommandTimeout: cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeMail: cfg.SMTP.ReadTimeoutBeforeAuth,
+		MaxSessionBeforeData: cfg.SMTP.MaxSessionBeforeAuth, MaxCommandsBeforeData: cfg.SMTP.MaxCommandsBeforeAuth,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
 }
@@ -321,6 +322,7 @@ func (r *Relay) buildSubmission() error {
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Logger: r.log,
 		MaxConnectionsPerClient: cfg.SMTP.Submission.MaxConnectionsPerClient,
 		FirstCommandTimeout:     cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeAuth: cfg.SMTP.ReadTimeoutBeforeAuth,
+		MaxSessionBeforeAuth: cfg.SMTP.MaxSessionBeforeAuth, MaxCommandsBeforeAuth: cfg.SMTP.MaxCommandsBeforeAuth,
 		MaxAuthFailuresPerClient:   cfg.SMTP.MaxAuthFailuresPerClient,
 		MaxAuthFailuresPerUsername: cfg.SMTP.MaxAuthFailuresPerUsername,
 		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
