@@ -16,10 +16,14 @@ build:
 run: build
 	./$(BIN) serve
 
-## test: every test, with the race detector
+## test: every test, with the race detector (cgo: the OpenSSL signer),
+## then the pure-Go signer's build: CGO_ENABLED=0 builds the binary and
+## tests the DKIM package without OpenSSL
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 8m ./...
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/heed
+	CGO_ENABLED=0 $(GO) test -count=1 ./internal/dkim/...
 
 ## bench: the benchmarks, printing their figures
 bench:
@@ -41,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./internal/compose/
 	$(GO) test -run '^$$' -fuzz '^FuzzSign$$' -fuzztime $(FUZZTIME) ./internal/dkim/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePEM$$' -fuzztime $(FUZZTIME) ./internal/dkim/
+	$(GO) test -run '^$$' -fuzz '^FuzzSigners$$' -fuzztime $(FUZZTIME) ./internal/dkim/
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./suppression/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./suppression/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMailto$$' -fuzztime $(FUZZTIME) ./suppression/

@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/testsink"
 )
 
@@ -340,6 +341,10 @@ func TestSIGTERM(t *testing.T) {
 		}
 		if !strings.Contains(p.out.String(), "shutting down") {
 			t.Errorf("no shutdown in the log:\n%s", p.out.String())
+		}
+		// The operator can tell from the log which code signs.
+		if !strings.Contains(p.out.String(), "rsa_signer=\""+dkim.RSASigner()) {
+			t.Errorf("the start line does not name the RSA signer %q:\n%s", dkim.RSASigner(), p.out.String())
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/dkim"
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
@@ -21,7 +22,7 @@ const usage = `Usage: heed <command> [flags]
 Commands:
   serve [-config FILE]          run the relay (embedded defaults without -config)
   check-config -config FILE     validate a configuration file and print it
-  version                       print the version
+  version                       print the version and the DKIM RSA signer built in
 
 Operator commands, on a serving relay's admin API (-api URL, token in
 -token or HEED_ADMIN_TOKEN) or on a stopped relay's data directory
@@ -63,7 +64,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "report":
 		err = reportCmd(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "heed", version)
+		// The signer is a build choice (cgo and OpenSSL, or pure Go) an
+		// operator may need to confirm without starting the relay.
+		fmt.Fprintf(stdout, "heed %s\nDKIM RSA signer: %s\n", version, dkim.RSASigner())
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/server"
 )
 
@@ -41,7 +42,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) error {
 		// following a container's CPU limit as it changes.
 		runtime.GOMAXPROCS(procs) // this process is the relay: the one place it is set
 	}
-	log.Info("heed: starting", "version", version, "gomaxprocs", procs, "gomaxprocs_reason", why)
+	log.Info("heed: starting", "version", version, "gomaxprocs", procs, "gomaxprocs_reason", why,
+		"rsa_signer", dkim.RSASigner())
 	return server.Serve(ctx, cfg, stdout, log)
 }
 

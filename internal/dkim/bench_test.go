@@ -94,7 +94,7 @@ func BenchmarkRSASignRaw(b *testing.B) {
 	digest := sha256.Sum256(benchMessage)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := rsa.SignPKCS1v15(rand.Reader, rsaKey.(*rsa.PrivateKey), crypto.SHA256, digest[:]); err != nil {
+		if _, err := rsa.SignPKCS1v15(rand.Reader, goRSA(b, rsaKey), crypto.SHA256, digest[:]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,4 +119,45 @@ func BenchmarkHeaderKeys(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRSASignRawParallel is BenchmarkRSASignRaw on GOMAXPROCS
+// goroutines sharing the key, as the queue's workers do.
+func BenchmarkRSASignRawParallel(b *testing.B) {
+	rsaKey, _ := testKeys(b)
+	benchSignParallel(b, goRSA(b, rsaKey))
+}
+
+// BenchmarkRSASignDefault is the RSA-2048 operation through the signer
+// ParsePEM makes in this build: OpenSSL where cgo is on, crypto/rsa
+// otherwise. bench.BenchmarkSigners compares the builds' figures.
+func BenchmarkRSASignDefault(b *testing.B) {
+	rsaKey, _ := testKeys(b)
+	digest := sha256.Sum256(benchMessage)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rsaKey.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRSASignDefaultParallel is BenchmarkRSASignDefault on
+// GOMAXPROCS goroutines sharing the key.
+func BenchmarkRSASignDefaultParallel(b *testing.B) {
+	rsaKey, _ := testKeys(b)
+	benchSignParallel(b, rsaKey)
+}
+
+func benchSignParallel(b *testing.B, s crypto.Signer) {
+	digest := sha256.Sum256(benchMessage)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

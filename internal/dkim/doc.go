@@ -4,8 +4,27 @@
 // with RFC 8301's rules (rsa-sha256 only, RSA keys of 1024 to 4096 bits,
 // 2048 generated) and RFC 8463 (ed25519-sha256), on top of
 // github.com/emersion/go-msgauth/dkim, which does the canonicalisation and
-// the cryptography: this package chooses what to sign and how, and never
-// computes a signature itself.
+// the hashing: this package chooses what to sign and how, and which code
+// makes the RSA signature.
+//
+// # Which RSA signer
+//
+// RSA-2048 signing is most of the CPU a signed message costs, and every
+// message is signed with RSA. On the reference machine (docs/benchmarks.md)
+// OpenSSL's libcrypto makes about twice as many RSA-2048 signatures per
+// second as Go's crypto/rsa, and Go's BoringCrypto build
+// (GOEXPERIMENT=boringcrypto) sits in between; so where the binary is built
+// with cgo and OpenSSL's headers (Debian's libssl-dev), ParsePrivate and
+// ParsePEM load RSA keys into OpenSSL once and sign through it (a thin
+// binding of EVP_PKEY_sign, see rsa_openssl.go). Its signatures are
+// crypto/rsa's byte for byte (PKCS#1 v1.5 is deterministic), which the
+// tests assert. RSASigner names the signer of the build; `heed version`
+// prints it and `heed serve` logs it.
+//
+// To force the pure-Go signer, build with CGO_ENABLED=0 (a static binary
+// that runs anywhere) or with the build tag heed_purego (cgo left on for
+// the rest, such as the race detector). Both builds are tested by
+// `make test`.
 //
 // # Keys
 //

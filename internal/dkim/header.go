@@ -26,12 +26,19 @@ var errNoHeaderEnd = fmt.Errorf("%w: no blank line ends its header", ErrBadMessa
 // of a field agrees with what go-msgauth's header picker finds. Lines may
 // end in CRLF or bare LF.
 func walkHeader(msg []byte, fn func(name, field []byte)) error {
+	_, err := walkFields(msg, fn)
+	return err
+}
+
+// walkFields is walkHeader that also returns where the body starts: the
+// offset just past the blank line.
+func walkFields(msg []byte, fn func(name, field []byte)) (int, error) {
 	var name []byte
 	start, end := -1, -1 // bounds in msg of the field being gathered
 	for pos := 0; ; {
 		i := bytes.IndexByte(msg[pos:], '\n')
 		if i < 0 {
-			return errNoHeaderEnd
+			return 0, errNoHeaderEnd
 		}
 		lineEnd := pos + i
 		if lineEnd > pos && msg[lineEnd-1] == '\r' {
@@ -43,7 +50,7 @@ func walkHeader(msg []byte, fn func(name, field []byte)) error {
 			if start >= 0 {
 				fn(name, msg[start:end])
 			}
-			return nil
+			return pos + i + 1, nil
 		case start >= 0 && (line[0] == ' ' || line[0] == '\t'):
 			end = lineEnd
 		default:

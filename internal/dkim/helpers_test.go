@@ -3,6 +3,7 @@ package dkim
 import (
 	"bytes"
 	"crypto"
+	"crypto/rsa"
 	"fmt"
 	"net"
 	"os"
@@ -216,4 +217,23 @@ func describe(rs []Result) string {
 		fmt.Fprintf(&b, "[%s s=%s a=%s: %v] ", r.Domain, r.Selector, r.Algorithm, r.Err)
 	}
 	return b.String()
+}
+
+// goKeyOf returns the Go key under a signer ParsePrivate or ParsePEM
+// made, which is the key itself in a build without OpenSSL.
+func goKeyOf(s crypto.Signer) crypto.Signer {
+	if w, ok := s.(interface{ goKey() crypto.Signer }); ok {
+		return w.goKey()
+	}
+	return s
+}
+
+// goRSA returns the *rsa.PrivateKey under s.
+func goRSA(t testing.TB, s crypto.Signer) *rsa.PrivateKey {
+	t.Helper()
+	k, ok := goKeyOf(s).(*rsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%T is not an RSA key", s)
+	}
+	return k
 }

@@ -54,7 +54,10 @@ type Key struct {
 	Domain    string // the SDID, an A-label (punycode) domain name
 	Selector  string
 	Algorithm Algorithm
-	Signer    crypto.Signer // *rsa.PrivateKey or ed25519.PrivateKey
+	// Signer is what ParsePrivate or ParsePEM returned: for RSA, the
+	// build's RSA signer (see RSASigner) or an *rsa.PrivateKey; for
+	// Ed25519, an ed25519.PrivateKey.
+	Signer crypto.Signer
 }
 
 // Generate makes a new private key for alg: RSA-2048 (RFC 8301's SHOULD,
@@ -103,6 +106,9 @@ func MarshalPrivate(k crypto.Signer) ([]byte, error) {
 	if k == nil {
 		return nil, errors.New("dkim: no key")
 	}
+	if w, ok := k.(interface{ goKey() crypto.Signer }); ok {
+		k = w.goKey() // x509 knows only Go's key types
+	}
 	if _, err := AlgorithmOf(k.Public()); err != nil {
 		return nil, err
 	}
@@ -116,6 +122,11 @@ func MarshalPrivate(k crypto.Signer) ([]byte, error) {
 // ParsePrivate decodes a PKCS#8 DER private key, as MarshalPrivate writes
 // it. RSA keys of 1024 to 4096 bits are accepted, so that a key an operator
 // imported (RFC 8301 allows 1024) keeps working; Generate makes 2048.
+//
+// An RSA key comes back as the build's RSA signer (RSASigner): loaded into
+// OpenSSL here, once, where OpenSSL is built in. Callers keep the result
+// for as long as they sign with the key (internal/tenant caches it per
+// selector) rather than parse it per message.
 func ParsePrivate(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
@@ -161,7 +172,8 @@ func ParsePEM(pemBytes []byte) (crypto.Signer, error) {
 	return checkSigner(k)
 }
 
-// checkSigner accepts only the key types and sizes DKIM can use.
+// checkSigner accepts only the key types and sizes DKIM can use, and
+// hands RSA keys to the build's RSA signer.
 func checkSigner(k any) (crypto.Signer, error) {
 	s, ok := k.(crypto.Signer)
 	if !ok {
@@ -169,6 +181,9 @@ func checkSigner(k any) (crypto.Signer, error) {
 	}
 	if _, err := AlgorithmOf(s.Public()); err != nil {
 		return nil, err
+	}
+	if r, ok := s.(*rsa.PrivateKey); ok {
+		return fastRSA(r)
 	}
 	return s, nil
 }

@@ -158,8 +158,16 @@ func (q *Queue) signer(ctx context.Context, in *compose.Input, msg *Message) err
 	if err != nil {
 		return fmt.Errorf("DKIM keys of %s: %w", d.Name, err)
 	}
-	if len(keys) > 0 {
+	switch {
+	case len(keys) == 0:
+	case in.Unsubscribe:
+		// Each copy carries its own unsubscribe token: nothing to share.
 		in.Signer = dkimSigner(keys)
+	default:
+		// The copies of a transactional message differ only in the
+		// unsigned Received field: one signature serves every copy of
+		// the attempt (dkim.Reuse checks that the signed part is the same).
+		in.Signer = reusedSigner{keys, q.sigs}
 	}
 	return nil
 }
@@ -168,3 +176,11 @@ func (q *Queue) signer(ctx context.Context, in *compose.Input, msg *Message) err
 type dkimSigner []dkim.Key
 
 func (s dkimSigner) Sign(msg []byte) (string, error) { return dkim.Sign(msg, s) }
+
+// reusedSigner signs through the queue's dkim.Reuse.
+type reusedSigner struct {
+	keys  []dkim.Key
+	reuse *dkim.Reuse
+}
+
+func (s reusedSigner) Sign(msg []byte) (string, error) { return s.reuse.Sign(msg, s.keys) }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/report"
@@ -63,6 +64,9 @@ type Queue struct {
 	kick chan struct{}
 	jobs chan Job
 
+	// sigs shares one DKIM signature between identical copies.
+	sigs *dkim.Reuse
+
 	mu       sync.Mutex
 	inflight map[jobKey]struct{} // jobs handed to a worker
 	active   map[string]int      // transactions in progress per domain
@@ -97,6 +101,7 @@ func New(o Options) *Queue {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Queue{
 		o: o, log: o.Logger,
+		sigs:     dkim.NewReuse(o.Now),
 		kick:     make(chan struct{}, 1),
 		jobs:     make(chan Job, o.Workers),
 		inflight: make(map[jobKey]struct{}),
