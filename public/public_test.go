@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -153,7 +154,7 @@ func TestOneClick(t *testing.T) {
 	if len(e.entries("acme", "sam@example.net")) != 1 {
 		t.Error("multipart POST recorded nothing")
 	}
-	evs, _ := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 100)
 	n := 0
 	for _, ev := range evs {
 		if ev.Type == events.RecipientUnsubscribed {
@@ -269,7 +270,7 @@ func TestPageChoices(t *testing.T) {
 	if len(es) != 1 || es[0].Reason != suppression.Bounce {
 		t.Errorf("after resubscribe %+v, want the bounce alone", es)
 	}
-	evs, _ := events.BoltLog{DB: e.db}.Events(ctx, "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(ctx, "acme", 0, 100)
 	var got []events.Type
 	for _, ev := range evs {
 		if ev.Type == events.RecipientUnsubscribed || ev.Type == events.RecipientResubscribed {

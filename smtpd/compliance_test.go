@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/report"
@@ -75,7 +76,7 @@ func TestSuppressedAtAccept(t *testing.T) {
 	if got[0].To[0] != "pat@example.net" {
 		t.Errorf("delivered to %v, want pat only", got[0].To)
 	}
-	evs, _ := events.BoltLog{DB: h.db}.Events(ctx, "acme", 0, 100)
+	evs, _ := boltdb.Events(h.db).Events(ctx, "acme", 0, 100)
 	var sawSuppressed bool
 	for _, ev := range evs {
 		if ev.Data.MessageID != "" && strings.EqualFold(ev.Data.Recipient, "gone@example.net") {

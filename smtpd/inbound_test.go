@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
@@ -56,7 +56,7 @@ func startInboundKeeping(t *testing.T, keep func(*unread.Options), edit func(*In
 		Hostname: "relay.test", MailtoDomain: "unsubscribe.relay.test",
 		VERP:     queue.VERP{Domain: "bounces.relay.test", Key: bytes.Repeat([]byte{5}, 32)},
 		Messages: queue.NewBoltStore(db), Suppressions: suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now),
-		Events: events.BoltLog{DB: db}, ReadTimeout: 10 * time.Second, Now: clock.Now,
+		Events: boltdb.Events(db), ReadTimeout: 10 * time.Second, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	uo := unread.Options{Dir: filepath.Join(dir, "reports", "unread"), Now: clock.Now, Logger: o.Logger}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
@@ -40,7 +41,7 @@ func startDSN(t *testing.T) *dsnEnv {
 		suppression.SoftRule{Limit: 3, Span: 72 * time.Hour, Window: 30 * 24 * time.Hour})
 	e.qs.SuppressHardBounces(e.sup)
 	e.in = startInbound(t, func(o *InboundOptions) {
-		o.Messages, o.Suppressions, o.Events = e.qs, e.sup, events.BoltLog{DB: db}
+		o.Messages, o.Suppressions, o.Events = e.qs, e.sup, boltdb.Events(db)
 		e.verp = o.VERP
 	})
 	e.c = e.in.dial("127.0.0.1")
@@ -90,7 +91,7 @@ func (e *dsnEnv) entries(addr string) []suppression.Entry {
 // bounced returns the message.bounced events of message id.
 func (e *dsnEnv) bounced(id string) []events.Data {
 	e.t.Helper()
-	evs, err := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 1000)
+	evs, err := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 1000)
 	if err != nil {
 		e.t.Fatal(err)
 	}

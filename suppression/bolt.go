@@ -19,6 +19,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -258,7 +259,7 @@ func unmarkLink(b *bolt.Bucket, k, old, v []byte) error {
 // appendEvents writes typ and each of also for d, at now, in tx.
 func appendEvents(tx *bolt.Tx, now time.Time, d events.Data, typ events.Type, also []events.Type) error {
 	for _, t := range append([]events.Type{typ}, also...) {
-		if err := events.Append(tx, &events.Event{Type: t, Time: now, Data: d}); err != nil {
+		if err := events.Append(boltdb.TxFromBolt(tx).Events(), &events.Event{Type: t, Time: now, Data: d}); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -49,7 +50,7 @@ func openStore(t *testing.T) (*BoltStore, *store.DB) {
 
 func tenantEvents(t *testing.T, db *store.DB, tenantID string) []events.Event {
 	t.Helper()
-	evs, err := events.BoltLog{DB: db}.Events(context.Background(), tenantID, 0, 100)
+	evs, err := boltdb.Events(db).Events(context.Background(), tenantID, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestAddUnderRetries(t *testing.T) {
 			t.Errorf("Add %d: created %v, err %v", i, created[i], errs[i])
 		}
 	}
-	evs, err := events.BoltLog{DB: db}.Events(context.Background(), "acme", 0, 1000)
+	evs, err := boltdb.Events(db).Events(context.Background(), "acme", 0, 1000)
 	if err != nil || len(evs) != n {
 		t.Errorf("%d events (%v), want %d", len(evs), err, n)
 	}

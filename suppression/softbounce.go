@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 )
@@ -120,7 +121,7 @@ func (s *BoltStore) Bounce(ctx context.Context, b Failure, ev *events.Event) (su
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		suppressed = false // fn may run more than once
 		if ev != nil {
-			if err := events.Append(tx, ev); err != nil {
+			if err := events.Append(boltdb.TxFromBolt(tx).Events(), ev); err != nil {
 				return err
 			}
 		}

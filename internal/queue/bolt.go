@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/internal/store"
@@ -135,7 +136,7 @@ func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 			if err := putJSON(rows, rowKey(msg.ID, r.Index), r); err != nil {
 				return err
 			}
-			if err := events.Append(tx, ev); err != nil {
+			if err := events.Append(boltdb.TxFromBolt(tx).Events(), ev); err != nil {
 				return err
 			}
 		}
@@ -330,7 +331,7 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		case Bounced:
 			ev.Data.Reason, ev.Data.BounceType, ev.Data.Channel = string(out.Bounce.Reason), out.Bounce.Verdict.String(), "smtp"
 		}
-		if err := events.Append(tx, ev); err != nil {
+		if err := events.Append(boltdb.TxFromBolt(tx).Events(), ev); err != nil {
 			return err
 		}
 		return s.followUp(tx, &m, &r, out)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
@@ -95,7 +96,7 @@ func TestOptOutStopsQueuedMail(t *testing.T) {
 	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages after the opt-out, want 0", n)
 	}
-	evs, _ := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 100)
 	last := evs[len(evs)-1]
 	if last.Type != events.MessageSuppressed || last.Data.Reason != "unsubscribe" || last.Data.Recipient != "pat@example.net" {
 		t.Errorf("last event %+v, want message.suppressed for pat (unsubscribe)", last)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/fsutil"
@@ -48,7 +49,7 @@ type Relay struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	db      *store.DB
-	events  events.BoltLog // the event log in db
+	events  *events.Log // the event log in db
 	spool   *queue.Spool
 	tenants *tenant.Registry
 	// suppressions is the suppression list, checked at accept and at
@@ -160,7 +161,7 @@ func (r *Relay) build() error {
 		return err
 	}
 	r.qs = queue.NewBoltStore(r.db)
-	r.events = events.BoltLog{DB: r.db}
+	r.events = boltdb.Events(r.db)
 	r.metrics = metrics.New()
 	r.events.Watch(r.metrics.Event)
 	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
