@@ -21,7 +21,6 @@ import (
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
-	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
 	bolt "go.etcd.io/bbolt"
 )
@@ -93,7 +92,7 @@ func newEnv(t *testing.T) *env {
 	h := New(Options{
 		Audit:          BoltAudit{DB: db},
 		Webhooks:       e.hooks,
-		Suppressions:   suppression.NewBoltStore(db, []byte("admin test hash key"), time.Now),
+		Suppressions:   boltdb.Suppressions(db, []byte("admin test hash key"), time.Now),
 		LookupTXT:      e.lookupTXT,
 		Tenants:        e.reg,
 		Events:         boltdb.Events(db),

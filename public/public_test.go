@@ -27,7 +27,7 @@ type env struct {
 	t     *testing.T
 	url   string
 	db    *store.DB
-	sup   *suppression.BoltStore
+	sup   *suppression.Service
 	keys  *suppression.Keyring
 	clock *testclock.Clock
 	logs  *logRecorder
@@ -81,7 +81,7 @@ func newEnv(t *testing.T) *env {
 		logs:  &logRecorder{},
 		keys:  suppression.NewKeyring(1, map[byte][]byte{1: bytes.Repeat([]byte{1}, 32)}),
 	}
-	e.sup = suppression.NewBoltStore(db, []byte("public test hash key, 32 bytes.."), e.clock.Now)
+	e.sup = boltdb.Suppressions(db, []byte("public test hash key, 32 bytes.."), e.clock.Now)
 	srv := httptest.NewServer(New(Options{
 		OptOut: &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: reg},
 		Logger: slog.New(e.logs), Now: e.clock.Now,

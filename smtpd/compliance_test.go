@@ -46,7 +46,7 @@ func sendText(t *testing.T, c *smtp.Client, to []string, msg string) string {
 // A message whose every recipient is suppressed keeps no body.
 func TestSuppressedAtAccept(t *testing.T) {
 	h := newHarness(t)
-	sup := suppression.NewBoltStore(h.db, []byte("smtpd test hash key"), time.Now)
+	sup := boltdb.Suppressions(h.db, []byte("smtpd test hash key"), time.Now)
 	h.sub.o.Suppressions = sup // before the first connection
 	h.spool.InlineMax = 0      // bodies in files, to see the clean-up
 	ctx := context.Background()

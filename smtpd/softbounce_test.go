@@ -24,7 +24,7 @@ type dsnEnv struct {
 	in   *inboundEnv
 	db   *store.DB
 	qs   *queue.BoltStore
-	sup  *suppression.BoltStore
+	sup  *suppression.Service
 	verp queue.VERP
 	c    *smtp.Client
 }
@@ -37,7 +37,7 @@ func startDSN(t *testing.T) *dsnEnv {
 	}
 	t.Cleanup(func() { db.Close() })
 	e := &dsnEnv{t: t, db: db, qs: queue.NewBoltStore(db)}
-	e.sup = suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now).WithSoftBounces(
+	e.sup = boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now).WithSoftBounces(
 		suppression.SoftRule{Limit: 3, Span: 72 * time.Hour, Window: 30 * 24 * time.Hour})
 	e.qs.SuppressHardBounces(e.sup)
 	e.in = startInbound(t, func(o *InboundOptions) {

@@ -145,7 +145,7 @@ func TestUnreadReportsKeepWhy(t *testing.T) {
 		t.Errorf("%d report.feedback events for acme, want 1", feedback)
 	}
 	// Only the complaint suppresses.
-	sup := e.in.o.Suppressions.(*suppression.BoltStore)
+	sup := e.in.o.Suppressions.(*suppression.Service)
 	entries, _, err := sup.List(context.Background(), "acme", "", "", 100)
 	if err != nil {
 		t.Fatal(err)

@@ -13,12 +13,14 @@ package backend
 import (
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/txn"
+	"github.com/heedmail/heed/suppression"
 )
 
 // Tx is one transaction of a backend, with every store's face. A store
 // moved onto the backend adds its face here (and to both backends).
 type Tx interface {
 	Events() events.TxLog
+	Suppressions() suppression.Rows
 }
 
 // Backend runs transactions and announces committed events.

@@ -26,7 +26,7 @@ import (
 // recorded, so an attempt cut short by a crash is made again.
 type BoltStore struct {
 	db  *store.DB
-	sup *suppression.BoltStore
+	sup *suppression.Service
 
 	// seen memoises the schedule entries Due parsed, by key: an entry in
 	// flight stays at the head of the schedule until its outcome is
@@ -45,7 +45,7 @@ func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
 // tenant), a soft one joins the address's soft-bounce history (which
 // suppresses by sup's SoftRule), and a delivery resets that history. sup
 // must be kept in the same database.
-func (s *BoltStore) SuppressHardBounces(sup *suppression.BoltStore) *BoltStore {
+func (s *BoltStore) SuppressHardBounces(sup *suppression.Service) *BoltStore {
 	s.sup = sup
 	return s
 }
@@ -348,9 +348,9 @@ func (s *BoltStore) followUp(tx *bolt.Tx, m *Message, r *Recipient, out Outcome)
 	}
 	switch {
 	case out.State == Delivered:
-		return s.sup.DeliveredTx(tx, m.Tenant, r.Address, m.ID, out.At)
+		return s.sup.DeliveredTx(boltdb.TxFromBolt(tx), m.Tenant, r.Address, m.ID, out.At)
 	case out.State == Bounced && out.Bounce.Remote:
-		_, err := s.sup.BounceTx(tx, suppression.Failure{
+		_, err := s.sup.BounceTx(boltdb.TxFromBolt(tx), suppression.Failure{
 			Tenant: m.Tenant, Address: r.Address, Hard: out.Bounce.Verdict == report.Hard,
 			SoftBounce: suppression.SoftBounce{Time: out.At, MessageID: m.ID, Status: out.Bounce.Status,
 				Reason: string(out.Bounce.Reason), Diagnostic: out.Reply, Channel: "smtp"},

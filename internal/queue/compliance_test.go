@@ -32,7 +32,7 @@ func (c *clock) Add(d time.Duration) {
 
 // withCompliance restarts e's queue with the tenant registry, suppression
 // list and tokens wired in, as the relay runs it, and returns the stores.
-func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tenant.Registry, *suppression.BoltStore) {
+func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tenant.Registry, *suppression.Service) {
 	e.t.Helper()
 	e.q.Stop(context.Background())
 	reg := tenant.NewRegistry(tenant.NewBoltStore(e.db))
@@ -52,7 +52,7 @@ func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tena
 	if _, _, err := reg.CreateDomain(ctx, "other", "other.test"); err != nil {
 		e.t.Fatal(err)
 	}
-	sup := suppression.NewBoltStore(e.db, []byte("hash key for tests, 32 bytes...."), now).WithSoftBounces(testSoftRule)
+	sup := boltdb.Suppressions(e.db, []byte("hash key for tests, 32 bytes...."), now).WithSoftBounces(testSoftRule)
 	e.store.SuppressHardBounces(sup)
 	e.opts.Tenants, e.opts.Suppressions = reg, sup
 	e.opts.Unsubscribe = Unsubscribe{

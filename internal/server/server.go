@@ -54,7 +54,7 @@ type Relay struct {
 	tenants *tenant.Registry
 	// suppressions is the suppression list, checked at accept and at
 	// every delivery attempt.
-	suppressions *suppression.BoltStore
+	suppressions *suppression.Service
 	optOut       *suppression.OptOut
 	queue        *queue.Queue
 	transport    *outbound.Transport
@@ -202,7 +202,7 @@ func (r *Relay) build() error {
 	if err != nil {
 		return err
 	}
-	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
+	r.suppressions = boltdb.Suppressions(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
 		Limit: cfg.Bounces.SoftLimit, Span: cfg.Bounces.SoftSpan, Window: cfg.Bounces.SoftWindow,
 	})
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}

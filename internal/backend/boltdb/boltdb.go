@@ -14,6 +14,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/txn"
+	"github.com/heedmail/heed/suppression"
 )
 
 // Backend is the bbolt backend over an open database. It holds no state
@@ -90,4 +92,10 @@ func watchersOf(db *bolt.DB) []func(events.Notice) {
 func Events(db *store.DB) *events.Log {
 	b := New(db)
 	return events.NewLog(txn.Narrow(b, func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)
+}
+
+// Suppressions returns the suppression list kept in db, with the address
+// hash key and clock of suppression.New.
+func Suppressions(db *store.DB, key []byte, now func() time.Time) *suppression.Service {
+	return suppression.New(txn.Narrow(New(db), func(t backend.Tx) suppression.Tx { return t }), key, now)
 }

@@ -1,0 +1,69 @@
+package suppression_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heedmail/heed/internal/backend/boltdb"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/store"
+	. "github.com/heedmail/heed/suppression"
+)
+
+// The tests of this package that take an opener are the suppression
+// list's conformance suite: written once against Store and events.Log,
+// and run on every storage backend (docs/storage.md).
+
+var (
+	testHashKey = []byte("0123456789abcdef0123456789abcdef")
+	// testNow is whole microseconds: PostgreSQL keeps no finer times.
+	testNow = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
+)
+
+// opener opens a store and its event log over a fresh, empty database
+// with the fixed clock testNow; the test's clean-up closes it.
+type opener func(t *testing.T) (*Service, *events.Log)
+
+var backends = []struct {
+	name string
+	open opener
+}{
+	{"bbolt", openBolt},
+}
+
+// eachBackend runs fn once on each backend, as a subtest named after it.
+func eachBackend(t *testing.T, fn func(t *testing.T, open opener)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.open) })
+	}
+}
+
+func openBolt(t *testing.T) (*Service, *events.Log) {
+	s, db := openBoltDB(t)
+	return s, boltdb.Events(db)
+}
+
+// openBoltDB opens a store over a fresh bbolt database under t.TempDir().
+// When the test ends the database is closed and reopened, which runs
+// bbolt's consistency check on what the test left.
+func openBoltDB(t *testing.T) (*Service, *store.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "heed.db")
+	db, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		db, err := store.Open(path, store.Options{})
+		if err != nil {
+			t.Errorf("reopen (consistency check): %v", err)
+			return
+		}
+		db.Close()
+	})
+	return boltdb.Suppressions(db, testHashKey, func() time.Time { return testNow }), db
+}
