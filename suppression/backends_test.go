@@ -1,11 +1,14 @@
 package suppression_test
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heedmail/heed/internal/backend/boltdb"
+	"github.com/heedmail/heed/internal/backend/postgres"
+	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	. "github.com/heedmail/heed/suppression"
@@ -30,7 +33,10 @@ var backends = []struct {
 	open opener
 }{
 	{"bbolt", openBolt},
+	{"postgres", openPostgres},
 }
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // eachBackend runs fn once on each backend, as a subtest named after it.
 func eachBackend(t *testing.T, fn func(t *testing.T, open opener)) {
@@ -66,4 +72,20 @@ func openBoltDB(t *testing.T) (*Service, *store.DB) {
 		db.Close()
 	})
 	return boltdb.Suppressions(db, testHashKey, func() time.Time { return testNow }), db
+}
+
+// openPostgres opens a store over a fresh database of the test binary's
+// throwaway PostgreSQL (pgtest), migrated.
+func openPostgres(t *testing.T) (*Service, *events.Log) {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b := db.Backend()
+	return postgres.Suppressions(b, testHashKey, func() time.Time { return testNow }), postgres.Events(b)
 }
