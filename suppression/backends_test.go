@@ -2,10 +2,12 @@ package suppression_test
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -78,7 +80,7 @@ func openBoltDB(t *testing.T) (*Service, *store.DB) {
 // throwaway PostgreSQL (pgtest), migrated.
 func openPostgres(t *testing.T) (*Service, *events.Log) {
 	t.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t)})
+	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,4 +90,29 @@ func openPostgres(t *testing.T) (*Service, *events.Log) {
 	}
 	b := db.Backend()
 	return postgres.Suppressions(b, testHashKey, func() time.Time { return testNow }), postgres.Events(b)
+}
+
+// eachRawBackend runs fn once on each backend, with the backend itself,
+// for tests that wrap its transactions.
+func eachRawBackend(t *testing.T, fn func(t *testing.T, b backend.Backend)) {
+	raw := []struct {
+		name string
+		open func(t *testing.T) backend.Backend
+	}{
+		{"bbolt", func(t *testing.T) backend.Backend { _, db := openBoltDB(t); return boltdb.New(db) }},
+		{"postgres", func(t *testing.T) backend.Backend {
+			db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(db.Close)
+			if err := db.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return db.Backend()
+		}},
+	}
+	for _, b := range raw {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.open(t)) })
+	}
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -182,4 +183,16 @@ func (r eventRows) Purge(cutoff time.Time, from uint64, max int) (int, uint64, e
 		return n, 0, err
 	}
 	return n, uint64(last), nil
+}
+
+// EventLockWaiters counts the sessions waiting for the event lock: the
+// transactions with an event to write while another one that wrote one
+// has not committed yet. A figure for diagnostics, and for the tests that
+// hold a transaction open to show that no cursor passes it.
+func (db *DB) EventLockWaiters(ctx context.Context) (int, error) {
+	var n int
+	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND ((classid::bigint << 32) | objid::bigint) = $1`, eventLock).Scan(&n)
+	return n, classify(ctx, err)
 }
