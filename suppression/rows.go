@@ -122,8 +122,3 @@ func ParseKey(b []byte) (Key, bool) {
 	k.Reason = reasonCodes[tail[n-1]]
 	return k, true
 }
-
-// Less reports whether a sorts before b.
-func (a Key) Less(b Key) bool {
-	return bytes.Compare(AppendKey(nil, a), AppendKey(nil, b)) < 0
-}

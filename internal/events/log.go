@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -188,6 +187,3 @@ func (l *Log) CountAfter(ctx context.Context, tenant string, after uint64, max i
 	})
 	return n, err
 }
-
-// Marshal is an event's stored form, the JSON its webhooks carry.
-func Marshal(ev Event) ([]byte, error) { return json.Marshal(ev) }
