@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
-	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
 	bolt "go.etcd.io/bbolt"
 )
@@ -88,14 +88,14 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.hooks = &webhooks.Manager{Store: webhooks.NewBoltStore(db), Events: events.BoltLog{DB: db}, Sealer: sealer, AllowPrivate: true}
+	e.hooks = &webhooks.Manager{Store: webhooks.NewBoltStore(db), Events: boltdb.Events(db), Sealer: sealer, AllowPrivate: true}
 	h := New(Options{
 		Audit:          BoltAudit{DB: db},
 		Webhooks:       e.hooks,
-		Suppressions:   suppression.NewBoltStore(db, []byte("admin test hash key"), time.Now),
+		Suppressions:   boltdb.Suppressions(db, []byte("admin test hash key"), time.Now),
 		LookupTXT:      e.lookupTXT,
 		Tenants:        e.reg,
-		Events:         events.BoltLog{DB: db},
+		Events:         boltdb.Events(db),
 		Messages:       e.queue,
 		Captures:       fakeCaptures{map[string]string{"c1": "Subject: hi\r\n\r\nhello\r\n"}},
 		OperatorTokens: []string{"other-token", token},
@@ -197,7 +197,7 @@ func (e *env) appendEvents(evs ...events.Event) []events.Event {
 	out := make([]events.Event, len(evs))
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		for i, ev := range evs { // from the inputs: the function may run again
-			if err := events.Append(tx, &ev); err != nil {
+			if err := events.Append(boltdb.TxFromBolt(tx).Events(), &ev); err != nil {
 				return err
 			}
 			out[i] = ev
@@ -491,7 +491,7 @@ func TestEvents(t *testing.T) {
 	if len(page.Events) != 0 {
 		t.Fatalf("a new tenant of the old id sees %+v", page.Events)
 	}
-	if evs, _ := (events.BoltLog{DB: e.db}).Events(context.Background(), "other", 0, 10); len(evs) != 1 {
+	if evs, _ := boltdb.Events(e.db).Events(context.Background(), "other", 0, 10); len(evs) != 1 {
 		t.Fatalf("the other tenant's events: %+v", evs)
 	}
 }

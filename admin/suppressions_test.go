@@ -3,6 +3,7 @@ package admin
 import (
 	"testing"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/suppression"
 )
@@ -66,7 +67,7 @@ func TestSuppressionsAPI(t *testing.T) {
 	e.wantProblem(404, "DELETE", base+"pat@example.net?list=marketing", "")
 	e.want(204, "DELETE", base+"gone@example.net", "", nil)
 
-	evs, err := events.BoltLog{DB: e.db}.Events(t.Context(), "acme", 0, 100)
+	evs, err := boltdb.Events(e.db).Events(t.Context(), "acme", 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

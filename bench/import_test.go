@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/suppression"
 )
@@ -38,7 +39,7 @@ func BenchmarkSuppressionCSV(b *testing.B) {
 	writeSuppressionCSV(b, csvPath)
 	var (
 		db   *store.DB
-		s    *suppression.BoltStore
+		s    *suppression.Service
 		runs int
 	)
 	defer func() {
@@ -58,7 +59,7 @@ func BenchmarkSuppressionCSV(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s = suppression.NewBoltStore(db, []byte("bench suppression address key 32"), nil)
+		s = boltdb.Suppressions(db, []byte("bench suppression address key 32"), nil)
 		f, err := os.Open(csvPath)
 		if err != nil {
 			b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
@@ -113,13 +114,13 @@ func BenchmarkSuppression(b *testing.B) {
 // loadSuppressions fills a fresh store, one Import per tenant in tenant
 // order (so the B+tree is appended to), with two goroutines preparing
 // batches while the previous one commits.
-func loadSuppressions(b *testing.B) (*store.DB, *suppression.BoltStore, time.Duration) {
+func loadSuppressions(b *testing.B) (*store.DB, *suppression.Service, time.Duration) {
 	b.Helper()
 	db, err := store.Open(filepath.Join(b.TempDir(), "supp.db"), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := suppression.NewBoltStore(db, []byte("bench suppression address key 32"), nil)
+	s := boltdb.Suppressions(db, []byte("bench suppression address key 32"), nil)
 	ctx := context.Background()
 	start := time.Now()
 	var (

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/webhooks"
@@ -86,7 +87,7 @@ func runWebhooks(b *testing.B, n int) webhookResult {
 		b.Fatal(err)
 	}
 	st := webhooks.NewBoltStore(db)
-	log := events.BoltLog{DB: db}
+	log := boltdb.Events(db)
 	m := &webhooks.Manager{Store: st, Events: log, Sealer: sealer, AllowPrivate: true}
 	if _, _, err := m.Create(context.Background(), "bench", "main", webhooks.Input{URL: recv.URL + "/hooks"}); err != nil {
 		b.Fatal(err)
@@ -100,7 +101,7 @@ func runWebhooks(b *testing.B, n int) webhookResult {
 					Tenant: "bench", MessageID: "06h0h6ajqgpje7z8yddc8f3sn4", Recipient: "reader-" + strconv.Itoa(j) + "@example.net",
 					List: "newsletter", Reply: "250 2.0.0 Ok: queued as 4Xyz", Attempts: 1,
 				}}
-				if err := events.Append(tx, &ev); err != nil {
+				if err := events.Append(boltdb.TxFromBolt(tx).Events(), &ev); err != nil {
 					return err
 				}
 			}

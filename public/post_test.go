@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
@@ -44,7 +45,7 @@ func (e *env) oneClick(tok string, hdr map[string]string) (*http.Response, strin
 // count returns how many events of typ acme's log holds.
 func (e *env) count(typ events.Type) int {
 	e.t.Helper()
-	evs, err := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 1000)
+	evs, err := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 1000)
 	if err != nil {
 		e.t.Fatal(err)
 	}

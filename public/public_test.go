@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -26,7 +27,7 @@ type env struct {
 	t     *testing.T
 	url   string
 	db    *store.DB
-	sup   *suppression.BoltStore
+	sup   *suppression.Service
 	keys  *suppression.Keyring
 	clock *testclock.Clock
 	logs  *logRecorder
@@ -80,7 +81,7 @@ func newEnv(t *testing.T) *env {
 		logs:  &logRecorder{},
 		keys:  suppression.NewKeyring(1, map[byte][]byte{1: bytes.Repeat([]byte{1}, 32)}),
 	}
-	e.sup = suppression.NewBoltStore(db, []byte("public test hash key, 32 bytes.."), e.clock.Now)
+	e.sup = boltdb.Suppressions(db, []byte("public test hash key, 32 bytes.."), e.clock.Now)
 	srv := httptest.NewServer(New(Options{
 		OptOut: &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: reg},
 		Logger: slog.New(e.logs), Now: e.clock.Now,
@@ -153,7 +154,7 @@ func TestOneClick(t *testing.T) {
 	if len(e.entries("acme", "sam@example.net")) != 1 {
 		t.Error("multipart POST recorded nothing")
 	}
-	evs, _ := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 100)
 	n := 0
 	for _, ev := range evs {
 		if ev.Type == events.RecipientUnsubscribed {
@@ -269,7 +270,7 @@ func TestPageChoices(t *testing.T) {
 	if len(es) != 1 || es[0].Reason != suppression.Bounce {
 		t.Errorf("after resubscribe %+v, want the bounce alone", es)
 	}
-	evs, _ := events.BoltLog{DB: e.db}.Events(ctx, "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(ctx, "acme", 0, 100)
 	var got []events.Type
 	for _, ev := range evs {
 		if ev.Type == events.RecipientUnsubscribed || ev.Type == events.RecipientResubscribed {

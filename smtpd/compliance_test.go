@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/report"
@@ -45,7 +46,7 @@ func sendText(t *testing.T, c *smtp.Client, to []string, msg string) string {
 // A message whose every recipient is suppressed keeps no body.
 func TestSuppressedAtAccept(t *testing.T) {
 	h := newHarness(t)
-	sup := suppression.NewBoltStore(h.db, []byte("smtpd test hash key"), time.Now)
+	sup := boltdb.Suppressions(h.db, []byte("smtpd test hash key"), time.Now)
 	h.sub.o.Suppressions = sup // before the first connection
 	h.spool.InlineMax = 0      // bodies in files, to see the clean-up
 	ctx := context.Background()
@@ -75,7 +76,7 @@ func TestSuppressedAtAccept(t *testing.T) {
 	if got[0].To[0] != "pat@example.net" {
 		t.Errorf("delivered to %v, want pat only", got[0].To)
 	}
-	evs, _ := events.BoltLog{DB: h.db}.Events(ctx, "acme", 0, 100)
+	evs, _ := boltdb.Events(h.db).Events(ctx, "acme", 0, 100)
 	var sawSuppressed bool
 	for _, ev := range evs {
 		if ev.Data.MessageID != "" && strings.EqualFold(ev.Data.Recipient, "gone@example.net") {

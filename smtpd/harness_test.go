@@ -18,6 +18,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
@@ -198,7 +199,7 @@ func wantCode(t *testing.T, err error, code int, enh string) *smtp.SMTPError {
 
 // accepted counts message.accepted events of a tenant: what was queued.
 func (h *harness) accepted(tenantID string) int {
-	evs, err := events.BoltLog{DB: h.db}.Events(context.Background(), tenantID, 0, 10000)
+	evs, err := boltdb.Events(h.db).Events(context.Background(), tenantID, 0, 10000)
 	if err != nil {
 		h.t.Fatal(err)
 	}

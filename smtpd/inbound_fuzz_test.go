@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/suppression"
@@ -43,7 +44,7 @@ func FuzzInbound(f *testing.F) {
 		Body: []byte("x"), Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}}}); err != nil {
 		f.Fatal(err)
 	}
-	sup := suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now)
+	sup := boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now)
 	in := NewInbound(InboundOptions{
 		Hostname: "relay.test", MailtoDomain: "unsubscribe.relay.test", Tokens: keys, Messages: qs, Suppressions: sup,
 		MaxMessageBytes: 4096, ReadTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/testclock"
 	"github.com/heedmail/heed/internal/unread"
-	"github.com/heedmail/heed/suppression"
 )
 
 // inboundEnv is the inbound listener on loopback with a real bbolt file,
@@ -55,8 +54,8 @@ func startInboundKeeping(t *testing.T, keep func(*unread.Options), edit func(*In
 	o := InboundOptions{
 		Hostname: "relay.test", MailtoDomain: "unsubscribe.relay.test",
 		VERP:     queue.VERP{Domain: "bounces.relay.test", Key: bytes.Repeat([]byte{5}, 32)},
-		Messages: queue.NewBoltStore(db), Suppressions: suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now),
-		Events: events.BoltLog{DB: db}, ReadTimeout: 10 * time.Second, Now: clock.Now,
+		Messages: queue.NewBoltStore(db), Suppressions: boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now),
+		Events: boltdb.Events(db), ReadTimeout: 10 * time.Second, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	uo := unread.Options{Dir: filepath.Join(dir, "reports", "unread"), Now: clock.Now, Logger: o.Logger}

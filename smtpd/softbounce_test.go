@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
@@ -23,7 +24,7 @@ type dsnEnv struct {
 	in   *inboundEnv
 	db   *store.DB
 	qs   *queue.BoltStore
-	sup  *suppression.BoltStore
+	sup  *suppression.Service
 	verp queue.VERP
 	c    *smtp.Client
 }
@@ -36,11 +37,11 @@ func startDSN(t *testing.T) *dsnEnv {
 	}
 	t.Cleanup(func() { db.Close() })
 	e := &dsnEnv{t: t, db: db, qs: queue.NewBoltStore(db)}
-	e.sup = suppression.NewBoltStore(db, bytes.Repeat([]byte{4}, 32), time.Now).WithSoftBounces(
+	e.sup = boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now).WithSoftBounces(
 		suppression.SoftRule{Limit: 3, Span: 72 * time.Hour, Window: 30 * 24 * time.Hour})
 	e.qs.SuppressHardBounces(e.sup)
 	e.in = startInbound(t, func(o *InboundOptions) {
-		o.Messages, o.Suppressions, o.Events = e.qs, e.sup, events.BoltLog{DB: db}
+		o.Messages, o.Suppressions, o.Events = e.qs, e.sup, boltdb.Events(db)
 		e.verp = o.VERP
 	})
 	e.c = e.in.dial("127.0.0.1")
@@ -90,7 +91,7 @@ func (e *dsnEnv) entries(addr string) []suppression.Entry {
 // bounced returns the message.bounced events of message id.
 func (e *dsnEnv) bounced(id string) []events.Data {
 	e.t.Helper()
-	evs, err := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 1000)
+	evs, err := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 1000)
 	if err != nil {
 		e.t.Fatal(err)
 	}

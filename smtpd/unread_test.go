@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
@@ -84,7 +85,7 @@ const undetermined = "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered
 func TestUnreadReportsKeepWhy(t *testing.T) {
 	var verp queue.VERP
 	e := startInbound(t, func(o *InboundOptions) { verp = o.VERP })
-	log := events.BoltLog{DB: e.db}
+	log := boltdb.Events(e.db)
 	m, rp := e.sentMessage(verp)
 	c := e.dial("127.0.0.1")
 	for _, tc := range []struct{ from, to, msg string }{
@@ -144,7 +145,7 @@ func TestUnreadReportsKeepWhy(t *testing.T) {
 		t.Errorf("%d report.feedback events for acme, want 1", feedback)
 	}
 	// Only the complaint suppresses.
-	sup := e.in.o.Suppressions.(*suppression.BoltStore)
+	sup := e.in.o.Suppressions.(*suppression.Service)
 	entries, _, err := sup.List(context.Background(), "acme", "", "", 100)
 	if err != nil {
 		t.Fatal(err)

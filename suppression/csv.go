@@ -39,17 +39,17 @@ import (
 	"unicode/utf8"
 )
 
-// Importer is what ImportCSV writes to: BoltStore.Import, whose rules (one
+// Importer is what ImportCSV writes to: Service.Import, whose rules (one
 // transaction per call, an entry that exists is not added again) the
 // report's counts follow.
 type Importer interface {
 	Import(ctx context.Context, entries []Entry) (added int, err error)
 }
 
-var _ Importer = (*BoltStore)(nil)
+var _ Importer = (*Service)(nil)
 
 // sortedImporter is an Importer that ImportCSV can feed in key order
-// (BoltStore): the entries are turned into their keys and values as they
+// (Service): the entries are turned into their keys and values as they
 // are read, sorted outside the store, and written in batches of adjacent
 // keys, so that a large import appends to the B+tree instead of rewriting
 // a leaf page per row.
@@ -59,7 +59,7 @@ type sortedImporter interface {
 	importSorted(ctx context.Context, recs []kv) (added int, err error)
 }
 
-var _ sortedImporter = (*BoltStore)(nil)
+var _ sortedImporter = (*Service)(nil)
 
 // Import limits.
 const (
@@ -112,7 +112,7 @@ type ImportOptions struct {
 	// counted in Rejected and the report says Truncated. Zero means
 	// DefaultMaxErrors, a negative value keeps none.
 	MaxErrors int
-	// TempDir is where an import into a BoltStore that does not fit in
+	// TempDir is where an import into a Service that does not fit in
 	// memory keeps its sorted runs (about as many bytes as the valid rows
 	// of the CSV); empty means os.TempDir(). The files are removed before
 	// ImportCSV returns, and where the system allows it (not Windows) they
@@ -127,7 +127,7 @@ type ImportOptions struct {
 // ImportCSV returns an error, the report covers the rows read and settled
 // before it: the rows before unreadable input are imported, rows of a
 // batch whose write failed (or that ctx's end stopped) are in none of the
-// counts, and rows after the error were not read. Into a BoltStore, the
+// counts, and rows after the error were not read. Into a Service, the
 // rows are written only once the whole file is read (see ImportCSV), so an
 // error while reading the file (other than unreadable input) writes none,
 // and a batch is a range of keys, holding rows from all over the file.
@@ -175,7 +175,7 @@ var colNames = [numCols]string{"address", "list", "reason", "channel", "created_
 // list through imp, in transactions of up to 10,000 entries, holding no more
 // than one batch in memory.
 //
-// Into a BoltStore (and not DryRun) it does better: the store's keys hold
+// Into a Service (and not DryRun) it does better: the store's keys hold
 // a keyed hash of the address, so the rows of any order of the file land
 // all over the tenant's keys, and a batch of them rewrites about one page
 // of the database per row. Instead it turns each valid row into its key and

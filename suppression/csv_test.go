@@ -1,4 +1,4 @@
-package suppression
+package suppression_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	. "github.com/heedmail/heed/suppression"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/store"
 )
 
 // openCSVStore is openStore for a testing.TB, so a fuzz target can open its
 // store once for all its inputs.
-func openCSVStore(tb testing.TB) *BoltStore {
+func openCSVStore(tb testing.TB) *Service {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "heed.db")
 	db, err := store.Open(path, store.Options{})
@@ -38,7 +40,7 @@ func openCSVStore(tb testing.TB) *BoltStore {
 		}
 		db.Close()
 	})
-	return NewBoltStore(db, testHashKey, func() time.Time { return testNow })
+	return boltdb.Suppressions(db, testHashKey, func() time.Time { return testNow })
 }
 
 func importString(t *testing.T, imp Importer, tenantID, in string, o ImportOptions) ImportReport {
@@ -465,7 +467,7 @@ func FuzzImportCSV(f *testing.F) {
 				t.Errorf("%d errors kept", len(rep.Errors))
 			}
 			for _, e := range rep.Errors {
-				if e.Line < 1 || len(e.Address) > maxReportedAddress || e.Reason == "" {
+				if e.Line < 1 || len(e.Address) > MaxReportedAddress || e.Reason == "" {
 					t.Errorf("row error %+v", e)
 				}
 			}
@@ -511,35 +513,7 @@ func TestImportCSVPathological(t *testing.T) {
 // for one test.
 func setSortSizes(t *testing.T, runBytes, fanIn, batch int) {
 	t.Helper()
-	r, f, b := sortRunBytes, sortFanIn, sortedBatch
-	sortRunBytes, sortFanIn, sortedBatch = runBytes, fanIn, batch
-	t.Cleanup(func() { sortRunBytes, sortFanIn, sortedBatch = r, f, b })
-}
-
-// sortedSpy is a BoltStore that counts the sorted import's calls, and can
-// fail a batch or look around during one.
-type sortedSpy struct {
-	*BoltStore
-	prepared int
-	batches  []int
-	fail     int    // fail the batch of this number (from 1)
-	during   func() // called in each batch
-}
-
-func (s *sortedSpy) prepareKV(e Entry) ([]byte, []byte, error) {
-	s.prepared++
-	return s.BoltStore.prepareKV(e)
-}
-
-func (s *sortedSpy) importSorted(ctx context.Context, recs []kv) (int, error) {
-	s.batches = append(s.batches, len(recs))
-	if s.during != nil {
-		s.during()
-	}
-	if len(s.batches) == s.fail {
-		return 0, errors.New("disk full")
-	}
-	return s.BoltStore.importSorted(ctx, recs)
+	t.Cleanup(SetSortSizes(runBytes, fanIn, batch))
 }
 
 // openIn counts the files of the process open under dir (nameless ones
@@ -598,7 +572,7 @@ func tenantEntries(t *testing.T, s Store, tenantID string) []Entry {
 	var all []Entry
 	cursor := ""
 	for {
-		es, next, err := s.List(context.Background(), tenantID, "", cursor, maxLimit)
+		es, next, err := s.List(context.Background(), tenantID, "", cursor, MaxLimit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -633,9 +607,9 @@ func TestImportCSVSorted(t *testing.T) {
 	in := sortedCSV(1200)
 	dir := t.TempDir()
 	want := importString(t, &countingImporter{Importer: s}, "batch", in, ImportOptions{TempDir: dir})
-	spy := &sortedSpy{BoltStore: s}
+	spy := &SortedSpy{Service: s}
 	maxOpen := 0
-	spy.during = func() { maxOpen = max(maxOpen, openIn(t, dir)) }
+	spy.During = func() { maxOpen = max(maxOpen, openIn(t, dir)) }
 	got := importString(t, spy, "sorted", in, ImportOptions{TempDir: dir})
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("sorted import's report\n%+v\nbatch import's\n%+v", got, want)
@@ -647,11 +621,11 @@ func TestImportCSVSorted(t *testing.T) {
 		t.Errorf("at most %d runs open while writing: the test does not merge", maxOpen)
 	}
 	checkTempDirClean(t, dir)
-	if spy.prepared != got.Valid {
-		t.Errorf("%d entries prepared, %d valid", spy.prepared, got.Valid)
+	if spy.Prepared != got.Valid {
+		t.Errorf("%d entries prepared, %d valid", spy.Prepared, got.Valid)
 	}
 	sum := 0
-	for _, n := range spy.batches {
+	for _, n := range spy.Batches {
 		if n < 1 || n > 7 {
 			t.Errorf("batch of %d", n)
 		}
@@ -662,8 +636,8 @@ func TestImportCSVSorted(t *testing.T) {
 		t.Errorf("sorted import stored %d entries, batch import %d (added %d)", len(gotEntries), len(wantEntries), got.Added)
 	}
 	// One record per entry of the file, which names the two there before.
-	if sum != len(gotEntries) || len(spy.batches) < 10 {
-		t.Errorf("batches %v (%d records) for %d entries", spy.batches, sum, len(gotEntries))
+	if sum != len(gotEntries) || len(spy.Batches) < 10 {
+		t.Errorf("batches %v (%d records) for %d entries", spy.Batches, sum, len(gotEntries))
 	}
 	// The first row of an entry is kept (rows 37, 38 and 637 name one,
 	// with channels ch37, again and ch637), and an entry there before is
@@ -703,21 +677,21 @@ func TestImportCSVSorted(t *testing.T) {
 func TestImportCSVSortedSmall(t *testing.T) {
 	s := openCSVStore(t)
 	dir := t.TempDir()
-	spy := &sortedSpy{BoltStore: s}
-	spy.during = func() {
+	spy := &SortedSpy{Service: s}
+	spy.During = func() {
 		if n := openIn(t, dir); n != 0 {
 			t.Errorf("%d temporary files for a small import", n)
 		}
 	}
 	in := sortedCSV(300)
 	rep := importString(t, spy, "acme", in, ImportOptions{TempDir: dir})
-	if len(spy.batches) != 1 || spy.batches[0] != rep.Added {
-		t.Errorf("batches %v for %+v", spy.batches, rep)
+	if len(spy.Batches) != 1 || spy.Batches[0] != rep.Added {
+		t.Errorf("batches %v for %+v", spy.Batches, rep)
 	}
-	spy = &sortedSpy{BoltStore: s}
+	spy = &SortedSpy{Service: s}
 	dry := importString(t, spy, "acme", in, ImportOptions{DryRun: true, TempDir: dir})
-	if spy.prepared != 0 || len(spy.batches) != 0 || dry.Valid != rep.Valid || dry.Rejected != rep.Rejected {
-		t.Errorf("dry run: prepared %d, batches %v, report %+v", spy.prepared, spy.batches, dry)
+	if spy.Prepared != 0 || len(spy.Batches) != 0 || dry.Valid != rep.Valid || dry.Rejected != rep.Rejected {
+		t.Errorf("dry run: prepared %d, batches %v, report %+v", spy.Prepared, spy.Batches, dry)
 	}
 	checkTempDirClean(t, dir)
 }
@@ -731,13 +705,13 @@ func TestImportCSVSortedErrors(t *testing.T) {
 	in := bulkCSV(200)
 
 	// A failed write stops the import after the batches before it.
-	spy := &sortedSpy{BoltStore: s, fail: 3}
+	spy := &SortedSpy{Service: s, Fail: 3}
 	rep, err := ImportCSV(context.Background(), spy, "acme", strings.NewReader(in), ImportOptions{TempDir: dir})
 	if err == nil || !strings.Contains(err.Error(), "batch 3") || !strings.Contains(err.Error(), "lines 2 to 201") || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("err = %v", err)
 	}
-	if rep.Rows != 20 || rep.Valid != 20 || rep.Added != 20 || len(spy.batches) != 3 {
-		t.Errorf("report after a failed write: %+v, batches %v", rep, spy.batches)
+	if rep.Rows != 20 || rep.Valid != 20 || rep.Added != 20 || len(spy.Batches) != 3 {
+		t.Errorf("report after a failed write: %+v, batches %v", rep, spy.Batches)
 	}
 	if n := len(tenantEntries(t, s, "acme")); n != 20 {
 		t.Errorf("%d entries stored", n)
@@ -746,19 +720,19 @@ func TestImportCSVSortedErrors(t *testing.T) {
 
 	// ctx's end while the rows are read writes nothing.
 	ctx, cancel := context.WithCancel(context.Background())
-	spy = &sortedSpy{BoltStore: s}
+	spy = &SortedSpy{Service: s}
 	r := io.MultiReader(strings.NewReader(in), readerFunc(func([]byte) (int, error) {
 		cancel()
 		return 0, io.EOF
-	}), strings.NewReader(bulkCSV(importBatch + 1)[len("address,list,reason\n"):]))
+	}), strings.NewReader(bulkCSV(ImportBatch + 1)[len("address,list,reason\n"):]))
 	rep, err = ImportCSV(ctx, spy, "other", r, ImportOptions{TempDir: dir})
-	if !errors.Is(err, context.Canceled) || len(spy.batches) != 0 || rep.Valid != 0 {
-		t.Errorf("cancelled: %v, report %+v, batches %v", err, rep, spy.batches)
+	if !errors.Is(err, context.Canceled) || len(spy.Batches) != 0 || rep.Valid != 0 {
+		t.Errorf("cancelled: %v, report %+v, batches %v", err, rep, spy.Batches)
 	}
 	checkTempDirClean(t, dir)
 
 	// Unreadable input: the rows before it are imported.
-	spy = &sortedSpy{BoltStore: s}
+	spy = &SortedSpy{Service: s}
 	r = io.MultiReader(strings.NewReader(in), readerFunc(func([]byte) (int, error) {
 		return 0, errors.New("connection reset")
 	}))
@@ -766,8 +740,8 @@ func TestImportCSVSortedErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "connection reset") {
 		t.Errorf("err = %v", err)
 	}
-	if rep.Rows != 200 || rep.Added != 200 || len(spy.batches) != 20 {
-		t.Errorf("report after unreadable input: %+v, batches %v", rep, spy.batches)
+	if rep.Rows != 200 || rep.Added != 200 || len(spy.Batches) != 20 {
+		t.Errorf("report after unreadable input: %+v, batches %v", rep, spy.Batches)
 	}
 	checkTempDirClean(t, dir)
 }
@@ -776,14 +750,14 @@ type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
-// TestNeutraliseRoundTrip: every string comes back from neutralise and
-// unneutralise as it was, quotes included.
+// TestNeutraliseRoundTrip: every string comes back from Neutralise and
+// Unneutralise as it was, quotes included.
 func TestNeutraliseRoundTrip(t *testing.T) {
 	for _, s := range []string{"=x@example.com", "'=x@example.com", "''=x", "'x@example.com", "-", "'", "", "plain"} {
-		if got := unneutralise(neutralise(s)); got != s {
+		if got := Unneutralise(Neutralise(s)); got != s {
 			t.Errorf("%q came back as %q", s, got)
 		}
-		if n := neutralise(s); n != "" && formulaStart(n[0]) {
+		if n := Neutralise(s); n != "" && FormulaStart(n[0]) {
 			t.Errorf("%q is exported as %q, a formula", s, n)
 		}
 	}

@@ -1,43 +1,15 @@
 package suppression
 
 import (
-	"bytes"
 	"context"
 	"slices"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/heedmail/heed/internal/events"
-	"github.com/heedmail/heed/internal/store"
 )
-
-// forEachTenantOf calls fn with the keys and values of every tenant's
-// entries of norm: one seek per tenant, jumping from one tenant's keys to
-// the next's.
-func (s *BoltStore) forEachTenantOf(c *bolt.Cursor, norm string, fn func(tenant string, k, v []byte) error) error {
-	k, _ := c.First()
-	for k != nil {
-		i := bytes.IndexByte(k, 0)
-		if i < 0 {
-			k, _ = c.Next()
-			continue
-		}
-		tenant := string(k[:i])
-		prefix := s.addrKey(tenant, norm, "")
-		var v []byte
-		for k, v = c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if err := fn(tenant, k, v); err != nil {
-				return err
-			}
-		}
-		k, _ = c.Seek(append([]byte(tenant), 1)) // the next tenant
-	}
-	return nil
-}
 
 // Everywhere returns the entries of addr in every tenant's list (a
 // privacy export).
-func (s *BoltStore) Everywhere(ctx context.Context, addr string) ([]Entry, error) {
+func (s *Service) Everywhere(ctx context.Context, addr string) ([]Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -46,17 +18,13 @@ func (s *BoltStore) Everywhere(ctx context.Context, addr string) ([]Entry, error
 		return nil, err
 	}
 	var out []Entry
-	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(store.BucketSuppressions).Cursor()
-		return s.forEachTenantOf(c, norm, func(tenant string, k, v []byte) error {
-			e, err := decodeAt(k, v, len(tenant)+1+hashLen)
-			if err != nil {
-				return err
-			}
-			e.Tenant = tenant
-			out = append(out, e)
-			return nil
-		})
+	err = s.tx.View(ctx, func(tx Tx) error {
+		rows, err := tx.Suppressions().Everywhere(s.hash(norm))
+		out = out[:0]
+		for _, r := range rows {
+			out = append(out, r.Entry)
+		}
+		return err
 	})
 	return out, err
 }
@@ -69,7 +37,7 @@ func (s *BoltStore) Everywhere(ctx context.Context, addr string) ([]Entry, error
 // an empty Address): the address is forgotten, the promise not to mail it
 // is kept. A history is only a count towards a suppression; forgetting it
 // costs nothing the recipient asked to keep.
-func (s *BoltStore) Erase(ctx context.Context, addr string) (int, error) {
+func (s *Service) Erase(ctx context.Context, addr string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -77,34 +45,35 @@ func (s *BoltStore) Erase(ctx context.Context, addr string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	h := s.hash(norm)
 	n := 0
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.tx.Update(ctx, func(tx Tx) error {
 		n = 0
-		b := tx.Bucket(store.BucketSuppressions)
-		type kv struct{ k, v []byte }
-		var changes []kv
-		err := s.forEachTenantOf(b.Cursor(), norm, func(tenant string, k, v []byte) error {
-			e, err := decodeEntry(v)
-			if err != nil {
-				return err
-			}
-			if !eraseEntry(&e, norm) {
-				return nil
-			}
-			changes = append(changes, kv{bytes.Clone(k), encodeEntry(e)})
-			return nil
-		})
+		rows := tx.Suppressions()
+		all, err := rows.Everywhere(h)
 		if err != nil {
 			return err
 		}
-		for _, c := range changes {
-			if err := b.Put(c.k, c.v); err != nil {
+		for _, r := range all {
+			if !eraseEntry(&r.Entry, norm) {
+				continue
+			}
+			if err := rows.Put(r); err != nil {
 				return err
 			}
+			n++
 		}
-		h, err := s.eraseSoftBounces(tx, norm)
-		n = len(changes) + h
-		return err
+		hs, err := rows.HistoriesEverywhere(h)
+		if err != nil {
+			return err
+		}
+		for _, hist := range hs {
+			if err := rows.DeleteHistory(hist.Tenant, h); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
 	})
 	return n, err
 }

@@ -1,17 +1,11 @@
 package suppression
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/heedmail/heed/internal/events"
-	"github.com/heedmail/heed/internal/store"
 )
 
 // Soft bounces escalate only by repetition. One soft bounce (a full
@@ -22,14 +16,10 @@ import (
 // with reason Bounce, the entry's Evidence listing the bounces.
 //
 // The history is kept per tenant and address (not per list: a full
-// mailbox is full for every list), in store.BucketSoftBounces:
-//
-//	key   tenant 0x00 HMAC-SHA256(key, normalised address)[:16]
-//	value JSON of softHistory
-//
-// like the suppression entries' keys, so the address is never a key. The
-// value's diagnostics may quote the address: an erasure deletes the whole
-// history (forgetting it only delays an escalation).
+// mailbox is full for every list), by the address's Hash like the
+// entries, so the address is never a key. The diagnostics may quote the
+// address: an erasure deletes the whole history (forgetting it only
+// delays an escalation).
 //
 // A delivery resets the count, but lazily: it marks the history with its
 // message (Delivered), and the next bounce clears the earlier ones unless
@@ -96,31 +86,24 @@ type History struct {
 	Updated   time.Time `json:"updated_at"`
 }
 
-// softHistory is the stored value.
-type softHistory struct {
-	Bounces   []SoftBounce `json:"b,omitempty"`
-	Delivered string       `json:"d,omitempty"`
-	Updated   time.Time    `json:"u"`
-}
-
 // WithSoftBounces makes the store record soft bounces and escalate them by
 // r (Bounce, BounceTx); without it soft bounces change nothing. Call it
 // before the store is shared.
-func (s *BoltStore) WithSoftBounces(r SoftRule) *BoltStore {
+func (s *Service) WithSoftBounces(r SoftRule) *Service {
 	s.soft = r
 	return s
 }
 
 // Bounce records b, and ev (the bounce's event; nil for none), in one
 // transaction: see BounceTx.
-func (s *BoltStore) Bounce(ctx context.Context, b Failure, ev *events.Event) (suppressed bool, err error) {
+func (s *Service) Bounce(ctx context.Context, b Failure, ev *events.Event) (suppressed bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.tx.Update(ctx, func(tx Tx) error {
 		suppressed = false // fn may run more than once
 		if ev != nil {
-			if err := events.Append(tx, ev); err != nil {
+			if err := events.Append(tx.Events(), ev); err != nil {
 				return err
 			}
 		}
@@ -131,21 +114,21 @@ func (s *BoltStore) Bounce(ctx context.Context, b Failure, ev *events.Event) (su
 	return suppressed, err
 }
 
-// BounceTx records b inside a transaction of the same database that the
-// caller commits with the bounce's own state change and event. A hard
-// bounce adds a Bounce entry (every list) at once. A soft one joins the
-// address's history and, when the history meets the SoftRule, adds a
-// Bounce entry whose Evidence lists it and deletes the history; it
-// reports whether an entry was created. An address the list cannot hold
-// is no error: the bounce itself must still be recorded.
-func (s *BoltStore) BounceTx(tx *bolt.Tx, b Failure) (bool, error) {
+// BounceTx records b inside a transaction that the caller commits with
+// the bounce's own state change and event. A hard bounce adds a Bounce
+// entry (every list) at once. A soft one joins the address's history and,
+// when the history meets the SoftRule, adds a Bounce entry whose Evidence
+// lists it and deletes the history; it reports whether an entry was
+// created. An address the list cannot hold is no error: the bounce itself
+// must still be recorded.
+func (s *Service) BounceTx(tx Tx, b Failure) (bool, error) {
 	e := Entry{Tenant: b.Tenant, Address: b.Address, List: All, Reason: Bounce, Channel: b.Channel,
 		MessageID: b.MessageID, Time: b.Time}
 	if !b.Hard {
 		if !s.soft.enabled() {
 			return false, nil
 		}
-		evidence, err := s.softBounce(tx, b)
+		evidence, err := s.softBounce(tx.Suppressions(), b)
 		if err != nil || evidence == nil {
 			return false, ignoreInvalid(err)
 		}
@@ -166,30 +149,29 @@ func (r SoftRule) enabled() bool { return r.Limit > 0 }
 
 // softBounce adds b to its address's history and returns the bounces that
 // escalate (the history is deleted then), or nil.
-func (s *BoltStore) softBounce(tx *bolt.Tx, b Failure) ([]SoftBounce, error) {
-	k, err := s.historyKey(b.Tenant, b.Address)
+func (s *Service) softBounce(rows Rows, b Failure) ([]SoftBounce, error) {
+	h, err := s.historyHash(b.Tenant, b.Address)
 	if err != nil {
 		return nil, err
 	}
-	bk := tx.Bucket(store.BucketSoftBounces)
-	h, err := readHistory(bk, k)
+	hist, _, err := rows.History(b.Tenant, h)
 	if err != nil {
 		return nil, err
 	}
-	if h.Delivered != "" && h.Delivered != b.MessageID {
-		h.Bounces = nil // another message got through since
+	if hist.Delivered != "" && hist.Delivered != b.MessageID {
+		hist.Bounces = nil // another message got through since
 	}
-	h.Delivered = ""
+	hist.Delivered = ""
 	cutoff := b.Time.Add(-s.soft.Window)
-	kept := h.Bounces[:0]
-	for _, o := range h.Bounces {
+	kept := hist.Bounces[:0]
+	for _, o := range hist.Bounces {
 		if o.Time.Before(cutoff) {
 			continue
 		}
 		if o.MessageID == b.MessageID {
 			// A second report of one message (a resent or replayed
 			// DSN) is not a second bounce, and changes nothing (kept
-			// shares h.Bounces' array: h is not to be written now).
+			// shares hist.Bounces' array: hist is not to be written now).
 			return nil, nil
 		}
 		kept = append(kept, o)
@@ -201,93 +183,75 @@ func (s *BoltStore) softBounce(tx *bolt.Tx, b Failure) ([]SoftBounce, error) {
 	if len(b.Diagnostic) > maxDiagnostic {
 		b.Diagnostic = b.Diagnostic[:maxDiagnostic]
 	}
-	h.Bounces = append(kept, b.SoftBounce)
-	first, last := h.Bounces[0].Time, h.Bounces[len(h.Bounces)-1].Time
-	if len(h.Bounces) >= s.soft.Limit && last.Sub(first) >= s.soft.Span {
-		return h.Bounces, bk.Delete(k)
+	hist.Bounces = append(kept, b.SoftBounce)
+	first, last := hist.Bounces[0].Time, hist.Bounces[len(hist.Bounces)-1].Time
+	if len(hist.Bounces) >= s.soft.Limit && last.Sub(first) >= s.soft.Span {
+		return hist.Bounces, rows.DeleteHistory(b.Tenant, h)
 	}
-	return nil, putHistory(bk, k, h, b.Time)
+	return nil, putHistory(rows, b.Tenant, h, hist, b.Time)
 }
 
 // DeliveredTx notes, in the transaction that records the delivery of
 // message to addr, that the address took mail: the next soft bounce of
 // another message starts a new count. It writes nothing for an address
 // with no history, which is nearly every delivery.
-func (s *BoltStore) DeliveredTx(tx *bolt.Tx, tenantID, addr, message string, at time.Time) error {
+func (s *Service) DeliveredTx(tx Tx, tenantID, addr, message string, at time.Time) error {
 	if !s.soft.enabled() {
 		return nil
 	}
-	k, err := s.historyKey(tenantID, addr)
+	h, err := s.historyHash(tenantID, addr)
 	if err != nil {
 		return ignoreInvalid(err)
 	}
-	bk := tx.Bucket(store.BucketSoftBounces)
-	if bk.Get(k) == nil {
-		return nil
-	}
-	h, err := readHistory(bk, k)
-	if err != nil {
+	rows := tx.Suppressions()
+	hist, ok, err := rows.History(tenantID, h)
+	if err != nil || !ok {
 		return err
 	}
-	if h.Delivered != "" {
-		h.Bounces = nil // two deliveries: the first one stood
+	if hist.Delivered != "" {
+		hist.Bounces = nil // two deliveries: the first one stood
 	}
-	h.Delivered = message
-	return putHistory(bk, k, h, at)
+	hist.Delivered = message
+	return putHistory(rows, tenantID, h, hist, at)
 }
 
-func (s *BoltStore) historyKey(tenantID, addr string) ([]byte, error) {
+func (s *Service) historyHash(tenantID, addr string) (Hash, error) {
 	if err := checkTenantRead(tenantID); err != nil {
-		return nil, err
+		return Hash{}, err
 	}
 	norm, err := Normalize(addr)
 	if err != nil {
-		return nil, err
+		return Hash{}, err
 	}
-	return s.addrKey(tenantID, norm, ""), nil
+	return s.hash(norm), nil
 }
 
-func readHistory(b *bolt.Bucket, k []byte) (softHistory, error) {
-	var h softHistory
-	v := b.Get(k)
-	if v == nil {
-		return h, nil
+func putHistory(rows Rows, tenantID string, h Hash, hist History, at time.Time) error {
+	if at.After(hist.Updated) {
+		hist.Updated = at
 	}
-	if err := json.Unmarshal(v, &h); err != nil {
-		return h, fmt.Errorf("soft bounce history %x: %w", k, err)
-	}
-	return h, nil
-}
-
-func putHistory(b *bolt.Bucket, k []byte, h softHistory, at time.Time) error {
-	if at.After(h.Updated) {
-		h.Updated = at
-	}
-	v, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, v)
+	hist.Tenant = tenantID
+	return rows.PutHistory(h, hist)
 }
 
 // SoftBounces returns tenant's soft-bounce history of addr (nil when it
 // has none).
-func (s *BoltStore) SoftBounces(ctx context.Context, tenantID, addr string) (*History, error) {
+func (s *Service) SoftBounces(ctx context.Context, tenantID, addr string) (*History, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k, err := s.historyKey(tenantID, addr)
+	h, err := s.historyHash(tenantID, addr)
 	if err != nil {
 		return nil, err
 	}
 	var out *History
-	err = s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(store.BucketSoftBounces)
-		if b.Get(k) == nil {
-			return nil
+	err = s.tx.View(ctx, func(tx Tx) error {
+		hist, ok, err := tx.Suppressions().History(tenantID, h)
+		out = nil
+		if ok {
+			hist.Tenant = tenantID
+			out = &hist
 		}
-		h, err := readHistory(b, k)
-		out = &History{Tenant: tenantID, Bounces: h.Bounces, Delivered: h.Delivered, Updated: h.Updated}
 		return err
 	})
 	return out, err
@@ -295,7 +259,7 @@ func (s *BoltStore) SoftBounces(ctx context.Context, tenantID, addr string) (*Hi
 
 // SoftBouncesEverywhere returns addr's soft-bounce histories in every
 // tenant (a privacy export).
-func (s *BoltStore) SoftBouncesEverywhere(ctx context.Context, addr string) ([]History, error) {
+func (s *Service) SoftBouncesEverywhere(ctx context.Context, addr string) ([]History, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -304,49 +268,37 @@ func (s *BoltStore) SoftBouncesEverywhere(ctx context.Context, addr string) ([]H
 		return nil, err
 	}
 	var out []History
-	err = s.db.View(func(tx *bolt.Tx) error {
-		return s.forEachTenantOf(tx.Bucket(store.BucketSoftBounces).Cursor(), norm, func(tenant string, k, v []byte) error {
-			var h softHistory
-			if err := json.Unmarshal(v, &h); err != nil {
-				return fmt.Errorf("soft bounce history %x: %w", k, err)
-			}
-			out = append(out, History{Tenant: tenant, Bounces: h.Bounces, Delivered: h.Delivered, Updated: h.Updated})
-			return nil
-		})
+	err = s.tx.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Suppressions().HistoriesEverywhere(s.hash(norm))
+		return err
 	})
 	return out, err
 }
 
-// eraseSoftBounces deletes norm's histories in every tenant, in tx, and
-// returns how many.
-func (s *BoltStore) eraseSoftBounces(tx *bolt.Tx, norm string) (int, error) {
-	b := tx.Bucket(store.BucketSoftBounces)
-	var keys [][]byte
-	err := s.forEachTenantOf(b.Cursor(), norm, func(_ string, k, _ []byte) error {
-		keys = append(keys, bytes.Clone(k))
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(keys), nil
-}
-
 // PurgeSoftBounces deletes the histories with no bounce and no delivery
 // for longer than the SoftRule's Window before now, and returns how many
-// (the retention job).
-func (s *BoltStore) PurgeSoftBounces(ctx context.Context, now time.Time) (int, error) {
+// (the retention job), in transactions of at most 1,000.
+func (s *Service) PurgeSoftBounces(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-s.soft.Window)
-	return s.db.Sweep(ctx, store.BucketSoftBounces, 1000, func(_ *bolt.Tx, k, v []byte) (bool, bool, error) {
-		var h softHistory
-		if err := json.Unmarshal(v, &h); err != nil {
-			return false, false, fmt.Errorf("soft bounce history %x: %w", k, err)
+	total := 0
+	for from := ""; ; {
+		if err := ctx.Err(); err != nil {
+			return total, err
 		}
-		return h.Updated.Before(cutoff), false, nil
-	})
+		n, next := 0, ""
+		err := s.tx.Update(ctx, func(tx Tx) error {
+			var err error
+			n, next, err = tx.Suppressions().PurgeHistories(cutoff, from, 1000)
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if next == "" {
+			return total, nil
+		}
+		from = next
+	}
 }

@@ -1,8 +1,9 @@
-package suppression
+package suppression_test
 
 import (
 	"context"
 	"fmt"
+	. "github.com/heedmail/heed/suppression"
 	"strings"
 	"testing"
 	"time"
@@ -23,118 +24,125 @@ func softFailure(tenantID, addr string, i int, at time.Time) Failure {
 // takes the address out of it, the entry still holds, and the histories
 // of the address in every tenant are gone.
 func TestSoftBounceEvidenceErased(t *testing.T) {
-	s, db := openStore(t)
-	s.WithSoftBounces(testSoftRule)
-	ctx := context.Background()
-	const pat = "Pat@Example.net"
-	for i := range 3 {
-		if _, err := s.Bounce(ctx, softFailure("acme", pat, i, testNow.Add(time.Duration(i)*36*time.Hour)), nil); err != nil {
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, _ := open(t)
+		s.WithSoftBounces(testSoftRule)
+		ctx := context.Background()
+		const pat = "Pat@Example.net"
+		for i := range 3 {
+			if _, err := s.Bounce(ctx, softFailure("acme", pat, i, testNow.Add(time.Duration(i)*36*time.Hour)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Bounce(ctx, softFailure("other", pat, 9, testNow), nil); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := s.Bounce(ctx, softFailure("other", pat, 9, testNow), nil); err != nil {
-		t.Fatal(err)
-	}
-	reopened := NewBoltStore(db, testHashKey, nil)
-	es, err := reopened.Lookup(ctx, "acme", pat)
-	if err != nil || len(es) != 1 || es[0].Evidence == nil || len(*es[0].Evidence) != 3 {
-		t.Fatalf("entries %+v, %v; want one bounce with three bounces of evidence", es, err)
-	}
-	if b := (*es[0].Evidence)[2]; b.MessageID != "msg2" || !b.Time.Equal(testNow.Add(72*time.Hour)) || b.Channel != "dsn" {
-		t.Errorf("last evidence %+v", b)
-	}
-	if hs, _ := s.SoftBouncesEverywhere(ctx, pat); len(hs) != 1 || hs[0].Tenant != "other" {
-		t.Errorf("histories %+v, want other's only (acme's became the entry)", hs)
-	}
-
-	n, err := s.Erase(ctx, pat)
-	if err != nil || n != 2 {
-		t.Fatalf("Erase = %d, %v; want the entry and other's history", n, err)
-	}
-	es, _ = s.Lookup(ctx, "acme", pat)
-	if len(es) != 1 || es[0].Address != "" || es[0].Reason != Bounce {
-		t.Fatalf("after erasure: %+v, want the bounce without its address", es)
-	}
-	for _, b := range *es[0].Evidence {
-		if strings.Contains(strings.ToLower(b.Diagnostic), "pat@example.net") || !strings.Contains(b.Diagnostic, "[erased]") {
-			t.Errorf("evidence after erasure: %q", b.Diagnostic)
+		es, err := s.Lookup(ctx, "acme", pat)
+		if err != nil || len(es) != 1 || es[0].Evidence == nil || len(*es[0].Evidence) != 3 {
+			t.Fatalf("entries %+v, %v; want one bounce with three bounces of evidence", es, err)
 		}
-	}
-	if hs, _ := s.SoftBouncesEverywhere(ctx, pat); len(hs) != 0 {
-		t.Errorf("histories after erasure: %+v", hs)
-	}
+		if b := (*es[0].Evidence)[2]; b.MessageID != "msg2" || !b.Time.Equal(testNow.Add(72*time.Hour)) || b.Channel != "dsn" {
+			t.Errorf("last evidence %+v", b)
+		}
+		if hs, _ := s.SoftBouncesEverywhere(ctx, pat); len(hs) != 1 || hs[0].Tenant != "other" {
+			t.Errorf("histories %+v, want other's only (acme's became the entry)", hs)
+		}
+
+		n, err := s.Erase(ctx, pat)
+		if err != nil || n != 2 {
+			t.Fatalf("Erase = %d, %v; want the entry and other's history", n, err)
+		}
+		es, _ = s.Lookup(ctx, "acme", pat)
+		if len(es) != 1 || es[0].Address != "" || es[0].Reason != Bounce {
+			t.Fatalf("after erasure: %+v, want the bounce without its address", es)
+		}
+		for _, b := range *es[0].Evidence {
+			if strings.Contains(strings.ToLower(b.Diagnostic), "pat@example.net") || !strings.Contains(b.Diagnostic, "[erased]") {
+				t.Errorf("evidence after erasure: %q", b.Diagnostic)
+			}
+		}
+		if hs, _ := s.SoftBouncesEverywhere(ctx, pat); len(hs) != 0 {
+			t.Errorf("histories after erasure: %+v", hs)
+		}
+	})
 }
 
 // TestSoftBounceHistoryRetention: a history untouched for the window is
 // purged, a younger one kept; deleting a tenant deletes its histories.
 func TestSoftBounceHistoryRetention(t *testing.T) {
-	s, _ := openStore(t)
-	s.WithSoftBounces(testSoftRule)
-	ctx := context.Background()
-	for i, addr := range []string{"old@example.net", "new@example.net"} {
-		if _, err := s.Bounce(ctx, softFailure("acme", addr, i, testNow.Add(time.Duration(i)*48*time.Hour)), nil); err != nil {
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, _ := open(t)
+		s.WithSoftBounces(testSoftRule)
+		ctx := context.Background()
+		for i, addr := range []string{"old@example.net", "new@example.net"} {
+			if _, err := s.Bounce(ctx, softFailure("acme", addr, i, testNow.Add(time.Duration(i)*48*time.Hour)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := s.PurgeSoftBounces(ctx, testNow.Add(testSoftRule.Window+time.Hour)); err != nil || n != 1 {
+			t.Fatalf("PurgeSoftBounces = %d, %v; want the older history", n, err)
+		}
+		if h, _ := s.SoftBounces(ctx, "acme", "old@example.net"); h != nil {
+			t.Errorf("old history kept: %+v", h)
+		}
+		if h, _ := s.SoftBounces(ctx, "acme", "new@example.net"); h == nil || len(h.Bounces) != 1 {
+			t.Errorf("new history: %+v", h)
+		}
+		if err := s.DeleteTenant(ctx, "acme"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if n, err := s.PurgeSoftBounces(ctx, testNow.Add(testSoftRule.Window+time.Hour)); err != nil || n != 1 {
-		t.Fatalf("PurgeSoftBounces = %d, %v; want the older history", n, err)
-	}
-	if h, _ := s.SoftBounces(ctx, "acme", "old@example.net"); h != nil {
-		t.Errorf("old history kept: %+v", h)
-	}
-	if h, _ := s.SoftBounces(ctx, "acme", "new@example.net"); h == nil || len(h.Bounces) != 1 {
-		t.Errorf("new history: %+v", h)
-	}
-	if err := s.DeleteTenant(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	if h, _ := s.SoftBounces(ctx, "acme", "new@example.net"); h != nil {
-		t.Errorf("history of a deleted tenant: %+v", h)
-	}
+		if h, _ := s.SoftBounces(ctx, "acme", "new@example.net"); h != nil {
+			t.Errorf("history of a deleted tenant: %+v", h)
+		}
+	})
 }
 
 // TestSoftBouncesOff: with soft_limit 0 nothing is recorded.
 func TestSoftBouncesOff(t *testing.T) {
-	s, _ := openStore(t)
-	ctx := context.Background()
-	for i := range 5 {
-		if _, err := s.Bounce(ctx, softFailure("acme", "pat@example.net", i, testNow.Add(time.Duration(i)*48*time.Hour)), nil); err != nil {
-			t.Fatal(err)
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, _ := open(t)
+		ctx := context.Background()
+		for i := range 5 {
+			if _, err := s.Bounce(ctx, softFailure("acme", "pat@example.net", i, testNow.Add(time.Duration(i)*48*time.Hour)), nil); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if h, _ := s.SoftBounces(ctx, "acme", "pat@example.net"); h != nil {
-		t.Errorf("history with escalation off: %+v", h)
-	}
-	if es, _ := s.Lookup(ctx, "acme", "pat@example.net"); len(es) != 0 {
-		t.Errorf("suppressed with escalation off: %+v", es)
-	}
+		if h, _ := s.SoftBounces(ctx, "acme", "pat@example.net"); h != nil {
+			t.Errorf("history with escalation off: %+v", h)
+		}
+		if es, _ := s.Lookup(ctx, "acme", "pat@example.net"); len(es) != 0 {
+			t.Errorf("suppressed with escalation off: %+v", es)
+		}
+	})
 }
 
 // TestSoftBounceRepeatAfterExpiry: a report resent after an older bounce
 // aged out of the window leaves the history as it was: one bounce each.
 func TestSoftBounceRepeatAfterExpiry(t *testing.T) {
-	s, _ := openStore(t)
-	s.WithSoftBounces(SoftRule{Limit: 5, Span: testSoftRule.Span, Window: testSoftRule.Window})
-	ctx := context.Background()
-	for _, b := range []Failure{
-		softFailure("acme", "pat@example.net", 0, testNow),
-		softFailure("acme", "pat@example.net", 1, testNow.Add(20*24*time.Hour)),
-		softFailure("acme", "pat@example.net", 2, testNow.Add(25*24*time.Hour)),
-		softFailure("acme", "pat@example.net", 2, testNow.Add(31*24*time.Hour)), // msg2 again; msg0 aged out
-	} {
-		if _, err := s.Bounce(ctx, b, nil); err != nil {
-			t.Fatal(err)
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, _ := open(t)
+		s.WithSoftBounces(SoftRule{Limit: 5, Span: testSoftRule.Span, Window: testSoftRule.Window})
+		ctx := context.Background()
+		for _, b := range []Failure{
+			softFailure("acme", "pat@example.net", 0, testNow),
+			softFailure("acme", "pat@example.net", 1, testNow.Add(20*24*time.Hour)),
+			softFailure("acme", "pat@example.net", 2, testNow.Add(25*24*time.Hour)),
+			softFailure("acme", "pat@example.net", 2, testNow.Add(31*24*time.Hour)), // msg2 again; msg0 aged out
+		} {
+			if _, err := s.Bounce(ctx, b, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	h, err := s.SoftBounces(ctx, "acme", "pat@example.net")
-	if err != nil || h == nil {
-		t.Fatalf("history %+v, %v", h, err)
-	}
-	var got []string
-	for _, b := range h.Bounces {
-		got = append(got, b.MessageID)
-	}
-	if strings.Join(got, " ") != "msg0 msg1 msg2" {
-		t.Errorf("history holds %v, want msg0 msg1 msg2 as recorded", got)
-	}
+		h, err := s.SoftBounces(ctx, "acme", "pat@example.net")
+		if err != nil || h == nil {
+			t.Fatalf("history %+v, %v", h, err)
+		}
+		var got []string
+		for _, b := range h.Bounces {
+			got = append(got, b.MessageID)
+		}
+		if strings.Join(got, " ") != "msg0 msg1 msg2" {
+			t.Errorf("history holds %v, want msg0 msg1 msg2 as recorded", got)
+		}
+	})
 }

@@ -26,9 +26,9 @@
 //     the address and keep the opt-out (compliance.md, Privacy promises).
 //
 // Every read and write names its tenant; one tenant never sees another's
-// entries. The [Store] interface is what the rest of Heed uses; [BoltStore]
-// is the embedded implementation, and a PostgreSQL one can sit behind the
-// same interface. This package knows nothing of HTTP or SMTP: the one-click
+// entries. The [Store] interface is what the rest of Heed uses; [Service]
+// implements it with this package's rules over the rows a storage backend
+// keeps ([Rows], on bbolt or PostgreSQL: docs/storage.md). This package knows nothing of HTTP or SMTP: the one-click
 // handler, the landing page and the inbound listener call it.
 package suppression
 

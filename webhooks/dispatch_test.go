@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	bolt "go.etcd.io/bbolt"
@@ -106,7 +107,7 @@ func (rc *receiver) waitFor(t *testing.T, what string, cond func() bool) {
 type rig struct {
 	t      *testing.T
 	db     *store.DB
-	log    events.BoltLog
+	log    *events.Log
 	store  *BoltStore
 	mgr    *Manager
 	disp   *Dispatcher
@@ -130,7 +131,7 @@ func newRig(t *testing.T, path string, o Options) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, db: db, log: events.BoltLog{DB: db}, store: NewBoltStore(db)}
+	r := &rig{t: t, db: db, log: boltdb.Events(db), store: NewBoltStore(db)}
 	o.Store, o.Events, o.Sealer, o.AllowPrivate = r.store, r.log, sealer, true
 	if o.Schedule == nil {
 		o.Schedule = []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond}

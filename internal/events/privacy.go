@@ -3,12 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
-
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/heedmail/heed/internal/store"
 )
 
 // Erased replaces an erased address wherever Heed keeps text about it.
@@ -111,75 +106,63 @@ func domainChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c >= 0x80
 }
 
+// scanPage is how many events one transaction of About and Erase reads
+// or rewrites, so that a large log does not hold the writers (and the
+// SMTP 250s behind them) up.
+const scanPage = 1000
+
 // About returns every event, of any tenant, that mentions addr (its
 // recipient, or a reply quoting it): a privacy export. It reads the whole
-// log.
-func (l BoltLog) About(_ context.Context, addr string) ([]Event, error) {
+// log, a page per transaction.
+func (l *Log) About(ctx context.Context, addr string) ([]Event, error) {
 	var out []Event
-	err := l.DB.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(store.BucketEvents).ForEach(func(k, v []byte) error {
-			if !ContainsFold(v, addr) {
-				return nil
-			}
-			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("event %x: %w", k, err)
-			}
-			out = append(out, ev)
-			return nil
+	for after := uint64(0); ; {
+		var page []Event
+		err := l.tx.View(ctx, func(tx TxLog) error {
+			var err error
+			page, err = tx.Mentioning(addr, after, scanPage)
+			return err
 		})
-	})
-	return out, err
+		if err != nil {
+			return out, err
+		}
+		out = append(out, page...)
+		if len(page) < scanPage {
+			return out, nil
+		}
+		after = page[len(page)-1].Seq
+	}
 }
 
 // Erase removes addr from every event that mentions it (recipient, reply,
 // reason), keeping the events (what happened, when, to which message), and
-// returns how many it changed. The log is searched in a read transaction
-// and the matches rewritten in transactions of at most 1,000, so a large
-// log does not hold the writers (and the SMTP 250s behind them) up.
-func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
-	var keys [][]byte
-	err := l.DB.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(store.BucketEvents).ForEach(func(k, v []byte) error {
-			if ContainsFold(v, addr) {
-				keys = append(keys, append([]byte(nil), k...))
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return 0, err
-	}
+// returns how many it changed. The matches are found and rewritten a page
+// at a time, each page in a transaction of its own.
+func (l *Log) Erase(ctx context.Context, addr string) (int, error) {
 	total := 0
-	for len(keys) > 0 {
-		batch := keys[:min(len(keys), 1000)]
-		keys = keys[len(batch):]
-		n := 0
-		err := l.DB.Update(func(tx *bolt.Tx) error {
+	for after := uint64(0); ; {
+		n, last, found := 0, uint64(0), 0
+		err := l.tx.Update(ctx, func(tx TxLog) error {
 			n = 0
-			b := tx.Bucket(store.BucketEvents)
-			for _, k := range batch {
-				v := b.Get(k)
-				if v == nil || !ContainsFold(v, addr) {
-					continue // purged or changed meanwhile
-				}
-				var ev Event
-				if err := json.Unmarshal(v, &ev); err != nil {
-					return fmt.Errorf("event %x: %w", k, err)
-				}
+			page, err := tx.Mentioning(addr, after, scanPage)
+			if err != nil {
+				return err
+			}
+			found = len(page)
+			for _, ev := range page {
+				last = ev.Seq
 				d := &ev.Data
 				if strings.EqualFold(d.Recipient, addr) {
 					d.Recipient = Erased
 				}
 				d.Reply, d.Reason = EraseText(d.Reply, addr), EraseText(d.Reason, addr)
-				nv, err := json.Marshal(ev)
+				ok, err := tx.Replace(ev)
 				if err != nil {
 					return err
 				}
-				if err := b.Put(k, nv); err != nil {
-					return err
+				if ok {
+					n++
 				}
-				n++
 			}
 			return nil
 		})
@@ -187,6 +170,9 @@ func (l BoltLog) Erase(_ context.Context, addr string) (int, error) {
 			return total, err
 		}
 		total += n
+		if found < scanPage {
+			return total, nil
+		}
+		after = last
 	}
-	return total, nil
 }

@@ -2,37 +2,32 @@ package events
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/heedmail/heed/internal/store"
 )
-
-// purgeChunk bounds the events one purge transaction deletes.
-const purgeChunk = 10000
 
 // Purge deletes the events that happened before cutoff, oldest first, in
 // transactions of at most 10,000, and returns how many it deleted. The log
-// is in time order to within TimeSlack, so it stops at the first event
-// that is TimeSlack younger than cutoff.
-func (l BoltLog) Purge(ctx context.Context, cutoff time.Time) (int, error) {
-	return l.DB.Sweep(ctx, store.BucketEvents, purgeChunk, func(tx *bolt.Tx, k, v []byte) (bool, bool, error) {
-		var ev struct {
-			Time time.Time `json:"timestamp"`
-			Data struct {
-				Tenant string `json:"tenant"`
-			} `json:"data"`
+// is in time order to within TimeSlack, so a backend may stop at the first
+// event that is TimeSlack younger than cutoff.
+func (l *Log) Purge(ctx context.Context, cutoff time.Time) (int, error) {
+	total := 0
+	for from := uint64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return total, err
 		}
-		if err := json.Unmarshal(v, &ev); err != nil {
-			return false, false, err
+		n, next := 0, uint64(0)
+		err := l.tx.Update(ctx, func(tx TxLog) error {
+			var err error
+			n, next, err = tx.Purge(cutoff, from, deleteChunk)
+			return err
+		})
+		if err != nil {
+			return total, err
 		}
-		if !ev.Time.Before(cutoff) {
-			return false, ev.Time.After(cutoff.Add(TimeSlack)), nil
+		total += n
+		if next == 0 {
+			return total, nil
 		}
-		idx := tenantKey(ev.Data.Tenant, binary.BigEndian.Uint64(k))
-		return true, false, tx.Bucket(store.BucketTenantEvents).Delete(idx)
-	})
+		from = next
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/report"
 	"github.com/heedmail/heed/internal/store"
@@ -25,7 +26,7 @@ import (
 // recorded, so an attempt cut short by a crash is made again.
 type BoltStore struct {
 	db  *store.DB
-	sup *suppression.BoltStore
+	sup *suppression.Service
 
 	// seen memoises the schedule entries Due parsed, by key: an entry in
 	// flight stays at the head of the schedule until its outcome is
@@ -44,7 +45,7 @@ func NewBoltStore(db *store.DB) *BoltStore { return &BoltStore{db: db} }
 // tenant), a soft one joins the address's soft-bounce history (which
 // suppresses by sup's SoftRule), and a delivery resets that history. sup
 // must be kept in the same database.
-func (s *BoltStore) SuppressHardBounces(sup *suppression.BoltStore) *BoltStore {
+func (s *BoltStore) SuppressHardBounces(sup *suppression.Service) *BoltStore {
 	s.sup = sup
 	return s
 }
@@ -135,7 +136,7 @@ func (s *BoltStore) Add(_ context.Context, msg *Message) error {
 			if err := putJSON(rows, rowKey(msg.ID, r.Index), r); err != nil {
 				return err
 			}
-			if err := events.Append(tx, ev); err != nil {
+			if err := events.Append(boltdb.TxFromBolt(tx).Events(), ev); err != nil {
 				return err
 			}
 		}
@@ -330,7 +331,7 @@ func (s *BoltStore) Record(_ context.Context, job Job, out Outcome) (finished bo
 		case Bounced:
 			ev.Data.Reason, ev.Data.BounceType, ev.Data.Channel = string(out.Bounce.Reason), out.Bounce.Verdict.String(), "smtp"
 		}
-		if err := events.Append(tx, ev); err != nil {
+		if err := events.Append(boltdb.TxFromBolt(tx).Events(), ev); err != nil {
 			return err
 		}
 		return s.followUp(tx, &m, &r, out)
@@ -347,9 +348,9 @@ func (s *BoltStore) followUp(tx *bolt.Tx, m *Message, r *Recipient, out Outcome)
 	}
 	switch {
 	case out.State == Delivered:
-		return s.sup.DeliveredTx(tx, m.Tenant, r.Address, m.ID, out.At)
+		return s.sup.DeliveredTx(boltdb.TxFromBolt(tx), m.Tenant, r.Address, m.ID, out.At)
 	case out.State == Bounced && out.Bounce.Remote:
-		_, err := s.sup.BounceTx(tx, suppression.Failure{
+		_, err := s.sup.BounceTx(boltdb.TxFromBolt(tx), suppression.Failure{
 			Tenant: m.Tenant, Address: r.Address, Hard: out.Bounce.Verdict == report.Hard,
 			SoftBounce: suppression.SoftBounce{Time: out.At, MessageID: m.ID, Status: out.Bounce.Status,
 				Reason: string(out.Bounce.Reason), Diagnostic: out.Reply, Channel: "smtp"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
@@ -31,7 +32,7 @@ func (c *clock) Add(d time.Duration) {
 
 // withCompliance restarts e's queue with the tenant registry, suppression
 // list and tokens wired in, as the relay runs it, and returns the stores.
-func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tenant.Registry, *suppression.BoltStore) {
+func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tenant.Registry, *suppression.Service) {
 	e.t.Helper()
 	e.q.Stop(context.Background())
 	reg := tenant.NewRegistry(tenant.NewBoltStore(e.db))
@@ -51,7 +52,7 @@ func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tena
 	if _, _, err := reg.CreateDomain(ctx, "other", "other.test"); err != nil {
 		e.t.Fatal(err)
 	}
-	sup := suppression.NewBoltStore(e.db, []byte("hash key for tests, 32 bytes...."), now).WithSoftBounces(testSoftRule)
+	sup := boltdb.Suppressions(e.db, []byte("hash key for tests, 32 bytes...."), now).WithSoftBounces(testSoftRule)
 	e.store.SuppressHardBounces(sup)
 	e.opts.Tenants, e.opts.Suppressions = reg, sup
 	e.opts.Unsubscribe = Unsubscribe{
@@ -95,7 +96,7 @@ func TestOptOutStopsQueuedMail(t *testing.T) {
 	if n := len(e.sink.Messages()); n != 0 {
 		t.Fatalf("sink got %d messages after the opt-out, want 0", n)
 	}
-	evs, _ := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 100)
 	last := evs[len(evs)-1]
 	if last.Type != events.MessageSuppressed || last.Data.Reason != "unsubscribe" || last.Data.Recipient != "pat@example.net" {
 		t.Errorf("last event %+v, want message.suppressed for pat (unsubscribe)", last)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/outbound"
@@ -138,7 +139,7 @@ func (e *env) waitState(id string, idx int, want State) Recipient {
 }
 
 func (e *env) eventTypes() []events.Type {
-	evs, err := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 1000)
+	evs, err := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 1000)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestPermanentFailureBounces(t *testing.T) {
 		t.Errorf("bounced recipient = %+v, want the remote 550 recorded after one attempt", r)
 	}
 	e.waitState(m.ID, 1, Delivered)
-	evs, _ := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 100)
+	evs, _ := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 100)
 	found := false
 	for _, ev := range evs {
 		if ev.Type == events.MessageBounced && ev.Data.Recipient == "gone@example.net" && strings.Contains(ev.Data.Reply, "5.1.1") {

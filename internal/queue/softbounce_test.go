@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/testsink"
 	"github.com/heedmail/heed/suppression"
@@ -52,7 +53,7 @@ func (e *env) bounceOnce(addr string) *Message {
 // bounceEvent returns the message.bounced event of message id.
 func (e *env) bounceEvent(id string) events.Event {
 	e.t.Helper()
-	evs, err := events.BoltLog{DB: e.db}.Events(context.Background(), "acme", 0, 1000)
+	evs, err := boltdb.Events(e.db).Events(context.Background(), "acme", 0, 1000)
 	if err != nil {
 		e.t.Fatal(err)
 	}

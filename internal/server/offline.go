@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -20,7 +21,7 @@ import (
 type Data struct {
 	DB           *store.DB
 	Tenants      *tenant.Registry
-	Suppressions *suppression.BoltStore
+	Suppressions *suppression.Service
 }
 
 // OpenData opens cfg's data directory. The server key must be there and be
@@ -53,7 +54,7 @@ func OpenData(cfg *config.Config) (*Data, error) {
 		return nil, err
 	}
 	d := &Data{DB: db, Tenants: tenant.NewRegistry(tenant.NewBoltStore(db)),
-		Suppressions: suppression.NewBoltStore(db, hashKey, time.Now)}
+		Suppressions: boltdb.Suppressions(db, hashKey, time.Now)}
 	if err := d.Tenants.SetSealKey(key); err != nil {
 		db.Close()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/fsutil"
@@ -48,12 +49,12 @@ type Relay struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	db      *store.DB
-	events  events.BoltLog // the event log in db
+	events  *events.Log // the event log in db
 	spool   *queue.Spool
 	tenants *tenant.Registry
 	// suppressions is the suppression list, checked at accept and at
 	// every delivery attempt.
-	suppressions *suppression.BoltStore
+	suppressions *suppression.Service
 	optOut       *suppression.OptOut
 	queue        *queue.Queue
 	transport    *outbound.Transport
@@ -190,7 +191,7 @@ func (r *Relay) buildStores() ([]byte, error) {
 	}
 	r.spool = spool
 	r.qs = queue.NewBoltStore(r.db)
-	r.events = events.BoltLog{DB: r.db}
+	r.events = boltdb.Events(r.db)
 	r.metrics = metrics.New()
 	r.events.Watch(r.metrics.Event)
 	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
@@ -235,7 +236,7 @@ func (r *Relay) buildLists(key []byte) (*suppression.Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.suppressions = suppression.NewBoltStore(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
+	r.suppressions = boltdb.Suppressions(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
 		Limit: cfg.Bounces.SoftLimit, Span: cfg.Bounces.SoftSpan, Window: cfg.Bounces.SoftWindow,
 	})
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}

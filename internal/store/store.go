@@ -3,9 +3,11 @@
 // and commits concurrent writers together (group commit) so that durable
 // writes do not cost one fsync each.
 //
-// Only the bbolt implementations of the domain stores (files named bolt*.go
-// in their packages) use this package; everything else talks to those
-// packages' interfaces, so a PostgreSQL backend can replace it.
+// It is the lower half of the bbolt storage backend: internal/backend/boltdb
+// runs its transactions for the stores moved onto the backend (events,
+// suppressions), and the bbolt code of the stores not moved yet (files
+// named bolt*.go in their packages) still uses it directly, until they
+// move too (docs/storage.md), when it becomes part of that package.
 package store
 
 import (

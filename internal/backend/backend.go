@@ -1,0 +1,32 @@
+// Package backend names what a storage backend is to Heed: something that
+// runs transactions (txn.Runner) whose one transaction type, Tx, has the
+// transactional face of every domain store. The two implementations are
+// internal/backend/boltdb (embedded, the default) and
+// internal/backend/postgres; only they import a database driver.
+//
+// A domain package never imports this package: it declares the faces it
+// needs as its own interface and takes a txn.Runner of it, which the
+// wiring code makes with txn.Narrow. docs/storage.md has the design and
+// the checklist for moving a store onto it.
+package backend
+
+import (
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/txn"
+	"github.com/heedmail/heed/suppression"
+)
+
+// Tx is one transaction of a backend, with every store's face. A store
+// moved onto the backend adds its face here (and to both backends).
+type Tx interface {
+	Events() events.TxLog
+	Suppressions() suppression.Rows
+}
+
+// Backend runs transactions and announces committed events.
+type Backend interface {
+	txn.Runner[Tx]
+	// Watch registers fn to hear of every event once the transaction that
+	// wrote it has committed, on the committer: fn must not block.
+	Watch(fn func(events.Notice))
+}

@@ -1,0 +1,51 @@
+// Package txn is the one shape of a storage transaction that Heed's domain
+// packages see, whatever the backend (bbolt or PostgreSQL) under it.
+//
+// A domain package declares what it needs inside a transaction as an
+// interface of its own (events.TxLog, suppression.Tx) and takes a
+// Runner of it. The backends have one transaction type with every face
+// (internal/backend.Tx); the wiring code narrows a backend to the face a
+// package asks for with Narrow, and Go's structural interfaces do the
+// rest. So a domain package never imports a backend, and a backend keeps
+// rows while the domain package keeps its rules. docs/storage.md has the
+// whole design.
+package txn
+
+import "context"
+
+// Runner opens transactions whose face is T.
+//
+// Update runs fn in a read-write transaction and returns nil only once it
+// is committed durably. fn may run more than once (bbolt's group commit
+// retries a batch without a function that failed; PostgreSQL retries a
+// serialization failure), so it must work only through its transaction:
+// no reply to a client, no webhook, no append to a slice it does not
+// reset, from inside fn. When fn returns an error, nothing it wrote is
+// kept and Update returns that error.
+//
+// View runs fn in a read-only transaction that sees one consistent
+// snapshot. It too may run fn more than once.
+type Runner[T any] interface {
+	Update(ctx context.Context, fn func(T) error) error
+	View(ctx context.Context, fn func(T) error) error
+}
+
+// Narrow returns a Runner of N over r, converting each transaction with
+// conv (usually an identity function between interface types:
+// func(t backend.Tx) suppression.Tx { return t }).
+func Narrow[W, N any](r Runner[W], conv func(W) N) Runner[N] {
+	return narrowed[W, N]{r: r, conv: conv}
+}
+
+type narrowed[W, N any] struct {
+	r    Runner[W]
+	conv func(W) N
+}
+
+func (n narrowed[W, N]) Update(ctx context.Context, fn func(N) error) error {
+	return n.r.Update(ctx, func(w W) error { return fn(n.conv(w)) })
+}
+
+func (n narrowed[W, N]) View(ctx context.Context, fn func(N) error) error {
+	return n.r.View(ctx, func(w W) error { return fn(n.conv(w)) })
+}
