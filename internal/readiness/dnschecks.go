@@ -78,7 +78,7 @@ func describeSPF(ip netip.Addr, res spfResult, e *spfEval) string {
 	case e.trouble != nil:
 		s += " (" + e.trouble.Error() + ")"
 	}
-	return s + fmt.Sprintf(", %d DNS lookups", e.lookups)
+	return s + fmt.Sprintf(", %d DNS %s", e.lookups, plural(e.lookups, "lookup", "lookups"))
 }
 
 // spfVerdict maps a check_host() result to a status and a fix.

@@ -79,7 +79,11 @@ func (c *Checker) httpChecks(ctx context.Context) []Check {
 	h.Status, h.Found = OK, "valid certificate for "+u.Hostname()
 	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
 		leaf := resp.TLS.PeerCertificates[0]
-		h.Found += fmt.Sprintf(", issued by %s, valid until %s", leaf.Issuer.CommonName, leaf.NotAfter.UTC().Format(time.DateOnly))
+		issuer := leaf.Issuer.CommonName
+		if issuer == "" && len(leaf.Issuer.Organization) > 0 {
+			issuer = leaf.Issuer.Organization[0]
+		}
+		h.Found += fmt.Sprintf(", issued by %s, valid until %s", issuer, leaf.NotAfter.UTC().Format(time.DateOnly))
 		if leaf.NotAfter.Sub(c.o.Now()) < certWarnBefore {
 			h.Status, h.Fix = Warn, "Renew the certificate of "+u.Hostname()+": it expires within two weeks."
 		}

@@ -35,6 +35,8 @@ func (m spfMechanism) String() string {
 		s = string(m.qualifier) + s
 	}
 	switch {
+	case m.prefix.IsSingleIP():
+		s += ":" + m.prefix.Addr().String()
 	case m.kind == "ip4" || m.kind == "ip6":
 		s += ":" + m.prefix.String()
 	case m.domain != "":
