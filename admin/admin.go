@@ -27,6 +27,7 @@ import (
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
@@ -80,6 +81,8 @@ type Options struct {
 	// LookupTXT resolves TXT records for the DNS check of a domain and
 	// before a key is activated; nil skips both checks.
 	LookupTXT func(ctx context.Context, name string) ([]string, error)
+	// Readiness makes the sender readiness reports of domains (nil: 404).
+	Readiness *readiness.Checker
 	Logger    *slog.Logger
 	Now       func() time.Time
 }

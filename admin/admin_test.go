@@ -75,6 +75,12 @@ func (e *env) lookupTXT(_ context.Context, name string) ([]string, error) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the options changed by opts first.
+func newEnvWith(t *testing.T, opts func(*Options)) *env {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +95,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.hooks = &webhooks.Manager{Store: webhooks.NewBoltStore(db), Events: boltdb.Events(db), Sealer: sealer, AllowPrivate: true}
-	h := New(Options{
+	o := Options{
 		Audit:          BoltAudit{DB: db},
 		Webhooks:       e.hooks,
 		Suppressions:   boltdb.Suppressions(db, []byte("admin test hash key"), time.Now),
@@ -101,8 +107,11 @@ func newEnv(t *testing.T) *env {
 		OperatorTokens: []string{"other-token", token},
 		Ready:          func() error { return e.ready },
 		Hostname:       "relay.example.com",
-	})
-	srv := httptest.NewServer(h)
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	srv := httptest.NewServer(New(o))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e

@@ -3,12 +3,11 @@ package admin
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/labstack/echo/v4"
 )
@@ -32,59 +31,21 @@ type dnsCheckResult struct {
 	Error    string   `json:"error,omitempty"`
 }
 
-// checkDNS looks each advised record up. Resolvers return the strings of
-// a TXT record joined, as RFC 7208 and RFC 6376 read them.
+// checkDNS looks each advised record up, with the comparison the
+// readiness report's DKIM checks use too (readiness.CheckRecord).
 func (s *server) checkDNS(ctx context.Context, recs []DNSRecord) *dnsCheck {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out := &dnsCheck{CheckedAt: s.now(), Records: []dnsCheckResult{}}
 	for _, r := range recs {
-		res := dnsCheckResult{Name: r.Name, Purpose: r.Purpose, Selector: r.Selector}
-		txts, err := s.LookupTXT(ctx, r.Name)
-		res.Status = "missing"
-		if err != nil && !isNotFound(err) {
-			res.Status, res.Error = "error", err.Error()
-		}
-		for _, v := range txts {
-			if !samePurpose(r.Purpose, v) {
-				continue
-			}
-			res.Found = append(res.Found, v)
-			if res.Status != "ok" {
-				res.Status = "different"
-			}
-			if sameRecord(r.Value, v) {
-				res.Status = "ok"
-			}
+		got := readiness.CheckRecord(ctx, s.LookupTXT, r.Name, r.Purpose, r.Value)
+		res := dnsCheckResult{Name: r.Name, Purpose: r.Purpose, Selector: r.Selector, Status: got.Status, Found: got.Found}
+		if got.Err != nil {
+			res.Error = got.Err.Error()
 		}
 		out.Records = append(out.Records, res)
 	}
 	return out
-}
-
-// isNotFound reports a lookup of a name that has no TXT record.
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
-}
-
-// samePurpose tells which TXT values at a name are the SPF, DMARC or DKIM
-// record (other TXT records live at a domain's apex too).
-func samePurpose(purpose, v string) bool {
-	v = strings.ToLower(strings.TrimSpace(v))
-	switch purpose {
-	case "spf":
-		return strings.HasPrefix(v, "v=spf1")
-	case "dmarc":
-		return strings.HasPrefix(v, "v=dmarc1")
-	default:
-		return strings.HasPrefix(v, "v=dkim1") || strings.Contains(v, "p=")
-	}
-}
-
-// sameRecord compares ignoring the whitespace DNS consoles add or drop.
-func sameRecord(want, got string) bool {
-	return strings.Join(strings.Fields(want), "") == strings.Join(strings.Fields(got), "")
 }
 
 // published reports whether k's record is in the DNS as advised.

@@ -16,6 +16,7 @@ import (
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/suppression"
@@ -434,6 +435,7 @@ func TestOpenAPISchemasMatchGo(t *testing.T) {
 		"PrivacyExport": privacy.Export{}, "PrivacyErasure": privacy.Erasure{},
 		"PrivacyRecipient": queue.RecipientOf{},
 		"UnreadReport":     unread.Report{}, "UnreadReportPage": unreadPage{},
+		"Readiness": readiness.Report{}, "ReadinessCheck": readiness.Check{},
 	}
 	requests := map[string]any{
 		"TenantCreate": tenantRequest{}, "CredentialCreate": credentialRequest{},

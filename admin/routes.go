@@ -68,6 +68,7 @@ func (s *server) routes() []route {
 		{http.MethodPost, t + "/domains", operator, s.scoped(s.createDomain)},
 		{http.MethodGet, t + "/domains", tenantRead, s.scoped(s.listDomains)},
 		{http.MethodGet, t + "/domains/:domain", tenantRead, s.scoped(s.getDomain)},
+		{http.MethodGet, t + "/domains/:domain/readiness", tenantRead, s.scoped(s.getReadiness)},
 		{http.MethodDelete, t + "/domains/:domain", operator, s.scoped(s.deleteDomain)},
 		{http.MethodPost, t + "/domains/:domain/keys", tenantWrite, s.scoped(s.createKey)},
 		{http.MethodGet, t + "/domains/:domain/keys/:selector", tenantRead, s.scoped(s.getKey)},

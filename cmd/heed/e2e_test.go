@@ -85,8 +85,17 @@ func (s *syncBuffer) String() string {
 
 func startHeed(t *testing.T, dir string, args ...string) *proc {
 	t.Helper()
+	return startHeedEnv(t, dir, nil, args...)
+}
+
+// startHeedEnv is startHeed with env added to the process's environment.
+func startHeedEnv(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(binary(t), args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

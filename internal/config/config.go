@@ -35,6 +35,7 @@ type Config struct {
 	Retention   Retention   `yaml:"retention"`
 	Log         Log         `yaml:"log"`
 	Bounces     Bounces     `yaml:"bounces"`
+	Readiness   Readiness   `yaml:"readiness"`
 
 	// Demo is true when Heed runs on the embedded defaults (no config file):
 	// it creates a demo tenant and prints its credentials. Not a YAML key.
@@ -196,6 +197,19 @@ type Delivery struct {
 	DomainConcurrency int `yaml:"domain_concurrency"`
 	// ConnectTimeout bounds dialling a next hop.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// SourceAddresses are the public IP addresses mail leaves from, which
+	// the readiness report checks SPF and reverse DNS of; empty means the
+	// A and AAAA records of Hostname. Heed does not bind to them.
+	SourceAddresses []string `yaml:"source_addresses"`
+}
+
+// Readiness configures the sender readiness reports of sending domains.
+type Readiness struct {
+	// DNSServer is host:port of the DNS server the reports (and the admin
+	// API's DNS checks) ask; empty means the system's resolvers.
+	DNSServer string `yaml:"dns_server"`
+	// Timeout bounds one report, its DNS lookups and HTTPS probe together.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Unsubscribe configures the opt-out addresses Heed puts in mail.
@@ -297,11 +311,13 @@ func Default() *Config {
 			Workers:           0,
 			DomainConcurrency: 20,
 			ConnectTimeout:    30 * time.Second,
+			SourceAddresses:   []string{},
 		},
 		Webhooks:  Webhooks{Concurrency: 20, Timeout: 10 * time.Second},
 		Retention: Retention{Events: 30 * 24 * time.Hour},
 		Log:       Log{Level: "info", Format: "text"},
 		Bounces:   Bounces{SoftLimit: 3, SoftSpan: 72 * time.Hour, SoftWindow: 30 * 24 * time.Hour},
+		Readiness: Readiness{Timeout: 5 * time.Second},
 	}
 }
 
@@ -366,5 +382,6 @@ func (c *Config) Redacted() *Config {
 		r.Delivery.SmarthostPassword = redacted
 	}
 	r.Delivery.Routes = maps.Clone(c.Delivery.Routes)
+	r.Delivery.SourceAddresses = slices.Clone(c.Delivery.SourceAddresses)
 	return &r
 }

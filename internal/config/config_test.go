@@ -223,6 +223,17 @@ var errorCases = []struct {
 		"heed.yaml:2: bounces.soft_window: must be at least 200h0m0s (got 100h0m0s)",
 	},
 }, {
+	name: "readiness",
+	yaml: doc("hostname: relay.example.com", "delivery: { source_addresses: [203.0.113.25, \"fe80::1%eth0\", 203.0.113.25] }",
+		"readiness:", "  dns_server: resolver.example:53", "  timeout: 1m"),
+	env: env(EnvAdminToken, token),
+	want: []string{
+		`heed.yaml:2: delivery.source_addresses[1]: must be an IP address such as 203.0.113.25 or 2001:db8::25 (got "fe80::1%eth0")`,
+		"heed.yaml:2: delivery.source_addresses[2]: 203.0.113.25 is listed twice",
+		`heed.yaml:4: readiness.dns_server: must be ip:port such as 127.0.0.1:53 (got "resolver.example:53": the host must be an IP address and the port not 0)`,
+		"heed.yaml:5: readiness.timeout: must be at most 30s (got 1m0s)",
+	},
+}, {
 	name: "syntax error keeps the parser's message and line",
 	yaml: doc("hostname: relay.example.com", "smtp:", "  max_recipients 5", "  max_connections: 5"),
 	want: []string{"heed.yaml:4: mapping values are not allowed in this context"},
@@ -468,6 +479,9 @@ func TestDefault(t *testing.T) {
 		{"bounces.soft_limit", c.Bounces.SoftLimit, 3},
 		{"bounces.soft_span", c.Bounces.SoftSpan, 72 * time.Hour},
 		{"bounces.soft_window", c.Bounces.SoftWindow, 720 * time.Hour},
+		{"delivery.source_addresses", len(c.Delivery.SourceAddresses), 0},
+		{"readiness.dns_server", c.Readiness.DNSServer, ""},
+		{"readiness.timeout", c.Readiness.Timeout, 5 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

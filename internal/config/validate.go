@@ -61,6 +61,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	c.checkAdmin(v)
 	c.checkDelivery(v)
 	c.checkBounces(v)
+	c.checkReadiness(v)
 	v.oneOf([]string{"log", "level"}, c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf([]string{"log", "format"}, c.Log.Format, "text", "json")
 	return v.errs
@@ -269,6 +270,39 @@ func (c *Config) checkBounces(v *checker) {
 	}
 	v.duration([]string{"bounces", "soft_span"}, b.SoftSpan, 0)
 	v.duration([]string{"bounces", "soft_window"}, b.SoftWindow, max(24*time.Hour, b.SoftSpan))
+}
+
+// checkReadiness checks the sending addresses and the readiness reports'
+// resolver and time.
+func (c *Config) checkReadiness(v *checker) {
+	seen := map[netip.Addr]bool{}
+	for i, a := range c.Delivery.SourceAddresses {
+		key := []string{"delivery", "source_addresses", "[" + strconv.Itoa(i) + "]"}
+		ip, err := netip.ParseAddr(a)
+		switch {
+		case err != nil || ip.Zone() != "":
+			v.add(key, "must be an IP address such as 203.0.113.25 or 2001:db8::25 (got %q)", a)
+		case seen[ip.Unmap()]:
+			v.add(key, "%s is listed twice", a)
+		}
+		seen[ip.Unmap()] = true
+	}
+	if s := c.Readiness.DNSServer; s != "" {
+		host, port, err := splitHostPort(s)
+		if _, perr := netip.ParseAddr(host); err == "" && (perr != nil || port == 0) {
+			err = "the host must be an IP address and the port not 0"
+		}
+		if err != "" {
+			v.add([]string{"readiness", "dns_server"}, "must be ip:port such as 127.0.0.1:53 (got %q: %s)", s, err)
+		}
+	}
+	key := []string{"readiness", "timeout"}
+	v.duration(key, c.Readiness.Timeout, time.Second)
+	// The report answers a GET of the admin API: keep it under its
+	// write timeout.
+	if c.Readiness.Timeout > 30*time.Second {
+		v.add(key, "must be at most 30s (got %s)", c.Readiness.Timeout)
+	}
 }
 
 func (v *checker) oneOf(key []string, got string, allowed ...string) {

@@ -31,6 +31,7 @@ import (
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/unread"
@@ -473,10 +474,11 @@ func (r *Relay) serveAdmin() error {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
 	audit := admin.BoltAudit{DB: r.db} // written by the API, erased by privacy requests
+	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
-		LookupTXT: net.DefaultResolver.LookupTXT, Suppressions: r.suppressions, Webhooks: r.hooks,
+		LookupTXT: resolver.LookupTXT, Readiness: r.readiness(resolver), Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: r.events,
