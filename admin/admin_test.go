@@ -50,7 +50,7 @@ type env struct {
 	url   string
 	db    *store.DB
 	reg   *tenant.Registry
-	queue *queue.BoltStore
+	queue *queue.Records
 	hooks *webhooks.Manager
 	ready error
 	// dns is the fake DNS at the edge of the world: name → TXT values.
@@ -80,7 +80,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: queue.NewBoltStore(db), dns: map[string][]string{}}
+	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: boltdb.Queue(db), dns: map[string][]string{}}
 	if err := e.reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
 		t.Fatal(err)
 	}
