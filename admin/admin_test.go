@@ -514,6 +514,16 @@ func TestMessages(t *testing.T) {
 	if len(got.Recipients) != 2 || got.Recipients[1].Address != "c@example.org" || got.Recipients[0].State != queue.Queued {
 		t.Errorf("message %+v", got)
 	}
+
+	// A deleted tenant's messages go with it: a tenant made again with
+	// the same id does not see them, and none of them is sent.
+	e.createTenant("acme")
+	e.want(204, "DELETE", "/api/v1/tenants/acme", "", nil)
+	e.createTenant("acme")
+	e.wantProblem(404, "GET", "/api/v1/messages/m1", "")
+	if n, err := e.queue.Depth(); err != nil || n != 0 {
+		t.Errorf("after deleting the tenant, %d recipients wait for an attempt (%v)", n, err)
+	}
 }
 
 func TestCaptured(t *testing.T) {

@@ -160,7 +160,7 @@ func (s *Records) eraseRows(ctx context.Context, addr string, after *Cursor) (n 
 
 // unschedule removes the schedule entry of r, a recipient not final yet:
 // it is due at its next attempt, or at the message's acceptance before
-// the first (Add and Record schedule it so).
+// the first (Add and Record schedule it so; deleteMessage reads it so).
 func (s *Records) unschedule(rows Rows, id string, r Recipient) error {
 	due := r.NextAttempt
 	if due.IsZero() {

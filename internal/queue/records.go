@@ -20,8 +20,9 @@ import (
 // internal/backend/postgres.Queue), shared by every goroutine; the backend
 // under it is closed by its owner.
 type Records struct {
-	tx  txn.Runner[Tx]
-	sup *suppression.Service
+	tx    txn.Runner[Tx]
+	sup   *suppression.Service
+	spool *Spool
 }
 
 // NewRecords returns the queue kept by tx.

@@ -221,3 +221,42 @@ func assertNowhere(t *testing.T, r rig, addr string) {
 		t.Fatal(fmt.Errorf("reading the rows: %w", err))
 	}
 }
+
+// TestDeleteTenant: deleting a tenant deletes its messages, recipients,
+// bodies and schedule entries, across several transactions, and leaves
+// the other tenants' alone.
+func TestDeleteTenant(t *testing.T) {
+	eachBackend(t, func(t *testing.T, r rig) {
+		ctx := context.Background()
+		gone := seed(t, r, 1100, t0, "pat@example.net", false)
+		finished := seed(t, r, 3, t0.Add(time.Hour), "pat@example.net", true)
+		deferred := newMessage(t0.Add(2*time.Hour), "kim@example.net")
+		add(t, r, deferred)
+		if _, err := r.q.Record(ctx, Job{MessageID: deferred.ID, Index: 0, Domain: "example.net", Due: deferred.ReceivedAt}, Outcome{State: Deferred,
+			Reply: "451 4.2.0 busy", NextAttempt: t0.Add(3 * time.Hour), At: t0.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		kept := newMessage(t0.Add(time.Hour), "sam@example.net")
+		kept.Tenant = "globex"
+		add(t, r, kept)
+
+		if err := r.q.DeleteTenant(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{gone[0], gone[1099], finished[2], deferred.ID} {
+			if _, err := r.q.Message(ctx, id); err == nil {
+				t.Errorf("%s of the deleted tenant is still there", id)
+			}
+			if _, ok := storedBody(t, r, id); ok {
+				t.Errorf("the body of %s is still there", id)
+			}
+		}
+		jobs := due(t, r, t0.Add(24*time.Hour))
+		if len(jobs) != 1 || jobs[0].MessageID != kept.ID {
+			t.Errorf("due after the deletion: %d jobs (%+v); want globex's one", len(jobs), jobs[:min(len(jobs), 3)])
+		}
+		if got, err := r.q.Message(ctx, kept.ID); err != nil || got.Tenant != "globex" {
+			t.Errorf("globex's message: %+v, %v", got, err)
+		}
+	})
+}

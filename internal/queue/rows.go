@@ -28,6 +28,10 @@ type Rows interface {
 	// DeleteMessage deletes the record of message id, its recipients and
 	// its stored body.
 	DeleteMessage(id string) error
+	// TenantMessages returns up to limit records of tenant with ids after
+	// after ("" from the first), in id order, and the id to go on after
+	// ("": done). Like Mentioning, it may stop early with a cursor.
+	TenantMessages(tenant, after string, limit int) (ms []Message, next string, err error)
 
 	// Recipient returns recipient index of message id, false when none.
 	Recipient(id string, index int) (Recipient, bool, error)

@@ -190,7 +190,7 @@ func (r *Relay) buildStores() ([]byte, error) {
 		return nil, err
 	}
 	r.spool = spool
-	r.qs = boltdb.Queue(r.db)
+	r.qs = boltdb.Queue(r.db).WithSpool(spool)
 	r.events = boltdb.Events(r.db)
 	r.metrics = metrics.New()
 	r.events.Watch(r.metrics.Event)

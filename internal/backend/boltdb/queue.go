@@ -132,6 +132,30 @@ func (r queueRows) DeleteMessage(id string) error {
 	return nil
 }
 
+func (r queueRows) TenantMessages(tenant, after string, limit int) ([]queue.Message, string, error) {
+	var out []queue.Message
+	c := r.messages().Cursor()
+	k, v := c.Seek([]byte(after))
+	if k != nil && string(k) == after {
+		k, v = c.Next()
+	}
+	for scanned := 0; k != nil; k, v = c.Next() {
+		if scanned == scanLimit || len(out) == limit {
+			pk, _ := c.Prev()
+			return out, string(pk), nil
+		}
+		scanned++
+		var m queue.Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			return nil, "", fmt.Errorf("message %q: %w", k, err)
+		}
+		if m.Tenant == tenant {
+			out = append(out, m)
+		}
+	}
+	return out, "", nil
+}
+
 func (r queueRows) Recipient(id string, idx int) (queue.Recipient, bool, error) {
 	var rc queue.Recipient
 	raw := r.deliveries().Get(rowKey(id, idx))

@@ -92,6 +92,29 @@ func (r queueRows) DeleteMessage(id string) error {
 		DELETE FROM bodies WHERE message_id = $1`, id)
 }
 
+// TenantMessages reads the index messages_tenant.
+func (r queueRows) TenantMessages(tenant, after string, limit int) ([]queue.Message, string, error) {
+	rows, err := r.t.tx.Query(r.t.ctx, "SELECT record FROM messages WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3", tenant, after, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	ms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.Message, error) {
+		var raw []byte
+		var m queue.Message
+		if err := row.Scan(&raw); err != nil {
+			return m, err
+		}
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return m, fmt.Errorf("a message of %s: %w", tenant, err)
+		}
+		return m, nil
+	})
+	if err != nil || len(ms) < limit {
+		return ms, "", err
+	}
+	return ms, ms[len(ms)-1].ID, nil
+}
+
 func (r queueRows) Recipient(id string, idx int) (queue.Recipient, bool, error) {
 	var rc queue.Recipient
 	var raw []byte

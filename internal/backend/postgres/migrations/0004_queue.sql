@@ -13,6 +13,8 @@ CREATE TABLE messages (
     -- the record as JSON (queue.Message without recipients or body)
     record  text NOT NULL
 );
+-- a tenant's messages, for its deletion
+CREATE INDEX messages_tenant ON messages (tenant, id);
 
 -- One row per recipient of a message; no foreign key, as on bbolt: a
 -- row may outlive its message only until retention deletes both.
