@@ -42,10 +42,11 @@ type Captures interface {
 	Open(id string) (io.ReadCloser, error)
 }
 
-// MessageReader returns one message with its per-recipient status;
-// queue.Store satisfies it.
+// MessageReader returns one message with its per-recipient status, and
+// deletes a deleted tenant's messages; queue.Records satisfies it.
 type MessageReader interface {
 	Message(ctx context.Context, id string) (*queue.Message, error)
+	DeleteTenant(ctx context.Context, tenant string) error
 }
 
 // Options configure the admin API. Tenants is required; the other sources

@@ -50,7 +50,7 @@ type env struct {
 	url   string
 	db    *store.DB
 	reg   *tenant.Registry
-	queue *queue.BoltStore
+	queue *queue.Records
 	hooks *webhooks.Manager
 	ready error
 	// dns is the fake DNS at the edge of the world: name → TXT values.
@@ -86,7 +86,7 @@ func newEnvWith(t *testing.T, opts func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: queue.NewBoltStore(db), dns: map[string][]string{}}
+	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: boltdb.Queue(db), dns: map[string][]string{}}
 	if err := e.reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
 		t.Fatal(err)
 	}
@@ -522,6 +522,16 @@ func TestMessages(t *testing.T) {
 	e.want(200, "GET", "/api/v1/messages/m1", "", &got)
 	if len(got.Recipients) != 2 || got.Recipients[1].Address != "c@example.org" || got.Recipients[0].State != queue.Queued {
 		t.Errorf("message %+v", got)
+	}
+
+	// A deleted tenant's messages go with it: a tenant made again with
+	// the same id does not see them, and none of them is sent.
+	e.createTenant("acme")
+	e.want(204, "DELETE", "/api/v1/tenants/acme", "", nil)
+	e.createTenant("acme")
+	e.wantProblem(404, "GET", "/api/v1/messages/m1", "")
+	if n, err := e.queue.Depth(); err != nil || n != 0 {
+		t.Errorf("after deleting the tenant, %d recipients wait for an attempt (%v)", n, err)
 	}
 }
 

@@ -99,8 +99,9 @@ func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
 }
 
 // deleteTenant removes the tenant, then its suppression list, webhook
-// endpoints and events, so that a tenant created later with the same id
-// inherits none of its consumers' data or its endpoints. A crash in between leaves
+// endpoints, events and queued messages, so that a tenant created later
+// with the same id inherits none of its consumers' data or its endpoints
+// (and no mail of the deleted one goes out after its suppression list). A crash in between leaves
 // entries no tenant can reach until the id is used again; deleting the
 // tenant once more clears them.
 func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
@@ -121,6 +122,11 @@ func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
 	}
 	if s.Events != nil {
 		if err := s.Events.DeleteTenant(ctx, t.ID); err != nil {
+			return err
+		}
+	}
+	if s.Messages != nil {
+		if err := s.Messages.DeleteTenant(ctx, t.ID); err != nil {
 			return err
 		}
 	}

@@ -65,7 +65,7 @@ func TestSuppressedAtAccept(t *testing.T) {
 	}
 	// Final at accept, never scheduled: the row says so before any
 	// delivery could have run.
-	m, err := queue.NewBoltStore(h.db).Message(ctx, regexp.MustCompile(`queued as ([0-9a-z]+)`).FindStringSubmatch(text)[1])
+	m, err := boltdb.Queue(h.db).Message(ctx, regexp.MustCompile(`queued as ([0-9a-z]+)`).FindStringSubmatch(text)[1])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	}
 	t.Cleanup(func() { tr.Close() })
 	q := queue.New(queue.Options{
-		Store: queue.NewBoltStore(db), Spool: spool, Transport: tr,
+		Store: boltdb.Queue(db), Spool: spool, Transport: tr,
 		VERP:     queue.VERP{Domain: "bounces.relay.test", Key: []byte("0123456789abcdef0123456789abcdef")},
 		Hostname: "relay.test", Logger: log,
 	})

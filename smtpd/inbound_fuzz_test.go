@@ -38,7 +38,7 @@ func FuzzInbound(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer db.Close()
-	qs := queue.NewBoltStore(db)
+	qs := boltdb.Queue(db)
 	now := time.Now()
 	if err := qs.Add(context.Background(), &queue.Message{ID: msgID, Tenant: "acme", List: "marketing", ReceivedAt: now,
 		Body: []byte("x"), Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}}}); err != nil {

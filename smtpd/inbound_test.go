@@ -54,7 +54,7 @@ func startInboundKeeping(t *testing.T, keep func(*unread.Options), edit func(*In
 	o := InboundOptions{
 		Hostname: "relay.test", MailtoDomain: "unsubscribe.relay.test",
 		VERP:     queue.VERP{Domain: "bounces.relay.test", Key: bytes.Repeat([]byte{5}, 32)},
-		Messages: queue.NewBoltStore(db), Suppressions: boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now),
+		Messages: boltdb.Queue(db), Suppressions: boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now),
 		Events: boltdb.Events(db), ReadTimeout: 10 * time.Second, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

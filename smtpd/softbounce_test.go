@@ -23,7 +23,7 @@ type dsnEnv struct {
 	t    *testing.T
 	in   *inboundEnv
 	db   *store.DB
-	qs   *queue.BoltStore
+	qs   *queue.Records
 	sup  *suppression.Service
 	verp queue.VERP
 	c    *smtp.Client
@@ -36,7 +36,7 @@ func startDSN(t *testing.T) *dsnEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &dsnEnv{t: t, db: db, qs: queue.NewBoltStore(db)}
+	e := &dsnEnv{t: t, db: db, qs: boltdb.Queue(db)}
 	e.sup = boltdb.Suppressions(db, bytes.Repeat([]byte{4}, 32), time.Now).WithSoftBounces(
 		suppression.SoftRule{Limit: 3, Span: 72 * time.Hour, Window: 30 * 24 * time.Hour})
 	e.qs.SuppressHardBounces(e.sup)

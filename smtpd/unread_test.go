@@ -50,7 +50,7 @@ func (e *inboundEnv) sentMessage(verp queue.VERP) (*queue.Message, string) {
 		ID: ids.New(e.clock.Now()), Tenant: "acme", List: "news", From: "news@acme.test", ReceivedAt: e.clock.Now(),
 		Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}},
 	}
-	if err := queue.NewBoltStore(e.db).Add(context.Background(), m); err != nil {
+	if err := boltdb.Queue(e.db).Add(context.Background(), m); err != nil {
 		e.t.Fatal(err)
 	}
 	return m, verp.Address(m.ID, 0)

@@ -12,6 +12,7 @@ package backend
 
 import (
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 )
@@ -21,6 +22,9 @@ import (
 type Tx interface {
 	Events() events.TxLog
 	Suppressions() suppression.Rows
+
+	// The queue: messages, recipients, bodies, the schedule.
+	Queue() queue.Rows
 }
 
 // Backend runs transactions and announces committed events.

@@ -1,8 +1,9 @@
-package queue
+package queue_test
 
 import (
 	"context"
 	"errors"
+	. "github.com/heedmail/heed/internal/queue"
 	"strings"
 	"sync"
 	"testing"

@@ -1,10 +1,12 @@
 // Package queue is Heed's durable spool and its delivery workers.
 //
-// A message is stored once (its body in the spool, its envelope in the
-// database) with one delivery row per recipient. The 250 after DATA is sent
-// only once Enqueue has returned: the body file and its directory are
-// fsynced and the record is committed, with concurrent sessions sharing
-// commits.
+// A message is stored once (its body in the database or, on bbolt when
+// larger than Spool.InlineMax, in a spool file; its envelope in the
+// database) with one delivery row per recipient. The 250 after DATA is
+// sent only once Enqueue has returned: a body file and its directory are
+// fsynced first, and the record, its recipients and their events are
+// committed in one transaction of the storage backend (Records over
+// Tx), with concurrent sessions sharing commits.
 //
 // One scheduler loop (no goroutine per message) reads an index of next
 // attempts and hands due recipients to a bounded pool of workers, with a cap

@@ -1,9 +1,10 @@
-package queue
+package queue_test
 
 import (
 	"bytes"
 	"context"
-	"os"
+	"github.com/heedmail/heed/internal/backend/boltdb"
+	. "github.com/heedmail/heed/internal/queue"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestEraseRewritesSpoolFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, ctx, now := NewBoltStore(db), context.Background(), time.Now()
+	s, ctx, now := boltdb.Queue(db), context.Background(), time.Now()
 	write := func(id, body string) {
 		f, err := spool.Create(id)
 		if err != nil {
@@ -50,11 +51,11 @@ func TestEraseRewritesSpoolFiles(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Erase = %d, %v; want 1", n, err)
 	}
-	got, _ := os.ReadFile(spool.path(m.ID))
+	got, _ := spool.ReadAll(m.ID)
 	if bytes.Contains(bytes.ToLower(got), []byte("pat@example.net")) || !bytes.Contains(got, []byte("sam@example.net")) {
 		t.Errorf("the body still needed for sam reads %q", got)
 	}
-	if got, _ := os.ReadFile(spool.path(other)); string(got) != "To: sam@example.net\r\n\r\nHi\r\n" {
+	if got, _ := spool.ReadAll(other); string(got) != "To: sam@example.net\r\n\r\nHi\r\n" {
 		t.Errorf("a body without the address became %q", got)
 	}
 }

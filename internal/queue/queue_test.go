@@ -1,7 +1,8 @@
-package queue
+package queue_test
 
 import (
 	"context"
+	. "github.com/heedmail/heed/internal/queue"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -26,7 +27,7 @@ type env struct {
 	spool *Spool
 	sink  *testsink.Sink
 	q     *Queue
-	store *BoltStore
+	store *Records
 	opts  Options
 }
 
@@ -55,7 +56,7 @@ func (e *env) open() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.store = NewBoltStore(db)
+	e.store = boltdb.Queue(db)
 	e.opts = Options{
 		Store: e.store, Spool: e.spool, Transport: tr, Hostname: "relay.test", Logger: log,
 		VERP:    VERP{Domain: "bounces.relay.test", Key: []byte("k")},

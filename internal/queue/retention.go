@@ -1,42 +1,63 @@
 package queue
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/heedmail/heed/internal/ids"
-	"github.com/heedmail/heed/internal/store"
 )
+
+// purgeBatch bounds the messages one transaction of Purge deletes; it
+// examines at most ten times as many.
+const purgeBatch = 1000
 
 // Purge deletes the records of finished messages (every recipient final)
 // accepted before cutoff, with their recipient rows, in transactions of at
 // most 1,000 messages, and returns how many it deleted. Message ids sort by
 // acceptance time, so it stops at the first younger one.
-func (s *BoltStore) Purge(ctx context.Context, cutoff time.Time) (int, error) {
-	return s.db.Sweep(ctx, store.BucketMessages, 1000, func(tx *bolt.Tx, k, v []byte) (bool, bool, error) {
-		if at, ok := ids.Time(string(k)); ok && !at.Before(cutoff) {
-			return false, true, nil
+func (s *Records) Purge(ctx context.Context, cutoff time.Time) (int, error) {
+	total := 0
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
 		}
-		var m Message
-		if err := json.Unmarshal(v, &m); err != nil {
-			return false, false, err
-		}
-		if m.Pending > 0 || !m.ReceivedAt.Before(cutoff) {
-			return false, false, nil
-		}
-		if err := tx.Bucket(store.BucketBodies).Delete(k); err != nil {
-			return false, false, err
-		}
-		rc := tx.Bucket(store.BucketDeliveries).Cursor()
-		for rk, _ := rc.Seek(k); rk != nil && len(rk) == len(k)+4 && bytes.HasPrefix(rk, k); rk, _ = rc.Seek(k) {
-			if err := rc.Delete(); err != nil {
-				return false, false, err
+		n, next := 0, ""
+		err := s.tx.Update(ctx, func(tx Tx) error {
+			n, next = 0, ""
+			rows := tx.Queue()
+			ms, err := rows.Messages(after, 10*purgeBatch)
+			if err != nil {
+				return err
 			}
+			for i, m := range ms {
+				if n == purgeBatch {
+					next = ms[i-1].ID // the next transaction goes on after it
+					return nil
+				}
+				if at, ok := ids.Time(m.ID); ok && !at.Before(cutoff) {
+					return nil // the rest is younger
+				}
+				if m.Pending > 0 || !m.ReceivedAt.Before(cutoff) {
+					continue
+				}
+				if err := rows.DeleteMessage(m.ID); err != nil {
+					return err
+				}
+				n++
+			}
+			if len(ms) == 10*purgeBatch {
+				next = ms[len(ms)-1].ID
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
 		}
-		return true, false, nil
-	})
+		total += n
+		if next == "" {
+			return total, nil
+		}
+		after = next
+	}
 }

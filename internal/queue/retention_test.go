@@ -1,7 +1,9 @@
-package queue
+package queue_test
 
 import (
 	"context"
+	"github.com/heedmail/heed/internal/backend/boltdb"
+	. "github.com/heedmail/heed/internal/queue"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,7 +23,7 @@ func TestPurgeTakesWhatBelongsToTheMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s, ctx := NewBoltStore(db), context.Background()
+	s, ctx := boltdb.Queue(db), context.Background()
 	now := time.Now()
 	m := &Message{ID: ids.New(now), Tenant: "acme", List: "transactional", From: "a@acme.test", ReceivedAt: now,
 		Body:       []byte("Subject: hi\r\n\r\nhello\r\n"),

@@ -1,9 +1,10 @@
-package queue
+package queue_test
 
 import (
 	"context"
 	"crypto"
 	"errors"
+	. "github.com/heedmail/heed/internal/queue"
 	"io"
 	"strings"
 	"sync/atomic"

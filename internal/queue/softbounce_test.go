@@ -1,7 +1,8 @@
-package queue
+package queue_test
 
 import (
 	"context"
+	. "github.com/heedmail/heed/internal/queue"
 	"strings"
 	"testing"
 	"time"

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,12 @@ func OpenSpool(dir string) (*Spool, error) {
 	}
 	return &Spool{dir: dir, InlineMax: 64 << 10}, nil
 }
+
+// DatabaseSpool returns a spool that keeps every body in memory until it
+// is stored with its record, for a backend that keeps bodies in its rows
+// (PostgreSQL: a node keeps no state of its own). It has no directory:
+// nothing is ever read from, written to or swept out of one.
+func DatabaseSpool() *Spool { return &Spool{InlineMax: math.MaxInt} }
 
 // Body collects one message body, in memory up to InlineMax, in a spool
 // file beyond.
@@ -118,6 +125,9 @@ type SpoolFile struct {
 
 // Create starts the body of message id.
 func (s *Spool) Create(id string) (*SpoolFile, error) {
+	if s.dir == "" {
+		return nil, errors.New("spool: this spool keeps bodies in the database")
+	}
 	f, err := os.OpenFile(s.path(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
@@ -190,6 +200,9 @@ func (s *Spool) dirSyncLoop() {
 
 // ReadAll returns the body of message id.
 func (s *Spool) ReadAll(id string) ([]byte, error) {
+	if s.dir == "" {
+		return nil, fmt.Errorf("spool: body of %s is missing (bodies are in the database)", id)
+	}
 	b, err := os.ReadFile(s.path(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("spool: body of %s is missing", id)
@@ -199,6 +212,9 @@ func (s *Spool) ReadAll(id string) ([]byte, error) {
 
 // Remove deletes the body of message id once no recipient needs it.
 func (s *Spool) Remove(id string) error {
+	if s.dir == "" {
+		return nil
+	}
 	err := os.Remove(s.path(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -211,6 +227,9 @@ func (s *Spool) Remove(id string) error {
 // directory fsync for them all, shared with sessions syncing at the same
 // moment. A file that cannot be read is left as it is.
 func (s *Spool) Rewrite(edit func(body []byte) ([]byte, bool)) error {
+	if s.dir == "" {
+		return nil
+	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return err
@@ -244,6 +263,9 @@ func (s *Spool) Rewrite(edit func(body []byte) ([]byte, bool)) error {
 // between the body's fsync and the database commit (no 250 was sent for
 // them).
 func (s *Spool) Sweep(keep func(id string) bool) (removed int, err error) {
+	if s.dir == "" {
+		return 0, nil
+	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return 0, err

@@ -72,7 +72,7 @@ type Relay struct {
 	hooks    *webhooks.Manager
 	metrics  *metrics.Metrics
 	// qs and hookStore are the queue's and the webhooks' stores.
-	qs           *queue.BoltStore
+	qs           *queue.Records
 	hookStore    *webhooks.BoltStore
 	stopHooks    context.CancelFunc
 	hooksStopped chan struct{}
@@ -191,7 +191,7 @@ func (r *Relay) buildStores() ([]byte, error) {
 		return nil, err
 	}
 	r.spool = spool
-	r.qs = queue.NewBoltStore(r.db)
+	r.qs = boltdb.Queue(r.db).WithSpool(spool)
 	r.events = boltdb.Events(r.db)
 	r.metrics = metrics.New()
 	r.events.Watch(r.metrics.Event)

@@ -55,9 +55,9 @@ func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
 type Tx struct{ tx *bolt.Tx }
 
 // TxFromBolt gives the faces of a transaction that other bbolt code holds:
-// the bridge for the stores not yet moved onto the backend (queue's
-// Record writes its events and suppressions in its own transaction), to
-// be removed when they are. Only bbolt code may call it.
+// the bridge for the stores not yet moved onto the backend (tests that
+// write events in a bbolt transaction of their own), to be removed when
+// they are. Only bbolt code may call it.
 func TxFromBolt(tx *bolt.Tx) *Tx { return &Tx{tx: tx} }
 
 // Events implements backend.Tx.
