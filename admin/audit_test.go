@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/heedmail/heed/internal/backend/boltdb"
 )
 
 // TestAuditEraseOldRecords: records written before auditTarget normalised
@@ -11,7 +13,7 @@ import (
 // all the same; records about other addresses are left alone.
 func TestAuditEraseOldRecords(t *testing.T) {
 	e := newEnv(t)
-	a := BoltAudit{DB: e.db}
+	a := boltdb.Audit(e.db)
 	ctx := context.Background()
 	const route = "PUT /api/v1/tenants/:tenant/suppressions/:address"
 	for _, target := range []string{

@@ -11,9 +11,11 @@
 package backend
 
 import (
+	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 // Tx is one transaction of a backend, with every store's face. A store
@@ -21,6 +23,11 @@ import (
 type Tx interface {
 	Events() events.TxLog
 	Suppressions() suppression.Rows
+
+	// The webhook store (endpoints, deliveries, schedule, dead letters)
+	// and the admin API's audit log.
+	Webhooks() webhooks.Rows
+	Audit() audit.Rows
 }
 
 // Backend runs transactions and announces committed events.
