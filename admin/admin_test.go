@@ -94,9 +94,9 @@ func newEnvWith(t *testing.T, opts func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.hooks = &webhooks.Manager{Store: webhooks.NewBoltStore(db), Events: boltdb.Events(db), Sealer: sealer, AllowPrivate: true}
+	e.hooks = &webhooks.Manager{Store: boltdb.Webhooks(db), Events: boltdb.Events(db), Sealer: sealer, AllowPrivate: true}
 	o := Options{
-		Audit:          BoltAudit{DB: db},
+		Audit:          boltdb.Audit(db),
 		Webhooks:       e.hooks,
 		Suppressions:   boltdb.Suppressions(db, []byte("admin test hash key"), time.Now),
 		LookupTXT:      e.lookupTXT,

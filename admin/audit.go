@@ -5,40 +5,25 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/labstack/echo/v4"
 )
 
-// AuditRecord is one change made through the API.
-type AuditRecord struct {
-	Seq  uint64    `json:"seq"`
-	Time time.Time `json:"time"`
-	// Actor is who: "operator:" and the first 8 hex digits of the SHA-256
-	// of the operator token, or "api_key:" and the key's id.
-	Actor string `json:"actor"`
-	// Tenant is the tenant the change concerns ("" for none).
-	Tenant string `json:"tenant,omitempty"`
-	// Action is the route, as "METHOD /api/v1/tenants/:tenant/...".
-	Action string `json:"action"`
-	// Target is the request path (the resource changed), an address in it
-	// in its normalised form (suppression.Normalize).
-	Target string `json:"target"`
-	Status int    `json:"status"`
-	// RemoteIP is the client's address as the listener saw it.
-	RemoteIP string `json:"remote_ip"`
-}
+// AuditRecord is one change made through the API (package audit keeps
+// them).
+type AuditRecord = audit.Record
 
 // auditTarget is the request path as the audit log keeps it. An address
 // in it, a route's :address, is written in its normalised form, whatever
 // spelling the client sent (quoted, Unicode or A-label domain, any case,
 // percent-encoded): an erasure request for the address finds the record
-// by that form (BoltAudit.Erase), and no other spelling of the address is
+// by that form (audit.Log.Erase), and no other spelling of the address is
 // ever stored. The address of a privacy request is not kept at all.
 func auditTarget(c echo.Context) string {
-	prefix, ok := addressRoute(c.Request().URL.Path, c.Path())
+	prefix, ok := audit.AddressRoute(c.Request().URL.Path, c.Path())
 	switch {
 	case !ok:
 		return c.Request().URL.Path
@@ -50,22 +35,6 @@ func auditTarget(c echo.Context) string {
 		return prefix + "[invalid address]" // not kept in any spelling
 	}
 	return prefix + addr
-}
-
-// addressRoute splits path, of a route whose last parameter is :address,
-// into what comes before the address (with its slash) and reports true;
-// false for another route. The address is all the rest: a local part may
-// hold a '/' (decoded from %2F).
-func addressRoute(path, route string) (prefix string, ok bool) {
-	if !strings.HasSuffix(route, "/:address") {
-		return "", false
-	}
-	n := strings.Count(route, "/")
-	segs := strings.SplitN(path, "/", n+1)
-	if len(segs) != n+1 {
-		return "", false
-	}
-	return strings.Join(segs[:n], "/") + "/", true
 }
 
 // AuditLog keeps the audit records.

@@ -86,7 +86,7 @@ func runWebhooks(b *testing.B, n int) webhookResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := webhooks.NewBoltStore(db)
+	st := boltdb.Webhooks(db)
 	log := boltdb.Events(db)
 	m := &webhooks.Manager{Store: st, Events: log, Sealer: sealer, AllowPrivate: true}
 	if _, _, err := m.Create(context.Background(), "bench", "main", webhooks.Input{URL: recv.URL + "/hooks"}); err != nil {

@@ -1,10 +1,11 @@
-package webhooks
+package webhooks_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
+	. "github.com/heedmail/heed/webhooks"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -108,7 +110,7 @@ type rig struct {
 	t      *testing.T
 	db     *store.DB
 	log    *events.Log
-	store  *BoltStore
+	store  *Service
 	mgr    *Manager
 	disp   *Dispatcher
 	cancel context.CancelFunc
@@ -131,7 +133,7 @@ func newRig(t *testing.T, path string, o Options) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, db: db, log: boltdb.Events(db), store: NewBoltStore(db)}
+	r := &rig{t: t, db: db, log: boltdb.Events(db), store: boltdb.Webhooks(db)}
 	o.Store, o.Events, o.Sealer, o.AllowPrivate = r.store, r.log, sealer, true
 	if o.Schedule == nil {
 		o.Schedule = []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond}
@@ -601,7 +603,7 @@ func TestRestartResumes(t *testing.T) {
 func TestBlockedAddressAttempt(t *testing.T) {
 	rc := newReceiver(t)
 	port := rc.srv.Listener.Addr().(interface{ AddrPort() netip.AddrPort }).AddrPort().Port()
-	res := newMapResolver(map[string][]netip.Addr{"hooks.example": {netip.MustParseAddr("127.0.0.1")}})
+	res := staticResolver{"hooks.example": {netip.MustParseAddr("127.0.0.1")}}
 	r := newRig(t, "", Options{Client: NewClient(res, false, time.Second, 2)})
 	r.mgr.AllowPrivate = false
 	if _, _, err := r.mgr.Create(context.Background(), "acme", "x", Input{URL: "http://hooks.example/"}); !errors.Is(err, ErrInvalid) {
@@ -716,7 +718,7 @@ func TestFindByID(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, ev := range evs {
-		got, err := r.mgr.findEvent(ctx, "acme", ev.ID)
+		got, err := r.mgr.FindEvent(ctx, "acme", ev.ID)
 		if ev.Data.Tenant == "other" {
 			if !errors.Is(err, ErrNotFound) {
 				t.Errorf("another tenant's event: %v %v", got.ID, err)
@@ -727,7 +729,18 @@ func TestFindByID(t *testing.T) {
 			t.Errorf("event %s: %v, %v", ev.ID, got.Seq, err)
 		}
 	}
-	if _, err := r.mgr.findEvent(ctx, "acme", "evt_nonsense"); !errors.Is(err, ErrNotFound) {
+	if _, err := r.mgr.FindEvent(ctx, "acme", "evt_nonsense"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a malformed id: %v", err)
 	}
+}
+
+// staticResolver answers from a map (ssrf_test.go's mapResolver is in
+// the package's internal tests).
+type staticResolver map[string][]netip.Addr
+
+func (r staticResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if addrs, ok := r[host]; ok {
+		return addrs, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }

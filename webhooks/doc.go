@@ -21,6 +21,6 @@
 // redirects and reads a few KiB of any answer (ssrf.go).
 //
 // The package is free of echo types: the admin package maps its errors to
-// HTTP. Storage is the Store interface; BoltStore keeps it in Heed's bbolt
-// database.
+// HTTP. Storage is the Store interface; Service keeps it over a storage
+// backend (Rows, on bbolt or PostgreSQL: docs/storage.md).
 package webhooks

@@ -11,10 +11,12 @@
 package backend
 
 import (
+	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 // Tx is one transaction of a backend, with every store's face. A store
@@ -25,6 +27,11 @@ type Tx interface {
 
 	// The queue: messages, recipients, bodies, the schedule.
 	Queue() queue.Rows
+
+	// The webhook store (endpoints, deliveries, schedule, dead letters)
+	// and the admin API's audit log.
+	Webhooks() webhooks.Rows
+	Audit() audit.Rows
 }
 
 // Backend runs transactions and announces committed events.

@@ -73,7 +73,7 @@ type Relay struct {
 	metrics  *metrics.Metrics
 	// qs and hookStore are the queue's and the webhooks' stores.
 	qs           *queue.Records
-	hookStore    *webhooks.BoltStore
+	hookStore    *webhooks.Service
 	stopHooks    context.CancelFunc
 	hooksStopped chan struct{}
 	// ready is true between a complete start and the start of shutdown;
@@ -276,7 +276,7 @@ func (r *Relay) buildWebhooks(key []byte) error {
 	if err != nil {
 		return err
 	}
-	r.hookStore = webhooks.NewBoltStore(r.db)
+	r.hookStore = boltdb.Webhooks(r.db)
 	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
@@ -473,7 +473,7 @@ func (r *Relay) serveAdmin() error {
 	if cfg.Delivery.Mode == config.ModeCapture {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
-	audit := admin.BoltAudit{DB: r.db} // written by the API, erased by privacy requests
+	audit := boltdb.Audit(r.db) // written by the API, erased by privacy requests
 	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,

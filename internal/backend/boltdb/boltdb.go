@@ -18,11 +18,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 // Backend is the bbolt backend over an open database. It holds no state
@@ -63,6 +65,14 @@ func TxFromBolt(tx *bolt.Tx) *Tx { return &Tx{tx: tx} }
 // Events implements backend.Tx.
 func (t *Tx) Events() events.TxLog { return eventRows{t.tx} }
 
+// The webhook store and the audit log.
+
+// Webhooks implements backend.Tx.
+func (t *Tx) Webhooks() webhooks.Rows { return webhookRows{t.tx} }
+
+// Audit implements backend.Tx.
+func (t *Tx) Audit() audit.Rows { return auditRows{t.tx} }
+
 // Watch implements backend.Backend.
 func (b *Backend) Watch(fn func(events.Notice)) {
 	watchers.Lock()
@@ -98,4 +108,14 @@ func Events(db *store.DB) *events.Log {
 // hash key and clock of suppression.New.
 func Suppressions(db *store.DB, key []byte, now func() time.Time) *suppression.Service {
 	return suppression.New(txn.Narrow(New(db), func(t backend.Tx) suppression.Tx { return t }), key, now)
+}
+
+// Webhooks returns the webhook store kept in db.
+func Webhooks(db *store.DB) *webhooks.Service {
+	return webhooks.New(txn.Narrow(New(db), func(t backend.Tx) webhooks.Tx { return t }))
+}
+
+// Audit returns the admin API's audit log kept in db.
+func Audit(db *store.DB) *audit.Log {
+	return audit.New(txn.Narrow(New(db), func(t backend.Tx) audit.Rows { return t.Audit() }))
 }

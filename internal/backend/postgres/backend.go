@@ -8,10 +8,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 // Backend is the PostgreSQL backend.Backend over an open DB: Update and
@@ -73,6 +75,10 @@ type Tx struct {
 	// eventRows.Insert).
 	eventLocked bool
 	notices     []events.Notice
+
+	// The audit log's: this transaction holds the audit lock (see
+	// auditRows.Append).
+	auditLocked bool
 }
 
 // Events implements backend.Tx.
@@ -80,6 +86,14 @@ func (t *Tx) Events() events.TxLog { return eventRows{t} }
 
 // Suppressions implements backend.Tx.
 func (t *Tx) Suppressions() suppression.Rows { return suppressionRows{t} }
+
+// The webhook store and the audit log.
+
+// Webhooks implements backend.Tx.
+func (t *Tx) Webhooks() webhooks.Rows { return webhookRows{t} }
+
+// Audit implements backend.Tx.
+func (t *Tx) Audit() audit.Rows { return auditRows{t} }
 
 // Events returns the event log kept by b.
 func Events(b *Backend) *events.Log {
@@ -90,4 +104,14 @@ func Events(b *Backend) *events.Log {
 // hash key and clock of suppression.New.
 func Suppressions(b *Backend, key []byte, now func() time.Time) *suppression.Service {
 	return suppression.New(txn.Narrow(b, func(t backend.Tx) suppression.Tx { return t }), key, now)
+}
+
+// Webhooks returns the webhook store kept by b.
+func Webhooks(b *Backend) *webhooks.Service {
+	return webhooks.New(txn.Narrow(b, func(t backend.Tx) webhooks.Tx { return t }))
+}
+
+// Audit returns the admin API's audit log kept by b.
+func Audit(b *Backend) *audit.Log {
+	return audit.New(txn.Narrow(b, func(t backend.Tx) audit.Rows { return t.Audit() }))
 }
