@@ -80,7 +80,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: queue.NewBoltStore(db), dns: map[string][]string{}}
+	e := &env{t: t, db: db, reg: tenant.NewRegistry(boltdb.Tenants(db)), queue: queue.NewBoltStore(db), dns: map[string][]string{}}
 	if err := e.reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ package backend
 
 import (
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 )
@@ -21,6 +22,10 @@ import (
 type Tx interface {
 	Events() events.TxLog
 	Suppressions() suppression.Rows
+
+	// The tenant registry (internal/tenant): tenants, credentials, API
+	// keys, ip networks, domains, DKIM keys, lists.
+	Tenants() tenant.Rows
 }
 
 // Backend runs transactions and announces committed events.
