@@ -1,5 +1,7 @@
 package tenant
 
+import "github.com/heedmail/heed/internal/txn"
+
 // What the external tests (package tenant_test, which can import the
 // backends) need of this package's insides.
 
@@ -23,3 +25,7 @@ func (s *DBStore) Cached(kind cacheKind, k string) bool {
 
 // InvalidateCache makes s's cache stale.
 func (s *DBStore) InvalidateCache() { s.cache.Invalidate() }
+
+// With returns a store over tx that shares s's cache, as every store over
+// one database does.
+func (s *DBStore) With(tx txn.Runner[Rows]) *DBStore { return NewDBStore(tx, s.cache) }
