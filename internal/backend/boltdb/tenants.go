@@ -34,11 +34,11 @@ type tenantRows struct{ tx *bolt.Tx }
 
 func (r tenantRows) bucket(name []byte) *bolt.Bucket { return r.tx.Bucket(name) }
 
-func pairKey(a, b string) []byte { return []byte(a + "\x00" + b) }
+func registryKey(a, b string) []byte { return []byte(a + "\x00" + b) }
 
-func pairPrefix(a string) []byte { return []byte(a + "\x00") }
+func registryKeyPrefix(a string) []byte { return []byte(a + "\x00") }
 
-func getJSON[T any](b *bolt.Bucket, k []byte) (T, error) {
+func registryGet[T any](b *bolt.Bucket, k []byte) (T, error) {
 	var v T
 	raw := b.Get(k)
 	if raw == nil {
@@ -50,7 +50,7 @@ func getJSON[T any](b *bolt.Bucket, k []byte) (T, error) {
 	return v, nil
 }
 
-func putJSON(b *bolt.Bucket, k []byte, v any) error {
+func registryPut(b *bolt.Bucket, k []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 	return b.Put(k, raw)
 }
 
-func scanJSON[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
+func registryScan[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
 	var out []T
 	c := b.Cursor()
 	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
@@ -71,7 +71,7 @@ func scanJSON[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
 	return out, nil
 }
 
-func deletePrefix(b *bolt.Bucket, pfx []byte) error {
+func registryDeletePrefix(b *bolt.Bucket, pfx []byte) error {
 	c := b.Cursor()
 	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Seek(pfx) {
 		if err := c.Delete(); err != nil {
@@ -82,15 +82,15 @@ func deletePrefix(b *bolt.Bucket, pfx []byte) error {
 }
 
 func (r tenantRows) Tenant(id string) (tenant.Tenant, error) {
-	return getJSON[tenant.Tenant](r.bucket(store.BucketTenants), []byte(id))
+	return registryGet[tenant.Tenant](r.bucket(store.BucketTenants), []byte(id))
 }
 
 func (r tenantRows) Tenants() ([]tenant.Tenant, error) {
-	return scanJSON[tenant.Tenant](r.bucket(store.BucketTenants), nil)
+	return registryScan[tenant.Tenant](r.bucket(store.BucketTenants), nil)
 }
 
 func (r tenantRows) PutTenant(t tenant.Tenant) error {
-	return putJSON(r.bucket(store.BucketTenants), []byte(t.ID), t)
+	return registryPut(r.bucket(store.BucketTenants), []byte(t.ID), t)
 }
 
 func (r tenantRows) DeleteTenant(id string) error {
@@ -109,11 +109,11 @@ func credentialIndexKey(c tenant.Credential) []byte {
 }
 
 func (r tenantRows) Credential(tenantID, id string) (tenant.Credential, error) {
-	return getJSON[tenant.Credential](r.bucket(store.BucketCredentials), pairKey(tenantID, id))
+	return registryGet[tenant.Credential](r.bucket(store.BucketCredentials), registryKey(tenantID, id))
 }
 
 func (r tenantRows) Credentials(tenantID string) ([]tenant.Credential, error) {
-	return scanJSON[tenant.Credential](r.bucket(store.BucketCredentials), pairPrefix(tenantID))
+	return registryScan[tenant.Credential](r.bucket(store.BucketCredentials), registryKeyPrefix(tenantID))
 }
 
 // byIndex returns the credential the index entry ik points at.
@@ -122,7 +122,7 @@ func (r tenantRows) byIndex(ik []byte) (tenant.Credential, error) {
 	if ref == nil {
 		return tenant.Credential{}, tenant.ErrNotFound
 	}
-	return getJSON[tenant.Credential](r.bucket(store.BucketCredentials), ref)
+	return registryGet[tenant.Credential](r.bucket(store.BucketCredentials), ref)
 }
 
 func (r tenantRows) CredentialByUsername(username string) (tenant.Credential, error) {
@@ -151,10 +151,10 @@ func (r tenantRows) Networks() ([]tenant.NetworkRef, error) {
 // PutCredential implements tenant.Rows. Two credentials of one tenant may
 // name the same network: the index entry points at the later one.
 func (r tenantRows) PutCredential(c tenant.Credential) error {
-	if err := r.bucket(store.BucketUsernames).Put(credentialIndexKey(c), pairKey(c.Tenant, c.ID)); err != nil {
+	if err := r.bucket(store.BucketUsernames).Put(credentialIndexKey(c), registryKey(c.Tenant, c.ID)); err != nil {
 		return err
 	}
-	return putJSON(r.bucket(store.BucketCredentials), pairKey(c.Tenant, c.ID), c)
+	return registryPut(r.bucket(store.BucketCredentials), registryKey(c.Tenant, c.ID), c)
 }
 
 func (r tenantRows) DeleteCredential(c tenant.Credential) error {
@@ -162,22 +162,22 @@ func (r tenantRows) DeleteCredential(c tenant.Credential) error {
 	ik := credentialIndexKey(c)
 	// Only drop the index entry if it points at this credential (see
 	// PutCredential).
-	if bytes.Equal(idx.Get(ik), pairKey(c.Tenant, c.ID)) {
+	if bytes.Equal(idx.Get(ik), registryKey(c.Tenant, c.ID)) {
 		if err := idx.Delete(ik); err != nil {
 			return err
 		}
 	}
-	return r.bucket(store.BucketCredentials).Delete(pairKey(c.Tenant, c.ID))
+	return r.bucket(store.BucketCredentials).Delete(registryKey(c.Tenant, c.ID))
 }
 
 func (r tenantRows) Domain(name string) (tenant.Domain, error) {
-	return getJSON[tenant.Domain](r.bucket(store.BucketDomains), []byte(name))
+	return registryGet[tenant.Domain](r.bucket(store.BucketDomains), []byte(name))
 }
 
 // Domains implements tenant.Rows with a scan of every domain: the bucket
 // is keyed by name alone, and listing a tenant's domains is rare.
 func (r tenantRows) Domains(tenantID string) ([]tenant.Domain, error) {
-	all, err := scanJSON[tenant.Domain](r.bucket(store.BucketDomains), nil)
+	all, err := registryScan[tenant.Domain](r.bucket(store.BucketDomains), nil)
 	var out []tenant.Domain
 	for _, d := range all {
 		if d.Tenant == tenantID {
@@ -188,7 +188,7 @@ func (r tenantRows) Domains(tenantID string) ([]tenant.Domain, error) {
 }
 
 func (r tenantRows) PutDomain(d tenant.Domain) error {
-	return putJSON(r.bucket(store.BucketDomains), []byte(d.Name), d)
+	return registryPut(r.bucket(store.BucketDomains), []byte(d.Name), d)
 }
 
 func (r tenantRows) DeleteDomain(name string) error {
@@ -196,35 +196,35 @@ func (r tenantRows) DeleteDomain(name string) error {
 }
 
 func (r tenantRows) Keys(domain string) ([]tenant.DKIMKey, error) {
-	return scanJSON[tenant.DKIMKey](r.bucket(store.BucketDKIMKeys), pairPrefix(domain))
+	return registryScan[tenant.DKIMKey](r.bucket(store.BucketDKIMKeys), registryKeyPrefix(domain))
 }
 
 func (r tenantRows) PutKey(k tenant.DKIMKey) error {
-	return putJSON(r.bucket(store.BucketDKIMKeys), pairKey(k.Domain, k.Selector), k)
+	return registryPut(r.bucket(store.BucketDKIMKeys), registryKey(k.Domain, k.Selector), k)
 }
 
 func (r tenantRows) DeleteKey(domain, selector string) error {
-	return r.bucket(store.BucketDKIMKeys).Delete(pairKey(domain, selector))
+	return r.bucket(store.BucketDKIMKeys).Delete(registryKey(domain, selector))
 }
 
 func (r tenantRows) DeleteKeys(domain string) error {
-	return deletePrefix(r.bucket(store.BucketDKIMKeys), pairPrefix(domain))
+	return registryDeletePrefix(r.bucket(store.BucketDKIMKeys), registryKeyPrefix(domain))
 }
 
 func (r tenantRows) List(tenantID, id string) (tenant.List, error) {
-	return getJSON[tenant.List](r.bucket(store.BucketLists), pairKey(tenantID, id))
+	return registryGet[tenant.List](r.bucket(store.BucketLists), registryKey(tenantID, id))
 }
 
 func (r tenantRows) Lists(tenantID string) ([]tenant.List, error) {
-	return scanJSON[tenant.List](r.bucket(store.BucketLists), pairPrefix(tenantID))
+	return registryScan[tenant.List](r.bucket(store.BucketLists), registryKeyPrefix(tenantID))
 }
 
 func (r tenantRows) PutList(l tenant.List) error {
-	return putJSON(r.bucket(store.BucketLists), pairKey(l.Tenant, l.ID), l)
+	return registryPut(r.bucket(store.BucketLists), registryKey(l.Tenant, l.ID), l)
 }
 
 func (r tenantRows) DeleteLists(tenantID string) error {
-	return deletePrefix(r.bucket(store.BucketLists), pairPrefix(tenantID))
+	return registryDeletePrefix(r.bucket(store.BucketLists), registryKeyPrefix(tenantID))
 }
 
 // Tenants implements backend.Tx.

@@ -45,7 +45,7 @@ func (r tenantRows) exec(sql string, args ...any) error {
 }
 
 // collect runs a query and scans each row with scan.
-func collect[T any](r tenantRows, scan func(pgx.CollectableRow) (T, error), sql string, args ...any) ([]T, error) {
+func tenantQuery[T any](r tenantRows, scan func(pgx.CollectableRow) (T, error), sql string, args ...any) ([]T, error) {
 	rows, err := r.t.tx.Query(r.t.ctx, sql, args...)
 	if err != nil {
 		return nil, err
@@ -54,8 +54,8 @@ func collect[T any](r tenantRows, scan func(pgx.CollectableRow) (T, error), sql 
 }
 
 // one is collect of at most one row: tenant.ErrNotFound when there is none.
-func one[T any](r tenantRows, scan func(pgx.CollectableRow) (T, error), sql string, args ...any) (T, error) {
-	out, err := collect(r, scan, sql, args...)
+func tenantQueryOne[T any](r tenantRows, scan func(pgx.CollectableRow) (T, error), sql string, args ...any) (T, error) {
+	out, err := tenantQuery(r, scan, sql, args...)
 	if err == nil && len(out) == 0 {
 		err = tenant.ErrNotFound
 	}
@@ -67,14 +67,14 @@ func one[T any](r tenantRows, scan func(pgx.CollectableRow) (T, error), sql stri
 }
 
 // nullTime is NULL for the zero time, which the records use for "never".
-func nullTime(t time.Time) *time.Time {
+func tenantNullTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
 	return &t
 }
 
-func utc(t *time.Time) time.Time {
+func tenantUTC(t *time.Time) time.Time {
 	if t == nil {
 		return time.Time{}
 	}
@@ -90,11 +90,11 @@ func scanTenant(row pgx.CollectableRow) (t tenant.Tenant, err error) {
 }
 
 func (r tenantRows) Tenant(id string) (tenant.Tenant, error) {
-	return one(r, scanTenant, "SELECT "+tenantCols+" FROM tenants WHERE id = $1", id)
+	return tenantQueryOne(r, scanTenant, "SELECT "+tenantCols+" FROM tenants WHERE id = $1", id)
 }
 
 func (r tenantRows) Tenants() ([]tenant.Tenant, error) {
-	return collect(r, scanTenant, "SELECT "+tenantCols+" FROM tenants ORDER BY id")
+	return tenantQuery(r, scanTenant, "SELECT "+tenantCols+" FROM tenants ORDER BY id")
 }
 
 func (r tenantRows) PutTenant(t tenant.Tenant) error {
@@ -125,27 +125,27 @@ func scanCredential(row pgx.CollectableRow) (c tenant.Credential, err error) {
 }
 
 func (r tenantRows) Credential(tenantID, id string) (tenant.Credential, error) {
-	return one(r, scanCredential, "SELECT "+credentialCols+" FROM credentials WHERE tenant = $1 AND id = $2", tenantID, id)
+	return tenantQueryOne(r, scanCredential, "SELECT "+credentialCols+" FROM credentials WHERE tenant = $1 AND id = $2", tenantID, id)
 }
 
 func (r tenantRows) Credentials(tenantID string) ([]tenant.Credential, error) {
-	return collect(r, scanCredential, "SELECT "+credentialCols+" FROM credentials WHERE tenant = $1 ORDER BY id", tenantID)
+	return tenantQuery(r, scanCredential, "SELECT "+credentialCols+" FROM credentials WHERE tenant = $1 ORDER BY id", tenantID)
 }
 
 func (r tenantRows) CredentialByUsername(username string) (tenant.Credential, error) {
-	return one(r, scanCredential, "SELECT "+credentialCols+
+	return tenantQueryOne(r, scanCredential, "SELECT "+credentialCols+
 		" FROM credentials WHERE username = $1 AND kind NOT IN ('ip', 'api_key')", username)
 }
 
 func (r tenantRows) APIKey(id string) (tenant.Credential, error) {
-	return one(r, scanCredential, "SELECT "+credentialCols+" FROM credentials WHERE id = $1 AND kind = 'api_key'", id)
+	return tenantQueryOne(r, scanCredential, "SELECT "+credentialCols+" FROM credentials WHERE id = $1 AND kind = 'api_key'", id)
 }
 
 // Networks implements tenant.Rows. Of two credentials of one tenant with
 // the same network, the later (ids grow with time) comes first, as on
 // bbolt, whose index points at the later one.
 func (r tenantRows) Networks() ([]tenant.NetworkRef, error) {
-	return collect(r, func(row pgx.CollectableRow) (n tenant.NetworkRef, err error) {
+	return tenantQuery(r, func(row pgx.CollectableRow) (n tenant.NetworkRef, err error) {
 		var network string
 		if err := row.Scan(&network, &n.Tenant, &n.ID); err != nil {
 			return n, err
@@ -187,11 +187,11 @@ func scanDomain(row pgx.CollectableRow) (d tenant.Domain, err error) {
 }
 
 func (r tenantRows) Domain(name string) (tenant.Domain, error) {
-	return one(r, scanDomain, "SELECT name, tenant, created_at FROM domains WHERE name = $1", name)
+	return tenantQueryOne(r, scanDomain, "SELECT name, tenant, created_at FROM domains WHERE name = $1", name)
 }
 
 func (r tenantRows) Domains(tenantID string) ([]tenant.Domain, error) {
-	return collect(r, scanDomain, "SELECT name, tenant, created_at FROM domains WHERE tenant = $1 ORDER BY name", tenantID)
+	return tenantQuery(r, scanDomain, "SELECT name, tenant, created_at FROM domains WHERE tenant = $1 ORDER BY name", tenantID)
 }
 
 func (r tenantRows) PutDomain(d tenant.Domain) error {
@@ -203,24 +203,24 @@ func (r tenantRows) DeleteDomain(name string) error {
 	return r.exec("DELETE FROM domains WHERE name = $1", name)
 }
 
-const keyCols = "domain, selector, algorithm, state, txt, sealed, created_at, activated_at, retired_at"
+const dkimKeyCols = "domain, selector, algorithm, state, txt, sealed, created_at, activated_at, retired_at"
 
-func scanKey(row pgx.CollectableRow) (k tenant.DKIMKey, err error) {
+func scanDKIMKey(row pgx.CollectableRow) (k tenant.DKIMKey, err error) {
 	var activated, retired *time.Time
 	err = row.Scan(&k.Domain, &k.Selector, &k.Algorithm, &k.State, &k.TXT, &k.Sealed, &k.CreatedAt, &activated, &retired)
-	k.CreatedAt, k.ActivatedAt, k.RetiredAt = k.CreatedAt.UTC(), utc(activated), utc(retired)
+	k.CreatedAt, k.ActivatedAt, k.RetiredAt = k.CreatedAt.UTC(), tenantUTC(activated), tenantUTC(retired)
 	return k, err
 }
 
 func (r tenantRows) Keys(domain string) ([]tenant.DKIMKey, error) {
-	return collect(r, scanKey, "SELECT "+keyCols+" FROM dkim_keys WHERE domain = $1 ORDER BY selector", domain)
+	return tenantQuery(r, scanDKIMKey, "SELECT "+dkimKeyCols+" FROM dkim_keys WHERE domain = $1 ORDER BY selector", domain)
 }
 
 func (r tenantRows) PutKey(k tenant.DKIMKey) error {
-	return r.exec(`INSERT INTO dkim_keys (`+keyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	return r.exec(`INSERT INTO dkim_keys (`+dkimKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (domain, selector) DO UPDATE SET algorithm = $3, state = $4, txt = $5, sealed = $6,
 			created_at = $7, activated_at = $8, retired_at = $9`,
-		k.Domain, k.Selector, k.Algorithm, k.State, k.TXT, k.Sealed, k.CreatedAt, nullTime(k.ActivatedAt), nullTime(k.RetiredAt))
+		k.Domain, k.Selector, k.Algorithm, k.State, k.TXT, k.Sealed, k.CreatedAt, tenantNullTime(k.ActivatedAt), tenantNullTime(k.RetiredAt))
 }
 
 func (r tenantRows) DeleteKey(domain, selector string) error {
@@ -240,11 +240,11 @@ func scanList(row pgx.CollectableRow) (l tenant.List, err error) {
 }
 
 func (r tenantRows) List(tenantID, id string) (tenant.List, error) {
-	return one(r, scanList, "SELECT "+listCols+" FROM lists WHERE tenant = $1 AND id = $2", tenantID, id)
+	return tenantQueryOne(r, scanList, "SELECT "+listCols+" FROM lists WHERE tenant = $1 AND id = $2", tenantID, id)
 }
 
 func (r tenantRows) Lists(tenantID string) ([]tenant.List, error) {
-	return collect(r, scanList, "SELECT "+listCols+" FROM lists WHERE tenant = $1 ORDER BY id", tenantID)
+	return tenantQuery(r, scanList, "SELECT "+listCols+" FROM lists WHERE tenant = $1 ORDER BY id", tenantID)
 }
 
 func (r tenantRows) PutList(l tenant.List) error {
