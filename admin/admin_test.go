@@ -86,7 +86,7 @@ func newEnvWith(t *testing.T, opts func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, reg: tenant.NewRegistry(tenant.NewBoltStore(db)), queue: boltdb.Queue(db), dns: map[string][]string{}}
+	e := &env{t: t, db: db, reg: tenant.NewRegistry(boltdb.Tenants(db)), queue: boltdb.Queue(db), dns: map[string][]string{}}
 	if err := e.reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
 		t.Fatal(err)
 	}

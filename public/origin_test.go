@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
 )
@@ -16,7 +17,7 @@ import (
 func TestBaseURLOrigin(t *testing.T) {
 	e := newEnv(t)
 	srv := httptest.NewServer(New(Options{
-		OptOut:  &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: tenant.NewRegistry(tenant.NewBoltStore(e.db))},
+		OptOut:  &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: tenant.NewRegistry(boltdb.Tenants(e.db))},
 		BaseURL: "https://unsubscribe.example.com/", Now: e.clock.Now,
 	}))
 	defer srv.Close()

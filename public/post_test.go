@@ -217,7 +217,7 @@ func TestUndoPartly(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			reg := tenant.NewBoltStore(e.db)
+			reg := boltdb.Tenants(e.db)
 			if err := reg.PutList(ctx, tenant.List{Tenant: "acme", ID: "news", Name: "News", Kind: tenant.Marketing}); err != nil {
 				t.Fatal(err)
 			}

@@ -69,7 +69,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	reg := tenant.NewRegistry(tenant.NewBoltStore(db))
+	reg := tenant.NewRegistry(boltdb.Tenants(db))
 	ctx := context.Background()
 	for _, id := range []string{"acme", "other"} {
 		if err := reg.CreateTenant(ctx, tenant.Tenant{ID: id, Name: strings.ToUpper(id) + " Dental <&>", CreatedAt: time.Now()}); err != nil {
@@ -326,7 +326,7 @@ func TestCatalogsComplete(t *testing.T) {
 // address; a POST that records an opt-out never is.
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t)
-	reg := tenant.NewRegistry(tenant.NewBoltStore(e.db))
+	reg := tenant.NewRegistry(boltdb.Tenants(e.db))
 	srv := httptest.NewServer(New(Options{
 		OptOut: &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: reg},
 		Rate:   0.001, Burst: 3,

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -73,7 +74,7 @@ func FuzzSession(f *testing.F) {
 	}
 	defer db.Close()
 	spool, _ := queue.OpenSpool(filepath.Join(dir, "spool"))
-	reg := tenant.NewRegistry(tenant.NewBoltStore(db))
+	reg := tenant.NewRegistry(boltdb.Tenants(db))
 	ctx := context.Background()
 	reg.CreateTenant(ctx, tenant.Tenant{ID: "acme", Name: "Acme"})
 	reg.AddDomain(ctx, tenant.Domain{Name: "acme.test", Tenant: "acme"})

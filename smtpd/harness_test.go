@@ -83,7 +83,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	q.Start()
 	t.Cleanup(func() { q.Stop(context.Background()) })
 
-	h := &harness{t: t, db: db, sink: sink, spool: spool, reg: tenant.NewRegistry(tenant.NewBoltStore(db))}
+	h := &harness{t: t, db: db, sink: sink, spool: spool, reg: tenant.NewRegistry(boltdb.Tenants(db))}
 	h.setupTenants()
 	serverTLS, pool := testsink.SelfSigned(t, "relay.test")
 	h.roots = &tls.Config{RootCAs: pool, ServerName: "relay.test"}

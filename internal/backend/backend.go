@@ -14,6 +14,7 @@ import (
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
@@ -32,6 +33,10 @@ type Tx interface {
 	// and the admin API's audit log.
 	Webhooks() webhooks.Rows
 	Audit() audit.Rows
+
+	// The tenant registry (internal/tenant): tenants, credentials, API
+	// keys, ip networks, domains, DKIM keys, lists.
+	Tenants() tenant.Rows
 }
 
 // Backend runs transactions and announces committed events.

@@ -36,7 +36,7 @@ func (c *clock) Add(d time.Duration) {
 func (e *env) withCompliance(now func() time.Time, backoff time.Duration) (*tenant.Registry, *suppression.Service) {
 	e.t.Helper()
 	e.q.Stop(context.Background())
-	reg := tenant.NewRegistry(tenant.NewBoltStore(e.db))
+	reg := tenant.NewRegistry(boltdb.Tenants(e.db))
 	if err := reg.SetSealKey([]byte("0123456789abcdef0123456789abcdef")); err != nil {
 		e.t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func OpenData(cfg *config.Config) (*Data, error) {
 		db.Close()
 		return nil, err
 	}
-	d := &Data{DB: db, Tenants: tenant.NewRegistry(tenant.NewBoltStore(db)),
+	d := &Data{DB: db, Tenants: tenant.NewRegistry(boltdb.Tenants(db)),
 		Suppressions: boltdb.Suppressions(db, hashKey, time.Now)}
 	if err := d.Tenants.SetSealKey(key); err != nil {
 		db.Close()

@@ -225,7 +225,7 @@ func (r *Relay) buildLists(key []byte) (*suppression.Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.tenants = tenant.NewRegistry(tenant.NewBoltStore(r.db))
+	r.tenants = tenant.NewRegistry(boltdb.Tenants(r.db))
 	if err := r.tenants.SetSealKey(key); err != nil {
 		return nil, err
 	}

@@ -3,35 +3,38 @@ package tenant
 import (
 	"sync"
 	"sync/atomic"
-
-	"github.com/heedmail/heed/internal/store"
 )
 
-// readCache keeps the records every message reads, at submission and again
+// Cache keeps the records every message reads, at submission and again
 // at each delivery attempt (its tenant, its list, its From domain and the
 // domain's DKIM keys), so that they cost a map lookup rather than a
-// database read transaction and a JSON decode each: about 4% of the CPU
-// of a message relayed end to end (docs/benchmarks.md). It also keeps the
-// index of ip credentials' networks (netindex.go) that every session
-// without AUTH is matched against.
+// database read transaction and a decode each: about 4% of the CPU of a
+// message relayed end to end on bbolt (docs/benchmarks.md), and a round
+// trip each on PostgreSQL. It also keeps the index of ip credentials'
+// networks (netindex.go) that every session without AUTH is matched
+// against.
 //
-// It is exact, not time-bound. Every write of the registry bumps a
-// generation once its transaction has committed and before the writer
-// hears of it (and after a failed write as well), and an entry read under
-// an older generation is never served: any read that starts after a write
-// has returned sees it. (Between bbolt publishing a commit and the bump,
-// the uncached listings may show the new state a moment before these
-// lookups do; the writer has not been answered yet.) A reader takes the
-// generation before it reads the database, so a value read just before a
-// write is stored under the old generation and dropped. The cache belongs
-// to the database (store.DB.Shared), so every BoltStore over one file sees
-// the others' writes; this package alone writes these buckets, and only
-// one process has the file open.
+// It is exact, not time-bound. Every write of the registry through a
+// DBStore bumps a generation once its transaction has committed and
+// before the writer hears of it (and after a failed write as well), and
+// an entry read under an older generation is never served: any read that
+// starts after a write has returned sees it. (Between the database
+// publishing a commit and the bump, the uncached listings may show the
+// new state a moment before these lookups do; the writer has not been
+// answered yet.) A reader takes the generation before it reads the
+// database, so a value read just before a write is stored under the old
+// generation and dropped.
 //
-// A store shared by several relays (the PostgreSQL backend to come) must
-// bring its own invalidation across them; this one relies on seeing every
-// write.
-type readCache struct {
+// One Cache belongs to one database, shared by every DBStore over it
+// (boltdb.Tenants, postgres.Tenants), so each sees the others' writes.
+// That is exact only while every write of the registry is made in this
+// process: true of bbolt, whose file one process has open, and of one
+// Heed node on PostgreSQL. Several nodes on one PostgreSQL (issue 17)
+// must call Invalidate when another node writes the registry: a NOTIFY
+// sent in the writing transaction and a LISTEN that calls Invalidate,
+// with Invalidate also called when the listening connection is lost
+// (notices sent meanwhile are lost with it).
+type Cache struct {
 	gen atomic.Uint64
 
 	mu      sync.RWMutex
@@ -42,6 +45,12 @@ type readCache struct {
 	// is current exactly when entriesGen is.
 	entriesGen uint64
 }
+
+// NewCache returns an empty cache, for the DBStores over one database.
+func NewCache() *Cache { return &Cache{entries: make(map[cacheKey]any)} }
+
+// Invalidate makes every entry stale: DBStore calls it after each write.
+func (c *Cache) Invalidate() { c.gen.Add(1) }
 
 // maxCacheEntries bounds the cache; when it is full it starts again
 // empty, which costs one database read per record still in use.
@@ -62,20 +71,7 @@ type cacheKey struct {
 	key  string
 }
 
-// cacheSlot is the key of the read cache among the database's shared state.
-type cacheSlot struct{}
-
-// cacheFor returns the read cache of db, shared by every BoltStore over it.
-func cacheFor(db *store.DB) *readCache {
-	return db.Shared(cacheSlot{}, func() any {
-		return &readCache{entries: make(map[cacheKey]any)}
-	}).(*readCache)
-}
-
-// invalidate makes every entry stale; writes call it when they commit.
-func (c *readCache) invalidate() { c.gen.Add(1) }
-
-func (c *readCache) get(k cacheKey) (any, bool) {
+func (c *Cache) get(k cacheKey) (any, bool) {
 	g := c.gen.Load()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -83,7 +79,7 @@ func (c *readCache) get(k cacheKey) (any, bool) {
 	return v, ok && c.entriesGen == g
 }
 
-func (c *readCache) put(k cacheKey, g uint64, v any) {
+func (c *Cache) put(k cacheKey, g uint64, v any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -98,7 +94,7 @@ func (c *readCache) put(k cacheKey, g uint64, v any) {
 
 // cached returns the value of k, reading it with load when the cache has
 // no current copy. Misses (errors, ErrNotFound among them) are not kept.
-func cached[T any](c *readCache, k cacheKey, load func() (T, error)) (T, error) {
+func cached[T any](c *Cache, k cacheKey, load func() (T, error)) (T, error) {
 	if v, ok := c.get(k); ok {
 		return v.(T), nil
 	}

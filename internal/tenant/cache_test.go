@@ -1,41 +1,32 @@
-package tenant
+package tenant_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/backend"
+	. "github.com/heedmail/heed/internal/tenant"
 )
-
-func openDB(t testing.TB) *store.DB {
-	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // TestReadsSeeEveryWrite: the records messages read are cached, and every
 // write is seen by the next read, through the store that wrote it and
 // through another store over the same database.
-func TestReadsSeeEveryWrite(t *testing.T) {
-	db := openDB(t)
+func TestReadsSeeEveryWrite(t *testing.T) { eachRawBackend(t, testReadsSeeEveryWrite) }
+
+func testReadsSeeEveryWrite(t *testing.T, _ backend.Backend, open func() *DBStore) {
 	ctx := context.Background()
-	w, other := NewBoltStore(db), NewBoltStore(db)
+	w, other := open(), open()
 	now := time.Now().UTC()
 	// Each step writes through w, then checks both stores; every read
 	// before a write is made twice, so the value it checks is the cached
 	// one.
-	read := func(step string, check func(s *BoltStore) error) {
+	read := func(step string, check func(s *DBStore) error) {
 		t.Helper()
-		for _, s := range []*BoltStore{w, other, w, other} {
+		for _, s := range []*DBStore{w, other, w, other} {
 			if err := check(s); err != nil {
 				t.Errorf("%s: %v", step, err)
 				return
@@ -44,9 +35,9 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 	}
 	// served checks that the record a step read is now in the cache: a
 	// cache that kept nothing would pass every read above.
-	served := func(step string, kind cacheKind, k string) {
+	served := func(step string, kind CacheKind, k string) {
 		t.Helper()
-		if _, ok := w.cache.get(cacheKey{kind, k}); !ok {
+		if !w.Cached(kind, k) {
 			t.Errorf("%s: %s is not served from the cache", step, k)
 		}
 	}
@@ -57,8 +48,8 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 		}
 	}
 
-	tenantIs := func(postal string) func(*BoltStore) error {
-		return func(s *BoltStore) error {
+	tenantIs := func(postal string) func(*DBStore) error {
+		return func(s *DBStore) error {
 			got, err := s.Tenant(ctx, "acme")
 			if err != nil || got.PostalAddress != postal {
 				return fmt.Errorf("Tenant = %q, %v; want postal address %q", got.PostalAddress, err, postal)
@@ -69,12 +60,12 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 	must(w.CreateTenant(ctx, Tenant{ID: "acme", Name: "Acme", CreatedAt: now}))
 	must(w.CreateTenant(ctx, Tenant{ID: "other", Name: "Other", CreatedAt: now}))
 	read("created", tenantIs(""))
-	served("created", cacheTenant, "acme")
+	served("created", CacheTenant, "acme")
 	must(w.UpdateTenant(ctx, Tenant{ID: "acme", Name: "Acme", PostalAddress: "1 Main St", CreatedAt: now}))
 	read("postal address set", tenantIs("1 Main St"))
 
-	listIs := func(kind string, unsub bool) func(*BoltStore) error {
-		return func(s *BoltStore) error {
+	listIs := func(kind string, unsub bool) func(*DBStore) error {
+		return func(s *DBStore) error {
 			got, err := s.List(ctx, "acme", "news")
 			if kind == "" {
 				if !errors.Is(err, ErrNotFound) {
@@ -91,12 +82,12 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 	read("no list yet", listIs("", false))
 	must(w.PutList(ctx, List{Tenant: "acme", ID: "news", Name: "News", Kind: Transactional, CreatedAt: now}))
 	read("list created", listIs(Transactional, false))
-	served("list created", cacheList, string(key("acme", "news")))
+	served("list created", CacheList, "acme\x00news")
 	must(w.PutList(ctx, List{Tenant: "acme", ID: "news", Name: "News", Kind: Transactional, Unsubscribe: true, CreatedAt: now}))
 	read("list changed", listIs(Transactional, true))
 
-	domainOwner := func(owner string) func(*BoltStore) error {
-		return func(s *BoltStore) error {
+	domainOwner := func(owner string) func(*DBStore) error {
+		return func(s *DBStore) error {
 			got, err := s.Domain(ctx, "acme.test")
 			if owner == "" {
 				if !errors.Is(err, ErrNotFound) {
@@ -110,8 +101,8 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 			return nil
 		}
 	}
-	keysAre := func(states ...string) func(*BoltStore) error {
-		return func(s *BoltStore) error {
+	keysAre := func(states ...string) func(*DBStore) error {
+		return func(s *DBStore) error {
 			got, err := s.Keys(ctx, "acme.test")
 			if err != nil || len(got) != len(states) {
 				return fmt.Errorf("Keys = %d keys, %v; want %d", len(got), err, len(states))
@@ -132,8 +123,8 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 		DKIMKey{Domain: "acme.test", Selector: "s1", Algorithm: "rsa-sha256", State: KeyActive, CreatedAt: now}))
 	read("domain added", domainOwner("acme"))
 	read("domain added", keysAre(KeyActive))
-	served("domain added", cacheDomain, "acme.test")
-	served("domain added", cacheKeys, "acme.test")
+	served("domain added", CacheDomain, "acme.test")
+	served("domain added", CacheKeys, "acme.test")
 	must(w.PutKey(ctx, DKIMKey{Domain: "acme.test", Selector: "s2", Algorithm: "rsa-sha256", State: KeyPublished, CreatedAt: now.Add(time.Second)}))
 	read("key added", keysAre(KeyActive, KeyPublished))
 	must(w.ActivateKey(ctx, "acme.test", "s2", now))
@@ -149,7 +140,7 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 	must(w.DeleteTenant(ctx, "other"))
 	read("owner deleted", domainOwner(""))
 	must(w.DeleteTenant(ctx, "acme"))
-	read("tenant deleted", func(s *BoltStore) error {
+	read("tenant deleted", func(s *DBStore) error {
 		if got, err := s.Tenant(ctx, "acme"); !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("Tenant = %+v, %v; want ErrNotFound", got, err)
 		}
@@ -163,9 +154,11 @@ func TestReadsSeeEveryWrite(t *testing.T) {
 // TestReadsRacingWrites: readers busy on the cached records while a writer
 // changes them; once a write has returned, no read started after it sees
 // an older value (run with -race).
-func TestReadsRacingWrites(t *testing.T) {
+func TestReadsRacingWrites(t *testing.T) { eachBackend(t, testReadsRacingWrites) }
+
+func testReadsRacingWrites(t *testing.T, open opener) {
 	ctx := context.Background()
-	s := NewBoltStore(openDB(t))
+	s := open(t)
 	if err := s.CreateTenant(ctx, Tenant{ID: "acme", Name: "v0"}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package tenant
+package tenant_test
 
 import (
 	"bytes"
@@ -9,11 +9,13 @@ import (
 	"testing"
 
 	"github.com/heedmail/heed/internal/dkim"
+
+	. "github.com/heedmail/heed/internal/tenant"
 )
 
-func keyedRegistry(t *testing.T) *Registry {
+func keyedRegistry(t *testing.T, open opener) *Registry {
 	t.Helper()
-	r := newRegistry(t)
+	r := newRegistry(t, open)
 	if err := r.SetSealKey([]byte("server key for the tests, 32 b..")); err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +59,10 @@ func signAndVerify(t *testing.T, r *Registry, domain string) []dkim.Result {
 	return res
 }
 
-func TestCreateDomainKeys(t *testing.T) {
-	r := keyedRegistry(t)
+func TestCreateDomainKeys(t *testing.T) { eachBackend(t, testCreateDomainKeys) }
+
+func testCreateDomainKeys(t *testing.T, open opener) {
+	r := keyedRegistry(t, open)
 	ctx := context.Background()
 	_, keys, err := r.CreateDomain(ctx, "acme", "acme.test")
 	if err != nil {
@@ -86,8 +90,10 @@ func TestCreateDomainKeys(t *testing.T) {
 
 // TestKeysSealedAtRest: the private key is not in the database in the
 // clear, and does not open under another server key.
-func TestKeysSealedAtRest(t *testing.T) {
-	r := keyedRegistry(t)
+func TestKeysSealedAtRest(t *testing.T) { eachBackend(t, testKeysSealedAtRest) }
+
+func testKeysSealedAtRest(t *testing.T, open opener) {
+	r := keyedRegistry(t, open)
 	ctx := context.Background()
 	if _, _, err := r.CreateDomain(ctx, "acme", "acme.test"); err != nil {
 		t.Fatal(err)
@@ -113,8 +119,10 @@ func TestKeysSealedAtRest(t *testing.T) {
 // TestKeyRotation: a new key is published first and signs nothing;
 // activating it retires the old key of its algorithm, whose record stays
 // until the key is deleted; the active key cannot be deleted.
-func TestKeyRotation(t *testing.T) {
-	r := keyedRegistry(t)
+func TestKeyRotation(t *testing.T) { eachBackend(t, testKeyRotation) }
+
+func testKeyRotation(t *testing.T, open opener) {
+	r := keyedRegistry(t, open)
 	ctx := context.Background()
 	_, first, err := r.CreateDomain(ctx, "acme", "acme.test")
 	if err != nil {
@@ -160,8 +168,10 @@ func TestKeyRotation(t *testing.T) {
 
 // TestDomainKeysGoWithDomain: deleting a domain deletes its keys, so a
 // later owner of the name never signs with the old owner's keys.
-func TestDomainKeysGoWithDomain(t *testing.T) {
-	r := keyedRegistry(t)
+func TestDomainKeysGoWithDomain(t *testing.T) { eachBackend(t, testDomainKeysGoWithDomain) }
+
+func testDomainKeysGoWithDomain(t *testing.T, open opener) {
+	r := keyedRegistry(t, open)
 	ctx := context.Background()
 	_, old, err := r.CreateDomain(ctx, "acme", "acme.test")
 	if err != nil {
@@ -191,8 +201,10 @@ func TestDomainKeysGoWithDomain(t *testing.T) {
 }
 
 // TestEnsureKeys gives a domain registered before signing its keys.
-func TestEnsureKeys(t *testing.T) {
-	r := keyedRegistry(t)
+func TestEnsureKeys(t *testing.T) { eachBackend(t, testEnsureKeys) }
+
+func testEnsureKeys(t *testing.T, open opener) {
+	r := keyedRegistry(t, open)
 	ctx := context.Background()
 	if err := r.AddDomain(ctx, Domain{Name: "acme.test", Tenant: "acme"}); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,8 @@
 package tenant
 
 import (
-	"bytes"
 	"net/netip"
 	"slices"
-
-	"github.com/heedmail/heed/internal/store"
-	bolt "go.etcd.io/bbolt"
 )
 
 // netIndex finds the ip credential whose network holds a client's
@@ -16,31 +12,27 @@ import (
 // It is built from the database and kept in the read cache, which every
 // write of the registry makes stale.
 type netIndex struct {
-	// refs maps each canonical network to its credential's key.
-	refs map[netip.Prefix][]byte
+	// refs maps each canonical network to its credential.
+	refs map[netip.Prefix]NetworkRef
 	// bits4 and bits6 are the prefix lengths in refs, longest first.
 	bits4, bits6 []int
 }
 
-// buildNetIndex reads every ip credential's network. Of two entries for
-// one network (a record stored mapped, before ParseNetwork unmapped, and
-// one stored since) the first in key order is kept; networks broader
-// than any limit allows match nobody and are left out.
-func buildNetIndex(tx *bolt.Tx) (*netIndex, error) {
-	x := &netIndex{refs: map[netip.Prefix][]byte{}}
-	cur := tx.Bucket(store.BucketUsernames).Cursor()
-	for k, v := cur.Seek([]byte("n:")); k != nil && bytes.HasPrefix(k, []byte("n:")); k, v = cur.Next() {
-		p, err := netip.ParsePrefix(string(k[2:]))
-		if err != nil {
-			return nil, err
-		}
-		if p = canonical(p); broadest(p) {
+// buildNetIndex indexes nets (Rows.Networks). Of two entries for one
+// network (a record stored mapped, before ParseNetwork unmapped, and one
+// stored since) the first in nets is kept; networks broader than any
+// limit allows match nobody and are left out.
+func buildNetIndex(nets []NetworkRef) *netIndex {
+	x := &netIndex{refs: map[netip.Prefix]NetworkRef{}}
+	for _, n := range nets {
+		p := canonical(n.Network)
+		if broadest(p) {
 			continue
 		}
 		if _, ok := x.refs[p]; ok {
 			continue
 		}
-		x.refs[p] = bytes.Clone(v)
+		x.refs[p] = n
 		bits := &x.bits4
 		if p.Addr().Is6() {
 			bits = &x.bits6
@@ -53,15 +45,15 @@ func buildNetIndex(tx *bolt.Tx) (*netIndex, error) {
 		slices.Sort(bits)
 		slices.Reverse(bits)
 	}
-	return x, nil
+	return x
 }
 
-// lookup returns the key of the credential with the most specific network
-// holding addr (unmapped), or nil. An address with a zone matches no
-// network, as netip.Prefix.Contains has it.
-func (x *netIndex) lookup(addr netip.Addr) []byte {
+// lookup returns the credential with the most specific network holding
+// addr (unmapped), false when none does. An address with a zone matches
+// no network, as netip.Prefix.Contains has it.
+func (x *netIndex) lookup(addr netip.Addr) (NetworkRef, bool) {
 	if addr.Zone() != "" {
-		return nil
+		return NetworkRef{}, false
 	}
 	bits := x.bits4
 	if addr.Is6() {
@@ -70,11 +62,11 @@ func (x *netIndex) lookup(addr netip.Addr) []byte {
 	for _, b := range bits {
 		p, err := addr.Prefix(b)
 		if err != nil {
-			return nil
+			return NetworkRef{}, false
 		}
 		if ref, ok := x.refs[p]; ok {
-			return ref
+			return ref, true
 		}
 	}
-	return nil
+	return NetworkRef{}, false
 }

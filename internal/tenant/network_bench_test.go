@@ -1,4 +1,4 @@
-package tenant
+package tenant_test
 
 import (
 	"context"
@@ -6,25 +6,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heedmail/heed/internal/store"
-	bolt "go.etcd.io/bbolt"
+	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/boltdb"
+	. "github.com/heedmail/heed/internal/tenant"
 )
 
 // seedNetworks stores n ip credentials of tenant, one /24 each in
 // 10.0.0.0/8 onwards, in one transaction (n Creates would be n fsyncs).
-func seedNetworks(tb testing.TB, s *BoltStore, tenant string, n int) {
+func seedNetworks(tb testing.TB, b backend.Backend, s *DBStore, tenant string, n int) {
 	tb.Helper()
-	if err := s.CreateTenant(context.Background(), Tenant{ID: tenant, Name: tenant}); err != nil {
+	ctx := context.Background()
+	if err := s.CreateTenant(ctx, Tenant{ID: tenant, Name: tenant}); err != nil {
 		tb.Fatal(err)
 	}
-	err := s.update(func(tx *bolt.Tx) error {
+	err := b.Update(ctx, func(tx backend.Tx) error {
 		for i := range n {
 			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 0}), 24)
 			c := Credential{ID: p.Addr().String(), Tenant: tenant, Kind: KindIP, Network: p, CreatedAt: time.Unix(0, 0)}
-			if err := tx.Bucket(store.BucketUsernames).Put(networkKey(p), key(tenant, c.ID)); err != nil {
-				return err
-			}
-			if err := put(tx.Bucket(store.BucketCredentials), key(tenant, c.ID), c); err != nil {
+			if err := tx.Tenants().PutCredential(c); err != nil {
 				return err
 			}
 		}
@@ -33,14 +32,16 @@ func seedNetworks(tb testing.TB, s *BoltStore, tenant string, n int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	s.InvalidateCache()
 }
 
 // BenchmarkCredentialForAddr: what matching a client to its ip credential
 // costs, at every EHLO and MAIL of a session without AUTH, with 10,000
 // networks registered; the client's is among them.
 func BenchmarkCredentialForAddr(b *testing.B) {
-	s := NewBoltStore(openDB(b))
-	seedNetworks(b, s, "big", 10000)
+	db := openBoltDB(b)
+	s := boltdb.Tenants(db)
+	seedNetworks(b, boltdb.New(db), s, "big", 10000)
 	ctx := context.Background()
 	addr := netip.MustParseAddr("10.0.20.7")
 	if c, err := s.CredentialForAddr(ctx, addr); err != nil || c.Network.String() != "10.0.20.0/24" {
@@ -57,12 +58,13 @@ func BenchmarkCredentialForAddr(b *testing.B) {
 // BenchmarkNetIndexRebuild: what the first match after a write of the
 // registry costs, with 10,000 networks registered: the index is read again.
 func BenchmarkNetIndexRebuild(b *testing.B) {
-	s := NewBoltStore(openDB(b))
-	seedNetworks(b, s, "big", 10000)
+	db := openBoltDB(b)
+	s := boltdb.Tenants(db)
+	seedNetworks(b, boltdb.New(db), s, "big", 10000)
 	ctx := context.Background()
 	addr := netip.MustParseAddr("10.0.20.7")
 	for b.Loop() {
-		s.cache.invalidate()
+		s.InvalidateCache()
 		if _, err := s.CredentialForAddr(ctx, addr); err != nil {
 			b.Fatal(err)
 		}

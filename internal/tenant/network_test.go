@@ -1,4 +1,4 @@
-package tenant
+package tenant_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	. "github.com/heedmail/heed/internal/tenant"
 )
 
 // TestTenantNetworksPublicOnly: a tenant's key cannot register the
@@ -16,8 +18,10 @@ import (
 // spelling), nor one no client ever has; an operator may register the
 // former for a local app or a private network, not the latter. The
 // documentation ranges stay open to tenants.
-func TestTenantNetworksPublicOnly(t *testing.T) {
-	r := newRegistry(t)
+func TestTenantNetworksPublicOnly(t *testing.T) { eachBackend(t, testTenantNetworksPublicOnly) }
+
+func testTenantNetworksPublicOnly(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	for _, cidr := range []string{
 		"127.0.0.1", "::1", "0.0.0.0/24", "172.17.0.1", "169.254.169.0/24", "fe80::/64",
@@ -50,8 +54,10 @@ func TestTenantNetworksPublicOnly(t *testing.T) {
 // TestIPCredentialCap: a tenant's key registers MaxTenantIPCredentials
 // networks and no more, also when it asks for many at once; one deleted
 // makes room; an operator may register more for the tenant.
-func TestIPCredentialCap(t *testing.T) {
-	r := newRegistry(t)
+func TestIPCredentialCap(t *testing.T) { eachBackend(t, testIPCredentialCap) }
+
+func testIPCredentialCap(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*MaxTenantIPCredentials)
@@ -107,8 +113,10 @@ func TestIPCredentialCap(t *testing.T) {
 // TestNetIndexFollowsWrites: the most specific network holding a client
 // wins, in IPv4 and IPv6, and every create and delete is seen by the
 // next match, though matches are served from an in-memory index.
-func TestNetIndexFollowsWrites(t *testing.T) {
-	r := newRegistry(t)
+func TestNetIndexFollowsWrites(t *testing.T) { eachBackend(t, testNetIndexFollowsWrites) }
+
+func testNetIndexFollowsWrites(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	match := func(addr string) string {
 		t.Helper()

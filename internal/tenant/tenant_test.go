@@ -1,4 +1,4 @@
-package tenant
+package tenant_test
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	. "github.com/heedmail/heed/internal/tenant"
 )
 
-func newRegistry(t *testing.T) *Registry {
+func newRegistry(t *testing.T, open opener) *Registry {
 	t.Helper()
-	r := NewRegistry(NewBoltStore(openDB(t)))
+	r := NewRegistry(open(t))
 	ctx := context.Background()
 	for _, id := range []string{"acme", "other"} {
 		if err := r.CreateTenant(ctx, Tenant{ID: id, Name: id, CreatedAt: time.Now()}); err != nil {
@@ -20,8 +22,10 @@ func newRegistry(t *testing.T) *Registry {
 	return r
 }
 
-func TestPasswordCredentials(t *testing.T) {
-	r := newRegistry(t)
+func TestPasswordCredentials(t *testing.T) { eachBackend(t, testPasswordCredentials) }
+
+func testPasswordCredentials(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	c, pass, err := r.CreatePassword(ctx, "acme", "")
 	if err != nil {
@@ -53,8 +57,10 @@ func TestPasswordCredentials(t *testing.T) {
 	}
 }
 
-func TestIPCredentials(t *testing.T) {
-	r := newRegistry(t)
+func TestIPCredentials(t *testing.T) { eachBackend(t, testIPCredentials) }
+
+func testIPCredentials(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	if _, err := r.CreateIP(ctx, "acme", "203.0.113.0/24", ""); err != nil {
 		t.Fatal(err)
@@ -74,8 +80,10 @@ func TestIPCredentials(t *testing.T) {
 	}
 }
 
-func TestDomainsAndCascade(t *testing.T) {
-	r := newRegistry(t)
+func TestDomainsAndCascade(t *testing.T) { eachBackend(t, testDomainsAndCascade) }
+
+func testDomainsAndCascade(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	if err := r.AddDomain(ctx, Domain{Name: "acme.test", Tenant: "acme"}); err != nil {
 		t.Fatal(err)
@@ -114,8 +122,10 @@ func TestNormalizeDomain(t *testing.T) {
 
 // TestAPIKeyIsNoSMTPLogin: an API key authenticates as itself only, never
 // as an SMTP credential, and the reverse.
-func TestAPIKeyIsNoSMTPLogin(t *testing.T) {
-	r := newRegistry(t)
+func TestAPIKeyIsNoSMTPLogin(t *testing.T) { eachBackend(t, testAPIKeyIsNoSMTPLogin) }
+
+func testAPIKeyIsNoSMTPLogin(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	if err := r.CreateTenant(ctx, Tenant{ID: "keys", Name: "Acme"}); err != nil {
 		t.Fatal(err)
@@ -148,8 +158,10 @@ func TestAPIKeyIsNoSMTPLogin(t *testing.T) {
 // records written before they were unmapped; networks broader than any
 // limit, and networks with host bits, are refused, and an old record of
 // the whole internet matches nobody.
-func TestNetworksCanonical(t *testing.T) {
-	r := newRegistry(t)
+func TestNetworksCanonical(t *testing.T) { eachBackend(t, testNetworksCanonical) }
+
+func testNetworksCanonical(t *testing.T, open opener) {
+	r := newRegistry(t, open)
 	ctx := context.Background()
 	c, err := r.CreateIP(ctx, "acme", "::ffff:198.51.100.0/120", "")
 	if err != nil || c.Network != netip.MustParsePrefix("198.51.100.0/24") {

@@ -11,6 +11,7 @@ import (
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
@@ -23,6 +24,11 @@ type Backend struct {
 
 	mu      sync.RWMutex
 	watches []func(events.Notice)
+
+	// The tenant registry's read cache, one for every store over this
+	// Backend (Tenants), made on first use.
+	tenantOnce  sync.Once
+	tenantCache *tenant.Cache
 }
 
 var _ backend.Backend = (*Backend)(nil)
