@@ -36,6 +36,7 @@ type Config struct {
 	Log         Log         `yaml:"log"`
 	Bounces     Bounces     `yaml:"bounces"`
 	Readiness   Readiness   `yaml:"readiness"`
+	Storage     Storage     `yaml:"storage"`
 
 	// Demo is true when Heed runs on the embedded defaults (no config file):
 	// it creates a demo tenant and prints its credentials. Not a YAML key.
@@ -212,6 +213,29 @@ type Readiness struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// Storage drivers.
+const (
+	DriverBbolt    = "bbolt"
+	DriverPostgres = "postgres"
+)
+
+// Storage chooses where Heed keeps its state: the embedded bbolt file under
+// DataDir, or a PostgreSQL database shared by one or more Heed nodes.
+type Storage struct {
+	// Driver is bbolt (the default) or postgres.
+	Driver   string   `yaml:"driver"`
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// Postgres is the connection to PostgreSQL when Storage.Driver is postgres.
+type Postgres struct {
+	// DSN is a libpq connection string or URL; HEED_POSTGRES_DSN replaces
+	// it, so that a password need not be in the file.
+	DSN string `yaml:"dsn"`
+	// MaxConns caps the connections of this node's pool.
+	MaxConns int `yaml:"max_conns"`
+}
+
 // Unsubscribe configures the opt-out addresses Heed puts in mail.
 type Unsubscribe struct {
 	// MailtoDomain is the domain of the mailto: unsubscribe addresses.
@@ -318,6 +342,7 @@ func Default() *Config {
 		Log:       Log{Level: "info", Format: "text"},
 		Bounces:   Bounces{SoftLimit: 3, SoftSpan: 72 * time.Hour, SoftWindow: 30 * 24 * time.Hour},
 		Readiness: Readiness{Timeout: 5 * time.Second},
+		Storage:   Storage{Driver: DriverBbolt, Postgres: Postgres{MaxConns: 20}},
 	}
 }
 

@@ -234,6 +234,20 @@ var errorCases = []struct {
 		"heed.yaml:5: readiness.timeout: must be at most 30s (got 1m0s)",
 	},
 }, {
+	name: "storage",
+	yaml: doc("hostname: relay.example.com", "storage:", "  driver: postgres",
+		"  postgres: { max_conns: 1 }"),
+	env: env(EnvAdminToken, token),
+	want: []string{
+		"heed.yaml:4: storage.postgres.dsn: is required when storage.driver is postgres: set it or HEED_POSTGRES_DSN",
+		"heed.yaml:4: storage.postgres.max_conns: must be at least 2 (got 1)",
+	},
+}, {
+	name: "storage driver",
+	yaml: doc("hostname: relay.example.com", "storage: { driver: sqlite }"),
+	env:  env(EnvAdminToken, token),
+	want: []string{`heed.yaml:2: storage.driver: must be bbolt or postgres (got "sqlite")`},
+}, {
 	name: "syntax error keeps the parser's message and line",
 	yaml: doc("hostname: relay.example.com", "smtp:", "  max_recipients 5", "  max_connections: 5"),
 	want: []string{"heed.yaml:4: mapping values are not allowed in this context"},
@@ -303,8 +317,11 @@ var validCases = []struct {
 }, {
 	name: "environment secrets",
 	yaml: doc("hostname: relay.example.com", "admin: { tokens: ["+token+"] }", "delivery: { mode: smarthost, smarthost: 'smtp.example.net:587', smarthost_username: heed, smarthost_password: from-file }"),
-	env:  env(EnvAdminToken, " env-token-0123456789\n", EnvSmarthostPassword, "from-env"),
+	env:  env(EnvAdminToken, " env-token-0123456789\n", EnvSmarthostPassword, "from-env", EnvPostgresDSN, "postgres://heed:pw@db/heed"),
 	check: func(t *testing.T, c *Config) {
+		if c.Storage.Postgres.DSN != "postgres://heed:pw@db/heed" {
+			t.Errorf("postgres dsn = %q, want the environment's", c.Storage.Postgres.DSN)
+		}
 		if want := []string{token, "env-token-0123456789"}; !reflect.DeepEqual(c.Admin.Tokens, want) {
 			t.Errorf("tokens = %q, want %q", c.Admin.Tokens, want)
 		}
@@ -461,6 +478,9 @@ func TestDefault(t *testing.T) {
 		{"smtp.max_auth_failures_per_username", c.SMTP.MaxAuthFailuresPerUsername, 20},
 		{"smtp.auth_failure_window", c.SMTP.AuthFailureWindow, 15 * time.Minute},
 		{"http.public.base_url", c.HTTP.Public.BaseURL, ""}, // derived from hostname
+		{"storage.driver", c.Storage.Driver, DriverBbolt},
+		{"storage.postgres.dsn", c.Storage.Postgres.DSN, ""},
+		{"storage.postgres.max_conns", c.Storage.Postgres.MaxConns, 20},
 		{"http.public.max_connections", c.HTTP.Public.MaxConnections, 4096},
 		{"http.public.max_connections_per_client", c.HTTP.Public.MaxConnectionsPerClient, 256},
 		{"http.admin.listen", c.HTTP.Admin.Listen, "127.0.0.1:8081"},

@@ -20,6 +20,8 @@ const (
 	EnvAdminToken = "HEED_ADMIN_TOKEN"
 	// EnvSmarthostPassword sets delivery.smarthost_password.
 	EnvSmarthostPassword = "HEED_SMARTHOST_PASSWORD"
+	// EnvPostgresDSN replaces storage.postgres.dsn.
+	EnvPostgresDSN = "HEED_POSTGRES_DSN"
 )
 
 // Load reads the config file at path; see Parse.
@@ -101,7 +103,8 @@ func decode(name string, data []byte, c *Config) (doc *yaml.Node, errs Errors, f
 
 // ApplyEnv takes secrets from the environment through getenv (os.Getenv in
 // production): HEED_ADMIN_TOKEN is added to Admin.Tokens and
-// HEED_SMARTHOST_PASSWORD replaces Delivery.SmarthostPassword. Unset or empty
+// HEED_SMARTHOST_PASSWORD replaces Delivery.SmarthostPassword and
+// HEED_POSTGRES_DSN replaces Storage.Postgres.DSN. Unset or empty
 // variables change nothing. Parse calls it; a caller running on Embedded
 // calls it before Validate.
 func (c *Config) ApplyEnv(getenv func(string) string) {
@@ -111,6 +114,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if pw := getenv(EnvSmarthostPassword); pw != "" {
 		c.Delivery.SmarthostPassword = pw
+	}
+	if dsn := strings.TrimSpace(getenv(EnvPostgresDSN)); dsn != "" {
+		c.Storage.Postgres.DSN = dsn
 	}
 }
 

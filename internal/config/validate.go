@@ -62,6 +62,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	c.checkDelivery(v)
 	c.checkBounces(v)
 	c.checkReadiness(v)
+	c.checkStorage(v)
 	v.oneOf([]string{"log", "level"}, c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf([]string{"log", "format"}, c.Log.Format, "text", "json")
 	return v.errs
@@ -415,4 +416,18 @@ func domainProblem(name string) string {
 		}
 	}
 	return ""
+}
+
+func (c *Config) checkStorage(v *checker) {
+	st := c.Storage
+	switch st.Driver {
+	case DriverBbolt:
+	case DriverPostgres:
+		if strings.TrimSpace(st.Postgres.DSN) == "" {
+			v.add([]string{"storage", "postgres", "dsn"}, "is required when storage.driver is postgres: set it or %s", EnvPostgresDSN)
+		}
+	default:
+		v.add([]string{"storage", "driver"}, "must be bbolt or postgres (got %q)", st.Driver)
+	}
+	v.atLeast([]string{"storage", "postgres", "max_conns"}, int64(st.Postgres.MaxConns), 2)
 }

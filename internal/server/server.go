@@ -137,6 +137,9 @@ func Serve(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.
 // Start opens the data directory and starts every listener and the
 // delivery workers. The caller must call Shutdown.
 func Start(cfg *config.Config, log *slog.Logger) (*Relay, error) {
+	if cfg.Storage.Driver == config.DriverPostgres {
+		return nil, errors.New("storage.driver postgres is not available yet: every store has its PostgreSQL rows, but the relay is not wired to them (docs/postgresql.md); use bbolt")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
