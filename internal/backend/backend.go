@@ -11,6 +11,7 @@
 package backend
 
 import (
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
@@ -21,6 +22,9 @@ import (
 type Tx interface {
 	Events() events.TxLog
 	Suppressions() suppression.Rows
+
+	// The console's accounts and sessions (issue 19).
+	ConsoleUsers() consoleusers.Rows
 }
 
 // Backend runs transactions and announces committed events.

@@ -19,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/txn"
@@ -63,6 +64,9 @@ func TxFromBolt(tx *bolt.Tx) *Tx { return &Tx{tx: tx} }
 // Events implements backend.Tx.
 func (t *Tx) Events() events.TxLog { return eventRows{t.tx} }
 
+// ConsoleUsers implements backend.Tx.
+func (t *Tx) ConsoleUsers() consoleusers.Rows { return consoleRows{t.tx} }
+
 // Watch implements backend.Backend.
 func (b *Backend) Watch(fn func(events.Notice)) {
 	watchers.Lock()
@@ -98,4 +102,10 @@ func Events(db *store.DB) *events.Log {
 // hash key and clock of suppression.New.
 func Suppressions(db *store.DB, key []byte, now func() time.Time) *suppression.Service {
 	return suppression.New(txn.Narrow(New(db), func(t backend.Tx) suppression.Tx { return t }), key, now)
+}
+
+// ConsoleUsers returns the console's accounts and sessions kept in db,
+// with the seal key and clock of consoleusers.New.
+func ConsoleUsers(db *store.DB, sealKey []byte, now func() time.Time) (*consoleusers.Service, error) {
+	return consoleusers.New(txn.Narrow(New(db), func(t backend.Tx) consoleusers.Rows { return t.ConsoleUsers() }), sealKey, now)
 }

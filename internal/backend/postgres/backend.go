@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
@@ -90,4 +91,10 @@ func Events(b *Backend) *events.Log {
 // hash key and clock of suppression.New.
 func Suppressions(b *Backend, key []byte, now func() time.Time) *suppression.Service {
 	return suppression.New(txn.Narrow(b, func(t backend.Tx) suppression.Tx { return t }), key, now)
+}
+
+// ConsoleUsers returns the console's accounts and sessions kept by b,
+// with the seal key and clock of consoleusers.New.
+func ConsoleUsers(b *Backend, sealKey []byte, now func() time.Time) (*consoleusers.Service, error) {
+	return consoleusers.New(txn.Narrow(b, func(t backend.Tx) consoleusers.Rows { return t.ConsoleUsers() }), sealKey, now)
 }
