@@ -16,8 +16,8 @@ import (
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	. "github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/store"
-	"github.com/heedmail/heed/internal/testclock"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/testclock"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
