@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 
@@ -227,19 +228,8 @@ func (s *server) require(p perm, h echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return &apiError{http.StatusUnauthorized, "send Authorization: Bearer <token>"}
 		}
-		if !who.operator {
-			switch p {
-			case operator:
-				return &apiError{http.StatusForbidden, "this endpoint needs an operator token"}
-			case tenantRead, tenantWrite:
-				// Another tenant's resources do not exist for a key.
-				if id := c.Param("tenant"); id != who.tenant {
-					return notFound("no tenant %q", id)
-				}
-				if p == tenantWrite && who.access != tenant.ReadWrite {
-					return &apiError{http.StatusForbidden, "this API key is read-only"}
-				}
-			}
+		if err := allowed(who, p, c.Param("tenant")); err != nil {
+			return err
 		}
 		err := h(c)
 		switch changed, _ := c.Get(ctxChanged).(*bool); {
@@ -249,6 +239,28 @@ func (s *server) require(p perm, h echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return err
 	}
+}
+
+// needs maps a route's perm to what access.Check asks for; keyRead is
+// checked by its handler.
+var needs = map[perm]access.Need{operator: access.Operator, tenantRead: access.TenantRead, tenantWrite: access.TenantWrite}
+
+// allowed checks who against p with access.Check, the rule the console
+// applies to its users too, and words its refusal for an API client.
+func allowed(who principal, p perm, id string) error {
+	need, ok := needs[p]
+	if !ok {
+		return nil
+	}
+	switch err := access.Check(access.Principal{Operator: who.operator, Tenant: who.tenant, Access: who.access}, need, id); {
+	case errors.Is(err, access.ErrOperatorOnly):
+		return &apiError{http.StatusForbidden, "this endpoint needs an operator token"}
+	case errors.Is(err, access.ErrNoTenant):
+		return notFound("no tenant %q", id)
+	case errors.Is(err, access.ErrReadOnly):
+		return &apiError{http.StatusForbidden, "this API key is read-only"}
+	}
+	return nil
 }
 
 const ctxChanged = "heed.changed"

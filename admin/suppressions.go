@@ -173,26 +173,11 @@ func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 	if scope != "" && scope != suppression.All && tenant.ValidID(scope) != nil {
 		return invalid("list: %q is neither a list id nor \"*\"", scope)
 	}
-	ctx := c.Request().Context()
-	entries, err := st.Lookup(ctx, t.ID, addr)
+	l, err := suppression.Lift(c.Request().Context(), st, t.ID, addr, scope, only)
 	if err != nil {
 		return err
 	}
-	removed, kept := false, false
-	for _, e := range entries {
-		if scope != "" && e.List != scope || only != "" && e.Reason != only {
-			continue
-		}
-		if only == "" && e.Reason != suppression.Bounce {
-			kept = true
-			continue
-		}
-		ok, err := st.Remove(ctx, t.ID, addr, e.List, e.Reason)
-		if err != nil {
-			return err
-		}
-		removed = removed || ok
-	}
+	removed, kept := l.Removed, l.Kept
 	if !removed {
 		if kept {
 			return conflict("%s has no bounce for tenant %q here, only entries a person or operator decided (opt-out, complaint, manual block); "+

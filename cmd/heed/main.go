@@ -35,6 +35,9 @@ Operator commands, on a serving relay's admin API (-api URL, token in
                                 export a tenant's suppressions as CSV
   dkim keygen [-algorithm rsa|ed25519] [-domain D] [-selector S] [-out FILE]
                                 make a DKIM key and print its DNS record
+  console add-user -username U [-operator | -tenant T -access read|read-write]
+                                a console user (stopped relay only); prints
+                                the password and TOTP secret once
   readiness -domain D [-tenant T] -api URL [-json]
                                 is a sending domain ready for Gmail and Yahoo?
                                 (serving relay only; exit 1 when not)
@@ -68,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = reportCmd(args[1:], stdout, stderr)
 	case "readiness":
 		err = readinessCmd(args[1:], stdout, stderr)
+	case "console":
+		err = consoleCmd(args[1:], stdout, stderr)
 	case "version":
 		// The signer is a build choice (cgo and OpenSSL, or pure Go) an
 		// operator may need to confirm without starting the relay.

@@ -12,6 +12,7 @@ package backend
 
 import (
 	"github.com/heedmail/heed/internal/audit"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
@@ -37,6 +38,9 @@ type Tx interface {
 	// The tenant registry (internal/tenant): tenants, credentials, API
 	// keys, ip networks, domains, DKIM keys, lists.
 	Tenants() tenant.Rows
+
+	// The console's accounts and sessions (issue 19).
+	ConsoleUsers() consoleusers.Rows
 }
 
 // Backend runs transactions and announces committed events.

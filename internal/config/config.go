@@ -37,6 +37,7 @@ type Config struct {
 	Bounces     Bounces     `yaml:"bounces"`
 	Readiness   Readiness   `yaml:"readiness"`
 	Storage     Storage     `yaml:"storage"`
+	Console     Console     `yaml:"console"`
 
 	// Demo is true when Heed runs on the embedded defaults (no config file):
 	// it creates a demo tenant and prints its credentials. Not a YAML key.
@@ -236,6 +237,22 @@ type Postgres struct {
 	MaxConns int `yaml:"max_conns"`
 }
 
+// Console configures the web console served under /console/ on the
+// admin listener (docs/console.md).
+type Console struct {
+	// AllowNetworks are the networks (CIDR) the console answers; empty
+	// means every client that reaches the admin listener. The admin API
+	// is not affected.
+	AllowNetworks []string `yaml:"allow_networks"`
+	// MaxLoginAttemptsPerUser and MaxLoginAttemptsPerClient are how many
+	// sign-in attempts a username, and a client address (an IPv6 /64),
+	// may make in LoginAttemptWindow; past them an attempt is refused
+	// before the password is checked.
+	MaxLoginAttemptsPerUser   int           `yaml:"max_login_attempts_per_user"`
+	MaxLoginAttemptsPerClient int           `yaml:"max_login_attempts_per_client"`
+	LoginAttemptWindow        time.Duration `yaml:"login_attempt_window"`
+}
+
 // Unsubscribe configures the opt-out addresses Heed puts in mail.
 type Unsubscribe struct {
 	// MailtoDomain is the domain of the mailto: unsubscribe addresses.
@@ -343,6 +360,10 @@ func Default() *Config {
 		Bounces:   Bounces{SoftLimit: 3, SoftSpan: 72 * time.Hour, SoftWindow: 30 * 24 * time.Hour},
 		Readiness: Readiness{Timeout: 5 * time.Second},
 		Storage:   Storage{Driver: DriverBbolt, Postgres: Postgres{MaxConns: 20}},
+		Console: Console{
+			AllowNetworks:           []string{},
+			MaxLoginAttemptsPerUser: 5, MaxLoginAttemptsPerClient: 20, LoginAttemptWindow: 15 * time.Minute,
+		},
 	}
 }
 

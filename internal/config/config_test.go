@@ -248,6 +248,17 @@ var errorCases = []struct {
 	env:  env(EnvAdminToken, token),
 	want: []string{`heed.yaml:2: storage.driver: must be bbolt or postgres (got "sqlite")`},
 }, {
+	name: "console",
+	yaml: doc("hostname: relay.example.com", "console:", "  allow_networks: [192.0.2.0/24, 192.0.2.1/24, office]",
+		"  max_login_attempts_per_user: 0", "  login_attempt_window: 1s"),
+	env: env(EnvAdminToken, token),
+	want: []string{
+		`heed.yaml:3: console.allow_networks[1]: must be a network such as 192.0.2.0/24 or 2001:db8::/32, with no host bits set (got "192.0.2.1/24")`,
+		`heed.yaml:3: console.allow_networks[2]: must be a network such as 192.0.2.0/24 or 2001:db8::/32, with no host bits set (got "office")`,
+		"heed.yaml:4: console.max_login_attempts_per_user: must be at least 1 (got 0)",
+		"heed.yaml:5: console.login_attempt_window: must be at least 1m0s (got 1s)",
+	},
+}, {
 	name: "syntax error keeps the parser's message and line",
 	yaml: doc("hostname: relay.example.com", "smtp:", "  max_recipients 5", "  max_connections: 5"),
 	want: []string{"heed.yaml:4: mapping values are not allowed in this context"},
@@ -502,6 +513,10 @@ func TestDefault(t *testing.T) {
 		{"delivery.source_addresses", len(c.Delivery.SourceAddresses), 0},
 		{"readiness.dns_server", c.Readiness.DNSServer, ""},
 		{"readiness.timeout", c.Readiness.Timeout, 5 * time.Second},
+		{"console.allow_networks", len(c.Console.AllowNetworks), 0},
+		{"console.max_login_attempts_per_user", c.Console.MaxLoginAttemptsPerUser, 5},
+		{"console.max_login_attempts_per_client", c.Console.MaxLoginAttemptsPerClient, 20},
+		{"console.login_attempt_window", c.Console.LoginAttemptWindow, 15 * time.Minute},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

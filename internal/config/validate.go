@@ -63,6 +63,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	c.checkBounces(v)
 	c.checkReadiness(v)
 	c.checkStorage(v)
+	c.checkConsole(v)
 	v.oneOf([]string{"log", "level"}, c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf([]string{"log", "format"}, c.Log.Format, "text", "json")
 	return v.errs
@@ -304,6 +305,19 @@ func (c *Config) checkReadiness(v *checker) {
 	if c.Readiness.Timeout > 30*time.Second {
 		v.add(key, "must be at most 30s (got %s)", c.Readiness.Timeout)
 	}
+}
+
+// checkConsole checks the console's networks and sign-in limits.
+func (c *Config) checkConsole(v *checker) {
+	for i, n := range c.Console.AllowNetworks {
+		key := []string{"console", "allow_networks", "[" + strconv.Itoa(i) + "]"}
+		if p, err := netip.ParsePrefix(n); err != nil || p.Masked() != p {
+			v.add(key, "must be a network such as 192.0.2.0/24 or 2001:db8::/32, with no host bits set (got %q)", n)
+		}
+	}
+	v.atLeast([]string{"console", "max_login_attempts_per_user"}, int64(c.Console.MaxLoginAttemptsPerUser), 1)
+	v.atLeast([]string{"console", "max_login_attempts_per_client"}, int64(c.Console.MaxLoginAttemptsPerClient), 1)
+	v.duration([]string{"console", "login_attempt_window"}, c.Console.LoginAttemptWindow, time.Minute)
 }
 
 func (v *checker) oneOf(key []string, got string, allowed ...string) {

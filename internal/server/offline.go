@@ -11,6 +11,7 @@ import (
 
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
@@ -22,6 +23,7 @@ type Data struct {
 	DB           *store.DB
 	Tenants      *tenant.Registry
 	Suppressions *suppression.Service
+	ConsoleUsers *consoleusers.Service
 }
 
 // OpenData opens cfg's data directory. The server key must be there and be
@@ -56,6 +58,10 @@ func OpenData(cfg *config.Config) (*Data, error) {
 	d := &Data{DB: db, Tenants: tenant.NewRegistry(boltdb.Tenants(db)),
 		Suppressions: boltdb.Suppressions(db, hashKey, time.Now)}
 	if err := d.Tenants.SetSealKey(key); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if d.ConsoleUsers, err = consoleUsers(db, key); err != nil {
 		db.Close()
 		return nil, err
 	}

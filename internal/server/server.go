@@ -24,6 +24,7 @@ import (
 	"github.com/heedmail/heed/admin"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/metrics"
@@ -76,6 +77,8 @@ type Relay struct {
 	hookStore    *webhooks.Service
 	stopHooks    context.CancelFunc
 	hooksStopped chan struct{}
+	// consoleUsers are the console's accounts and sessions.
+	consoleUsers *consoleusers.Service
 	// ready is true between a complete start and the start of shutdown;
 	// /readyz reports it so a load balancer stops sending first.
 	ready    atomic.Bool
@@ -122,6 +125,10 @@ func Serve(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.
 			r.Shutdown()
 			return err
 		}
+		if err := r.demoOperator(stdout); err != nil {
+			r.Shutdown()
+			return err
+		}
 	}
 	log.Info("heed: serving", "submission", r.submissionAddr, "admin", r.adminAddr, "public", r.publicAddr, "inbound", r.inboundAddr, "delivery", cfg.Delivery.Mode)
 	select {
@@ -164,6 +171,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*Relay, error) {
 func (r *Relay) build() error {
 	key, err := r.buildStores()
 	if err != nil {
+		return err
+	}
+	if r.consoleUsers, err = consoleUsers(r.db, key); err != nil {
 		return err
 	}
 	tokens, err := r.buildLists(key)
@@ -497,6 +507,7 @@ func (r *Relay) serveAdmin() error {
 			return nil
 		},
 	})
+	handler = r.withConsole(handler, audit)
 	al, err := r.adminListener()
 	if err != nil {
 		return err

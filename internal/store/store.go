@@ -56,6 +56,10 @@ var (
 	BucketWebhookDead       = []byte("webhook_dead")
 	// BucketAudit holds the admin API's audit log (package admin).
 	BucketAudit = []byte("audit")
+	// BucketConsoleUsers and BucketConsoleSessions hold the console's
+	// accounts and sessions (package consoleusers).
+	BucketConsoleUsers    = []byte("console_users")
+	BucketConsoleSessions = []byte("console_sessions")
 )
 
 var allBuckets = [][]byte{
@@ -64,6 +68,7 @@ var allBuckets = [][]byte{
 	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
 	BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule, BucketWebhookDead,
 	BucketAudit, BucketSoftBounces,
+	BucketConsoleUsers, BucketConsoleSessions,
 }
 
 // SchemaVersion is the layout this code reads and writes. 2: suppression
@@ -73,12 +78,13 @@ var allBuckets = [][]byte{
 // may be written in their second encoding (with evidence); a version 2
 // database is upgraded in place at open, since version 3 only adds, and
 // a build that knows only version 2 then refuses the file instead of
-// misreading an entry.
-const SchemaVersion = 3
+// misreading an entry. 4: the console_users and console_sessions
+// buckets; versions 2 and 3 are upgraded in place, as 4 only adds.
+const SchemaVersion = 4
 
 // upgradable are the older versions Open upgrades in place: each differs
 // from SchemaVersion only by what initSchema creates.
-var upgradable = map[byte]bool{2: true}
+var upgradable = map[byte]bool{2: true, 3: true}
 
 var keySchema = []byte("schema_version")
 

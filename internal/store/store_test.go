@@ -120,3 +120,33 @@ func TestSchemaUpgradedInPlace(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSchemaUpgradedFrom3: a version 3 database (before the console's
+// buckets) opens, gains them and is marked version 4.
+func TestSchemaUpgradedFrom3(t *testing.T) {
+	db := open(t)
+	db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{BucketConsoleUsers, BucketConsoleSessions} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(BucketMeta).Put(keySchema, []byte{3})
+	})
+	path := db.Path()
+	db.Close()
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("a version 3 database: %v", err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(BucketMeta).Get(keySchema); len(v) != 1 || v[0] != SchemaVersion {
+			t.Errorf("schema version after the upgrade: %v, want %d", v, SchemaVersion)
+		}
+		if tx.Bucket(BucketConsoleUsers) == nil || tx.Bucket(BucketConsoleSessions) == nil {
+			t.Error("no console buckets after the upgrade")
+		}
+		return nil
+	})
+}

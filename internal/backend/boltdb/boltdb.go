@@ -20,6 +20,7 @@ import (
 
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/txn"
@@ -73,6 +74,9 @@ func (t *Tx) Webhooks() webhooks.Rows { return webhookRows{t.tx} }
 // Audit implements backend.Tx.
 func (t *Tx) Audit() audit.Rows { return auditRows{t.tx} }
 
+// ConsoleUsers implements backend.Tx.
+func (t *Tx) ConsoleUsers() consoleusers.Rows { return consoleRows{t.tx} }
+
 // Watch implements backend.Backend.
 func (b *Backend) Watch(fn func(events.Notice)) {
 	watchers.Lock()
@@ -118,4 +122,10 @@ func Webhooks(db *store.DB) *webhooks.Service {
 // Audit returns the admin API's audit log kept in db.
 func Audit(db *store.DB) *audit.Log {
 	return audit.New(txn.Narrow(New(db), func(t backend.Tx) audit.Rows { return t.Audit() }))
+}
+
+// ConsoleUsers returns the console's accounts and sessions kept in db,
+// with the seal key and clock of consoleusers.New.
+func ConsoleUsers(db *store.DB, sealKey []byte, now func() time.Time) (*consoleusers.Service, error) {
+	return consoleusers.New(txn.Narrow(New(db), func(t backend.Tx) consoleusers.Rows { return t.ConsoleUsers() }), sealKey, now)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
@@ -120,4 +121,10 @@ func Webhooks(b *Backend) *webhooks.Service {
 // Audit returns the admin API's audit log kept by b.
 func Audit(b *Backend) *audit.Log {
 	return audit.New(txn.Narrow(b, func(t backend.Tx) audit.Rows { return t.Audit() }))
+}
+
+// ConsoleUsers returns the console's accounts and sessions kept by b,
+// with the seal key and clock of consoleusers.New.
+func ConsoleUsers(b *Backend, sealKey []byte, now func() time.Time) (*consoleusers.Service, error) {
+	return consoleusers.New(txn.Narrow(b, func(t backend.Tx) consoleusers.Rows { return t.ConsoleUsers() }), sealKey, now)
 }

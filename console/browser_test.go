@@ -1,0 +1,324 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/heedmail/heed/console"
+	"github.com/heedmail/heed/internal/consoleusers"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/tenant"
+)
+
+// chromium is Debian's browser, which .ci/run installs.
+const chromium = "/usr/bin/chromium"
+
+// axeEnv names axe.min.js when it is not at axeDefault, where .ci/run
+// installs it from the npm registry.
+const (
+	axeEnv     = "HEED_AXE_JS"
+	axeDefault = "testdata/node_modules/axe-core/axe.min.js"
+)
+
+// need skips a test (fails it under CI) without what it needs.
+func need(t *testing.T, what string, ok bool) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing", what)
+	}
+	t.Skipf("%s is missing", what)
+}
+
+// browser is a Chromium session with helpers that fail the test.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	axe string // axe.min.js, "" when the test does not check
+}
+
+func newBrowser(t *testing.T, checkAxe bool) *browser {
+	t.Helper()
+	_, err := exec.LookPath(chromium)
+	need(t, chromium+" (apt-get install chromium)", err == nil)
+	b := &browser{t: t}
+	if checkAxe {
+		path := os.Getenv(axeEnv)
+		if path == "" {
+			path = axeDefault
+		}
+		src, err := os.ReadFile(path)
+		need(t, "axe-core ("+path+"; npm install --prefix console/testdata axe-core@4.10.3, as .ci/run does)", err == nil)
+		b.axe = string(src)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // the tests may run as root
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 800),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	// The first action starts the browser; it must not run under a
+	// timeout (that would stop the browser), the later ones do.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancel)
+	b.ctx = ctx
+	return b
+}
+
+func (b *browser) run(actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](b *browser, a chromedp.Action[T]) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, a)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return v
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	return get(b, chromedp.Text(chromedp.CSS(sel)))
+}
+
+// page returns the page's title and the text of its main landmark.
+func (b *browser) page() (title, main string) {
+	b.t.Helper()
+	return get(b, chromedp.Title()), b.text("main")
+}
+
+// accessible runs axe-core on the page and fails the test with every
+// violation's rule and nodes.
+func (b *browser) accessible(name string) {
+	b.t.Helper()
+	if b.axe == "" {
+		return
+	}
+	b.run(chromedp.Evaluate[chromedp.Void](b.axe))
+	out := get(b, chromedp.Evaluate[string](`axe.run(document).then(r => JSON.stringify(r.violations))`, chromedp.EvalAwaitPromise))
+	var vs []struct {
+		ID    string
+		Help  string
+		Nodes []struct{ Target []any }
+	}
+	if err := json.Unmarshal([]byte(out), &vs); err != nil {
+		b.t.Fatalf("axe on %s: %v", name, err)
+	}
+	for _, v := range vs {
+		var nodes []string
+		for _, n := range v.Nodes {
+			nodes = append(nodes, fmt.Sprint(n.Target...))
+		}
+		b.t.Errorf("axe on %s: %s (%s): %s", name, v.ID, v.Help, strings.Join(nodes, ", "))
+	}
+}
+
+// shot writes a screenshot to $HEED_SCREENSHOTS/console-name.png.
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("HEED_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png := get(b, chromedp.FullScreenshot(100)) // quality 100: PNG
+	if err := os.WriteFile(filepath.Join(dir, "console-"+name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// signIn goes through the password and code pages as a person does,
+// checking each with axe.
+func (b *browser) signIn(e *env, username string) {
+	b.t.Helper()
+	b.run(chromedp.Navigate(e.srv.URL + "/console/"))
+	if title, _ := b.page(); !strings.HasPrefix(title, "Sign in") {
+		b.t.Fatalf("the console's first page is %q, want the sign-in", title)
+	}
+	b.accessible("sign-in")
+	b.shot("sign-in")
+	b.run(chromedp.SendKeys(chromedp.CSS("#username"), username),
+		chromedp.SendKeys(chromedp.CSS("#password"), e.secrets[username].Password),
+		chromedp.Click(chromedp.CSS("form.card button")),
+		chromedp.WaitVisible(chromedp.CSS("#code")))
+	b.accessible("code")
+	b.shot("code")
+	b.run(chromedp.SendKeys(chromedp.CSS("#code"), e.code(username)),
+		chromedp.Click(chromedp.CSS("form.card button")),
+		chromedp.WaitVisible(chromedp.CSS("section[aria-labelledby=day]")))
+}
+
+// TestBrowserLiftBounce: an operator signs in with password and TOTP,
+// finds an address, sees its bounce with the evidence, removes it, and
+// the audit log names the console user. Every page passes axe-core.
+func TestBrowserLiftBounce(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	e.bounce("acme", "pat@example.net", "msg-0001")
+	e.mail("acme", events.MessageAccepted, 40)
+	e.mail("acme", events.MessageDelivered, 36)
+	e.mail("acme", events.MessageDeferred, 5)
+	e.mail("acme", events.MessageBounced, 3)
+	e.mail("globex", events.MessageAccepted, 12)
+	e.mail("globex", events.MessageDelivered, 12)
+	b := newBrowser(t, true)
+	b.signIn(e, "ops")
+	_, main := b.page()
+	for _, want := range []string{"Queue depth", "3", "Acme Dental", "Globex Clinic", "message.bounced\t3", "message.delivered\t36"} {
+		if !strings.Contains(main, want) {
+			t.Errorf("the overview lacks %q:\n%s", want, main)
+		}
+	}
+	b.accessible("overview")
+	b.shot("overview")
+
+	b.run(chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/suppressions"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#address")),
+		chromedp.SendKeys(chromedp.CSS("#address"), "Pat@Example.NET"),
+		chromedp.Click(chromedp.CSS("form.search button")),
+		chromedp.WaitVisible(chromedp.CSS("table.entries")))
+	row := b.text("table.entries tbody tr")
+	for _, want := range []string{"bounce", "every list", "dsn", "msg-0001"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the entry lacks %q: %s", want, row)
+		}
+	}
+	b.accessible("suppressions")
+	b.shot("suppressions")
+
+	b.run(chromedp.Click(chromedp.CSS("table.entries button")),
+		chromedp.WaitVisible(chromedp.CSS("p.notice")))
+	if n := b.text("p.notice"); !strings.Contains(n, "removed") {
+		t.Errorf("after Remove: %q", n)
+	}
+	b.accessible("suppressions after removal")
+	es, err := e.sup.Lookup(context.Background(), "acme", "pat@example.net")
+	if err != nil || len(es) != 0 {
+		t.Fatalf("the bounce is still there: %v %v", es, err)
+	}
+	recs, err := e.audit.Records(context.Background(), "acme", 0, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("audit records: %+v %v", recs, err)
+	}
+	r := recs[0]
+	if r.Actor != "console:ops" || r.Action != "DELETE /api/v1/tenants/:tenant/suppressions/:address" ||
+		r.Target != "/api/v1/tenants/acme/suppressions/pat@example.net" || r.Status != http.StatusNoContent {
+		t.Errorf("audit record %+v", r)
+	}
+}
+
+// TestBrowserOtherTenantRefused: a tenant user's link and hand-typed URL
+// to another tenant's page get the very page of a tenant that does not
+// exist (nothing says the other tenant is there), and the user's own
+// read-only page offers no change.
+func TestBrowserOtherTenantRefused(t *testing.T) {
+	e := newEnv(t, func(o *console.Options) { o.MaxAttemptsPerUser = 20 }) // signs in three times
+	e.user(consoleusers.NewUser{Username: "pat", Tenant: "acme", Access: tenant.ReadOnly})
+	e.bounce("globex", "lee@example.net", "msg-0002")
+	b := newBrowser(t, true)
+	b.signIn(e, "pat")
+	if _, main := b.page(); strings.Contains(main, "Globex") || strings.Contains(main, "Queue depth") {
+		t.Errorf("a tenant user's overview shows another tenant or the relay:\n%s", main)
+	}
+	b.accessible("overview of a tenant user")
+
+	var statuses []int
+	for _, path := range []string{"/console/tenants/globex/suppressions?address=lee@example.net", "/console/tenants/nosuch/suppressions?address=lee@example.net"} {
+		b.run(chromedp.Navigate(e.srv.URL + path))
+		title, main := b.page()
+		if !strings.HasPrefix(title, "Not Found") || strings.Contains(main, "Globex") || strings.Contains(main, "lee@") || strings.Contains(main, "msg-0002") {
+			t.Errorf("%s as acme's user: %q\n%s", path, title, main)
+		}
+		b.accessible("404 page")
+		statuses = append(statuses, e.status(path, "pat"))
+	}
+	if statuses[0] != http.StatusNotFound || statuses[1] != http.StatusNotFound {
+		t.Errorf("statuses of another tenant's page and of no tenant's: %v, want 404 both", statuses)
+	}
+
+	b.run(chromedp.Navigate(e.srv.URL + "/console/tenants/acme/suppressions?address=x@example.net"))
+	if _, main := b.page(); !strings.Contains(main, "not suppressed") || strings.Contains(main, "Stop mail to an address") {
+		t.Errorf("a read-only user's own page:\n%s", main)
+	}
+}
+
+// status signs username in with a plain client and returns the status
+// of a GET of path.
+func (e *env) status(path, username string) int {
+	e.t.Helper()
+	e.clock.Add(30 * time.Second) // the browser used this step's code
+	c := e.client()
+	if st, _ := e.password(c, username, e.secrets[username].Password); st != http.StatusSeeOther {
+		e.t.Fatalf("password: %d", st)
+	}
+	_, _, tok := e.get(c, "/console/sign-in/code")
+	if st, _ := e.post(c, "/console/sign-in/code", map[string][]string{"csrf": {tok}, "code": {e.code(username)}}); st != http.StatusSeeOther {
+		e.t.Fatalf("code: %d", st)
+	}
+	st, _, _ := e.get(c, path)
+	return st
+}
+
+// TestBrowserCrossSitePost: a page on another origin with a copy of the
+// remove form, even with the session's own CSRF token in it, posts from
+// the signed-in browser and is refused; the bounce stays.
+func TestBrowserCrossSitePost(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	e.bounce("acme", "pat@example.net", "msg-0001")
+	b := newBrowser(t, false)
+	b.signIn(e, "ops")
+	b.run(chromedp.Navigate(e.srv.URL + "/console/tenants/acme/suppressions?address=pat@example.net"))
+	csrf := get(b, chromedp.Value(chromedp.CSS(`input[name=csrf]`)))
+
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>Win a prize</title>
+<form method="post" action="%s/console/tenants/acme/suppressions/remove">
+<input type="hidden" name="csrf" value="%s"><input type="hidden" name="address" value="pat@example.net">
+<input type="hidden" name="list" value="*"><input type="hidden" name="reason" value="bounce">
+<button id="go">Claim</button></form>`, e.srv.URL, csrf)
+	}))
+	defer evil.Close()
+	b.run(chromedp.Navigate(evil.URL), chromedp.Click(chromedp.CSS("#go")),
+		chromedp.WaitVisible(chromedp.CSS("main h1")))
+	if title, main := b.page(); !strings.HasPrefix(title, "Forbidden") || !strings.Contains(main, "another site") {
+		t.Errorf("the cross-site post: %q\n%s", title, main)
+	}
+	es, err := e.sup.Lookup(context.Background(), "acme", "pat@example.net")
+	if err != nil || len(es) != 1 {
+		t.Fatalf("after the cross-site post: %v %v, want the bounce kept", es, err)
+	}
+	if recs, _ := e.audit.Records(context.Background(), "", 0, 10); len(recs) != 0 {
+		t.Errorf("audit records of a refused post: %+v", recs)
+	}
+}
