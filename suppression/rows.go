@@ -84,6 +84,20 @@ type Rows interface {
 	// cutoff, starting at from (an opaque position, "" for the start),
 	// and returns how many and where to go on ("": done).
 	PurgeHistories(cutoff time.Time, from string, max int) (n int, next string, err error)
+
+	// For heed storage copy, which moves every row to another backend.
+
+	// Histories returns up to limit soft-bounce histories of every tenant
+	// from the opaque position after ("": the first), and where to go on
+	// ("": done).
+	Histories(after string, limit int) (hs []HistoryRow, next string, err error)
+}
+
+// HistoryRow is a soft-bounce history as a backend keeps it, with the
+// keyed hash of its address (which the history itself does not hold).
+type HistoryRow struct {
+	Hash    Hash
+	History History
 }
 
 // Tx is what the suppression list needs in one transaction: its rows, and

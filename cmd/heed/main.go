@@ -42,6 +42,10 @@ Operator commands, on a serving relay's admin API (-api URL, token in
                                 is a sending domain ready for Gmail and Yahoo?
                                 (serving relay only; exit 1 when not)
 
+  storage copy -from CONFIG -to CONFIG
+                                move a stopped relay's bbolt data directory into
+                                an empty PostgreSQL database and verify the copy
+
   report classify FILE...       read saved bounces and complaints and print,
                                 as JSON, what each says and what Heed would do
 `
@@ -73,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = readinessCmd(args[1:], stdout, stderr)
 	case "console":
 		err = consoleCmd(args[1:], stdout, stderr)
+	case "storage":
+		err = storageCmd(args[1:], stdout, stderr)
 	case "version":
 		// The signer is a build choice (cgo and OpenSSL, or pure Go) an
 		// operator may need to confirm without starting the relay.

@@ -52,6 +52,11 @@ type Rows interface {
 	Records(tenant string, after uint64, limit int) ([]Record, error)
 	// Replace rewrites the record at r.Seq, if it is still there.
 	Replace(r Record) error
+
+	// For heed storage copy (see events.TxLog): Restore stores rs, in
+	// ascending Seq order and above every record there, each at its own
+	// Seq; the next Append numbers above them and above last.
+	Restore(rs []Record, last uint64) error
 }
 
 // Append writes r in the transaction of the change it records.

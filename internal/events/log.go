@@ -50,6 +50,19 @@ type TxLog interface {
 	// may stop at an event dated TimeSlack after cutoff: the rest of the
 	// log is younger.
 	Purge(cutoff time.Time, from uint64, max int) (n int, next uint64, err error)
+
+	// For heed storage copy, which moves a stopped database to another
+	// backend with every sequence number kept (webhook cursors and API
+	// clients' after= hold them).
+
+	// All returns up to limit events of every tenant with Seq > after,
+	// in Seq order.
+	All(after uint64, limit int) ([]Event, error)
+	// Restore stores evs, in ascending Seq order and above every event
+	// there, each at its own Seq; the next Insert numbers above them and
+	// above last (the source's Last, which may be above its newest event
+	// left: a number once given is never given again).
+	Restore(evs []Event, last uint64) error
 }
 
 // Append writes ev into the outbox inside tx, assigning its Seq and, when
