@@ -29,6 +29,7 @@ import (
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 	"github.com/heedmail/heed/webhooks"
 	"github.com/labstack/echo/v4"
@@ -61,6 +62,10 @@ type Options struct {
 	Webhooks *webhooks.Manager
 	// Audit keeps a record of every change made through the API.
 	Audit AuditLog
+	// Changes runs the admin API's transactions on the backend that keeps
+	// Audit and every store above: a change and its audit record commit
+	// together (change.go). nil: the record is appended after the change.
+	Changes txn.Runner[Tx]
 	// Privacy answers export and erasure requests (nil: 404).
 	Privacy *privacy.Service
 	// Backup writes a consistent copy of the database (nil: 404).

@@ -15,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/webhooks"
 	bolt "go.etcd.io/bbolt"
 )
@@ -97,6 +99,7 @@ func newEnvWith(t *testing.T, opts func(*Options)) *env {
 	e.hooks = &webhooks.Manager{Store: boltdb.Webhooks(db), Events: boltdb.Events(db), Sealer: sealer, AllowPrivate: true}
 	o := Options{
 		Audit:          boltdb.Audit(db),
+		Changes:        txn.Narrow(boltdb.New(db), func(t backend.Tx) Tx { return t }),
 		Webhooks:       e.hooks,
 		Suppressions:   boltdb.Suppressions(db, []byte("admin test hash key"), time.Now),
 		LookupTXT:      e.lookupTXT,

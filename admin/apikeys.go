@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -42,7 +43,14 @@ func (s *server) createAPIKey(c echo.Context, t tenant.Tenant) error {
 	if len(req.Name) > 100 {
 		return invalid("name: at most 100 bytes")
 	}
-	cr, key, err := s.Tenants.CreateAPIKey(c.Request().Context(), t.ID, req.Access, req.Name)
+	var (
+		cr  tenant.Credential
+		key string
+	)
+	_, err := s.change(c, func(ctx context.Context) (status int, err error) {
+		cr, key, err = s.Tenants.CreateAPIKey(ctx, t.ID, req.Access, req.Name)
+		return http.StatusCreated, err
+	})
 	if err != nil {
 		return err
 	}
@@ -75,7 +83,9 @@ func (s *server) deleteAPIKey(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Tenants.DeleteCredential(ctx, t.ID, id); err != nil {
+	if _, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusNoContent, s.Tenants.DeleteCredential(ctx, t.ID, id)
+	}); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

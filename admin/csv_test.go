@@ -81,14 +81,16 @@ func TestSuppressionCSV(t *testing.T) {
 	if rep.Added != 0 || rep.Existing != 2 {
 		t.Fatalf("re-import %+v", rep)
 	}
-	// Cut short by a runaway quote after rows were written: still audited.
+	// Cut short by a runaway quote after rows were written: still audited,
+	// with the record written before its first batch (202) and the one of
+	// its answer.
 	e.want(200, "GET", "/api/v1/audit", "", &audit)
 	before := len(audit.Records)
 	resp0, b0 := e.csv("POST", "/api/v1/tenants/acme/suppressions/import", "address\nlee@example.net\n\"open\n"+strings.Repeat("x\n", 700000))
 	problem(t, resp0, b0, http.StatusBadRequest)
 	e.want(200, "GET", "/api/v1/audit", "", &audit)
-	if len(audit.Records) != before+1 {
-		t.Errorf("an import cut short after writing rows left %d audit records, want 1", len(audit.Records)-before)
+	if got := audit.Records[before:]; len(got) != 2 || got[0].Status != http.StatusAccepted || got[1].Status != http.StatusBadRequest {
+		t.Errorf("an import cut short after writing rows left the audit records %+v, want a 202 and a 400", got)
 	}
 	resp, b := e.csv("POST", "/api/v1/tenants/acme/suppressions/import", "email\r\nx@example.net\r\n")
 	problem(t, resp, b, http.StatusBadRequest)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -94,7 +95,14 @@ func (s *server) createDomain(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return invalid("domain: %v", err)
 	}
-	d, keys, err := s.Tenants.CreateDomain(c.Request().Context(), t.ID, name)
+	// The keys are made before the transaction, which must not wait for
+	// them.
+	d, keys, err := s.Tenants.PrepareDomain(t.ID, name)
+	if err == nil {
+		_, err = s.change(c, func(ctx context.Context) (int, error) {
+			return http.StatusCreated, s.Tenants.AddDomain(ctx, d, keys...)
+		})
+	}
 	if errors.Is(err, tenant.ErrExists) {
 		// Said the same whoever owns it: the owner is not revealed.
 		return conflict("domain %q is already registered", name)
@@ -150,7 +158,9 @@ func (s *server) deleteDomain(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	err = s.Tenants.DeleteDomain(c.Request().Context(), t.ID, d.Name)
+	_, err = s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusNoContent, s.Tenants.DeleteDomain(ctx, t.ID, d.Name)
+	})
 	if errors.Is(err, tenant.ErrNotFound) {
 		return notFound("tenant %q has no domain %q", t.ID, d.Name)
 	}
@@ -188,20 +198,26 @@ func (s *server) putList(c echo.Context, t tenant.Tenant) error {
 	if err := tenant.ValidKind(l.Kind); err != nil {
 		return invalid("%v", err)
 	}
-	ctx := c.Request().Context()
-	old, err := s.Tenants.List(ctx, t.ID, id)
-	status := http.StatusOK
-	switch {
-	case errors.Is(err, tenant.ErrNotFound):
-		status = http.StatusCreated
-		c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tenants/"+t.ID+"/lists/"+id)
-	case err != nil:
+	created := l.CreatedAt
+	// Created or replaced is decided in the transaction that writes it.
+	status, err := s.change(c, func(ctx context.Context) (int, error) {
+		old, err := s.Tenants.List(ctx, t.ID, id)
+		status := http.StatusOK
+		switch {
+		case errors.Is(err, tenant.ErrNotFound):
+			status, l.CreatedAt = http.StatusCreated, created
+		case err != nil:
+			return 0, err
+		default:
+			l.CreatedAt = old.CreatedAt
+		}
+		return status, s.Tenants.PutList(ctx, l)
+	})
+	if err != nil {
 		return err
-	default:
-		l.CreatedAt = old.CreatedAt
 	}
-	if err := s.Tenants.PutList(ctx, l); err != nil {
-		return err
+	if status == http.StatusCreated {
+		c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tenants/"+t.ID+"/lists/"+id)
 	}
 	return c.JSON(status, l)
 }

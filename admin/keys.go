@@ -77,8 +77,14 @@ func (s *server) createKey(c echo.Context, t tenant.Tenant) error {
 	if !ok {
 		return invalid(`algorithm must be "rsa" or "ed25519"`)
 	}
-	k, err := s.Tenants.AddKey(c.Request().Context(), d.Name, alg)
+	// The key is made before the transaction, which must not wait for it.
+	k, err := s.Tenants.GenerateKey(d.Name, alg, tenant.KeyPublished)
 	if err != nil {
+		return err
+	}
+	if _, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusCreated, s.Tenants.PutKey(ctx, k)
+	}); err != nil {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/tenants/"+t.ID+"/domains/"+d.Name+"/keys/"+k.Selector)
@@ -125,7 +131,10 @@ func (s *server) activateKey(c echo.Context, t tenant.Tenant) error {
 			return conflict("the TXT record %s is not published as advised (%s): publish it and try again, or send {\"force\": true}", k.Name(), why)
 		}
 	}
-	if err := s.Tenants.ActivateKey(ctx, k.Domain, k.Selector, s.now()); err != nil {
+	// The DNS was asked above: nothing slow runs in the transaction.
+	if _, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusOK, s.Tenants.ActivateKey(ctx, k.Domain, k.Selector, s.now())
+	}); err != nil {
 		return err
 	}
 	return s.getKey(c, t)
@@ -146,7 +155,9 @@ func (s *server) deleteKey(c echo.Context, t tenant.Tenant) error {
 	if err != nil {
 		return err
 	}
-	err = s.Tenants.DeleteKey(c.Request().Context(), k.Domain, k.Selector)
+	_, err = s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusNoContent, s.Tenants.DeleteKey(ctx, k.Domain, k.Selector)
+	})
 	if errors.Is(err, tenant.ErrActiveKey) {
 		return conflict("key %s is active: activate another key of the same algorithm first", k.Selector)
 	}

@@ -39,6 +39,10 @@ func (s *server) erasePrivacy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// An erasure works in bounded transactions of every store (begin).
+	if err := s.begin(c); err != nil {
+		return err
+	}
 	e, err := p.Erase(c.Request().Context(), addr)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"os"
@@ -87,7 +88,20 @@ func (s *server) deleteUnread(c echo.Context) error {
 		return notFound(unreadOff)
 	}
 	id := c.Param("id")
-	err := s.Unread.Delete(id)
+	// A file is no part of a transaction: its record commits first, once
+	// the report is known to be there, so that no report goes unrecorded
+	// (a removal that then fails leaves a record of a 204 that was not
+	// answered; the error is).
+	_, err := s.change(c, func(context.Context) (int, error) {
+		f, _, err := s.Unread.Open(id)
+		if err != nil {
+			return 0, err
+		}
+		return http.StatusNoContent, f.Close()
+	})
+	if err == nil {
+		err = s.Unread.Delete(id)
+	}
 	if errors.Is(err, unread.ErrNotFound) {
 		return notFound("no unread report %q", id)
 	}

@@ -232,9 +232,13 @@ func (s *server) require(p perm, h echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		err := h(c)
+		if done, _ := c.Get(ctxAudited).(bool); done {
+			return err // recorded in the change's transaction (change)
+		}
 		switch changed, _ := c.Get(ctxChanged).(*bool); {
-		case changed != nil && *changed, // the handler says so (a change then an error)
-			changed == nil && err == nil && changes(c.Request().Method) && c.Response().Status < 400:
+		case changed != nil && *changed: // the handler says so (a change then an error)
+			s.auditStatus(c, who, answered(c, err))
+		case changed == nil && err == nil && changes(c.Request().Method) && c.Response().Status < 400:
 			s.audit(c, who)
 		}
 		return err
@@ -265,6 +269,18 @@ func allowed(who principal, p perm, id string) error {
 
 const ctxChanged = "heed.changed"
 
+// answered is the status of the answer to a request whose handler
+// returned err: the written one, or the one handleError will write.
+func answered(c echo.Context, err error) int {
+	if err == nil || c.Response().Committed {
+		return c.Response().Status
+	}
+	if p := problemFor(err); p.Status != 0 {
+		return p.Status
+	}
+	return http.StatusInternalServerError
+}
+
 // changed tells require whether the request changed something, where the
 // method and status do not say it: a dry run changes nothing; an import
 // that failed half-way, or a tenant deleted before its clean-up failed,
@@ -289,11 +305,7 @@ func (s *server) auditStatus(c echo.Context, who principal, status int) {
 	if s.Audit == nil {
 		return
 	}
-	r := &AuditRecord{
-		Time: s.now(), Actor: who.actor, Tenant: c.Param("tenant"),
-		Action: c.Request().Method + " " + c.Path(), Target: auditTarget(c),
-		Status: status, RemoteIP: remoteIP(c),
-	}
+	r := s.record(c, who, status)
 	if err := s.Audit.Append(context.WithoutCancel(c.Request().Context()), r); err != nil {
 		s.Logger.Error("admin: the audit record of a change could not be stored", "err", err,
 			"actor", r.Actor, "action", r.Action, "target", r.Target, "status", r.Status, "remote", r.RemoteIP)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -124,16 +125,18 @@ func (s *server) putSuppression(c echo.Context, t tenant.Tenant) error {
 		return err
 	}
 	e := suppression.Entry{Tenant: t.ID, Address: addr, List: req.List, Reason: reason, Channel: "api", Time: s.now()}
-	created, err := st.Add(c.Request().Context(), e)
+	status, err := s.change(c, func(ctx context.Context) (int, error) {
+		created, err := st.Add(ctx, e)
+		if created {
+			return http.StatusCreated, err
+		}
+		return http.StatusOK, err
+	})
 	if errors.Is(err, suppression.ErrInvalid) {
 		return invalid("%v", err)
 	}
 	if err != nil {
 		return err
-	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
 	}
 	// Show what is stored (a bounce or complaint is always for every list).
 	if reason == suppression.Bounce || reason == suppression.Complaint {
@@ -173,17 +176,23 @@ func (s *server) deleteSuppression(c echo.Context, t tenant.Tenant) error {
 	if scope != "" && scope != suppression.All && tenant.ValidID(scope) != nil {
 		return invalid("list: %q is neither a list id nor \"*\"", scope)
 	}
-	l, err := suppression.Lift(c.Request().Context(), st, t.ID, addr, scope, only)
+	// The entries removed are the ones read in the same transaction
+	// (suppression.Lift, the rule the console's remove button shares).
+	_, err = s.change(c, func(ctx context.Context) (int, error) {
+		l, err := suppression.Lift(ctx, st, t.ID, addr, scope, only)
+		switch {
+		case err != nil:
+			return 0, err
+		case !l.Removed && l.Kept:
+			return 0, conflict("%s has no bounce for tenant %q here, only entries a person or operator decided (opt-out, complaint, manual block); "+
+				"they are removed only when named: add ?reason=unsubscribe (or import, complaint, manual)", addr, t.ID)
+		case !l.Removed:
+			return 0, notFound("%s is not suppressed for tenant %q", addr, t.ID)
+		}
+		return http.StatusNoContent, nil
+	})
 	if err != nil {
 		return err
-	}
-	removed, kept := l.Removed, l.Kept
-	if !removed {
-		if kept {
-			return conflict("%s has no bounce for tenant %q here, only entries a person or operator decided (opt-out, complaint, manual block); "+
-				"they are removed only when named: add ?reason=unsubscribe (or import, complaint, manual)", addr, t.ID)
-		}
-		return notFound("%s is not suppressed for tenant %q", addr, t.ID)
 	}
 	return c.NoContent(http.StatusNoContent)
 }
@@ -222,6 +231,13 @@ func (s *server) importSuppressions(c echo.Context, t tenant.Tenant) error {
 	for _, l := range lists {
 		known[l.ID] = true
 	}
+	if !dry {
+		// Written in many transactions of a batch each: a record before
+		// the first and one of the answer after the last (begin).
+		if err := s.begin(c); err != nil {
+			return err
+		}
+	}
 	body := http.MaxBytesReader(c.Response(), req.Body, maxImportBody)
 	rep, err := suppression.ImportCSV(ctx, imp, t.ID, body, suppression.ImportOptions{
 		DryRun: dry,
@@ -232,9 +248,8 @@ func (s *server) importSuppressions(c echo.Context, t tenant.Tenant) error {
 			return nil
 		},
 	})
-	// What the audit log records: nothing for a dry run; an import that
-	// stopped half-way after writing rows did change the list.
-	changed(c, !dry && (err == nil || rep.Added > 0))
+	// What the audit log records: nothing for a dry run.
+	changed(c, !dry)
 	var big *http.MaxBytesError
 	switch {
 	case errors.As(err, &big):

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -50,7 +51,9 @@ func (s *server) createTenant(c echo.Context) error {
 	if t.Name == "" {
 		return invalid("name is required")
 	}
-	err := s.Tenants.CreateTenant(c.Request().Context(), t)
+	_, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusCreated, s.Tenants.CreateTenant(ctx, t)
+	})
 	if errors.Is(err, tenant.ErrExists) {
 		return conflict("tenant %q already exists", t.ID)
 	}
@@ -92,7 +95,9 @@ func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
 	if req.PostalAddress != nil {
 		t.PostalAddress = strings.TrimSpace(*req.PostalAddress)
 	}
-	if err := s.Tenants.UpdateTenant(c.Request().Context(), t); err != nil {
+	if _, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusOK, s.Tenants.UpdateTenant(ctx, t)
+	}); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, t)
@@ -103,13 +108,19 @@ func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
 // with the same id inherits none of its consumers' data or its endpoints
 // (and no mail of the deleted one goes out after its suppression list). A crash in between leaves
 // entries no tenant can reach until the id is used again; deleting the
-// tenant once more clears them.
+// tenant once more clears them. The audit record (204) commits with the
+// registry's deletion; the clean-up, in bounded transactions, comes after
+// it, and one that fails is answered and logged as an internal error.
 func (s *server) deleteTenant(c echo.Context, t tenant.Tenant) error {
 	ctx := c.Request().Context()
-	if err := s.Tenants.DeleteTenant(ctx, t.ID); err != nil {
+	if _, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusNoContent, s.Tenants.DeleteTenant(ctx, t.ID)
+	}); err != nil {
 		return err
 	}
-	changed(c, true) // whatever the clean-up below does
+	if s.Changes == nil {
+		changed(c, true) // whatever the clean-up below does
+	}
 	if s.Suppressions != nil {
 		if err := s.Suppressions.DeleteTenant(ctx, t.ID); err != nil {
 			return err
@@ -211,23 +222,27 @@ func (s *server) createCredential(c echo.Context, t tenant.Tenant) error {
 	if err := s.check(c, t, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
 	var (
 		cr       tenant.Credential
 		password string
-		err      error
 	)
-	if req.Kind == tenant.KindIP {
-		cr, err = s.Tenants.CreateIPWithin(ctx, networkLimit(c), t.ID, req.CIDR, req.DefaultList)
-	} else {
-		cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, req.DefaultList)
-	}
+	_, err := s.change(c, func(ctx context.Context) (int, error) {
+		var err error
+		if req.Kind == tenant.KindIP {
+			cr, err = s.Tenants.CreateIPWithin(ctx, networkLimit(c), t.ID, req.CIDR, req.DefaultList)
+		} else {
+			cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, req.DefaultList)
+		}
+		return http.StatusCreated, err
+	})
 	switch {
 	case errors.Is(err, tenant.ErrTooManyNetworks):
 		return unprocessable("tenant %q already has the %d ip credentials a tenant's API key may register at most; "+
 			"delete one it no longer needs, or ask the operator", t.ID, tenant.MaxTenantIPCredentials)
 	case errors.Is(err, tenant.ErrExists):
-		s.overlapRefused(c, t, req.CIDR)
+		if err := s.overlapRefused(c, t, req.CIDR); err != nil {
+			return err
+		}
 		return conflict("%s", strings.TrimPrefix(err.Error(), tenant.ErrExists.Error()+": "))
 	case err != nil:
 		return err
@@ -245,8 +260,10 @@ func (s *server) createCredential(c echo.Context, t tenant.Tenant) error {
 // Exclusive networks cannot help answering that; what an operator can do
 // is see it, so each refusal is logged with the network asked for and a
 // count of the tenant's refusals since the start, and is kept in the audit
-// log with its 409, though nothing changed.
-func (s *server) overlapRefused(c echo.Context, t tenant.Tenant, cidr string) {
+// log with its 409, though nothing changed: in a transaction of its own
+// (the one that checked rolled back), and the 409 is answered only once
+// it is stored, so that no probe gets its answer unrecorded.
+func (s *server) overlapRefused(c echo.Context, t tenant.Tenant, cidr string) error {
 	if p, err := tenant.ParseNetwork(cidr); err == nil {
 		cidr = p.String()
 	}
@@ -260,7 +277,7 @@ func (s *server) overlapRefused(c echo.Context, t tenant.Tenant, cidr string) {
 	who := whoIs(c)
 	s.Logger.Warn("admin: ip credential refused: the network overlaps another tenant's",
 		"tenant", t.ID, "cidr", cidr, "actor", who.actor, "remote", remoteIP(c), "refusals", n)
-	s.auditStatus(c, who, http.StatusConflict)
+	return s.recordAlone(c, http.StatusConflict)
 }
 
 func (s *server) listCredentials(c echo.Context, t tenant.Tenant) error {
@@ -283,7 +300,9 @@ func (s *server) deleteCredential(c echo.Context, t tenant.Tenant) error {
 	if k, err := s.Tenants.APIKey(ctx, id); err == nil && k.Tenant == t.ID {
 		return notFound("tenant %q has no credential %q (API keys are revoked at .../api-keys/{id})", t.ID, id)
 	}
-	err := s.Tenants.DeleteCredential(ctx, t.ID, id)
+	_, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusNoContent, s.Tenants.DeleteCredential(ctx, t.ID, id)
+	})
 	if errors.Is(err, tenant.ErrNotFound) {
 		return notFound("tenant %q has no credential %q", t.ID, id)
 	}

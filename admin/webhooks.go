@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -115,13 +116,21 @@ func (s *server) putWebhook(c echo.Context, t tenant.Tenant) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	ep, secret, created, err := m.Put(c.Request().Context(), t.ID, webhooks.DefaultEndpoint, in)
+	var (
+		ep     *webhooks.Endpoint
+		secret string
+	)
+	status, err := s.change(c, func(ctx context.Context) (int, error) {
+		var created bool
+		var err error
+		ep, secret, created, err = m.Put(ctx, t.ID, webhooks.DefaultEndpoint, in)
+		if created {
+			return http.StatusCreated, err
+		}
+		return http.StatusOK, err
+	})
 	if err != nil {
 		return hookError(err)
-	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
 	}
 	return c.JSON(status, viewEndpoint(ep, secret))
 }
@@ -138,7 +147,14 @@ func (s *server) createWebhook(c echo.Context, t tenant.Tenant) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	ep, secret, err := m.Create(c.Request().Context(), t.ID, in.ID, in.Input)
+	var (
+		ep     *webhooks.Endpoint
+		secret string
+	)
+	_, err = s.change(c, func(ctx context.Context) (status int, err error) {
+		ep, secret, err = m.Create(ctx, t.ID, in.ID, in.Input)
+		return http.StatusCreated, err
+	})
 	if err != nil {
 		return hookError(err)
 	}
@@ -195,7 +211,11 @@ func (s *server) patchWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Manag
 	if err := decodeJSON(c, &p); err != nil {
 		return err
 	}
-	ep, err := m.Update(c.Request().Context(), t.ID, id, p)
+	var ep *webhooks.Endpoint
+	_, err := s.change(c, func(ctx context.Context) (status int, err error) {
+		ep, err = m.Update(ctx, t.ID, id, p)
+		return http.StatusOK, err
+	})
 	if err != nil {
 		return hookError(err)
 	}
@@ -203,7 +223,9 @@ func (s *server) patchWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Manag
 }
 
 func (s *server) deleteWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Manager, id string) error {
-	if err := m.Delete(c.Request().Context(), t.ID, id); err != nil {
+	if _, err := s.change(c, func(ctx context.Context) (int, error) {
+		return http.StatusNoContent, m.Delete(ctx, t.ID, id)
+	}); err != nil {
 		return hookError(err)
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -225,7 +247,14 @@ func (s *server) rotateWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Mana
 			return invalid("grace must be a positive duration such as \"24h\", not %q", in.Grace)
 		}
 	}
-	ep, secret, err := m.Rotate(c.Request().Context(), t.ID, id, grace)
+	var (
+		ep     *webhooks.Endpoint
+		secret string
+	)
+	_, err := s.change(c, func(ctx context.Context) (status int, err error) {
+		ep, secret, err = m.Rotate(ctx, t.ID, id, grace)
+		return http.StatusOK, err
+	})
 	if err != nil {
 		return hookError(err)
 	}
@@ -275,7 +304,11 @@ func (s *server) getDelivery(c echo.Context, t tenant.Tenant, m *webhooks.Manage
 
 // resendDelivery sends one event to the endpoint again, with its id.
 func (s *server) resendDelivery(c echo.Context, t tenant.Tenant, m *webhooks.Manager, id string) error {
-	d, err := m.Resend(c.Request().Context(), t.ID, id, c.Param("event"))
+	var d *webhooks.Delivery
+	_, err := s.change(c, func(ctx context.Context) (status int, err error) {
+		d, err = m.Resend(ctx, t.ID, id, c.Param("event"))
+		return http.StatusAccepted, err
+	})
 	if err != nil {
 		return hookError(err)
 	}
@@ -296,6 +329,10 @@ func (s *server) replayWebhook(c echo.Context, t tenant.Tenant, m *webhooks.Mana
 	}
 	if in.Until.IsZero() {
 		in.Until = s.now()
+	}
+	// A replay schedules in batches of its own transactions (begin).
+	if err := s.begin(c); err != nil {
+		return err
 	}
 	n, err := m.Replay(c.Request().Context(), t.ID, id, in.Since, in.Until)
 	if err != nil {

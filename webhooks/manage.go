@@ -17,6 +17,7 @@ import (
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/ids"
+	"github.com/heedmail/heed/internal/txn"
 )
 
 // Sealer encrypts endpoint secrets at rest. Unlike a password, a secret
@@ -115,9 +116,12 @@ func (m *Manager) now() time.Time {
 	return m.Now().UTC()
 }
 
-func (m *Manager) changed() {
+// changed tells the dispatcher of a change made with ctx, once it is
+// committed: under a txn.Join, when the joined transaction ends, so that
+// the dispatcher does not read the endpoints before the change is there.
+func (m *Manager) changed(ctx context.Context) {
 	if m.Changed != nil {
-		m.Changed()
+		txn.AfterCommit(ctx, m.Changed)
 	}
 }
 
@@ -178,7 +182,7 @@ func (m *Manager) Create(ctx context.Context, tenant, id string, in Input) (*End
 	if err := m.Store.CreateEndpoint(ctx, ep); err != nil {
 		return nil, "", err
 	}
-	m.changed()
+	m.changed(ctx)
 	return ep, secret, nil
 }
 
@@ -246,7 +250,7 @@ func (m *Manager) Update(ctx context.Context, tenant, id string, p Patch) (*Endp
 	case disabled:
 		err = m.Store.Reschedule(ctx, tenant, id, Hold)
 	}
-	m.changed()
+	m.changed(ctx)
 	return ep, err
 }
 
@@ -298,21 +302,21 @@ func (m *Manager) Rotate(ctx context.Context, tenant, id string, grace time.Dura
 	if err != nil {
 		return nil, "", err
 	}
-	m.changed()
+	m.changed(ctx)
 	return ep, secret, nil
 }
 
 // Delete removes an endpoint with its deliveries.
 func (m *Manager) Delete(ctx context.Context, tenant, id string) error {
 	err := m.Store.DeleteEndpoint(ctx, tenant, id)
-	m.changed()
+	m.changed(ctx)
 	return err
 }
 
 // DeleteTenant removes every endpoint of a tenant.
 func (m *Manager) DeleteTenant(ctx context.Context, tenant string) error {
 	err := m.Store.DeleteTenant(ctx, tenant)
-	m.changed()
+	m.changed(ctx)
 	return err
 }
 
@@ -344,7 +348,7 @@ func (m *Manager) Resend(ctx context.Context, tenant, id, ref string) (*Delivery
 	if _, err := m.Store.Schedule(ctx, tenant, id, []events.Event{ev}, dueFor(ep, m.now()), m.now()); err != nil {
 		return nil, err
 	}
-	m.changed()
+	m.changed(ctx)
 	return m.Store.Delivery(ctx, tenant, id, ev.Seq)
 }
 
@@ -449,7 +453,7 @@ func (m *Manager) Replay(ctx context.Context, tenant, id string, since, until ti
 		k, err := m.Store.Schedule(ctx, tenant, id, batch, at, m.now())
 		total += k
 		batch = batch[:0]
-		m.changed()
+		m.changed(ctx)
 		return err
 	}
 	err = m.scan(ctx, tenant, since, until, func(ev events.Event) bool {

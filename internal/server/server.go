@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/consoleusers"
@@ -35,6 +36,7 @@ import (
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/public"
 	"github.com/heedmail/heed/smtpd"
@@ -493,6 +495,8 @@ func (r *Relay) serveAdmin() error {
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: resolver.LookupTXT, Readiness: r.readiness(resolver), Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
+		// A change and its audit record commit in one transaction.
+		Changes: txn.Narrow(boltdb.New(r.db), func(t backend.Tx) admin.Tx { return t }),
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: r.events,
 			Queue: r.qs, Spool: r.spool,

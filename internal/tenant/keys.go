@@ -142,6 +142,20 @@ func (r *Registry) GenerateKey(domain string, alg dkim.Algorithm, state string) 
 // CreateDomain registers domain for tenant with an active RSA-2048 key
 // and an active Ed25519 key.
 func (r *Registry) CreateDomain(ctx context.Context, tenantID, domain string) (Domain, []DKIMKey, error) {
+	d, keys, err := r.PrepareDomain(tenantID, domain)
+	if err != nil {
+		return Domain{}, nil, err
+	}
+	if err := r.AddDomain(ctx, d, keys...); err != nil {
+		return Domain{}, nil, err
+	}
+	return d, keys, nil
+}
+
+// PrepareDomain makes what CreateDomain stores, without storing it: for a
+// caller that adds it (AddDomain) in a transaction of its own making,
+// which must not wait for an RSA key to be generated.
+func (r *Registry) PrepareDomain(tenantID, domain string) (Domain, []DKIMKey, error) {
 	d := Domain{Name: domain, Tenant: tenantID, CreatedAt: r.Now().UTC()}
 	var keys []DKIMKey
 	for _, alg := range []dkim.Algorithm{dkim.RSA, dkim.Ed25519} {
@@ -150,9 +164,6 @@ func (r *Registry) CreateDomain(ctx context.Context, tenantID, domain string) (D
 			return Domain{}, nil, err
 		}
 		keys = append(keys, k)
-	}
-	if err := r.AddDomain(ctx, d, keys...); err != nil {
-		return Domain{}, nil, err
 	}
 	return d, keys, nil
 }

@@ -41,10 +41,11 @@ func NewDBStore(tx txn.Runner[Rows], cache *Cache) *DBStore {
 // stale, before the writer hears of the write. A commit that fails may
 // still be what new readers see (bbolt's fdatasync error after its meta
 // page, PostgreSQL's connection lost during COMMIT): a failed update
-// makes the cache stale too.
+// makes the cache stale too. Under a txn.Join the write commits with the
+// joined transaction, so the cache goes stale when that one ends.
 func (s *DBStore) update(ctx context.Context, fn func(Rows) error) error {
 	err := s.tx.Update(ctx, fn)
-	s.cache.Invalidate()
+	txn.AfterCommit(ctx, s.cache.Invalidate)
 	return err
 }
 
@@ -85,7 +86,13 @@ func (s *DBStore) Tenant(ctx context.Context, id string) (Tenant, error) {
 
 // cachedView returns the value of k through the read cache, reading it
 // with load in a read transaction when the cache has no current copy.
+// Inside a joined transaction (txn.Join) the cache is bypassed: the read
+// must see the transaction's own writes, and must not be kept, since they
+// may never commit.
 func cachedView[T any](ctx context.Context, s *DBStore, k cacheKey, load func(Rows) (T, error)) (T, error) {
+	if txn.Joining(ctx) {
+		return viewed(ctx, s, load)
+	}
 	return cached(s.cache, k, func() (v T, err error) {
 		err = s.view(ctx, func(r Rows) error {
 			v, err = load(r)

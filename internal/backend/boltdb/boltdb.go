@@ -38,20 +38,25 @@ var _ backend.Backend = (*Backend)(nil)
 func New(db *store.DB) *Backend { return &Backend{db: db} }
 
 // Update implements txn.Runner: fn runs in the group commit's shared
-// transaction and Update returns once it is on disk.
+// transaction and Update returns once it is on disk. Under a txn.Join it
+// runs in the joined transaction of this database (txn.Enter).
 func (b *Backend) Update(ctx context.Context, fn func(backend.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return b.db.Update(func(tx *bolt.Tx) error { return fn(TxFromBolt(tx)) })
+	return txn.Enter(ctx, b.db, func(fn func(backend.Tx) error) error {
+		return b.db.Update(func(tx *bolt.Tx) error { return fn(TxFromBolt(tx)) })
+	}, fn)
 }
 
-// View implements txn.Runner.
+// View implements txn.Runner; under a txn.Join, in its open transaction.
 func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return b.db.View(func(tx *bolt.Tx) error { return fn(TxFromBolt(tx)) })
+	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
+		return b.db.View(func(tx *bolt.Tx) error { return fn(TxFromBolt(tx)) })
+	}, fn)
 }
 
 // Tx is one bbolt transaction with every store's face.

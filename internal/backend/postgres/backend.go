@@ -41,8 +41,14 @@ func (db *DB) Backend() *Backend { return &Backend{db: db} }
 // Update implements txn.Runner with DB.Update: SERIALIZABLE, retried on
 // conflicts (fn may run more than once), committed with
 // synchronous_commit on. The watchers hear of the events of the attempt
-// that committed, after COMMIT returned.
+// that committed, after COMMIT returned. Under a txn.Join it runs in the
+// joined transaction of this database (txn.Enter), whose events are
+// announced when it commits.
 func (b *Backend) Update(ctx context.Context, fn func(backend.Tx) error) error {
+	return txn.Enter(ctx, b.db, func(fn func(backend.Tx) error) error { return b.update(ctx, fn) }, fn)
+}
+
+func (b *Backend) update(ctx context.Context, fn func(backend.Tx) error) error {
 	var tx *Tx
 	err := b.db.Update(ctx, func(ptx pgx.Tx) error {
 		tx = &Tx{ctx: ctx, tx: ptx}
@@ -61,9 +67,12 @@ func (b *Backend) Update(ctx context.Context, fn func(backend.Tx) error) error {
 	return err
 }
 
-// View implements txn.Runner with DB.View: one REPEATABLE READ snapshot.
+// View implements txn.Runner with DB.View: one REPEATABLE READ snapshot;
+// under a txn.Join, the joined transaction.
 func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
-	return b.db.View(ctx, func(ptx pgx.Tx) error { return fn(&Tx{ctx: ctx, tx: ptx}) })
+	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
+		return b.db.View(ctx, func(ptx pgx.Tx) error { return fn(&Tx{ctx: ctx, tx: ptx}) })
+	}, fn)
 }
 
 // Watch implements backend.Backend, for this process's transactions.
