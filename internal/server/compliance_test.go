@@ -384,8 +384,10 @@ func TestMarketingWithoutPostalAddressRefused(t *testing.T) {
 // TestMailtoOptOut: a reader who replies to the List-Unsubscribe mailto
 // address is opted out of that list; the inbound listener takes mail only
 // for Heed's own addresses and is never a relay.
-func TestMailtoOptOut(t *testing.T) {
-	e := startRelay(t)
+func TestMailtoOptOut(t *testing.T) { eachBackend(t, testMailtoOptOut) }
+
+func testMailtoOptOut(t *testing.T, backend string) {
+	e := startRelayOn(t, backend, testsink.Options{}, nil)
 	user, pass, _ := e.tenantSetup()
 	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
 	got := e.sink.Wait(t, 1, 20*time.Second)[0]
