@@ -15,6 +15,7 @@ import (
 	"github.com/heedmail/heed/internal/ids"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 	"github.com/labstack/echo/v4"
 )
@@ -81,6 +82,9 @@ func problemFor(err error) Problem {
 			detail = m
 		}
 		return newProblem(he.Code, detail)
+	case errors.Is(err, txn.ErrUnavailable):
+		// Nothing was committed; the client may retry (RFC 9110, 15.6.4).
+		return newProblem(http.StatusServiceUnavailable, "the database is unavailable; nothing was changed, try again later")
 	case errors.Is(err, tenant.ErrNotFound), errors.Is(err, queue.ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		return newProblem(http.StatusNotFound, "the resource does not exist")
 	case errors.Is(err, tenant.ErrNetworkRefused):

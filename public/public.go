@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 	"github.com/labstack/echo/v4"
 )
@@ -294,6 +295,11 @@ func (s *server) handleError(err error, c echo.Context) {
 	switch {
 	case errors.Is(err, suppression.ErrUnknownLink):
 		status = http.StatusNotFound
+	case errors.Is(err, txn.ErrUnavailable):
+		// Nothing was recorded: a mailbox provider's one-click POST is
+		// retried on a 5xx, and the page asks the reader to try again.
+		status = http.StatusServiceUnavailable
+		s.Logger.Error("public: database unavailable", "path", c.Path(), "err", err)
 	case errors.As(err, &he):
 		status = he.Code
 	default:

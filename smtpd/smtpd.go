@@ -15,11 +15,13 @@
 package smtpd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/ids"
+	"github.com/heedmail/heed/internal/txn"
 	"time"
 )
 
@@ -32,5 +34,9 @@ func reply(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SM
 func internalError(log *slog.Logger, what string, err error) *smtp.SMTPError {
 	ref := ids.New(time.Now())[10:]
 	log.Error("smtp: "+what, "ref", ref, "err", err)
+	if errors.Is(err, txn.ErrUnavailable) {
+		// Nothing was committed: the client keeps the message and retries.
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Heed's database is unavailable; nothing was accepted, please try again later (ref %s)", ref)
+	}
 	return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, please try again later (ref %s)", ref)
 }

@@ -81,6 +81,18 @@ func NewKeyring(current byte, keys map[byte][]byte) *Keyring {
 	return k
 }
 
+// KeyringOf builds a keyring from keys kept elsewhere than files (the
+// server_secrets table on PostgreSQL), with LoadKeyring's rule: the
+// highest id is the current key. A key that breaks NewKeyring's rules
+// is an error.
+func KeyringOf(keys map[byte][]byte) (*Keyring, error) {
+	var current byte
+	for id := range keys {
+		current = max(current, id)
+	}
+	return newKeyring(current, keys)
+}
+
 func newKeyring(current byte, keys map[byte][]byte) (*Keyring, error) {
 	k := &Keyring{current: current}
 	for id, raw := range keys {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/testsink"
 )
@@ -183,8 +184,21 @@ log: { level: warn }
 // TestCrashLosesNothing: several connections send; heed is killed with
 // SIGKILL mid-load and restarted; every message that got a 250 reaches the
 // next hop. Duplicates (an attempt in flight at the kill) are counted and
-// reported; a loss fails the test.
+// reported; a loss fails the test. It runs on bbolt (bodies in the
+// database and in spool files) and on PostgreSQL (every body in the
+// database).
 func TestCrashLosesNothing(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) { crashLosesNothing(t, "") })
+	t.Run("postgres", func(t *testing.T) { crashLosesNothing(t, postgresConfig(t)) })
+}
+
+// postgresConfig is the storage section of a config on a new database of
+// the test binary's PostgreSQL cluster.
+func postgresConfig(t *testing.T) string {
+	return fmt.Sprintf("storage: { driver: postgres, postgres: { dsn: %q } }\n", pgtest.DSN(t))
+}
+
+func crashLosesNothing(t *testing.T, storage string) {
 	// The sink holds every even-numbered message at RCPT until heed has
 	// been killed, so the kill finds a backlog in the spool as well as
 	// attempts in flight.
@@ -199,7 +213,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	smtpAddr, adminAddr := freePort(t), freePort(t)
 	const token = "crash-test-operator-token-0123456789"
 	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token,
-		fmt.Sprintf("delivery: { mode: mx, routes: { \"example.net\": %q } }\n", sink.Addr()))
+		fmt.Sprintf("delivery: { mode: mx, routes: { \"example.net\": %q } }\n", sink.Addr())+storage)
 
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
 	p.waitHealthy(t, adminAddr)

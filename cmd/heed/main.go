@@ -21,7 +21,9 @@ const usage = `Usage: heed <command> [flags]
 
 Commands:
   serve [-config FILE]          run the relay (embedded defaults without -config)
-  check-config -config FILE     validate a configuration file and print it
+  check-config -config FILE     validate a configuration file and print it;
+                                on PostgreSQL, connect and compare the schema
+  migrate -config FILE          apply the PostgreSQL schema migrations and exit
   version                       print the version and the DKIM RSA signer built in
 
 Operator commands, on a serving relay's admin API (-api URL, token in
@@ -65,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serveCmd(args[1:], stdout, stderr)
 	case "check-config":
 		err = checkConfigCmd(args[1:], stdout, stderr)
+	case "migrate":
+		err = migrateCmd(args[1:], stdout, stderr)
 	case "backup":
 		err = backupCmd(args[1:], stdout, stderr)
 	case "suppress":
@@ -124,5 +128,8 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
-	return printConfig(stdout, cfg.Redacted())
+	if err := printConfig(stdout, cfg.Redacted()); err != nil {
+		return err
+	}
+	return checkDatabase(stdout, cfg)
 }

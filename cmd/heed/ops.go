@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/server"
@@ -131,6 +133,15 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := t.check(); err != nil {
 		return err
+	}
+	if t.api == "" {
+		cfg, err := loadConfig(t.config)
+		if err != nil {
+			return err
+		}
+		if cfg.Storage.Driver == config.DriverPostgres {
+			return errBackupPostgres
+		}
 	}
 	out := fs.Arg(0)
 	var n int64
@@ -425,3 +436,63 @@ func (p *progress) done() {
 	}
 	p.end = true
 }
+
+// checkDatabase is check-config's connection check on PostgreSQL: a
+// configuration whose DSN does not reach the database, or whose database
+// a newer Heed migrated, is not a working one.
+func checkDatabase(stdout io.Writer, cfg *config.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	found, known, ok, err := server.CheckDatabase(ctx, cfg)
+	if !ok {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storage.postgres: %w", err)
+	}
+	switch {
+	case found > known:
+		return fmt.Errorf("storage.postgres: the database's schema is at version %d, newer than this Heed's %d: run the Heed that migrated it, or a later one", found, known)
+	case found < known:
+		fmt.Fprintf(stdout, "PostgreSQL: connected; schema at version %d, this Heed's is %d: heed serve (or heed migrate) will apply %d migration(s)\n", found, known, known-found)
+	default:
+		fmt.Fprintf(stdout, "PostgreSQL: connected; schema at version %d, up to date\n", found)
+	}
+	return nil
+}
+
+// migrateCmd: heed migrate -config FILE
+func migrateCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	// Several nodes may run it at once: they wait for each other on the
+	// migration lock, and the later ones find nothing to do.
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	before, after, ok, err := server.Migrate(context.Background(), cfg, log)
+	if !ok {
+		fmt.Fprintln(stdout, "storage.driver is bbolt: nothing to migrate (heed serve upgrades its database when it opens it)")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if before == after {
+		fmt.Fprintf(stdout, "PostgreSQL schema at version %d: nothing to do\n", after)
+	} else {
+		fmt.Fprintf(stdout, "PostgreSQL schema migrated from version %d to %d\n", before, after)
+	}
+	return nil
+}
+
+// errBackupPostgres is heed backup's answer on PostgreSQL, where a copy
+// made by Heed would be neither consistent with the WAL nor restorable
+// with PostgreSQL's tools.
+var errBackupPostgres = errors.New("backup: storage.driver is postgres: Heed's state is in PostgreSQL, so back it up with PostgreSQL's tools: pg_dump (a consistent logical copy while Heed serves) or base backups with WAL archiving (pg_basebackup, point-in-time recovery); docs/postgresql.md says how. Nothing was written")

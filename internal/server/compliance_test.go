@@ -206,7 +206,11 @@ See you tomorrow at 10:00.
 // recipient opts out of marketing, marketing to them stops at once while
 // their appointment reminders still arrive.
 func TestMarketingMailArrivesCompliant(t *testing.T) {
-	e := startRelay(t)
+	eachBackend(t, testMarketingMailArrivesCompliant)
+}
+
+func testMarketingMailArrivesCompliant(t *testing.T, backend string) {
+	e := startRelayOn(t, backend, testsink.Options{}, nil)
 	user, pass, records := e.tenantSetup()
 
 	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
@@ -260,11 +264,7 @@ func TestMarketingMailArrivesCompliant(t *testing.T) {
 		t.Errorf("the unsubscribe URL shows the address: %s", m[1])
 	}
 	// The token opens to this recipient and list, under the relay's keys.
-	keys, err := suppression.LoadKeyring(filepath.Join(e.cfg.DataDir, "keys", "unsubscribe"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := keys.Parse(m[1][strings.LastIndex(m[1], "/")+1:])
+	target, err := e.r.st.tokens.Parse(m[1][strings.LastIndex(m[1], "/")+1:])
 	if err != nil || target != (suppression.Target{Tenant: "acme", List: "marketing", Address: "pat@example.net"}) {
 		t.Errorf("token opens to %+v, %v", target, err)
 	}
@@ -384,8 +384,10 @@ func TestMarketingWithoutPostalAddressRefused(t *testing.T) {
 // TestMailtoOptOut: a reader who replies to the List-Unsubscribe mailto
 // address is opted out of that list; the inbound listener takes mail only
 // for Heed's own addresses and is never a relay.
-func TestMailtoOptOut(t *testing.T) {
-	e := startRelay(t)
+func TestMailtoOptOut(t *testing.T) { eachBackend(t, testMailtoOptOut) }
+
+func testMailtoOptOut(t *testing.T, backend string) {
+	e := startRelayOn(t, backend, testsink.Options{}, nil)
 	user, pass, _ := e.tenantSetup()
 	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
 	got := e.sink.Wait(t, 1, 20*time.Second)[0]
@@ -441,7 +443,11 @@ func TestMailtoOptOut(t *testing.T) {
 // (a permanent failure) and an ARF report to the feedback-loop address
 // suppress those recipients for every list of the tenant.
 func TestBounceAndComplaintByMail(t *testing.T) {
-	e := startRelay(t)
+	eachBackend(t, testBounceAndComplaintByMail)
+}
+
+func testBounceAndComplaintByMail(t *testing.T, backend string) {
+	e := startRelayOn(t, backend, testsink.Options{}, nil)
 	user, pass, _ := e.tenantSetup()
 	e.send(user, pass, []string{"pat@example.net", "sam@example.net"}, marketingMsg)
 	copies := e.sink.Wait(t, 2, 20*time.Second)

@@ -12,24 +12,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/heedmail/heed/admin"
 	"github.com/heedmail/heed/console"
-	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/fsutil"
-	"github.com/heedmail/heed/internal/store"
 )
 
 // consoleUsers returns the console's accounts kept in db; their TOTP
 // secrets are sealed under a key derived from the server key.
-func consoleUsers(db *store.DB, serverKey []byte) (*consoleusers.Service, error) {
+func consoleUsers(serverKey []byte, open func(seal []byte) (*consoleusers.Service, error)) (*consoleusers.Service, error) {
 	seal, err := hkdf.Key(sha256.New, serverKey, nil, "heed console totp seal v1", 32)
 	if err != nil {
 		return nil, err
 	}
-	return boltdb.ConsoleUsers(db, seal, time.Now)
+	return open(seal)
 }
 
 // withConsole serves the console under /console/ beside the admin API.

@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/testsink"
 )
@@ -26,8 +28,11 @@ import (
 // soft bounce whose diagnostic quotes it);
 // the export lists it, the erasure removes it: neither the raw database
 // file nor any file under the data directory holds it in clear, and Pat's
-// opt-out still stops marketing.
-func TestPrivacyErasure(t *testing.T) {
+// opt-out still stops marketing. On PostgreSQL no row of any table holds
+// it, and the tables the erasure rewrote were vacuumed.
+func TestPrivacyErasure(t *testing.T) { eachBackend(t, testPrivacyErasure) }
+
+func testPrivacyErasure(t *testing.T, backend string) {
 	const pat = "pat@example.net"
 	var mu sync.Mutex
 	hooks := 0
@@ -45,7 +50,7 @@ func TestPrivacyErasure(t *testing.T) {
 		}
 		return nil
 	}}
-	e := startRelayWith(t, sinkOpts, func(c *config.Config) { c.Webhooks.AllowPrivateTargets = true })
+	e := startRelayOn(t, backend, sinkOpts, func(c *config.Config) { c.Webhooks.AllowPrivateTargets = true })
 	user, pass, _ := e.tenantSetup()
 	e.api("PUT", "/api/v1/tenants/acme/webhook", map[string]string{"url": recv.URL}, http.StatusCreated, nil)
 
@@ -137,6 +142,18 @@ func TestPrivacyErasure(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if backend == config.DriverPostgres {
+		dsn := e.cfg.Storage.Postgres.DSN
+		for _, row := range pgtest.Holding(t, dsn, pat) {
+			t.Errorf("a row still holds the erased address: %s", row)
+		}
+		vacuumed := pgtest.Strings(t, dsn, "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL")
+		for _, table := range []string{"suppressions", "events", "deliveries", "bodies", "webhook_deliveries", "audit"} {
+			if !slices.Contains(vacuumed, table) {
+				t.Errorf("table %s was not vacuumed after the erasure (vacuumed: %v)", table, vacuumed)
+			}
+		}
 	}
 	// The promise holds: marketing to Pat is still suppressed, by the hash.
 	if text := e.send(user, pass, []string{pat}, marketingMsg); !strings.Contains(text, "1 of 1 recipients are suppressed") {

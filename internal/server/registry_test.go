@@ -8,14 +8,17 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/testsink"
 )
 
 // TestRegistryChangesApplyAtOnce: the tenant records every message reads
 // (its list, its tenant, its From domain) are kept in memory, and a change
 // made through the admin API applies to the very next message on a relay
 // that has just used the old value, at submission and at delivery.
-func TestRegistryChangesApplyAtOnce(t *testing.T) {
-	e := startRelay(t)
+func TestRegistryChangesApplyAtOnce(t *testing.T) { eachBackend(t, testRegistryChangesApplyAtOnce) }
+
+func testRegistryChangesApplyAtOnce(t *testing.T, backend string) {
+	e := startRelayOn(t, backend, testsink.Options{}, nil)
 	user, pass, _ := e.tenantSetup()
 	// Warm: a reminder goes through submission and delivery.
 	e.send(user, pass, []string{"pat@example.net"}, reminderMsg)

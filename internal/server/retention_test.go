@@ -22,10 +22,12 @@ import (
 // TestRetention: a pass keeps what is younger than the cutoff and deletes
 // the events, finished messages and finished webhook deliveries older than
 // it; suppressions stay.
-func TestRetention(t *testing.T) {
+func TestRetention(t *testing.T) { eachBackend(t, testRetention) }
+
+func testRetention(t *testing.T, backend string) {
 	recv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer recv.Close()
-	e := startRelayWith(t, testsink.Options{}, func(c *config.Config) { c.Webhooks.AllowPrivateTargets = true })
+	e := startRelayOn(t, backend, testsink.Options{}, func(c *config.Config) { c.Webhooks.AllowPrivateTargets = true })
 	user, pass, _ := e.tenantSetup()
 	e.api("PUT", "/api/v1/tenants/acme/webhook", map[string]string{"url": recv.URL}, http.StatusCreated, nil)
 	id := queuedID(t, e.send(user, pass, []string{"pat@example.net"}, reminderMsg))

@@ -22,8 +22,6 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/admin"
-	"github.com/heedmail/heed/internal/backend"
-	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
@@ -36,7 +34,6 @@ import (
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
-	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/internal/unread"
 	"github.com/heedmail/heed/public"
 	"github.com/heedmail/heed/smtpd"
@@ -50,10 +47,13 @@ var ErrLocked = store.ErrLocked
 
 // Relay is everything Serve starts, in the order it is stopped.
 type Relay struct {
-	cfg     *config.Config
-	log     *slog.Logger
+	cfg *config.Config
+	log *slog.Logger
+	// st is the storage backend; db is its bbolt database (nil on
+	// PostgreSQL), to which the key files are bound.
+	st      *storage
 	db      *store.DB
-	events  *events.Log // the event log in db
+	events  *events.Log // the event log in st
 	spool   *queue.Spool
 	tenants *tenant.Registry
 	// suppressions is the suppression list, checked at accept and at
@@ -146,19 +146,17 @@ func Serve(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.
 // Start opens the data directory and starts every listener and the
 // delivery workers. The caller must call Shutdown.
 func Start(cfg *config.Config, log *slog.Logger) (*Relay, error) {
-	if cfg.Storage.Driver == config.DriverPostgres {
-		return nil, errors.New("storage.driver postgres is not available yet: every store has its PostgreSQL rows, but the relay is not wired to them (docs/postgresql.md); use bbolt")
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := dataDirExists(cfg); err != nil {
 		return nil, err
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "heed.db"), store.Options{})
+	r := &Relay{cfg: cfg, log: log, errs: make(chan error, 4)}
+	st, err := r.openStorage()
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, log: log, db: db, errs: make(chan error, 4)}
+	r.st = st
 	if err := r.build(); err != nil {
-		db.Close()
+		st.close()
 		return nil, err
 	}
 	if err := r.listen(); err != nil {
@@ -171,11 +169,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Relay, error) {
 // build makes every part of the relay, in the order they depend on each
 // other; listen starts them.
 func (r *Relay) build() error {
-	key, err := r.buildStores()
-	if err != nil {
-		return err
-	}
-	if r.consoleUsers, err = consoleUsers(r.db, key); err != nil {
+	r.buildStores()
+	key := r.st.serverKey
+	var err error
+	if r.consoleUsers, err = consoleUsers(key, r.st.consoleUsers); err != nil {
 		return err
 	}
 	tokens, err := r.buildLists(key)
@@ -197,32 +194,18 @@ func (r *Relay) build() error {
 	return nil
 }
 
-// buildStores opens the spool and the stores over the database, removes
-// spool files no message needs, and returns the server key.
-func (r *Relay) buildStores() ([]byte, error) {
-	cfg := r.cfg
-	spool, err := queue.OpenSpool(filepath.Join(cfg.DataDir, "spool"))
-	if err != nil {
-		return nil, err
-	}
-	r.spool = spool
-	r.qs = boltdb.Queue(r.db).WithSpool(spool)
-	r.events = boltdb.Events(r.db)
+// buildStores takes the stores of the storage backend and the metrics
+// read from them.
+func (r *Relay) buildStores() {
+	r.spool = r.st.spool
+	r.qs = r.st.qs
+	r.events = r.st.events
 	r.metrics = metrics.New()
 	r.events.Watch(r.metrics.Event)
 	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
 		n, err := r.qs.Depth()
 		return float64(n), err
 	})
-	// Bodies whose record never committed got no 250, and bodies of
-	// finished messages a crash left behind are not needed: remove them.
-	if n, err := spool.Sweep(r.qs.NeedsBody); err != nil {
-		return nil, err
-	} else if n > 0 {
-		r.log.Info("heed: removed unneeded spool files", "count", n)
-	}
-	keyPath := filepath.Join(cfg.DataDir, "keys", "server.key")
-	return r.boundSecret("server key", keyPath, func() ([]byte, error) { return loadOrCreateKey(keyPath) })
 }
 
 // buildLists makes the outbound transport, the tenant registry, the
@@ -240,19 +223,16 @@ func (r *Relay) buildLists(key []byte) (*suppression.Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.tenants = tenant.NewRegistry(boltdb.Tenants(r.db))
+	r.tenants = tenant.NewRegistry(r.st.tenants)
 	if err := r.tenants.SetSealKey(key); err != nil {
 		return nil, err
 	}
-	tokens, err := r.tokenKeys(filepath.Join(cfg.DataDir, "keys", "unsubscribe"))
-	if err != nil {
-		return nil, err
-	}
+	tokens := r.st.tokens
 	hashKey, err := suppressionHashKey(key)
 	if err != nil {
 		return nil, err
 	}
-	r.suppressions = boltdb.Suppressions(r.db, hashKey, time.Now).WithSoftBounces(suppression.SoftRule{
+	r.suppressions = r.st.suppressions(hashKey).WithSoftBounces(suppression.SoftRule{
 		Limit: cfg.Bounces.SoftLimit, Span: cfg.Bounces.SoftSpan, Window: cfg.Bounces.SoftWindow,
 	})
 	r.optOut = &suppression.OptOut{Store: r.suppressions, Keys: tokens, Registry: r.tenants}
@@ -291,7 +271,7 @@ func (r *Relay) buildWebhooks(key []byte) error {
 	if err != nil {
 		return err
 	}
-	r.hookStore = boltdb.Webhooks(r.db)
+	r.hookStore = r.st.webhooks
 	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
@@ -488,28 +468,23 @@ func (r *Relay) serveAdmin() error {
 	if cfg.Delivery.Mode == config.ModeCapture {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
-	audit := boltdb.Audit(r.db) // written by the API, erased by privacy requests
+	audit := r.st.audit // written by the API, erased by privacy requests
 	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: resolver.LookupTXT, Readiness: r.readiness(resolver), Suppressions: r.suppressions, Webhooks: r.hooks,
-		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.db.Backup,
+		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup,
 		// A change and its audit record commit in one transaction.
-		Changes: txn.Narrow(boltdb.New(r.db), func(t backend.Tx) admin.Tx { return t }),
+		Changes: r.st.changes,
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: r.events,
 			Queue: r.qs, Spool: r.spool,
 			Others: []privacy.Eraser{r.hookStore, audit},
 			Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},
-			DB:     r.db,
+			DB:     r.st.scrub,
 		},
-		Ready: func() error {
-			if !r.ready.Load() {
-				return errors.New("starting or shutting down")
-			}
-			return nil
-		},
+		Ready: r.readyCheck,
 	})
 	handler = r.withConsole(handler, audit)
 	al, err := r.adminListener()
@@ -652,7 +627,7 @@ func (r *Relay) shutdown() {
 		r.stopHooks()
 		<-r.hooksStopped
 	}
-	if err := r.db.Close(); err != nil {
+	if err := r.st.close(); err != nil {
 		r.log.Error("heed: closing the database", "err", err)
 	}
 }

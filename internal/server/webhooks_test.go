@@ -23,7 +23,9 @@ import (
 // flows (SMTP accept and delivery, a one-click opt-out and a resubscribe
 // on the public listener, an ARF complaint on the inbound one), each
 // signed with the secret the PUT returned.
-func TestWebhooksHearEveryFlow(t *testing.T) {
+func TestWebhooksHearEveryFlow(t *testing.T) { eachBackend(t, testWebhooksHearEveryFlow) }
+
+func testWebhooksHearEveryFlow(t *testing.T, backend string) {
 	var (
 		mu   sync.Mutex
 		got  = map[string][]map[string]any{} // type → data
@@ -61,7 +63,7 @@ func TestWebhooksHearEveryFlow(t *testing.T) {
 		}
 		return nil
 	}}
-	e := startRelayWith(t, sinkOpts, func(c *config.Config) { c.Webhooks.AllowPrivateTargets = true })
+	e := startRelayOn(t, backend, sinkOpts, func(c *config.Config) { c.Webhooks.AllowPrivateTargets = true })
 	user, pass, _ := e.tenantSetup()
 	var hook struct{ Secret string }
 	e.api("PUT", "/api/v1/tenants/acme/webhook", map[string]string{"url": recv.URL + "/hooks"}, http.StatusCreated, &hook)

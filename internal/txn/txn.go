@@ -11,7 +11,10 @@
 // whole design.
 package txn
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Runner opens transactions whose face is T.
 //
@@ -49,3 +52,10 @@ func (n narrowed[W, N]) Update(ctx context.Context, fn func(N) error) error {
 func (n narrowed[W, N]) View(ctx context.Context, fn func(N) error) error {
 	return n.r.View(ctx, func(w W) error { return fn(n.conv(w)) })
 }
+
+// ErrUnavailable is in the error of a transaction that could not reach
+// its database (PostgreSQL stopped, restarting or out of reach): nothing
+// was committed, or the outcome of a COMMIT is unknown. Listeners answer
+// it with a temporary failure that names it (SMTP 451 4.3.0, HTTP 503),
+// so that clients retry; the backend reconnects by itself.
+var ErrUnavailable = errors.New("the database is unavailable")

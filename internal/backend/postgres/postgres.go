@@ -25,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/heedmail/heed/internal/txn"
 )
 
 // Config says where the database is and how many connections to keep.
@@ -57,7 +59,15 @@ type DB struct {
 // temporary failure (SMTP 451 4.3.0, HTTP 503) so that the client tries
 // again; RFC 5321 §6.1 prefers the rare duplicate to a lost message. The
 // pool reconnects by itself when the server is back.
-var ErrUnavailable = errors.New("the PostgreSQL database is unavailable")
+// It is txn.ErrUnavailable to the listeners, which import no driver.
+var ErrUnavailable error = unavailable{}
+
+type unavailable struct{}
+
+func (unavailable) Error() string { return "the PostgreSQL database is unavailable" }
+
+// Is makes errors.Is(err, txn.ErrUnavailable) true.
+func (unavailable) Is(target error) bool { return target == txn.ErrUnavailable }
 
 // Open connects to the database and checks that the session commits
 // durably. It does not change the schema: call Migrate.

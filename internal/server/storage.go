@@ -1,0 +1,230 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/audit"
+	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/boltdb"
+	"github.com/heedmail/heed/internal/backend/postgres"
+	"github.com/heedmail/heed/internal/config"
+	"github.com/heedmail/heed/internal/consoleusers"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/privacy"
+	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
+	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
+)
+
+// storage is where a relay keeps its state, on the backend storage.driver
+// names: the stores over one backend, the spool of message bodies, the
+// server's secrets, and what only one backend can do (a bbolt backup, a
+// PostgreSQL readiness check).
+type storage struct {
+	qs           *queue.Records
+	events       *events.Log
+	tenants      *tenant.DBStore
+	suppressions func(hashKey []byte) *suppression.Service
+	webhooks     *webhooks.Service
+	audit        *audit.Log
+	consoleUsers func(seal []byte) (*consoleusers.Service, error)
+	// changes runs an admin change and its audit record in one
+	// transaction of this backend.
+	changes txn.Runner[admin.Tx]
+	spool   *queue.Spool
+	// serverKey MACs VERP addresses and derives the keys that hash
+	// suppressed addresses and seal DKIM and webhook secrets; tokens are
+	// the opt-out links' keys.
+	serverKey []byte
+	tokens    *suppression.Keyring
+	// backup writes a consistent copy (nil on PostgreSQL: pg_dump).
+	backup func(w io.Writer, size func(int64)) (int64, error)
+	// scrub runs after a privacy erasure: bbolt's free pages are
+	// overwritten, PostgreSQL's erased tables vacuumed.
+	scrub privacy.Scrubber
+	// ping reports whether the database answers (nil: it is a file).
+	ping  func(context.Context) error
+	close func() error
+}
+
+// startTimeout bounds connecting to PostgreSQL, migrating and reading the
+// secrets at start: a node that cannot reach its database says so rather
+// than hang.
+const startTimeout = time.Minute
+
+// openStorage opens the backend cfg.Storage.Driver names.
+func (r *Relay) openStorage() (*storage, error) {
+	if r.cfg.Storage.Driver == config.DriverPostgres {
+		return r.openPostgres()
+	}
+	return r.openBolt()
+}
+
+// openBolt opens data_dir/heed.db, the spool beside it, and the key files
+// under data_dir/keys, bound to the database.
+func (r *Relay) openBolt() (*storage, error) {
+	cfg := r.cfg
+	db, err := store.Open(filepath.Join(cfg.DataDir, "heed.db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	r.db = db
+	st := &storage{close: db.Close, backup: db.Backup, scrub: db}
+	fail := func(err error) (*storage, error) {
+		db.Close()
+		return nil, err
+	}
+	if st.spool, err = queue.OpenSpool(filepath.Join(cfg.DataDir, "spool")); err != nil {
+		return fail(err)
+	}
+	st.qs = boltdb.Queue(db).WithSpool(st.spool)
+	st.events = boltdb.Events(db)
+	st.tenants = boltdb.Tenants(db)
+	st.webhooks = boltdb.Webhooks(db)
+	st.audit = boltdb.Audit(db)
+	st.consoleUsers = func(seal []byte) (*consoleusers.Service, error) { return boltdb.ConsoleUsers(db, seal, time.Now) }
+	st.changes = txn.Narrow(boltdb.New(db), func(t backend.Tx) admin.Tx { return t })
+	st.suppressions = func(k []byte) *suppression.Service { return boltdb.Suppressions(db, k, time.Now) }
+	// Bodies whose record never committed got no 250, and bodies of
+	// finished messages a crash left behind are not needed: remove them.
+	if n, err := st.spool.Sweep(st.qs.NeedsBody); err != nil {
+		return fail(err)
+	} else if n > 0 {
+		r.log.Info("heed: removed unneeded spool files", "count", n)
+	}
+	keyPath := filepath.Join(cfg.DataDir, "keys", "server.key")
+	if st.serverKey, err = r.boundSecret("server key", keyPath, func() ([]byte, error) { return loadOrCreateKey(keyPath) }); err != nil {
+		return fail(err)
+	}
+	if st.tokens, err = r.tokenKeys(filepath.Join(cfg.DataDir, "keys", "unsubscribe")); err != nil {
+		return fail(err)
+	}
+	return st, nil
+}
+
+// openPostgres connects, applies the migrations the database lacks (under
+// the backend's advisory lock; a schema newer than this binary is
+// refused) and reads the shared secrets, making them on a new database.
+func (r *Relay) openPostgres() (*storage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	db, err := openPostgresDB(ctx, r.cfg, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	serverKey, tokens, err := postgresSecrets(ctx, db, true)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	b := db.Backend()
+	st := &storage{
+		// Bodies are stored with their records: no spool directory, so
+		// the node keeps no state of its own.
+		spool:        queue.DatabaseSpool(),
+		qs:           postgres.Queue(b),
+		events:       postgres.Events(b),
+		tenants:      postgres.Tenants(b),
+		webhooks:     postgres.Webhooks(b),
+		audit:        postgres.Audit(b),
+		consoleUsers: func(seal []byte) (*consoleusers.Service, error) { return postgres.ConsoleUsers(b, seal, time.Now) },
+		changes:      txn.Narrow(b, func(t backend.Tx) admin.Tx { return t }),
+		suppressions: func(k []byte) *suppression.Service { return postgres.Suppressions(b, k, time.Now) },
+		serverKey:    serverKey,
+		tokens:       tokens,
+		scrub:        vacuum{db},
+		ping:         db.Ping,
+		close:        func() error { db.Close(); return nil },
+	}
+	st.qs = st.qs.WithSpool(st.spool)
+	return st, nil
+}
+
+// openPostgresDB opens cfg's PostgreSQL database; r (nil offline) gives
+// the logger.
+func openPostgresDB(ctx context.Context, cfg *config.Config, r *Relay) (*postgres.DB, error) {
+	pc := postgres.Config{DSN: cfg.Storage.Postgres.DSN, MaxConns: int32(cfg.Storage.Postgres.MaxConns)}
+	if r != nil {
+		pc.Logger = r.log
+	}
+	return postgres.Open(ctx, pc)
+}
+
+// The names of the secrets in PostgreSQL's server_secrets table.
+const (
+	secretServerKey = "server key"
+	secretTokenKey  = "unsubscribe token key " // + the key's id, 1 to 255
+)
+
+// postgresSecrets reads the server key and the opt-out token keys from
+// the database. With create (heed serve), a new database gets a fresh
+// key of each, once; an offline command never makes them.
+func postgresSecrets(ctx context.Context, db *postgres.DB, create bool) ([]byte, *suppression.Keyring, error) {
+	gen := func(name string) func() (map[string][]byte, error) {
+		return func() (map[string][]byte, error) {
+			if !create {
+				return nil, errors.New("the database has no server secrets yet: start heed serve on it once")
+			}
+			k := make([]byte, suppression.KeySize) // the server key's size too
+			rand.Read(k)
+			return map[string][]byte{name: k}, nil
+		}
+	}
+	keys, err := db.Secrets(ctx, secretServerKey, gen(secretServerKey))
+	if err != nil {
+		return nil, nil, err
+	}
+	serverKey := keys[secretServerKey]
+	if len(serverKey) < 32 {
+		return nil, nil, errors.New("postgres: the server key in server_secrets is shorter than 32 bytes")
+	}
+	toks, err := db.Secrets(ctx, secretTokenKey, gen(secretTokenKey+"1"))
+	if err != nil {
+		return nil, nil, err
+	}
+	ring := map[byte][]byte{}
+	for name, v := range toks {
+		id, err := strconv.ParseUint(strings.TrimPrefix(name, secretTokenKey), 10, 8)
+		if err != nil || id == 0 {
+			return nil, nil, fmt.Errorf("postgres: server_secrets: %q is not %q and an id from 1 to 255", name, secretTokenKey)
+		}
+		ring[byte(id)] = v
+	}
+	// The newest key signs new links; the others still open old ones.
+	tokens, err := suppression.KeyringOf(ring)
+	if err != nil {
+		err = fmt.Errorf("postgres: server_secrets: %w", err)
+	}
+	return serverKey, tokens, err
+}
+
+// vacuum is the Scrubber of a PostgreSQL database: VACUUM of the tables
+// an erasure rewrote, on the pool after its transactions.
+type vacuum struct{ db *postgres.DB }
+
+func (v vacuum) Scrub() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	return 0, v.db.Vacuum(ctx)
+}
+
+// dataDirExists makes data_dir: captured mail, unread reports and a
+// generated TLS certificate are kept there on either backend.
+func dataDirExists(cfg *config.Config) error { return os.MkdirAll(cfg.DataDir, 0o700) }
