@@ -93,8 +93,10 @@ func storageCopy(ctx context.Context, src, dst *config.Config, stdout, stderr io
 	} else if t != "" {
 		return fmt.Errorf("storage copy: the PostgreSQL database is not empty: table %s has rows; copy into a new database (createdb, then heed migrate)", t)
 	}
-	if err := copyKeys(src.DataDir, dst.DataDir, stderr); err != nil {
-		return fmt.Errorf("storage copy: %w", err)
+	if n, err := server.CopySecretsToPostgres(ctx, pg, src.DataDir); err != nil {
+		return fmt.Errorf("storage copy: the server's keys: %w", err)
+	} else {
+		fmt.Fprintf(stderr, "copied the server key and %d opt-out token keys into server_secrets\n", n-1)
 	}
 
 	c := &copier{ctx: ctx, src: boltdb.New(d.DB), dst: pg.Backend(), spool: spool, show: stderr}

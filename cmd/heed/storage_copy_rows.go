@@ -1,18 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
 
 	"github.com/heedmail/heed/internal/backend"
-	"github.com/heedmail/heed/internal/fsutil"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/tenant"
 )
@@ -204,55 +197,4 @@ func (c *copier) schedule() error {
 		c.progress("schedule entries", len(page))
 	}
 	return nil
-}
-
-// copyKeys carries the files of from/keys (the server key, which DKIM
-// keys and webhook secrets are sealed under and suppression hashes keyed
-// by, and the unsubscribe token keys) to to/keys, where the PostgreSQL
-// relay reads them. A file already there must be the same: a different
-// key would leave every copied secret unreadable.
-func copyKeys(from, to string, show io.Writer) error {
-	src, dst := filepath.Join(from, "keys"), filepath.Join(to, "keys")
-	if sameDir(src, dst) {
-		return nil
-	}
-	var copied int
-	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		out := filepath.Join(dst, rel)
-		old, err := os.ReadFile(out)
-		switch {
-		case err == nil && bytes.Equal(old, b):
-			return nil
-		case err == nil:
-			return fmt.Errorf("%s differs from %s: the target's data_dir has other keys; give it an empty data_dir", out, p)
-		case !errors.Is(err, fs.ErrNotExist):
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-			return err
-		}
-		copied++
-		return fsutil.WriteFileSync(out, b)
-	})
-	if err == nil && copied > 0 {
-		fmt.Fprintf(show, "copied %d key files to %s\n", copied, dst)
-	}
-	return err
-}
-
-func sameDir(a, b string) bool {
-	sa, errA := os.Stat(a)
-	sb, errB := os.Stat(b)
-	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }

@@ -61,6 +61,10 @@ func newCopyFixture(t *testing.T) *copyFixture {
 	rand.Read(f.serverKey)
 	os.MkdirAll(filepath.Join(src, "keys"), 0o700)
 	os.WriteFile(filepath.Join(src, "keys", "server.key"), f.serverKey, 0o600)
+	// The opt-out links' key, made as a starting bbolt relay makes it.
+	if _, err := suppression.LoadKeyring(filepath.Join(src, "keys", "unsubscribe")); err != nil {
+		t.Fatal(err)
+	}
 	db, err := store.Open(filepath.Join(src, "heed.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -246,14 +250,26 @@ func TestStorageCopy(t *testing.T) {
 		t.Fatalf("storage copy's report:\n%s", out)
 	}
 	to, _ := config.Load(f.to)
-	if key, _ := os.ReadFile(filepath.Join(to.DataDir, "keys", "server.key")); !bytes.Equal(key, f.serverKey) {
-		t.Fatal("the server key was not carried to the target's data_dir")
-	}
 	pg, err := postgres.Open(ctx, postgres.Config{DSN: to.Storage.Postgres.DSN})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pg.Close()
+	// The relay on PostgreSQL reads the bbolt relay's keys: hashes, seals
+	// and the links in mail already sent keep working.
+	key, tokens, err := server.PostgresSecrets(ctx, pg)
+	if err != nil || !bytes.Equal(key, f.serverKey) {
+		t.Fatalf("the server key in server_secrets: %v (same as the bbolt relay's: %v)", err, bytes.Equal(key, f.serverKey))
+	}
+	from0, _ := config.Load(f.from)
+	boltTokens, err := suppression.LoadKeyring(filepath.Join(from0.DataDir, "keys", "unsubscribe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := suppression.Target{Tenant: "acme", List: "news", Address: "reader@example.net"}
+	if got, err := tokens.Parse(boltTokens.Token(link)); err != nil || got != link {
+		t.Fatalf("an opt-out link made on bbolt, opened on PostgreSQL: %+v, %v", got, err)
+	}
 	b := pg.Backend()
 
 	from, _ := config.Load(f.from)

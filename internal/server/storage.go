@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -228,3 +229,54 @@ func (v vacuum) Scrub() (int, error) {
 // dataDirExists makes data_dir: captured mail, unread reports and a
 // generated TLS certificate are kept there on either backend.
 func dataDirExists(cfg *config.Config) error { return os.MkdirAll(cfg.DataDir, 0o700) }
+
+// CopySecretsToPostgres writes a bbolt relay's secrets from dataDir/keys
+// (the server key and the opt-out token keys) into db's server_secrets,
+// for heed storage copy: the copied rows were hashed, sealed and signed
+// under them, and the links in mail already sent carry their key ids. A
+// secret already there must be the same. It returns how many it wrote.
+func CopySecretsToPostgres(ctx context.Context, db *postgres.DB, dataDir string) (int, error) {
+	dir := filepath.Join(dataDir, "keys")
+	key, err := os.ReadFile(filepath.Join(dir, "server.key"))
+	if err != nil {
+		return 0, err
+	}
+	if err := db.PutSecret(ctx, secretServerKey, key); err != nil {
+		return 0, err
+	}
+	n := 1
+	tokenDir := filepath.Join(dir, "unsubscribe")
+	entries, err := os.ReadDir(tokenDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A relay that never started made no opt-out link: a fresh key,
+		// as bbolt would have made at start.
+		k := make([]byte, suppression.KeySize)
+		rand.Read(k)
+		return n + 1, db.PutSecret(ctx, secretTokenKey+"1", k)
+	}
+	if err != nil {
+		return n, err
+	}
+	for _, e := range entries {
+		stem, ok := strings.CutSuffix(e.Name(), ".key")
+		id, perr := strconv.ParseUint(stem, 10, 8)
+		if !ok || perr != nil || id == 0 {
+			continue // LoadKeyring refuses such names at start; not ours to judge here
+		}
+		v, err := os.ReadFile(filepath.Join(tokenDir, e.Name()))
+		if err != nil {
+			return n, err
+		}
+		if err := db.PutSecret(ctx, secretTokenKey+stem, v); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// PostgresSecrets reads the server key and the opt-out token keys a
+// PostgreSQL relay uses, making none.
+func PostgresSecrets(ctx context.Context, db *postgres.DB) ([]byte, *suppression.Keyring, error) {
+	return postgresSecrets(ctx, db, false)
+}
