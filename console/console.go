@@ -102,6 +102,9 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions", s.signedIn(s.tenantRead(s.suppressions)))
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions", s.signedIn(s.tenantWrite(s.addSuppression)))
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/remove", s.signedIn(s.tenantWrite(s.removeSuppression)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importPage)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importSuppressions)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/export", s.signedIn(s.tenantRead(s.exportSuppressions)))
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})

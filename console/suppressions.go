@@ -7,7 +7,6 @@ import (
 	"net/url"
 
 	"github.com/heedmail/heed/admin"
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
 )
@@ -36,7 +35,7 @@ var notices = map[string]string{
 func (s *server) suppressions(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
 	ctx := r.Context()
 	d := suppressionsData{Tenant: t, Reasons: []suppression.Reason{suppression.Manual, suppression.Unsubscribe, suppression.Bounce, suppression.Complaint, suppression.Import},
-		Write: access.Check(v.principal(), access.TenantWrite, t.ID) == nil}
+		Write: canWrite(v, t)}
 	lists, err := s.Tenants.Lists(ctx, t.ID)
 	if err != nil {
 		s.internal(w, r, err)
@@ -110,7 +109,7 @@ func (s *server) addSuppression(w http.ResponseWriter, r *http.Request, v *visit
 	status, done := http.StatusOK, "exists"
 	if created {
 		status, done = http.StatusCreated, "added"
-		s.audit(ctx, r, v, t, http.MethodPut, addr, status)
+		s.auditAddress(ctx, r, v, t, http.MethodPut, addr, status)
 	}
 	back(w, r, t, addr, done)
 }
@@ -152,21 +151,27 @@ func (s *server) removeSuppression(w http.ResponseWriter, r *http.Request, v *vi
 		s.fail(w, r, http.StatusNotFound, "There was no such entry to remove.")
 		return
 	}
-	s.audit(ctx, r, v, t, http.MethodDelete, addr, http.StatusNoContent)
+	s.auditAddress(ctx, r, v, t, http.MethodDelete, addr, http.StatusNoContent)
 	back(w, r, t, addr, "removed")
 }
 
-// audit records a change as the API records its own: the route it
-// stands for and the address in its normalised form, with the console
-// user as the actor.
-func (s *server) audit(ctx context.Context, r *http.Request, v *visit, t tenant.Tenant, method, addr string, status int) {
+// auditAddress records a change of one address's entries: the route it
+// stands for and the address in its normalised form.
+func (s *server) auditAddress(ctx context.Context, r *http.Request, v *visit, t tenant.Tenant, method, addr string, status int) {
+	s.audit(ctx, r, v, t.ID, method+" /api/v1/tenants/:tenant/suppressions/:address",
+		"/api/v1/tenants/"+t.ID+"/suppressions/"+addr, status)
+}
+
+// audit records a change as the API records its own: action is the
+// method and route the change stands for, target the path it would have
+// had, with the console user as the actor.
+func (s *server) audit(ctx context.Context, r *http.Request, v *visit, tenantID, action, target string, status int) {
 	if s.Audit == nil {
 		return
 	}
 	rec := &admin.AuditRecord{
-		Time: s.Now().UTC(), Actor: v.actor(), Tenant: t.ID,
-		Action: method + " /api/v1/tenants/:tenant/suppressions/:address",
-		Target: "/api/v1/tenants/" + t.ID + "/suppressions/" + addr,
+		Time: s.Now().UTC(), Actor: v.actor(), Tenant: tenantID,
+		Action: action, Target: target,
 		Status: status, RemoteIP: clientIP(r).String(),
 	}
 	if err := s.Audit.Append(context.WithoutCancel(ctx), rec); err != nil {
