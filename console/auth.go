@@ -254,6 +254,9 @@ func (s *server) scoped(n access.Need, h tenantHandler) func(http.ResponseWriter
 			s.Logger.Info("console: a user asked for another tenant", "user", v.user.Username, "tenant", id)
 			s.fail(w, r, http.StatusNotFound, noTenant)
 			return
+		case errors.Is(err, access.ErrOperatorOnly):
+			s.fail(w, r, http.StatusForbidden, "Only an operator may do this.")
+			return
 		case err != nil:
 			s.fail(w, r, http.StatusForbidden, "Your account may only read this tenant's data.")
 			return

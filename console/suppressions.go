@@ -25,9 +25,15 @@ type suppressionsData struct {
 // notices are the confirmations a redirect after a change asks for, by
 // code, so that the query string cannot put words on the page.
 var notices = map[string]string{
-	"added":   "The address was added to the suppression list.",
-	"exists":  "The address was already suppressed for that list and reason.",
-	"removed": "The entry was removed: mail to the address resumes unless another entry stops it.",
+	"added":              "The address was added to the suppression list.",
+	"exists":             "The address was already suppressed for that list and reason.",
+	"removed":            "The entry was removed: mail to the address resumes unless another entry stops it.",
+	"tenant-created":     "The tenant was created, with its default lists.",
+	"tenant-saved":       "The tenant's name and postal address were saved.",
+	"list-saved":         "The list was saved.",
+	"credential-created": "The network credential was created: mail from it needs no AUTH.",
+	"credential-revoked": "The credential was revoked: it no longer sends mail.",
+	"api-key-revoked":    "The API key was revoked: it no longer opens the API.",
 }
 
 // suppressions is the search by address: every entry of the address with
