@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ const (
 type visit struct {
 	sess consoleusers.Session
 	user consoleusers.User
+	// form is the rest of a multipart form after its CSRF token (nil for
+	// other requests).
+	form *multipart.Reader
 }
 
 // principal is the user as internal/access sees it: the same rule as for
@@ -204,12 +208,18 @@ func (s *server) signedIn(h func(http.ResponseWriter, *http.Request, *visit)) ht
 			http.Redirect(w, r, Prefix+"sign-in", http.StatusSeeOther)
 			return
 		}
-		if r.Method != http.MethodGet && !same(sess.CSRF, r.PostFormValue("csrf")) {
+		var form *multipart.Reader
+		token := func() string { return r.PostFormValue("csrf") }
+		if mr := multipartForm(w, r); r.Method != http.MethodGet && mr != nil {
+			form = mr
+			token = func() string { return formToken(mr) }
+		}
+		if r.Method != http.MethodGet && !same(sess.CSRF, token()) {
 			s.Logger.Warn("console: a form without its session's token", "user", u.Username, "remote", clientIP(r), "path", r.URL.Path)
 			s.fail(w, r, http.StatusForbidden, "The form has expired. Reload the page and try again.")
 			return
 		}
-		h(w, r, &visit{sess: sess, user: u})
+		h(w, r, &visit{sess: sess, user: u, form: form})
 	}
 }
 
@@ -243,6 +253,9 @@ func (s *server) scoped(n access.Need, h tenantHandler) func(http.ResponseWriter
 		case errors.Is(err, access.ErrNoTenant):
 			s.Logger.Info("console: a user asked for another tenant", "user", v.user.Username, "tenant", id)
 			s.fail(w, r, http.StatusNotFound, noTenant)
+			return
+		case errors.Is(err, access.ErrOperatorOnly):
+			s.fail(w, r, http.StatusForbidden, "Only an operator may do this.")
 			return
 		case err != nil:
 			s.fail(w, r, http.StatusForbidden, "Your account may only read this tenant's data.")

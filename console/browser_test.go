@@ -276,6 +276,13 @@ func TestBrowserOtherTenantRefused(t *testing.T) {
 // of a GET of path.
 func (e *env) status(path, username string) int {
 	e.t.Helper()
+	st, _, _ := e.get(e.signedIn(username), path)
+	return st
+}
+
+// signedIn returns a plain client signed in as username.
+func (e *env) signedIn(username string) *http.Client {
+	e.t.Helper()
 	e.clock.Add(30 * time.Second) // the browser used this step's code
 	c := e.client()
 	if st, _ := e.password(c, username, e.secrets[username].Password); st != http.StatusSeeOther {
@@ -285,8 +292,7 @@ func (e *env) status(path, username string) int {
 	if st, _ := e.post(c, "/console/sign-in/code", map[string][]string{"csrf": {tok}, "code": {e.code(username)}}); st != http.StatusSeeOther {
 		e.t.Fatalf("code: %d", st)
 	}
-	st, _, _ := e.get(c, path)
-	return st
+	return c
 }
 
 // TestBrowserCrossSitePost: a page on another origin with a copy of the
@@ -320,5 +326,64 @@ func TestBrowserCrossSitePost(t *testing.T) {
 	}
 	if recs, _ := e.audit.Records(context.Background(), "", 0, 10); len(recs) != 0 {
 		t.Errorf("audit records of a refused post: %+v", recs)
+	}
+}
+
+// TestBrowserImportCSV: an operator uploads a CSV from the suppressions
+// page and reads its report: the counts and each rejected row with its
+// line and why; the valid rows are on the list and the import is in the
+// audit log under the console user.
+func TestBrowserImportCSV(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	if err := e.tenants.PutList(context.Background(), tenant.List{Tenant: "acme", ID: "news", Name: "Newsletter", Kind: tenant.Marketing}); err != nil {
+		t.Fatal(err)
+	}
+	e.bounce("acme", "old@example.net", "msg-0001")
+	csv := filepath.Join(t.TempDir(), "opt-outs.csv")
+	if err := os.WriteFile(csv, []byte("address,list,reason\n"+
+		"ana@example.net,news,unsubscribe\n"+
+		"not an address,*,import\n"+
+		"bo@example.net,nosuch,import\n"+
+		"old@example.net,*,bounce\n"+
+		"Cy@Example.NET,*,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, true)
+	b.signIn(e, "ops")
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/suppressions"),
+		chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/suppressions/import"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#file")))
+	b.accessible("import")
+	b.run(chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{csv}),
+		chromedp.Click(chromedp.CSS("form.card button")),
+		chromedp.WaitVisible(chromedp.CSS("section[aria-labelledby=report]")))
+	figures := b.text("dl.report")
+	for _, want := range []string{"Rows read\n5", "Valid\n3", "Added\n2", "Already there\n1", "Rejected\n2"} {
+		if !strings.Contains(figures, want) {
+			t.Errorf("the report lacks %q:\n%s", want, figures)
+		}
+	}
+	rows := b.text("table.rows tbody")
+	for _, want := range []string{"3\tnot an address", "4\tbo@example.net\t", `no list "nosuch"`} {
+		if !strings.Contains(rows, want) {
+			t.Errorf("the rejected rows lack %q:\n%s", want, rows)
+		}
+	}
+	b.accessible("import report")
+	b.shot("import")
+
+	for _, addr := range []string{"ana@example.net", "cy@example.net"} {
+		if es, err := e.sup.Lookup(context.Background(), "acme", addr); err != nil || len(es) != 1 {
+			t.Errorf("%s after the import: %v %v", addr, es, err)
+		}
+	}
+	recs, err := e.audit.Records(context.Background(), "acme", 0, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("audit records: %+v %v", recs, err)
+	}
+	if r := recs[0]; r.Actor != "console:ops" || r.Action != "POST /api/v1/tenants/:tenant/suppressions/import" ||
+		r.Target != "/api/v1/tenants/acme/suppressions/import" || r.Status != http.StatusOK {
+		t.Errorf("audit record %+v", r)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/heedmail/heed/admin"
+	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/netlimit"
@@ -99,9 +100,21 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /console/sign-in/code", s.code)
 	mux.HandleFunc("POST /console/sign-out", s.signedIn(s.signOut))
 	mux.HandleFunc("GET /console/overview", s.signedIn(s.overview))
+	mux.HandleFunc("GET /console/tenants", s.signedIn(s.tenants))
+	mux.HandleFunc("POST /console/tenants", s.signedIn(s.createTenant))
+	mux.HandleFunc("GET /console/tenants/{tenant}", s.signedIn(s.tenantRead(s.tenantPage)))
+	mux.HandleFunc("POST /console/tenants/{tenant}", s.signedIn(s.tenantWrite(s.editTenant)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/lists", s.signedIn(s.tenantWrite(s.putList)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/credentials", s.signedIn(s.tenantWrite(s.createCredential)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/credentials/revoke", s.signedIn(s.tenantWrite(s.revokeCredential(false))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/api-keys", s.signedIn(s.scoped(access.Operator, s.createAPIKey)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/api-keys/revoke", s.signedIn(s.scoped(access.Operator, s.revokeCredential(true))))
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions", s.signedIn(s.tenantRead(s.suppressions)))
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions", s.signedIn(s.tenantWrite(s.addSuppression)))
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/remove", s.signedIn(s.tenantWrite(s.removeSuppression)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importPage)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importSuppressions)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/export", s.signedIn(s.tenantRead(s.exportSuppressions)))
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})

@@ -48,6 +48,8 @@ var funcs = template.FuncMap{
 	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"add":  func(a, b int) int { return a + b },
 	"mul":  func(a, b int) int { return a * b },
+	// confirmation is the name a credential is revoked by.
+	"confirmation": confirmation,
 }
 
 // parsePages parses each page template with the layout.

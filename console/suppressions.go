@@ -7,7 +7,6 @@ import (
 	"net/url"
 
 	"github.com/heedmail/heed/admin"
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
 )
@@ -26,9 +25,15 @@ type suppressionsData struct {
 // notices are the confirmations a redirect after a change asks for, by
 // code, so that the query string cannot put words on the page.
 var notices = map[string]string{
-	"added":   "The address was added to the suppression list.",
-	"exists":  "The address was already suppressed for that list and reason.",
-	"removed": "The entry was removed: mail to the address resumes unless another entry stops it.",
+	"added":              "The address was added to the suppression list.",
+	"exists":             "The address was already suppressed for that list and reason.",
+	"removed":            "The entry was removed: mail to the address resumes unless another entry stops it.",
+	"tenant-created":     "The tenant was created, with its default lists.",
+	"tenant-saved":       "The tenant's name and postal address were saved.",
+	"list-saved":         "The list was saved.",
+	"credential-created": "The network credential was created: mail from it needs no AUTH.",
+	"credential-revoked": "The credential was revoked: it no longer sends mail.",
+	"api-key-revoked":    "The API key was revoked: it no longer opens the API.",
 }
 
 // suppressions is the search by address: every entry of the address with
@@ -36,7 +41,7 @@ var notices = map[string]string{
 func (s *server) suppressions(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
 	ctx := r.Context()
 	d := suppressionsData{Tenant: t, Reasons: []suppression.Reason{suppression.Manual, suppression.Unsubscribe, suppression.Bounce, suppression.Complaint, suppression.Import},
-		Write: access.Check(v.principal(), access.TenantWrite, t.ID) == nil}
+		Write: canWrite(v, t)}
 	lists, err := s.Tenants.Lists(ctx, t.ID)
 	if err != nil {
 		s.internal(w, r, err)
@@ -110,7 +115,7 @@ func (s *server) addSuppression(w http.ResponseWriter, r *http.Request, v *visit
 	status, done := http.StatusOK, "exists"
 	if created {
 		status, done = http.StatusCreated, "added"
-		s.audit(ctx, r, v, t, http.MethodPut, addr, status)
+		s.auditAddress(ctx, r, v, t, http.MethodPut, addr, status)
 	}
 	back(w, r, t, addr, done)
 }
@@ -152,21 +157,27 @@ func (s *server) removeSuppression(w http.ResponseWriter, r *http.Request, v *vi
 		s.fail(w, r, http.StatusNotFound, "There was no such entry to remove.")
 		return
 	}
-	s.audit(ctx, r, v, t, http.MethodDelete, addr, http.StatusNoContent)
+	s.auditAddress(ctx, r, v, t, http.MethodDelete, addr, http.StatusNoContent)
 	back(w, r, t, addr, "removed")
 }
 
-// audit records a change as the API records its own: the route it
-// stands for and the address in its normalised form, with the console
-// user as the actor.
-func (s *server) audit(ctx context.Context, r *http.Request, v *visit, t tenant.Tenant, method, addr string, status int) {
+// auditAddress records a change of one address's entries: the route it
+// stands for and the address in its normalised form.
+func (s *server) auditAddress(ctx context.Context, r *http.Request, v *visit, t tenant.Tenant, method, addr string, status int) {
+	s.audit(ctx, r, v, t.ID, method+" /api/v1/tenants/:tenant/suppressions/:address",
+		"/api/v1/tenants/"+t.ID+"/suppressions/"+addr, status)
+}
+
+// audit records a change as the API records its own: action is the
+// method and route the change stands for, target the path it would have
+// had, with the console user as the actor.
+func (s *server) audit(ctx context.Context, r *http.Request, v *visit, tenantID, action, target string, status int) {
 	if s.Audit == nil {
 		return
 	}
 	rec := &admin.AuditRecord{
-		Time: s.Now().UTC(), Actor: v.actor(), Tenant: t.ID,
-		Action: method + " /api/v1/tenants/:tenant/suppressions/:address",
-		Target: "/api/v1/tenants/" + t.ID + "/suppressions/" + addr,
+		Time: s.Now().UTC(), Actor: v.actor(), Tenant: tenantID,
+		Action: action, Target: target,
 		Status: status, RemoteIP: clientIP(r).String(),
 	}
 	if err := s.Audit.Append(context.WithoutCancel(ctx), rec); err != nil {
