@@ -415,3 +415,16 @@ func (g *Guard) State(ctx context.Context, tenant string) (State, error) {
 	st.Tenant = tenant
 	return st, err
 }
+
+// Refusal is why tenant's mail of a list of that kind is refused at
+// submission, for the SMTP reply; false when it is not.
+func (g *Guard) Refusal(tenant string, marketing bool) (string, bool) {
+	if !g.Holds(tenant, marketing) {
+		return "", false
+	}
+	st, _ := g.Paused(tenant)
+	if st.PausedBy == ByGuard {
+		return st.Reason, true
+	}
+	return "paused by the relay's operator (" + st.Reason + ")", true
+}
