@@ -28,6 +28,7 @@ import (
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/readiness"
+	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
@@ -89,8 +90,11 @@ type Options struct {
 	LookupTXT func(ctx context.Context, name string) ([]string, error)
 	// Readiness makes the sender readiness reports of domains (nil: 404).
 	Readiness *readiness.Checker
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Rates and Guard are the reputation rates and guard (nil: 404).
+	Rates  *reputation.Rates
+	Guard  *reputation.Guard
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // server holds the handlers' dependencies.

@@ -57,6 +57,9 @@ func (s *server) routes() []route {
 		{http.MethodGet, t, tenantRead, s.scoped(s.getTenant)},
 		{http.MethodPatch, t, tenantWrite, s.scoped(s.patchTenant)},
 		{http.MethodDelete, t, operator, s.scoped(s.deleteTenant)},
+		{http.MethodGet, t + "/reputation", tenantRead, s.scoped(s.getReputation)},
+		{http.MethodPost, t + "/pause", operator, s.scoped(s.pauseTenant)},
+		{http.MethodPost, t + "/resume", operator, s.scoped(s.resumeTenant)},
 
 		{http.MethodPost, t + "/credentials", tenantWrite, s.scoped(s.createCredential)},
 		{http.MethodGet, t + "/credentials", tenantRead, s.scoped(s.listCredentials)},

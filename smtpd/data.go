@@ -122,6 +122,9 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.listPolicy(list); err != nil {
 		return err
 	}
+	if err := ss.pausePolicy(list); err != nil {
+		return err
+	}
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		// A refusal of the content or the size passes through; a client
 		// that went away gets nothing; anything else is ours (451).
@@ -168,6 +171,9 @@ func (ss *session) Data(r io.Reader) error {
 		if err := ss.s.o.Spool.Remove(id); err != nil {
 			ss.log.Warn("smtp: removing an unneeded body", "msg", id, "err", err)
 		}
+	}
+	if list.Kind == tenant.Marketing && ss.s.o.MarketingSent != nil {
+		ss.s.o.MarketingSent(msg.Tenant, strings.ToLower(headerFrom[strings.LastIndexByte(headerFrom, '@')+1:]))
 	}
 	ss.log.Info("smtp: queued", "msg", id, "tenant", msg.Tenant, "list", list.ID, "rcpts", len(msg.Recipients),
 		"suppressed", suppressed, "size", msg.Size)
@@ -219,6 +225,27 @@ func (ss *session) listPolicy(l tenant.List) error {
 				"and tenant %q has none; set postal_address with PATCH /api/v1/tenants/%s", t.ID, t.ID)
 	}
 	return nil
+}
+
+// pausePolicy refuses the mail of a tenant the reputation guard paused
+// (or only its marketing mail, reputation.pause_scope: marketing). The
+// refusal is permanent, 550 5.7.1, not 451: a paused tenant needs a
+// person to act (clean the list, ask for a resume), and a temporary
+// reply would only make the app retry and pile mail up in its own queue
+// until the pause ends, unnoticed; Amazon SES answers a paused account
+// with a hard error too. The text gives the rate, the threshold and what
+// to do; the queued mail is held, not bounced.
+func (ss *session) pausePolicy(l tenant.List) error {
+	if ss.s.o.Paused == nil {
+		return nil
+	}
+	why, paused := ss.s.o.Paused(ss.cred.Tenant, l.Kind == tenant.Marketing)
+	if !paused {
+		return nil
+	}
+	return reply(550, codePolicy,
+		"Tenant %q is paused to protect the relay's reputation: %s. Mail already queued is held, not lost; "+
+			"remove the addresses that bounce or complain, then ask the relay's operator to resume the tenant", ss.cred.Tenant, why)
 }
 
 // suppressed marks r Suppressed when the suppression list says list must

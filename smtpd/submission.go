@@ -74,6 +74,14 @@ type SubmissionOptions struct {
 	MaxAuthFailuresPerClient   int
 	MaxAuthFailuresPerUsername int
 	AuthFailureWindow          time.Duration
+	// Paused, when set, says why tenant's mail of a list of that kind is
+	// refused: the tenant is paused by the reputation guard (package
+	// reputation); paused is false when it is not.
+	Paused func(tenant string, marketing bool) (why string, paused bool)
+	// MarketingSent, when set, hears of each marketing message queued,
+	// with its From domain, after the 250 is decided: it must not block
+	// (the readiness warning at the door starts its check elsewhere).
+	MarketingSent func(tenant, domain string)
 
 	// Local reports whether a client may AUTH without TLS; nil means
 	// loopback addresses only.

@@ -15,6 +15,7 @@ import (
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
@@ -41,6 +42,9 @@ type Tx interface {
 
 	// The console's accounts and sessions (issue 19).
 	ConsoleUsers() consoleusers.Rows
+
+	// The bounce and complaint rates and the guard's state (issue 18).
+	Reputation() reputation.Rows
 }
 
 // Backend runs transactions and announces committed events.

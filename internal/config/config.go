@@ -36,6 +36,7 @@ type Config struct {
 	Log         Log         `yaml:"log"`
 	Bounces     Bounces     `yaml:"bounces"`
 	Readiness   Readiness   `yaml:"readiness"`
+	Reputation  Reputation  `yaml:"reputation"`
 	Storage     Storage     `yaml:"storage"`
 	Console     Console     `yaml:"console"`
 
@@ -290,6 +291,28 @@ type Bounces struct {
 	SoftWindow time.Duration `yaml:"soft_window"`
 }
 
+// Reputation is the reputation guard's thresholds (package reputation,
+// docs/deliverability.md): rates are fractions (0.05 is 5%), judged over
+// the last 24 hours once the window holds the minimum volume.
+type Reputation struct {
+	// WarnBounceRate and PauseBounceRate: hard bounces ÷ final attempts.
+	WarnBounceRate  float64 `yaml:"warn_bounce_rate"`
+	PauseBounceRate float64 `yaml:"pause_bounce_rate"`
+	// WarnComplaintRate and PauseComplaintRate: complaints ÷ delivered.
+	WarnComplaintRate  float64 `yaml:"warn_complaint_rate"`
+	PauseComplaintRate float64 `yaml:"pause_complaint_rate"`
+	// MinFinalAttempts and MinDelivered are the volumes below which the
+	// bounce and the complaint rate are not judged.
+	MinFinalAttempts int64 `yaml:"min_final_attempts"`
+	MinDelivered     int64 `yaml:"min_delivered"`
+	// PauseScope is tenant (all its mail) or marketing (its marketing
+	// lists only).
+	PauseScope string `yaml:"pause_scope"`
+	// AutoResumeAfter resumes a tenant the guard paused after this long;
+	// 0 (the default) leaves it to the operator.
+	AutoResumeAfter time.Duration `yaml:"auto_resume_after"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -359,7 +382,9 @@ func Default() *Config {
 		Log:       Log{Level: "info", Format: "text"},
 		Bounces:   Bounces{SoftLimit: 3, SoftSpan: 72 * time.Hour, SoftWindow: 30 * 24 * time.Hour},
 		Readiness: Readiness{Timeout: 5 * time.Second},
-		Storage:   Storage{Driver: DriverBbolt, Postgres: Postgres{MaxConns: 20}},
+		Reputation: Reputation{WarnBounceRate: 0.05, PauseBounceRate: 0.10, WarnComplaintRate: 0.001, PauseComplaintRate: 0.003,
+			MinFinalAttempts: 100, MinDelivered: 1000, PauseScope: "tenant"},
+		Storage: Storage{Driver: DriverBbolt, Postgres: Postgres{MaxConns: 20}},
 		Console: Console{
 			AllowNetworks:           []string{},
 			MaxLoginAttemptsPerUser: 5, MaxLoginAttemptsPerClient: 20, LoginAttemptWindow: 15 * time.Minute,

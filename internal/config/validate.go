@@ -62,6 +62,7 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	c.checkDelivery(v)
 	c.checkBounces(v)
 	c.checkReadiness(v)
+	c.checkReputation(v)
 	c.checkStorage(v)
 	c.checkConsole(v)
 	v.oneOf([]string{"log", "level"}, c.Log.Level, "debug", "info", "warn", "error")
@@ -272,6 +273,28 @@ func (c *Config) checkBounces(v *checker) {
 	}
 	v.duration([]string{"bounces", "soft_span"}, b.SoftSpan, 0)
 	v.duration([]string{"bounces", "soft_window"}, b.SoftWindow, max(24*time.Hour, b.SoftSpan))
+}
+
+// checkReputation checks the guard's thresholds: rates are fractions, a
+// pause level above its warning level (0 turns the pause off).
+func (c *Config) checkReputation(v *checker) {
+	r := c.Reputation
+	for _, p := range []struct {
+		name        string
+		warn, pause float64
+	}{{"bounce", r.WarnBounceRate, r.PauseBounceRate}, {"complaint", r.WarnComplaintRate, r.PauseComplaintRate}} {
+		if p.warn <= 0 || p.warn >= 1 {
+			v.add([]string{"reputation", "warn_" + p.name + "_rate"}, "must be a fraction above 0 and below 1 (0.05 is 5%%), got %v", p.warn)
+			continue
+		}
+		if p.pause != 0 && (p.pause <= p.warn || p.pause > 1) {
+			v.add([]string{"reputation", "pause_" + p.name + "_rate"}, "must be 0 (no pause) or above warn_%s_rate and at most 1, got %v", p.name, p.pause)
+		}
+	}
+	v.atLeast([]string{"reputation", "min_final_attempts"}, r.MinFinalAttempts, 1)
+	v.atLeast([]string{"reputation", "min_delivered"}, r.MinDelivered, 1)
+	v.oneOf([]string{"reputation", "pause_scope"}, r.PauseScope, "tenant", "marketing")
+	v.duration([]string{"reputation", "auto_resume_after"}, r.AutoResumeAfter, 0)
 }
 
 // checkReadiness checks the sending addresses and the readiness reports'

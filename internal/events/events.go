@@ -28,6 +28,17 @@ const (
 	// that is not a complaint (auth-failure, not-spam, virus): it
 	// suppresses nobody; Data.Reason is its feedback type.
 	ReportFeedback Type = "report.feedback"
+
+	// The reputation guard's (package reputation): a rate passed its
+	// warning level, a tenant was paused (its mail held and refused) and
+	// resumed. Data.Rate has the figures, Data.Reason the sentence.
+	TenantReputationWarning Type = "tenant.reputation_warning"
+	TenantPaused            Type = "tenant.paused"
+	TenantResumed           Type = "tenant.resumed"
+	// DomainReadinessFailed: marketing mail was sent from a domain whose
+	// readiness report has a failing check (at most once a day per
+	// tenant and domain); Data.Domain names it, Data.Reason the checks.
+	DomainReadinessFailed Type = "domain.readiness_failed"
 )
 
 // AllTypes lists every event type, in the order of contract.md, then
@@ -37,6 +48,7 @@ var AllTypes = []Type{
 	RecipientUnsubscribed, RecipientResubscribed, RecipientComplained,
 	SuppressionAdded, SuppressionRemoved,
 	ReportFeedback,
+	TenantReputationWarning, TenantPaused, TenantResumed, DomainReadinessFailed,
 }
 
 // Event is one thing that happened, for one tenant.
@@ -68,6 +80,27 @@ type Data struct {
 	// BounceType is "hard" (the address is gone) or "soft" on
 	// message.bounced.
 	BounceType string `json:"bounce_type,omitempty"`
+	// Domain is the sending domain of a domain.* event, and of a
+	// tenant.* event about one domain.
+	Domain string `json:"domain,omitempty"`
+	// Rate is what a tenant.reputation_warning or tenant.paused event of
+	// the guard measured (nil on every other event).
+	Rate *Rate `json:"rate,omitempty"`
+}
+
+// Rate is one measured rate and the level it was judged against.
+type Rate struct {
+	// Metric is "bounce" (hard bounces ÷ final attempts) or "complaint"
+	// (complaints ÷ delivered).
+	Metric string `json:"metric"`
+	// Window is the rolling window the counts are of ("24h").
+	Window string  `json:"window"`
+	Value  float64 `json:"value"`
+	// Count and Of are the counts behind Value (hard bounces and final
+	// attempts, or complaints and deliveries).
+	Count     int64   `json:"count"`
+	Of        int64   `json:"of"`
+	Threshold float64 `json:"threshold"`
 }
 
 // Recorder writes an event that is not part of another state change.

@@ -132,3 +132,25 @@ func (g *funcMetric) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(g.desc, g.kind, v)
 }
+
+// GaugeVec adds a gauge with labels read at each scrape: collect calls
+// emit once per series. Errors as for Gauge.
+func (m *Metrics) GaugeVec(name, help string, labels []string, collect func(emit func(v float64, values ...string)) error) {
+	m.reg.MustRegister(&funcVec{desc: prometheus.NewDesc(name, help, labels, nil), collect: collect})
+}
+
+type funcVec struct {
+	desc    *prometheus.Desc
+	collect func(emit func(v float64, values ...string)) error
+}
+
+func (g *funcVec) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *funcVec) Collect(ch chan<- prometheus.Metric) {
+	err := g.collect(func(v float64, values ...string) {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, values...)
+	})
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(g.desc, err)
+	}
+}

@@ -169,4 +169,7 @@ type Store interface {
 	// and a recipient is pending. The start-up sweep removes the others
 	// (uncommitted messages, and finished ones a crash left behind).
 	NeedsBody(id string) bool
+	// Hold puts job's schedule entry off until until, without an attempt,
+	// an event or a change of its state (a paused tenant's mail).
+	Hold(ctx context.Context, job Job, until time.Time) error
 }

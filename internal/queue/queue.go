@@ -50,7 +50,11 @@ type Options struct {
 	// Observe, when set, hears each recorded outcome with the time since
 	// the message was accepted (metrics).
 	Observe func(state State, sinceAccepted time.Duration)
-	Logger  *slog.Logger
+	// Held, when set, says a message's recipients wait instead of being
+	// attempted (a tenant paused by the reputation guard): they are put
+	// off by HoldFor (Store.Hold) until a resume releases them.
+	Held   func(msg *Message) bool
+	Logger *slog.Logger
 }
 
 // Queue accepts messages and runs their delivery.
@@ -292,6 +296,12 @@ func (q *Queue) attempt(j Job, release func()) (Outcome, *Message, bool) {
 	}
 	if rcpt.State.Final() {
 		return Outcome{State: rcpt.State, Reply: rcpt.LastReply, At: q.o.Now()}, msg, true
+	}
+	if q.o.Held != nil && q.o.Held(msg) {
+		if err := q.o.Store.Hold(q.workCtx, j, q.o.Now().Add(HoldFor)); err != nil && q.workCtx.Err() == nil {
+			q.log.Error("queue: holding a paused tenant's recipient", "msg", j.MessageID, "rcpt", j.Index, "err", err)
+		}
+		return Outcome{}, nil, false
 	}
 	buf := renderBufs.Get().(*bytes.Buffer)
 	defer putRenderBuf(buf)

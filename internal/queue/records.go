@@ -8,6 +8,7 @@ import (
 
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/report"
+	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 )
@@ -23,6 +24,9 @@ type Records struct {
 	tx    txn.Runner[Tx]
 	sup   *suppression.Service
 	spool *Spool
+	// rates is set by KeepRates: outcomes count in the reputation rates,
+	// and the tenant is named to it after the commit.
+	rates func(tenant string)
 }
 
 // NewRecords returns the queue kept by tx.
@@ -36,6 +40,18 @@ func NewRecords(tx txn.Runner[Tx]) *Records { return &Records{tx: tx} }
 // queue's transaction.
 func (s *Records) SuppressHardBounces(sup *suppression.Service) *Records {
 	s.sup = sup
+	return s
+}
+
+// KeepRates makes Record add each final attempt to the tenant's bounce
+// and complaint counters (package reputation) in the transaction of the
+// outcome, and call touched with the tenant after the commit (the
+// guard's Touch; nil for none).
+func (s *Records) KeepRates(touched func(tenant string)) *Records {
+	if touched == nil {
+		touched = func(string) {}
+	}
+	s.rates = touched
 	return s
 }
 
@@ -216,8 +232,9 @@ var eventOf = map[State]events.Type{
 // recipient is final), the outcome's event and what it means for the
 // suppression list, in one transaction.
 func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bool, err error) {
+	var tenant string
 	err = s.tx.Update(ctx, func(tx Tx) error {
-		finished = false // the function may run more than once
+		finished, tenant = false, "" // the function may run more than once
 		rows := tx.Queue()
 		if err := rows.Unschedule(job); err != nil {
 			return err
@@ -272,8 +289,22 @@ func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bo
 		if err := events.Append(tx.Events(), ev); err != nil {
 			return err
 		}
+		if s.rates != nil && (out.State == Delivered || out.State == Bounced) {
+			tenant = m.Tenant
+			from := m.HeaderFrom
+			if from == "" {
+				from = m.From
+			}
+			if err := reputation.Count(tx.Reputation(), m.Tenant, strings.ToLower(domainOf(from)), out.At,
+				out.State == Delivered, out.State == Bounced && out.Bounce.Verdict == report.Hard); err != nil {
+				return err
+			}
+		}
 		return s.followUp(tx, &m, &r, out)
 	})
+	if err == nil && tenant != "" {
+		s.rates(tenant)
+	}
 	return finished, err
 }
 

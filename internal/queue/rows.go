@@ -2,6 +2,7 @@ package queue
 
 import (
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -95,4 +96,7 @@ type Tx interface {
 	Queue() Rows
 	Events() events.TxLog
 	Suppressions() suppression.Rows
+	// Reputation is the bounce and complaint counters an outcome adds to
+	// (Records.KeepRates).
+	Reputation() reputation.Rows
 }

@@ -129,9 +129,9 @@ type Options struct {
 	// dozens of DNS queries and a POST to the relay's own public listener,
 	// and any tenant's API key can ask for one.
 	MaxConcurrent int
-	// ComplaintRate reads a tenant's complaint rate on a domain; nil until
-	// Heed measures rates (issue 18 item 1): the check then warns that the
-	// rate is not measured.
+	// ComplaintRate reads a tenant's complaint rate on a domain (the relay
+	// gives package reputation's 7-day counts); nil makes the check warn
+	// that the rate is not measured.
 	ComplaintRate func(ctx context.Context, tenant, domain string) (Rate, error)
 	Logger        *slog.Logger
 	Now           func() time.Time

@@ -23,6 +23,7 @@ func (r *Relay) readiness(resolver *net.Resolver) *readiness.Checker {
 		Resolver: resolver, Hostname: cfg.Hostname, ReturnPathDomain: cfg.ReturnPathDomain,
 		MailtoDomain: cfg.Unsubscribe.MailtoDomain, BaseURL: cfg.HTTP.Public.BaseURL,
 		SourceAddresses: src, Timeout: cfg.Readiness.Timeout, Logger: r.log,
+		ComplaintRate: r.complaintRate,
 	})
 }
 

@@ -75,8 +75,10 @@ type Relay struct {
 	hooks    *webhooks.Manager
 	metrics  *metrics.Metrics
 	// qs and hookStore are the queue's and the webhooks' stores.
-	qs           *queue.Records
-	hookStore    *webhooks.Service
+	qs        *queue.Records
+	hookStore *webhooks.Service
+	// rep is the reputation rates and guard (reputation.go).
+	rep          reputationParts
 	stopHooks    context.CancelFunc
 	hooksStopped chan struct{}
 	// consoleUsers are the console's accounts and sessions.
@@ -179,6 +181,9 @@ func (r *Relay) build() error {
 	if err != nil {
 		return err
 	}
+	if err := r.buildReputation(); err != nil {
+		return err
+	}
 	r.buildInbound(key, tokens)
 	if err := r.buildWebhooks(key); err != nil {
 		return err
@@ -253,7 +258,7 @@ func (r *Relay) buildInbound(key []byte, tokens *suppression.Keyring) {
 	r.inbound = smtpd.NewInbound(smtpd.InboundOptions{
 		Hostname: cfg.Hostname, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens,
 		VERP:     queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
-		Messages: r.qs, Suppressions: r.suppressions, Events: r.events,
+		Messages: r.qs, Suppressions: r.complaints(), Events: r.events,
 		Unread:               r.unread,
 		MaxMessagesPerMinute: cfg.SMTP.Inbound.MaxMessagesPerClientPerMinute,
 		ReadTimeout:          cfg.SMTP.ReadTimeout, Logger: r.log,
@@ -294,7 +299,7 @@ func (r *Relay) buildQueue(key []byte, tokens *suppression.Keyring) {
 		Unsubscribe: queue.Unsubscribe{BaseURL: cfg.HTTP.Public.BaseURL, MailtoDomain: cfg.Unsubscribe.MailtoDomain, Tokens: tokens},
 		VERP:        queue.VERP{Domain: cfg.ReturnPathDomain, Key: key},
 		Hostname:    cfg.Hostname, Workers: cfg.Delivery.Workers, DomainConcurrency: cfg.Delivery.DomainConcurrency,
-		MaxLifetime: cfg.Delivery.MaxQueueLifetime, Logger: r.log,
+		MaxLifetime: cfg.Delivery.MaxQueueLifetime, Logger: r.log, Held: r.held,
 		Observe: func(st queue.State, d time.Duration) {
 			if st == queue.Delivered {
 				r.metrics.Delivered(d)
@@ -323,6 +328,7 @@ func (r *Relay) buildSubmission() error {
 		MaxAuthFailuresPerClient:   cfg.SMTP.MaxAuthFailuresPerClient,
 		MaxAuthFailuresPerUsername: cfg.SMTP.MaxAuthFailuresPerUsername,
 		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
+		Paused:                     r.rep.guard.Refusal,
 	})
 	return nil
 }
@@ -375,6 +381,7 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		{"events", r.events.Purge},
 		{"messages", r.qs.Purge},
 		{"webhook deliveries", r.hookStore.Purge},
+		{"reputation counters", func(ctx context.Context, _ time.Time) (int, error) { return r.rep.rates.Prune(ctx) }},
 	} {
 		n, err := p.fn(ctx, cutoff)
 		if err != nil && ctx.Err() == nil {
@@ -477,6 +484,7 @@ func (r *Relay) serveAdmin() error {
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup,
 		// A change and its audit record commit in one transaction.
 		Changes: r.st.changes,
+		Rates:   r.rep.rates, Guard: r.rep.guard,
 		Privacy: &privacy.Service{
 			Suppressions: r.suppressions, Events: r.events,
 			Queue: r.qs, Spool: r.spool,
@@ -554,6 +562,7 @@ func (r *Relay) startBackground() {
 	var bg sync.WaitGroup
 	bg.Go(func() { r.webhooks.Run(hctx) })
 	bg.Go(func() { r.retain(hctx) })
+	bg.Go(func() { r.rep.guard.Run(hctx) })
 	go func() {
 		bg.Wait()
 		close(r.hooksStopped)

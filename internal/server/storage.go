@@ -23,6 +23,7 @@ import (
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
+	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
@@ -45,7 +46,9 @@ type storage struct {
 	// changes runs an admin change and its audit record in one
 	// transaction of this backend.
 	changes txn.Runner[admin.Tx]
-	spool   *queue.Spool
+	// reputation keeps the rates' counters and the guard's state.
+	reputation txn.Runner[reputation.Tx]
+	spool      *queue.Spool
 	// serverKey MACs VERP addresses and derives the keys that hash
 	// suppressed addresses and seal DKIM and webhook secrets; tokens are
 	// the opt-out links' keys.
@@ -98,6 +101,7 @@ func (r *Relay) openBolt() (*storage, error) {
 	st.audit = boltdb.Audit(db)
 	st.consoleUsers = func(seal []byte) (*consoleusers.Service, error) { return boltdb.ConsoleUsers(db, seal, time.Now) }
 	st.changes = txn.Narrow(boltdb.New(db), func(t backend.Tx) admin.Tx { return t })
+	st.reputation = boltdb.Reputation(db)
 	st.suppressions = func(k []byte) *suppression.Service { return boltdb.Suppressions(db, k, time.Now) }
 	// Bodies whose record never committed got no 250, and bodies of
 	// finished messages a crash left behind are not needed: remove them.
@@ -147,6 +151,7 @@ func (r *Relay) openPostgres() (*storage, error) {
 		audit:        postgres.Audit(b),
 		consoleUsers: func(seal []byte) (*consoleusers.Service, error) { return postgres.ConsoleUsers(b, seal, time.Now) },
 		changes:      txn.Narrow(b, func(t backend.Tx) admin.Tx { return t }),
+		reputation:   postgres.Reputation(b),
 		suppressions: func(k []byte) *suppression.Service { return postgres.Suppressions(b, k, time.Now) },
 		serverKey:    serverKey,
 		tokens:       tokens,

@@ -60,6 +60,11 @@ var (
 	// accounts and sessions (package consoleusers).
 	BucketConsoleUsers    = []byte("console_users")
 	BucketConsoleSessions = []byte("console_sessions")
+	// BucketReputationRates holds the hourly counters of the bounce and
+	// complaint rates, BucketReputationState the guard's state of each
+	// tenant (package reputation).
+	BucketReputationRates = []byte("reputation_rates")
+	BucketReputationState = []byte("reputation_state")
 )
 
 var allBuckets = [][]byte{
@@ -69,6 +74,7 @@ var allBuckets = [][]byte{
 	BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule, BucketWebhookDead,
 	BucketAudit, BucketSoftBounces,
 	BucketConsoleUsers, BucketConsoleSessions,
+	BucketReputationRates, BucketReputationState,
 }
 
 // SchemaVersion is the layout this code reads and writes. 2: suppression
@@ -79,12 +85,14 @@ var allBuckets = [][]byte{
 // database is upgraded in place at open, since version 3 only adds, and
 // a build that knows only version 2 then refuses the file instead of
 // misreading an entry. 4: the console_users and console_sessions
-// buckets; versions 2 and 3 are upgraded in place, as 4 only adds.
-const SchemaVersion = 4
+// buckets; versions 2 and 3 are upgraded in place, as 4 only adds. 5:
+// the reputation_rates and reputation_state buckets; versions 2, 3 and 4
+// are upgraded in place, as 5 only adds.
+const SchemaVersion = 5
 
 // upgradable are the older versions Open upgrades in place: each differs
 // from SchemaVersion only by what initSchema creates.
-var upgradable = map[byte]bool{2: true, 3: true}
+var upgradable = map[byte]bool{2: true, 3: true, 4: true}
 
 var keySchema = []byte("schema_version")
 

@@ -150,3 +150,34 @@ func TestSchemaUpgradedFrom3(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSchemaUpgradedFrom4: a version 4 database (before the reputation
+// buckets) opens, gains them and is marked version 5, so a build that
+// knows only version 4 refuses it from then on.
+func TestSchemaUpgradedFrom4(t *testing.T) {
+	db := open(t)
+	db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{BucketReputationRates, BucketReputationState} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(BucketMeta).Put(keySchema, []byte{4})
+	})
+	path := db.Path()
+	db.Close()
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("a version 4 database: %v", err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(BucketMeta).Get(keySchema); len(v) != 1 || v[0] != 5 {
+			t.Errorf("schema version after the upgrade: %v, want 5", v)
+		}
+		if tx.Bucket(BucketReputationRates) == nil || tx.Bucket(BucketReputationState) == nil {
+			t.Error("no reputation buckets after the upgrade")
+		}
+		return nil
+	})
+}
