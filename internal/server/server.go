@@ -67,9 +67,13 @@ type Relay struct {
 	// unread is reports/unread: the inbound listener keeps reports there,
 	// the admin API lists them, the retention job purges them.
 	unread *unread.Store
-	public *http.Server
-	admin  *http.Server
-	errs   chan error
+	// checker makes readiness reports (the admin API, the door warning);
+	// door warns of marketing mail from a domain that is not ready.
+	checker *readiness.Checker
+	door    *doorWarner
+	public  *http.Server
+	admin   *http.Server
+	errs    chan error
 	// webhooks sends events to the tenants' endpoints; hooks manages them.
 	webhooks *webhooks.Dispatcher
 	hooks    *webhooks.Manager
@@ -315,6 +319,11 @@ func (r *Relay) buildSubmission() error {
 	if err != nil {
 		return err
 	}
+	r.checker = r.readiness(readiness.NewResolver(cfg.Readiness.DNSServer))
+	r.door = &doorWarner{
+		checker: r.checker, tenants: r, events: r.events, now: time.Now, log: r.log,
+		warned: map[string]time.Time{}, checked: map[string]time.Time{}, inflight: map[string]bool{},
+	}
 	r.submission = smtpd.NewSubmission(smtpd.SubmissionOptions{
 		Hostname: cfg.Hostname, Tenants: r.tenants, Queue: r.queue, Spool: r.spool, TLS: tlsCfg,
 		Suppressions:    r.suppressions,
@@ -329,6 +338,7 @@ func (r *Relay) buildSubmission() error {
 		MaxAuthFailuresPerUsername: cfg.SMTP.MaxAuthFailuresPerUsername,
 		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
 		Paused:                     r.rep.guard.Refusal,
+		MarketingSent:              r.door.sent,
 	})
 	return nil
 }
@@ -477,10 +487,14 @@ func (r *Relay) serveAdmin() error {
 	}
 	audit := r.st.audit // written by the API, erased by privacy requests
 	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
+	checker := r.checker
+	if checker == nil {
+		checker = r.readiness(resolver)
+	}
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
-		LookupTXT: resolver.LookupTXT, Readiness: r.readiness(resolver), Suppressions: r.suppressions, Webhooks: r.hooks,
+		LookupTXT: resolver.LookupTXT, Readiness: checker, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup,
 		// A change and its audit record commit in one transaction.
 		Changes: r.st.changes,
@@ -629,6 +643,9 @@ func (r *Relay) shutdown() {
 	}
 	if r.transport != nil {
 		r.transport.Close()
+	}
+	if r.door != nil {
+		r.door.wait() // a readiness report in the background records its event
 	}
 	if r.stopHooks != nil {
 		// Requests in flight are cancelled; their events go out after the
