@@ -27,6 +27,7 @@ import (
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/ratelimit"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -48,6 +49,11 @@ type Options struct {
 	WebhookBacklog func(ctx context.Context) (int, error)
 	// Audit keeps the record of every change, as for the API.
 	Audit admin.AuditLog
+	// Changes runs a change and its audit record in one transaction, the
+	// runner the admin API is given (admin.Options.Changes). Without it a
+	// change's record is appended after the change, in a transaction of
+	// its own.
+	Changes txn.Runner[admin.Tx]
 	// AllowNetworks are the networks the console answers (empty: all).
 	AllowNetworks []netip.Prefix
 	// MaxAttemptsPerUser and MaxAttemptsPerClient are the sign-in

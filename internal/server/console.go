@@ -41,7 +41,7 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog) http.Handler
 		Users: r.consoleUsers, Tenants: r.tenants, Suppressions: r.suppressions, Events: r.events,
 		QueueDepth:     r.qs.Depth,
 		WebhookBacklog: r.hooks.Backlog,
-		Audit:          audit, AllowNetworks: nets,
+		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,
 		MaxAttemptsPerUser: c.MaxLoginAttemptsPerUser, MaxAttemptsPerClient: c.MaxLoginAttemptsPerClient,
 		AttemptWindow: c.LoginAttemptWindow, Logger: r.log,
 	}))
