@@ -470,10 +470,11 @@ func (r *Relay) serveAdmin() error {
 	}
 	audit := r.st.audit // written by the API, erased by privacy requests
 	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
+	rd := r.readiness(resolver) // one checker (and its slots) for the API and the console
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
-		LookupTXT: resolver.LookupTXT, Readiness: r.readiness(resolver), Suppressions: r.suppressions, Webhooks: r.hooks,
+		LookupTXT: resolver.LookupTXT, Readiness: rd, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup,
 		// A change and its audit record commit in one transaction.
 		Changes: r.st.changes,
@@ -486,7 +487,7 @@ func (r *Relay) serveAdmin() error {
 		},
 		Ready: r.readyCheck,
 	})
-	handler = r.withConsole(handler, audit)
+	handler = r.withConsole(handler, audit, resolver.LookupTXT, rd)
 	al, err := r.adminListener()
 	if err != nil {
 		return err
