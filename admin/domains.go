@@ -7,24 +7,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/labstack/echo/v4"
 )
 
-// DNSRecord is a record the operator of a sending domain should publish.
-type DNSRecord struct {
-	Type  string `json:"type"`
-	Name  string `json:"name"`
-	Value string `json:"value"`
-	// Strings is Value cut into the at most 255-octet character-strings a
-	// TXT record is made of (RFC 1035 section 3.3.14), for DNS consoles
-	// that want them one by one; only for values longer than 255.
-	Strings []string `json:"strings,omitempty"`
-	Purpose string   `json:"purpose"`
-	// Selector names the DKIM key the record publishes.
-	Selector string `json:"selector,omitempty"`
-}
+// DNSRecord is a record the operator of a sending domain should publish
+// (package readiness advises them, for the console too).
+type DNSRecord = readiness.DNSRecord
 
 // domainView is a domain with its keys and the DNS records it needs.
 type domainView struct {
@@ -32,7 +22,7 @@ type domainView struct {
 	Keys       []keyView   `json:"keys"`
 	DNSRecords []DNSRecord `json:"dns_records"`
 	// DNSCheck is what the DNS holds now (GET of one domain only).
-	DNSCheck *dnsCheck `json:"dns_check,omitempty"`
+	DNSCheck *readiness.DNSCheck `json:"dns_check,omitempty"`
 }
 
 // keyView is a DKIM key as the API shows it: never the private key.
@@ -54,33 +44,14 @@ func viewKey(k tenant.DKIMKey) keyView {
 	}
 }
 
-func dkimRecord(k tenant.DKIMKey) DNSRecord {
-	r := DNSRecord{Type: "TXT", Name: k.Name(), Value: k.TXT, Purpose: "dkim", Selector: k.Selector}
-	if len(k.TXT) > 255 {
-		r.Strings = dkim.SplitTXT(k.TXT)
-	}
-	return r
-}
+func dkimRecord(k tenant.DKIMKey) DNSRecord { return readiness.DKIMRecord(k) }
 
-// view is d with the records to publish: one DKIM record per key (a
-// retired key's stays until the key is deleted, so mail signed with it
-// still verifies), then SPF and DMARC advice.
+// view is d with its keys and the records to publish (readiness.Advice).
 func (s *server) view(d tenant.Domain, keys []tenant.DKIMKey) domainView {
-	v := domainView{Domain: d, Keys: []keyView{}}
+	v := domainView{Domain: d, Keys: []keyView{}, DNSRecords: readiness.Advice(d, keys, s.Hostname)}
 	for _, k := range keys {
 		v.Keys = append(v.Keys, viewKey(k))
-		v.DNSRecords = append(v.DNSRecords, dkimRecord(k))
 	}
-	if s.Hostname != "" {
-		v.DNSRecords = append(v.DNSRecords, DNSRecord{
-			Type: "TXT", Name: d.Name, Value: "v=spf1 a:" + s.Hostname + " ~all", Purpose: "spf",
-		})
-	}
-	v.DNSRecords = append(v.DNSRecords, DNSRecord{
-		Type: "TXT", Name: "_dmarc." + d.Name,
-		Value:   "v=DMARC1; p=none; rua=mailto:dmarc-reports@" + d.Name,
-		Purpose: "dmarc",
-	})
 	return v
 }
 

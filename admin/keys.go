@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/readiness"
@@ -12,52 +11,20 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// dnsCheck is what the DNS held for a domain's records when asked.
-type dnsCheck struct {
-	CheckedAt time.Time        `json:"checked_at"`
-	Records   []dnsCheckResult `json:"records"`
-}
+// dnsCheck and dnsCheckResult are the DNS check of a domain's records
+// (readiness.CheckDNS, which the console's Domains page calls too).
+type (
+	dnsCheck       = readiness.DNSCheck
+	dnsCheckResult = readiness.DNSCheckResult
+)
 
-// dnsCheckResult is one record's status: "ok" (published as advised),
-// "missing" (no such record), "different" (a record of that purpose with
-// another value: fine for SPF and DMARC if deliberate, never for DKIM) or
-// "error" (the lookup failed; try again).
-type dnsCheckResult struct {
-	Name     string   `json:"name"`
-	Purpose  string   `json:"purpose"`
-	Selector string   `json:"selector,omitempty"`
-	Status   string   `json:"status"`
-	Found    []string `json:"found,omitempty"`
-	Error    string   `json:"error,omitempty"`
-}
-
-// checkDNS looks each advised record up, with the comparison the
-// readiness report's DKIM checks use too (readiness.CheckRecord).
 func (s *server) checkDNS(ctx context.Context, recs []DNSRecord) *dnsCheck {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out := &dnsCheck{CheckedAt: s.now(), Records: []dnsCheckResult{}}
-	for _, r := range recs {
-		got := readiness.CheckRecord(ctx, s.LookupTXT, r.Name, r.Purpose, r.Value)
-		res := dnsCheckResult{Name: r.Name, Purpose: r.Purpose, Selector: r.Selector, Status: got.Status, Found: got.Found}
-		if got.Err != nil {
-			res.Error = got.Err.Error()
-		}
-		out.Records = append(out.Records, res)
-	}
-	return out
+	return readiness.CheckDNS(ctx, s.LookupTXT, s.now(), recs)
 }
 
 // published reports whether k's record is in the DNS as advised.
 func (s *server) published(ctx context.Context, k tenant.DKIMKey) (bool, string) {
-	res := s.checkDNS(ctx, []DNSRecord{dkimRecord(k)}).Records[0]
-	if res.Status == "ok" {
-		return true, ""
-	}
-	if res.Error != "" {
-		return false, res.Error
-	}
-	return false, res.Status
+	return readiness.Published(ctx, s.LookupTXT, s.now(), k)
 }
 
 // createKey makes a new key for rotation; it signs nothing until

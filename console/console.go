@@ -26,7 +26,9 @@ import (
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/ratelimit"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -48,6 +50,18 @@ type Options struct {
 	WebhookBacklog func(ctx context.Context) (int, error)
 	// Audit keeps the record of every change, as for the API.
 	Audit admin.AuditLog
+	// Changes runs a change and its audit record in one transaction, the
+	// runner the admin API is given (admin.Options.Changes). Without it a
+	// change's record is appended after the change, in a transaction of
+	// its own.
+	Changes txn.Runner[admin.Tx]
+	// Hostname is the relay's name, in the SPF advice of the Domains page.
+	Hostname string
+	// LookupTXT resolves TXT records for the DNS check of a domain and
+	// before a key is activated (nil: no check).
+	LookupTXT func(ctx context.Context, name string) ([]string, error)
+	// Readiness makes the readiness reports of domains (nil: none).
+	Readiness *readiness.Checker
 	// AllowNetworks are the networks the console answers (empty: all).
 	AllowNetworks []netip.Prefix
 	// MaxAttemptsPerUser and MaxAttemptsPerClient are the sign-in
@@ -115,6 +129,12 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importPage)))
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importSuppressions)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/export", s.signedIn(s.tenantRead(s.exportSuppressions)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/domains", s.signedIn(s.tenantRead(s.domains)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}", s.signedIn(s.tenantRead(s.withDomain(s.domainPage))))
+	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}/readiness", s.signedIn(s.tenantRead(s.withDomain(s.readinessPage))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys", s.signedIn(s.tenantWrite(s.withDomain(s.publishKey))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys/activate", s.signedIn(s.tenantWrite(s.withDomain(s.activateKey))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys/delete", s.signedIn(s.tenantWrite(s.withDomain(s.deleteKey))))
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})

@@ -58,6 +58,16 @@ func (s *server) importSuppressions(w http.ResponseWriter, r *http.Request, v *v
 		s.fail(w, r, http.StatusBadRequest, "Choose a CSV file to import.")
 		return
 	}
+	c := changeOf{t.ID, http.MethodPost + " /api/v1/tenants/:tenant/suppressions/import", "/api/v1/tenants/" + t.ID + "/suppressions/import"}
+	if !d.DryRun {
+		// Written in many transactions of a batch each, as the API's
+		// import: a record before the first write (202), and one of how
+		// it ended after the last.
+		if err := s.recordAlone(ctx, r, v, c, http.StatusAccepted); err != nil {
+			s.internal(w, r, err)
+			return
+		}
+	}
 	rep, err := suppression.ImportCSV(ctx, imp, t.ID, file, suppression.ImportOptions{
 		DryRun: d.DryRun,
 		CheckList: func(id string) error {
@@ -76,14 +86,14 @@ func (s *server) importSuppressions(w http.ResponseWriter, r *http.Request, v *v
 	case errors.Is(err, suppression.ErrInvalid):
 		status, d.Stopped = http.StatusBadRequest, err.Error()
 	case err != nil:
+		status = http.StatusInternalServerError
+	}
+	if !d.DryRun { // a dry run changes nothing
+		s.recordAfter(ctx, r, v, c, status)
+	}
+	if status == http.StatusInternalServerError {
 		s.internal(w, r, err)
 		return
-	}
-	// As the API: a dry run changes nothing; an import that stopped after
-	// writing rows did change the list.
-	if !d.DryRun && (err == nil || rep.Added > 0) {
-		s.audit(ctx, r, v, t.ID, http.MethodPost+" /api/v1/tenants/:tenant/suppressions/import",
-			"/api/v1/tenants/"+t.ID+"/suppressions/import", status)
 	}
 	s.render(w, r, status, "import", page{Title: "Import report: " + t.Name, User: v, CSRF: v.sess.CSRF, Data: &d})
 }

@@ -16,14 +16,17 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/heedmail/heed/admin"
 	"github.com/heedmail/heed/console"
 	"github.com/heedmail/heed/internal/audit"
+	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/testclock"
+	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
 )
 
@@ -46,6 +49,13 @@ type env struct {
 // options (the sign-in limits).
 func newEnv(t *testing.T, o func(*console.Options)) *env {
 	t.Helper()
+	return newEnvOver(t, nil, o)
+}
+
+// newEnvOver is newEnv with the suppression list, the audit log and the
+// changes' transactions over wrap of the bbolt backend (nil: as it is).
+func newEnvOver(t *testing.T, wrap func(backend.Backend) backend.Backend, o func(*console.Options)) *env {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "heed.db")
 	db, err := store.Open(path, store.Options{})
 	if err != nil {
@@ -63,8 +73,12 @@ func newEnv(t *testing.T, o func(*console.Options)) *env {
 	}
 	e.users.WithParams(consoleusers.Params{Memory: 64, Time: 1, Threads: 1})
 	e.tenants = tenant.NewRegistry(boltdb.Tenants(db))
-	e.sup = boltdb.Suppressions(db, hashKey, e.clock.Now)
-	e.audit = boltdb.Audit(db)
+	var b backend.Backend = boltdb.New(db)
+	if wrap != nil {
+		b = wrap(b)
+	}
+	e.sup = suppression.New(txn.Narrow(b, func(t backend.Tx) suppression.Tx { return t }), hashKey, e.clock.Now)
+	e.audit = audit.New(txn.Narrow(b, func(t backend.Tx) audit.Rows { return t.Audit() }))
 	ctx := context.Background()
 	for _, tn := range []tenant.Tenant{
 		{ID: "acme", Name: "Acme Dental", PostalAddress: "1 Main St", CreatedAt: e.clock.Now()},
@@ -78,7 +92,8 @@ func newEnv(t *testing.T, o func(*console.Options)) *env {
 		Users: e.users, Tenants: e.tenants, Suppressions: e.sup, Events: boltdb.Events(db),
 		QueueDepth:     func() (int, error) { return 3, nil },
 		WebhookBacklog: func(context.Context) (int, error) { return 0, nil },
-		Audit:          e.audit, MaxAttemptsPerUser: 5, MaxAttemptsPerClient: 20, AttemptWindow: 15 * time.Minute,
+		Audit:          e.audit, Changes: txn.Narrow(b, func(t backend.Tx) admin.Tx { return t }),
+		MaxAttemptsPerUser: 5, MaxAttemptsPerClient: 20, AttemptWindow: 15 * time.Minute,
 		Now: e.clock.Now,
 	}
 	if o != nil {

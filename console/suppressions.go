@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/heedmail/heed/admin"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/suppression"
 )
@@ -34,6 +33,9 @@ var notices = map[string]string{
 	"credential-created": "The network credential was created: mail from it needs no AUTH.",
 	"credential-revoked": "The credential was revoked: it no longer sends mail.",
 	"api-key-revoked":    "The API key was revoked: it no longer opens the API.",
+	"key-published":      "The new key was made: publish its TXT record, check it below, then activate it.",
+	"key-activated":      "The key signs the domain's mail now; the key it replaced is retired (keep its record until mail signed with it is old).",
+	"key-deleted":        "The key was deleted: remove its TXT record from the DNS.",
 }
 
 // suppressions is the search by address: every entry of the address with
@@ -103,7 +105,13 @@ func (s *server) addSuppression(w http.ResponseWriter, r *http.Request, v *visit
 		}
 	}
 	e := suppression.Entry{Tenant: t.ID, Address: addr, List: scope, Reason: reason, Channel: "console", Time: s.Now().UTC()}
-	created, err := s.Suppressions.Add(ctx, e)
+	status, err := s.change(ctx, r, v, addressChange(http.MethodPut, t, addr), func(ctx context.Context) (int, error) {
+		created, err := s.Suppressions.Add(ctx, e)
+		if created {
+			return http.StatusCreated, err
+		}
+		return http.StatusOK, err
+	})
 	if errors.Is(err, suppression.ErrInvalid) {
 		s.fail(w, r, http.StatusBadRequest, err.Error())
 		return
@@ -112,10 +120,9 @@ func (s *server) addSuppression(w http.ResponseWriter, r *http.Request, v *visit
 		s.internal(w, r, err)
 		return
 	}
-	status, done := http.StatusOK, "exists"
-	if created {
-		status, done = http.StatusCreated, "added"
-		s.auditAddress(ctx, r, v, t, http.MethodPut, addr, status)
+	done := "exists"
+	if status == http.StatusCreated {
+		done = "added"
 	}
 	back(w, r, t, addr, done)
 }
@@ -148,40 +155,30 @@ func (s *server) removeSuppression(w http.ResponseWriter, r *http.Request, v *vi
 			"Remove it only when the recipient asked to get this mail again, and tick the box that says so.")
 		return
 	}
-	l, err := suppression.Lift(ctx, s.Suppressions, t.ID, addr, scope, only)
+	// The entries removed are the ones read in the same transaction.
+	_, err = s.change(ctx, r, v, addressChange(http.MethodDelete, t, addr), func(ctx context.Context) (int, error) {
+		l, err := suppression.Lift(ctx, s.Suppressions, t.ID, addr, scope, only)
+		if err == nil && !l.Removed {
+			err = errNoEntry // nothing changed: no record either
+		}
+		return http.StatusNoContent, err
+	})
+	if errors.Is(err, errNoEntry) {
+		s.fail(w, r, http.StatusNotFound, "There was no such entry to remove.")
+		return
+	}
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	if !l.Removed {
-		s.fail(w, r, http.StatusNotFound, "There was no such entry to remove.")
-		return
-	}
-	s.auditAddress(ctx, r, v, t, http.MethodDelete, addr, http.StatusNoContent)
 	back(w, r, t, addr, "removed")
 }
 
-// auditAddress records a change of one address's entries: the route it
-// stands for and the address in its normalised form.
-func (s *server) auditAddress(ctx context.Context, r *http.Request, v *visit, t tenant.Tenant, method, addr string, status int) {
-	s.audit(ctx, r, v, t.ID, method+" /api/v1/tenants/:tenant/suppressions/:address",
-		"/api/v1/tenants/"+t.ID+"/suppressions/"+addr, status)
-}
+// errNoEntry rolls back a removal that found nothing to remove.
+var errNoEntry = errors.New("no such entry")
 
-// audit records a change as the API records its own: action is the
-// method and route the change stands for, target the path it would have
-// had, with the console user as the actor.
-func (s *server) audit(ctx context.Context, r *http.Request, v *visit, tenantID, action, target string, status int) {
-	if s.Audit == nil {
-		return
-	}
-	rec := &admin.AuditRecord{
-		Time: s.Now().UTC(), Actor: v.actor(), Tenant: tenantID,
-		Action: action, Target: target,
-		Status: status, RemoteIP: clientIP(r).String(),
-	}
-	if err := s.Audit.Append(context.WithoutCancel(ctx), rec); err != nil {
-		s.Logger.Error("console: the audit record of a change could not be stored", "err", err,
-			"actor", rec.Actor, "action", rec.Action, "target", rec.Target)
-	}
+// addressChange is a change of one address's entries: the route it
+// stands for, and the address in its normalised form.
+func addressChange(method string, t tenant.Tenant, addr string) changeOf {
+	return changeOf{t.ID, method + " /api/v1/tenants/:tenant/suppressions/:address", "/api/v1/tenants/" + t.ID + "/suppressions/" + addr}
 }

@@ -59,7 +59,9 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request, v *visit) 
 		return
 	}
 	t := tenant.Tenant{ID: d.ID, Name: d.Name, PostalAddress: d.Postal, CreatedAt: s.Now().UTC()}
-	err := s.Tenants.CreateTenant(r.Context(), t)
+	_, err := s.change(r.Context(), r, v, changeOf{"", "POST /api/v1/tenants", "/api/v1/tenants"}, func(ctx context.Context) (int, error) {
+		return http.StatusCreated, s.Tenants.CreateTenant(ctx, t)
+	})
 	if errors.Is(err, tenant.ErrExists) {
 		s.renderTenants(w, r, v, http.StatusConflict, d, fmt.Sprintf("Tenant %q exists already.", d.ID))
 		return
@@ -68,7 +70,6 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request, v *visit) 
 		s.internal(w, r, err)
 		return
 	}
-	s.audit(r.Context(), r, v, "", "POST /api/v1/tenants", "/api/v1/tenants", http.StatusCreated)
 	done(w, r, t.ID, "tenant-created")
 }
 
@@ -139,11 +140,12 @@ func (s *server) editTenant(w http.ResponseWriter, r *http.Request, v *visit, t 
 		return
 	}
 	t.PostalAddress = strings.TrimSpace(r.PostFormValue("postal_address"))
-	if err := s.Tenants.UpdateTenant(r.Context(), t); err != nil {
+	if _, err := s.change(r.Context(), r, v, changeOf{t.ID, "PATCH /api/v1/tenants/:tenant", "/api/v1/tenants/" + t.ID}, func(ctx context.Context) (int, error) {
+		return http.StatusOK, s.Tenants.UpdateTenant(ctx, t)
+	}); err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.audit(r.Context(), r, v, t.ID, "PATCH /api/v1/tenants/:tenant", "/api/v1/tenants/"+t.ID, http.StatusOK)
 	done(w, r, t.ID, "tenant-saved")
 }
 
@@ -165,22 +167,25 @@ func (s *server) putList(w http.ResponseWriter, r *http.Request, v *visit, t ten
 		s.refuse(w, r, v, t, http.StatusBadRequest, err.Error())
 		return
 	}
-	old, err := s.Tenants.List(ctx, t.ID, l.ID)
-	status := http.StatusOK
-	switch {
-	case errors.Is(err, tenant.ErrNotFound):
-		status = http.StatusCreated
-	case err != nil:
+	created := l.CreatedAt
+	// Created or replaced is decided in the transaction that writes it.
+	c := changeOf{t.ID, "PUT /api/v1/tenants/:tenant/lists/:list", "/api/v1/tenants/" + t.ID + "/lists/" + l.ID}
+	if _, err := s.change(ctx, r, v, c, func(ctx context.Context) (int, error) {
+		old, err := s.Tenants.List(ctx, t.ID, l.ID)
+		status := http.StatusOK
+		switch {
+		case errors.Is(err, tenant.ErrNotFound):
+			status, l.CreatedAt = http.StatusCreated, created
+		case err != nil:
+			return 0, err
+		default:
+			l.CreatedAt = old.CreatedAt
+		}
+		return status, s.Tenants.PutList(ctx, l)
+	}); err != nil {
 		s.internal(w, r, err)
 		return
-	default:
-		l.CreatedAt = old.CreatedAt
 	}
-	if err := s.Tenants.PutList(ctx, l); err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	s.audit(ctx, r, v, t.ID, "PUT /api/v1/tenants/:tenant/lists/:list", "/api/v1/tenants/"+t.ID+"/lists/"+l.ID, status)
 	done(w, r, t.ID, "list-saved")
 }
 
@@ -204,7 +209,6 @@ func (s *server) createCredential(w http.ResponseWriter, r *http.Request, v *vis
 	var (
 		cr       tenant.Credential
 		password string
-		err      error
 	)
 	switch kind {
 	case tenant.KindIP:
@@ -216,15 +220,21 @@ func (s *server) createCredential(w http.ResponseWriter, r *http.Request, v *vis
 			s.refuse(w, r, v, t, http.StatusBadRequest, "Network: "+strings.TrimPrefix(perr.Error(), tenant.ErrNetworkRefused.Error()+": "))
 			return
 		}
-		cr, err = s.Tenants.CreateIPWithin(ctx, limit, t.ID, cidr, list)
 	case tenant.KindPassword, "":
-		cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, list)
 	default:
 		s.refuse(w, r, v, t, http.StatusBadRequest, "Choose a password or a network credential.")
 		return
 	}
-	const action = "POST /api/v1/tenants/:tenant/credentials"
-	target := "/api/v1/tenants/" + t.ID + "/credentials"
+	c := changeOf{t.ID, "POST /api/v1/tenants/:tenant/credentials", "/api/v1/tenants/" + t.ID + "/credentials"}
+	_, err := s.change(ctx, r, v, c, func(ctx context.Context) (int, error) {
+		var err error
+		if kind == tenant.KindIP {
+			cr, err = s.Tenants.CreateIPWithin(ctx, limit, t.ID, cidr, list)
+		} else {
+			cr, password, err = s.Tenants.CreatePassword(ctx, t.ID, list)
+		}
+		return http.StatusCreated, err
+	})
 	switch {
 	case errors.Is(err, tenant.ErrTooManyNetworks):
 		s.refuse(w, r, v, t, http.StatusUnprocessableEntity, fmt.Sprintf("The tenant has the %d network credentials it may hold; revoke one first, or ask the operator.", tenant.MaxTenantIPCredentials))
@@ -233,14 +243,18 @@ func (s *server) createCredential(w http.ResponseWriter, r *http.Request, v *vis
 		// As the API: whether a network is taken is itself an answer, so
 		// each refusal is logged and audited for the operator to see.
 		s.Logger.Warn("console: ip credential refused: the network overlaps another tenant's", "tenant", t.ID, "cidr", cidr, "user", v.user.Username)
-		s.audit(ctx, r, v, t.ID, action, target, http.StatusConflict)
+		// Kept in the audit log though nothing changed, and answered
+		// only once kept, so that no probe gets its answer unrecorded.
+		if err := s.recordAlone(ctx, r, v, c, http.StatusConflict); err != nil {
+			s.internal(w, r, err)
+			return
+		}
 		s.refuse(w, r, v, t, http.StatusConflict, strings.TrimPrefix(err.Error(), tenant.ErrExists.Error()+": "))
 		return
 	case err != nil:
 		s.internal(w, r, err)
 		return
 	}
-	s.audit(ctx, r, v, t.ID, action, target, http.StatusCreated)
 	if password == "" {
 		done(w, r, t.ID, "credential-created")
 		return
@@ -270,15 +284,17 @@ func (s *server) revokeCredential(apiKey bool) tenantHandler {
 			s.refuse(w, r, v, t, http.StatusBadRequest, "To revoke it, type "+confirmation(cr)+" in the box beside its button.")
 			return
 		}
-		if err := s.Tenants.DeleteCredential(ctx, t.ID, cr.ID); err != nil {
-			s.internal(w, r, err)
-			return
-		}
 		route, code := "credentials", "credential-revoked"
 		if apiKey {
 			route, code = "api-keys", "api-key-revoked"
 		}
-		s.audit(ctx, r, v, t.ID, "DELETE /api/v1/tenants/:tenant/"+route+"/:id", "/api/v1/tenants/"+t.ID+"/"+route+"/"+cr.ID, http.StatusNoContent)
+		c := changeOf{t.ID, "DELETE /api/v1/tenants/:tenant/" + route + "/:id", "/api/v1/tenants/" + t.ID + "/" + route + "/" + cr.ID}
+		if _, err := s.change(ctx, r, v, c, func(ctx context.Context) (int, error) {
+			return http.StatusNoContent, s.Tenants.DeleteCredential(ctx, t.ID, cr.ID)
+		}); err != nil {
+			s.internal(w, r, err)
+			return
+		}
 		done(w, r, t.ID, code)
 	}
 }
@@ -323,12 +339,18 @@ func (s *server) createAPIKey(w http.ResponseWriter, r *http.Request, v *visit, 
 		s.refuse(w, r, v, t, http.StatusBadRequest, "The name may be at most 100 bytes.")
 		return
 	}
-	cr, key, err := s.Tenants.CreateAPIKey(r.Context(), t.ID, acc, name)
-	if err != nil {
+	var (
+		cr  tenant.Credential
+		key string
+	)
+	c := changeOf{t.ID, "POST /api/v1/tenants/:tenant/api-keys", "/api/v1/tenants/" + t.ID + "/api-keys"}
+	if _, err := s.change(r.Context(), r, v, c, func(ctx context.Context) (status int, err error) {
+		cr, key, err = s.Tenants.CreateAPIKey(ctx, t.ID, acc, name)
+		return http.StatusCreated, err
+	}); err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.audit(r.Context(), r, v, t.ID, "POST /api/v1/tenants/:tenant/api-keys", "/api/v1/tenants/"+t.ID+"/api-keys", http.StatusCreated)
 	s.renderTenant(w, r, v, t, http.StatusCreated, page{}, func(d *tenantData) {
 		d.Secret, d.SecretOf = key, "API key "+confirmation(cr)+" ("+acc+")"
 	})

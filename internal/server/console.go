@@ -17,6 +17,7 @@ import (
 	"github.com/heedmail/heed/console"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/fsutil"
+	"github.com/heedmail/heed/internal/readiness"
 )
 
 // consoleUsers returns the console's accounts kept in db; their TOTP
@@ -30,7 +31,7 @@ func consoleUsers(serverKey []byte, open func(seal []byte) (*consoleusers.Servic
 }
 
 // withConsole serves the console under /console/ beside the admin API.
-func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog) http.Handler {
+func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT func(context.Context, string) ([]string, error), rd *readiness.Checker) http.Handler {
 	c := r.cfg.Console
 	var nets []netip.Prefix
 	for _, n := range c.AllowNetworks {
@@ -41,7 +42,8 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog) http.Handler
 		Users: r.consoleUsers, Tenants: r.tenants, Suppressions: r.suppressions, Events: r.events,
 		QueueDepth:     r.qs.Depth,
 		WebhookBacklog: r.hooks.Backlog,
-		Audit:          audit, AllowNetworks: nets,
+		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,
+		Hostname: r.cfg.Hostname, LookupTXT: lookupTXT, Readiness: rd,
 		MaxAttemptsPerUser: c.MaxLoginAttemptsPerUser, MaxAttemptsPerClient: c.MaxLoginAttemptsPerClient,
 		AttemptWindow: c.LoginAttemptWindow, Logger: r.log,
 	}))

@@ -487,14 +487,16 @@ func (r *Relay) serveAdmin() error {
 	}
 	audit := r.st.audit // written by the API, erased by privacy requests
 	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
-	checker := r.checker
-	if checker == nil {
-		checker = r.readiness(resolver)
+	// One checker (and its slots) for the API, the console and the
+	// warning at the door.
+	rd := r.checker
+	if rd == nil {
+		rd = r.readiness(resolver)
 	}
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
-		LookupTXT: resolver.LookupTXT, Readiness: checker, Suppressions: r.suppressions, Webhooks: r.hooks,
+		LookupTXT: resolver.LookupTXT, Readiness: rd, Suppressions: r.suppressions, Webhooks: r.hooks,
 		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup,
 		// A change and its audit record commit in one transaction.
 		Changes: r.st.changes,
@@ -508,7 +510,7 @@ func (r *Relay) serveAdmin() error {
 		},
 		Ready: r.readyCheck,
 	})
-	handler = r.withConsole(handler, audit)
+	handler = r.withConsole(handler, audit, resolver.LookupTXT, rd)
 	al, err := r.adminListener()
 	if err != nil {
 		return err

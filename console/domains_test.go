@@ -1,0 +1,212 @@
+package console_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/heedmail/heed/console"
+	"github.com/heedmail/heed/internal/consoleusers"
+	"github.com/heedmail/heed/internal/tenant"
+)
+
+// fakeDNS is the TXT records the console's DNS check finds.
+type fakeDNS struct {
+	mu  sync.Mutex
+	txt map[string][]string
+}
+
+func (d *fakeDNS) publish(name, value string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.txt[name] = append(d.txt[name], value)
+}
+
+func (d *fakeDNS) LookupTXT(_ context.Context, name string) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v, ok := d.txt[strings.TrimSuffix(name, ".")]; ok {
+		return append([]string(nil), v...), nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+// domainEnv is a console whose DNS is dns, with acme's domain
+// acme.example and its two first keys, published.
+func domainEnv(t *testing.T) (*env, *fakeDNS) {
+	t.Helper()
+	dns := &fakeDNS{txt: map[string][]string{}}
+	e := newEnv(t, func(o *console.Options) {
+		o.LookupTXT, o.Hostname = dns.LookupTXT, "relay.example.com"
+	})
+	if err := e.tenants.SetSealKey([]byte("console test server key, 32 b..")); err != nil {
+		t.Fatal(err)
+	}
+	d, keys, err := e.tenants.PrepareDomain("acme", "acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tenants.AddDomain(context.Background(), d, keys...); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		dns.publish(k.Name(), k.TXT)
+	}
+	return e, dns
+}
+
+// keyStates returns acme.example's keys by algorithm and state.
+type states map[string][]tenant.DKIMKey
+
+// String is the selectors by state, for failures.
+func (st states) String() string {
+	var b strings.Builder
+	for s, ks := range st {
+		b.WriteString(s + ":")
+		for _, k := range ks {
+			b.WriteString(" " + k.Selector)
+		}
+		b.WriteString("; ")
+	}
+	return b.String()
+}
+
+func keyStates(t *testing.T, e *env) states {
+	t.Helper()
+	keys, err := e.tenants.Keys(context.Background(), "acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := states{}
+	for _, k := range keys {
+		out[k.Algorithm+" "+k.State] = append(out[k.Algorithm+" "+k.State], k)
+	}
+	return out
+}
+
+// TestBrowserRotateKey: a tenant's read-write user rotates the domain's
+// RSA key in the browser. The records to publish show what the DNS holds;
+// the new key is refused activation while its record is not in the DNS;
+// once it is, activation retires the old key, which is then deleted. Each
+// step is in the audit log as the API route under the console user, and
+// every page passes axe-core.
+func TestBrowserRotateKey(t *testing.T) {
+	e, dns := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "pat", Tenant: "acme", Access: tenant.ReadWrite})
+	old := keyStates(t, e)["rsa-sha256 active"]
+	if len(old) != 1 {
+		t.Fatalf("keys before: %v", keyStates(t, e))
+	}
+	b := newBrowser(t, true)
+	b.signIn(e, "pat")
+	b.run(chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/domains"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.domains")))
+	b.accessible("domains")
+	b.run(chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/domains/acme.example"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.records")))
+	recs := b.text("table.records tbody")
+	for _, want := range []string{old[0].Name(), "v=DKIM1; k=rsa; p=", "v=spf1 a:relay.example.com ~all", "_dmarc.acme.example", "ok", "missing"} {
+		if !strings.Contains(recs, want) {
+			t.Errorf("the records lack %q:\n%s", want, recs)
+		}
+	}
+	b.accessible("domain")
+
+	b.run(chromedp.SetValue(chromedp.CSS("#algorithm"), "rsa"),
+		chromedp.Click(chromedp.CSS("form.publish button")),
+		chromedp.WaitVisible(chromedp.CSS("p.notice")))
+	fresh := keyStates(t, e)["rsa-sha256 published"]
+	if len(fresh) != 1 {
+		t.Fatalf("after Publish: %v", keyStates(t, e))
+	}
+	k := fresh[0]
+	if recs := b.text("table.records tbody"); !strings.Contains(recs, k.Name()) {
+		t.Errorf("the new key's record is not among those to publish:\n%s", recs)
+	}
+	b.accessible("domain after publishing")
+
+	activate := chromedp.Click(chromedp.CSS(`form.activate button`))
+	b.run(activate, chromedp.WaitVisible(chromedp.CSS("p.problem")))
+	if p := b.text("p.problem"); !strings.Contains(p, "not published") || !strings.Contains(p, k.Name()) {
+		t.Errorf("activating an unpublished key: %q", p)
+	}
+	if len(keyStates(t, e)["rsa-sha256 published"]) != 1 {
+		t.Fatalf("a key whose record is not in the DNS was activated: %v", keyStates(t, e))
+	}
+
+	dns.publish(k.Name(), k.TXT)
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/domains/acme.example"),
+		chromedp.WaitVisible(chromedp.CSS("form.activate")), activate,
+		chromedp.WaitVisible(chromedp.CSS("p.notice")))
+	st := keyStates(t, e)
+	if len(st["rsa-sha256 active"]) != 1 || st["rsa-sha256 active"][0].Selector != k.Selector ||
+		len(st["rsa-sha256 retired"]) != 1 || st["rsa-sha256 retired"][0].Selector != old[0].Selector {
+		t.Fatalf("after Activate: %v", st)
+	}
+	b.accessible("domain after activating")
+	b.shot("domain")
+
+	b.run(chromedp.Click(chromedp.CSS(`form.delete button`)), chromedp.WaitNotPresent(chromedp.CSS("form.delete")))
+	if n := b.text("p.notice"); !strings.Contains(n, "deleted") {
+		t.Errorf("after Delete: %q", n)
+	}
+	if st := keyStates(t, e); len(st["rsa-sha256 retired"]) != 0 {
+		t.Fatalf("after Delete: %v", st)
+	}
+	if strings.Contains(b.text("table.records tbody"), old[0].Name()) {
+		t.Errorf("the deleted key's record is still advised")
+	}
+
+	recsA, err := e.audit.Records(context.Background(), "acme", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = "/api/v1/tenants/acme/domains/acme.example/keys"
+	want := []struct {
+		action, target string
+		status         int
+	}{
+		{"POST /api/v1/tenants/:tenant/domains/:domain/keys", keys, http.StatusCreated},
+		{"POST /api/v1/tenants/:tenant/domains/:domain/keys/:selector/activate", keys + "/" + k.Selector + "/activate", http.StatusOK},
+		{"DELETE /api/v1/tenants/:tenant/domains/:domain/keys/:selector", keys + "/" + old[0].Selector, http.StatusNoContent},
+	}
+	if len(recsA) != len(want) {
+		t.Fatalf("audit records %+v, want %d", recsA, len(want))
+	}
+	for i, w := range want {
+		if r := recsA[i]; r.Actor != "console:pat" || r.Action != w.action || r.Target != w.target || r.Status != w.status {
+			t.Errorf("audit record %d: %+v, want %+v", i, r, w)
+		}
+	}
+}
+
+// TestDomainPagesScoped: another tenant's domain is a page that does not
+// exist, and a read-only user sees the records but no rotation form and
+// cannot post one.
+func TestDomainPagesScoped(t *testing.T) {
+	e, _ := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "lee", Tenant: "globex", Access: tenant.ReadWrite})
+	e.user(consoleusers.NewUser{Username: "ro", Tenant: "acme", Access: tenant.ReadOnly})
+	for _, path := range []string{"/console/tenants/globex/domains/acme.example", "/console/tenants/acme/domains/acme.example"} {
+		if st := e.status(path, "lee"); st != http.StatusNotFound {
+			t.Errorf("%s as globex's user: %d, want 404", path, st)
+		}
+	}
+	c := e.signedIn("ro")
+	st, body, tok := e.get(c, "/console/tenants/acme/domains/acme.example")
+	if st != http.StatusOK || !strings.Contains(body, "_domainkey.acme.example") || strings.Contains(body, "form.publish") ||
+		strings.Contains(body, "Publish a new key") || strings.Contains(body, "Activate") {
+		t.Errorf("a read-only user's domain page: %d\n%s", st, body)
+	}
+	if st, _ := e.post(c, "/console/tenants/acme/domains/acme.example/keys", map[string][]string{"csrf": {tok}, "algorithm": {"rsa"}}); st != http.StatusForbidden {
+		t.Errorf("a read-only user's publish: %d, want 403", st)
+	}
+	if n := len(keyStates(t, e)["rsa-sha256 published"]); n != 0 {
+		t.Errorf("a read-only user published %d keys", n)
+	}
+}
