@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -13,8 +12,8 @@ import (
 
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
-	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
@@ -126,14 +125,7 @@ var openBackends = []struct {
 		return boltdb.New(db)
 	}},
 	{"postgres", func(t *testing.T) backend.Backend {
-		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		db := backendtest.OpenPostgres(t, 0)
 		return db.Backend()
 	}},
 }

@@ -1,13 +1,11 @@
 package suppression_test
 
 import (
-	"context"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -57,22 +55,7 @@ func openBolt(t *testing.T) (*Service, *events.Log) {
 // bbolt's consistency check on what the test left.
 func openBoltDB(t *testing.T) (*Service, *store.DB) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "heed.db")
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		db, err := store.Open(path, store.Options{})
-		if err != nil {
-			t.Errorf("reopen (consistency check): %v", err)
-			return
-		}
-		db.Close()
-	})
+	db := backendtest.OpenBolt(t)
 	return boltdb.Suppressions(db, testHashKey, func() time.Time { return testNow }), db
 }
 
@@ -80,14 +63,7 @@ func openBoltDB(t *testing.T) (*Service, *store.DB) {
 // throwaway PostgreSQL (pgtest), migrated.
 func openPostgres(t *testing.T) (*Service, *events.Log) {
 	t.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := backendtest.OpenPostgres(t, 0)
 	b := db.Backend()
 	return postgres.Suppressions(b, testHashKey, func() time.Time { return testNow }), postgres.Events(b)
 }
@@ -101,14 +77,7 @@ func eachRawBackend(t *testing.T, fn func(t *testing.T, b backend.Backend)) {
 	}{
 		{"bbolt", func(t *testing.T) backend.Backend { _, db := openBoltDB(t); return boltdb.New(db) }},
 		{"postgres", func(t *testing.T) backend.Backend {
-			db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(db.Close)
-			if err := db.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			db := backendtest.OpenPostgres(t, 0)
 			return db.Backend()
 		}},
 	}

@@ -2,14 +2,13 @@ package webhooks_test
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
-	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
@@ -83,14 +82,7 @@ func openBoltBed(t *testing.T) *bed {
 
 func openPostgresBed(t *testing.T) *bed {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.DSN(t), MaxConns: 16, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := backendtest.OpenPostgres(t, 16)
 	b := newBed(db.Backend())
 	b.waiting = func(n int) (bool, error) {
 		w, err := db.EventLockWaiters(ctx)

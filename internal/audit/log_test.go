@@ -3,12 +3,12 @@ package audit_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	. "github.com/heedmail/heed/internal/audit"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -33,14 +33,7 @@ var backends = []struct {
 		return boltdb.Audit(db)
 	}},
 	{"postgres", func(t *testing.T) *Log {
-		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		db := backendtest.OpenPostgres(t, 0)
 		return postgres.Audit(db.Backend())
 	}},
 }

@@ -3,7 +3,6 @@ package consoleusers_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -67,14 +67,7 @@ func openBolt(t *testing.T, now func() time.Time) *Service {
 }
 
 func openPostgres(t *testing.T, now func() time.Time) *Service {
-	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := backendtest.OpenPostgres(t, 0)
 	s, err := postgres.ConsoleUsers(db.Backend(), sealKey, now)
 	if err != nil {
 		t.Fatal(err)

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
-	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	. "github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/store"
@@ -73,14 +72,7 @@ func openBolt(t *testing.T) rig {
 
 func openPostgres(t *testing.T) rig {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{DSN: pgtest.DSN(t), MaxConns: 16, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := backendtest.OpenPostgres(t, 16)
 	r := newRig(db.Backend())
 	r.waiting = func(n int) (bool, error) {
 		w, err := db.EventLockWaiters(ctx)

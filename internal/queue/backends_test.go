@@ -1,16 +1,14 @@
 package queue_test
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
-	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/events"
 	. "github.com/heedmail/heed/internal/queue"
@@ -96,14 +94,7 @@ func openBolt(t *testing.T) rig {
 // database.
 func openPostgres(t *testing.T) rig {
 	t.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := backendtest.OpenPostgres(t, 0)
 	return newRig(db.Backend(), DatabaseSpool())
 }
 

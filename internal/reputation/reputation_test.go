@@ -2,11 +2,11 @@ package reputation_test
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -40,14 +40,7 @@ var backends = []struct {
 		return world{boltdb.Reputation(db), boltdb.Events(db)}
 	}},
 	{"postgres", func(t *testing.T) world {
-		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		db := backendtest.OpenPostgres(t, 0)
 		b := db.Backend()
 		return world{postgres.Reputation(b), postgres.Events(b)}
 	}},

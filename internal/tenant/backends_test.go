@@ -1,12 +1,10 @@
 package tenant_test
 
 import (
-	"context"
-	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -64,37 +62,14 @@ func openBolt(t *testing.T) (backend.Backend, func() *DBStore) {
 
 func openBoltDB(t testing.TB) *store.DB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "heed.db")
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		db, err := store.Open(path, store.Options{})
-		if err != nil {
-			t.Errorf("reopen (consistency check): %v", err)
-			return
-		}
-		db.Close()
-	})
-	return db
+	return backendtest.OpenBolt(t)
 }
 
 // openPostgres opens a fresh database of the test binary's throwaway
 // PostgreSQL (pgtest), migrated.
 func openPostgres(t *testing.T) (backend.Backend, func() *DBStore) {
 	t.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := backendtest.OpenPostgres(t, 0)
 	b := db.Backend()
 	return b, func() *DBStore { return postgres.Tenants(b) }
 }
