@@ -45,6 +45,8 @@ type Options struct {
 	Suppressions suppression.Store
 	// Events is the event log, counted on the overview (nil: no counts).
 	Events events.Reader
+	// Messages finds a message by id for the Messages page (nil: none).
+	Messages MessageReader
 	// QueueDepth and WebhookBacklog are shown to operators (nil: not shown).
 	QueueDepth     func() (int, error)
 	WebhookBacklog func(ctx context.Context) (int, error)
@@ -129,6 +131,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importPage)))
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importSuppressions)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/export", s.signedIn(s.tenantRead(s.exportSuppressions)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/messages", s.signedIn(s.tenantRead(s.messages)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains", s.signedIn(s.tenantRead(s.domains)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}", s.signedIn(s.tenantRead(s.withDomain(s.domainPage))))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}/readiness", s.signedIn(s.tenantRead(s.withDomain(s.readinessPage))))

@@ -23,6 +23,7 @@ import (
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/testclock"
@@ -41,6 +42,7 @@ type env struct {
 	tenants *tenant.Registry
 	sup     *suppression.Service
 	audit   *audit.Log
+	queue   *queue.Records
 	srv     *httptest.Server
 	secrets map[string]consoleusers.Enrolment
 }
@@ -78,6 +80,7 @@ func newEnvOver(t *testing.T, wrap func(backend.Backend) backend.Backend, o func
 		b = wrap(b)
 	}
 	e.sup = suppression.New(txn.Narrow(b, func(t backend.Tx) suppression.Tx { return t }), hashKey, e.clock.Now)
+	e.queue = boltdb.Queue(db)
 	e.audit = audit.New(txn.Narrow(b, func(t backend.Tx) audit.Rows { return t.Audit() }))
 	ctx := context.Background()
 	for _, tn := range []tenant.Tenant{
@@ -89,7 +92,7 @@ func newEnvOver(t *testing.T, wrap func(backend.Backend) backend.Backend, o func
 		}
 	}
 	opts := console.Options{
-		Users: e.users, Tenants: e.tenants, Suppressions: e.sup, Events: boltdb.Events(db),
+		Users: e.users, Tenants: e.tenants, Suppressions: e.sup, Events: boltdb.Events(db), Messages: e.queue,
 		QueueDepth:     func() (int, error) { return 3, nil },
 		WebhookBacklog: func(context.Context) (int, error) { return 0, nil },
 		Audit:          e.audit, Changes: txn.Narrow(b, func(t backend.Tx) admin.Tx { return t }),

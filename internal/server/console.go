@@ -40,6 +40,7 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT fu
 	mux := http.NewServeMux()
 	mux.Handle(console.Prefix, console.New(console.Options{
 		Users: r.consoleUsers, Tenants: r.tenants, Suppressions: r.suppressions, Events: r.events,
+		Messages:       r.qs,
 		QueueDepth:     r.qs.Depth,
 		WebhookBacklog: r.hooks.Backlog,
 		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,
