@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heedmail/heed/internal/backend/postgres"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
@@ -67,7 +68,11 @@ func recordBbolt(name string, r backendRun) {
 }
 
 // pgProbe measures one relay run on PostgreSQL; nil for a bbolt run.
-type pgProbe struct{ p *postgres.BenchProbe }
+type pgProbe struct {
+	p    *postgres.BenchProbe
+	pid  int           // the postmaster's
+	cpu0 time.Duration // the server's CPU time at the start
+}
 
 func (env *relayEnv) probe(b *testing.B) *pgProbe {
 	if env.dsn == "" {
@@ -77,7 +82,8 @@ func (env *relayEnv) probe(b *testing.B) *pgProbe {
 	if err != nil {
 		b.Fatalf("pg_stat_statements: %v", err)
 	}
-	return &pgProbe{p}
+	pid := benchCluster(b).PID()
+	return &pgProbe{p: p, pid: pid, cpu0: serverCPU(pid)}
 }
 
 // read is called after the relay shut down: the server's counters are
@@ -90,13 +96,16 @@ func (p *pgProbe) read(b *testing.B) *pgStats {
 	if err != nil {
 		b.Fatalf("reading the server's statistics: %v", err)
 	}
-	return &pgStats{BenchStats: st, runs: 1}
+	return &pgStats{BenchStats: st, runs: 1, cpu: serverCPU(p.pid) - p.cpu0}
 }
 
 // pgStats sums the server's statistics over the rounds of a scenario.
 type pgStats struct {
 	postgres.BenchStats
 	runs int
+	// cpu is the server's CPU time over the run (serverCPU): the figure
+	// a server's size follows once its flushes are shared.
+	cpu time.Duration
 }
 
 func (s *pgStats) add(o *pgStats) {
@@ -109,6 +118,7 @@ func (s *pgStats) add(o *pgStats) {
 	s.WALWrites += o.WALWrites
 	s.WALSyncs += o.WALSyncs
 	s.runs += o.runs
+	s.cpu += o.cpu
 	if s.Top == nil {
 		s.Top = o.Top // the first round's: they rank alike from round to round
 	}
@@ -123,9 +133,10 @@ func (s *pgStats) report(b *testing.B, msgs int, pg backendRun, base string) str
 	b.ReportMetric(per(s.Commits), "pg_commits/msg")
 	b.ReportMetric(per(s.WALBytes), "pg_wal_B/msg")
 	b.ReportMetric(per(s.WALSyncs), "pg_wal_syncs/msg")
+	b.ReportMetric(per(s.cpu.Microseconds()), "pg_cpu_µs/msg")
 	var out strings.Builder
-	fmt.Fprintf(&out, "PostgreSQL server, per message (accept + delivery, %d runs): %.1f statements, %.2f commits, %.0f WAL bytes, %.3f WAL flushes (wal_sync; %.1f commits share one flush)",
-		s.runs, per(s.Statements), per(s.Commits), per(s.WALBytes), per(s.WALSyncs), float64(s.Commits)/float64(max(s.WALSyncs, 1)))
+	fmt.Fprintf(&out, "PostgreSQL server, per message (accept + delivery, %d runs): %.1f statements, %.2f commits, %.0f WAL bytes, %.3f WAL flushes (wal_sync; %.1f commits share one flush), server CPU %.0f µs",
+		s.runs, per(s.Statements), per(s.Commits), per(s.WALBytes), per(s.WALSyncs), float64(s.Commits)/float64(max(s.WALSyncs, 1)), per(s.cpu.Microseconds()))
 	bboltMu.Lock()
 	bb, ok := bboltRuns[base]
 	bboltMu.Unlock()
