@@ -31,7 +31,7 @@ test:
 
 ## bench: the benchmarks, printing their figures
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
 
 ## lint: gofmt, go vet and staticcheck
 lint:

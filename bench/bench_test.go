@@ -28,6 +28,7 @@ import (
 	"github.com/emersion/go-smtp"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/queue"
@@ -81,7 +82,8 @@ func TestMain(m *testing.M) {
 		runtime.GOMAXPROCS(procs)
 	}
 	addSummary("GOMAXPROCS %d on %d CPUs (%s), as heed serve would run", procs, runtime.NumCPU(), why)
-	code := m.Run()
+	// pgtest.Run stops the PostgreSQL cluster of the PostgreSQL runs.
+	code := pgtest.Run(m)
 	if len(summary) > 0 {
 		fmt.Println()
 		fmt.Println("=== Heed benchmark summary ===")
@@ -118,6 +120,11 @@ type scenario struct {
 	// the median of the rounds' shares is reported: one run's share
 	// moves by a few points with the machine.
 	rounds int
+	// postgres runs the relay on storage.driver postgres, on the
+	// benchmark's own PostgreSQL cluster (postgres_test.go), and compares
+	// it with the bbolt run of the scenario named base in the same run.
+	postgres bool
+	base     string
 }
 
 // BenchmarkEndToEnd submits 4 KiB messages through the real submission
@@ -130,7 +137,9 @@ type scenario struct {
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, sc := range []scenario{
 		{name: "ReusedConn", messages: 10000, domainConcurrency: benchDomainConcurrency, rounds: 3},
+		{name: "ReusedConnPostgres", base: "ReusedConn", postgres: true, messages: 10000, domainConcurrency: benchDomainConcurrency, rounds: 3},
 		{name: "NewConnPerMessage", messages: 4000, newConnPerMessage: true, domainConcurrency: benchDomainConcurrency},
+		{name: "NewConnPerMessagePostgres", base: "NewConnPerMessage", postgres: true, messages: 4000, newConnPerMessage: true, domainConcurrency: benchDomainConcurrency},
 		{name: "ReusedConnDefaultDomainConcurrency", messages: 10000, domainConcurrency: 20},
 	} {
 		b.Run(sc.name, func(b *testing.B) { runEndToEnd(b, sc) })
@@ -152,6 +161,8 @@ type result struct {
 	// sessions is, for new-connection runs, dial → 250 per message
 	// (connect, EHLO, AUTH, transaction, without QUIT).
 	sessions []time.Duration
+	// pg is what the PostgreSQL server did for the run (postgres runs).
+	pg *pgStats
 }
 
 func runEndToEnd(b *testing.B, sc scenario) {
@@ -164,10 +175,13 @@ func runEndToEnd(b *testing.B, sc scenario) {
 	for range b.N * max(sc.rounds, 1) {
 		b.StopTimer()
 		env := startRelay(b, sc)
+		probe := env.probe(b)
 		b.StartTimer()
-		all = append(all, env.run(b, sc))
+		r := env.run(b, sc)
 		b.StopTimer()
 		env.shutdown()
+		r.pg = probe.read(b)
+		all = append(all, r)
 		ref.measure(b, sc.newConnPerMessage)
 	}
 	// The baseline runs after the relay is shut down, on the same disk,
@@ -177,7 +191,9 @@ func runEndToEnd(b *testing.B, sc scenario) {
 	var n int
 	var acc, del, cpu time.Duration
 	var lat, sess []time.Duration
+	var pg pgStats
 	for _, r := range all {
+		pg.add(r.pg)
 		n += r.messages
 		acc += r.accepted
 		del += r.delivered
@@ -198,6 +214,9 @@ func runEndToEnd(b *testing.B, sc scenario) {
 	b.ReportMetric(accRate/single, "x_single_commit")
 
 	mode := fmt.Sprintf("reused connections (%d clients)", clients)
+	if sc.postgres {
+		mode = "PostgreSQL, " + mode
+	}
 	if sc.signed {
 		list := sc.list
 		if list == "" {
@@ -243,10 +262,16 @@ func runEndToEnd(b *testing.B, sc scenario) {
 		rates[i] = float64(r.messages) / r.delivered.Seconds()
 	}
 	base += "\n  " + ref.report(b, sc, rates)
-	if sc.signed {
+	if sc.signed && !sc.postgres {
 		signedMu.Lock()
 		signedRates[sc.name] = delRate
 		signedMu.Unlock()
+	}
+	bb := backendRun{accepted: accRate, delivered: delRate, p99: ms(p99)}
+	if sc.postgres {
+		base += "\n  " + pg.report(b, n, bb, sc.base)
+	} else {
+		recordBbolt(sc.name, bb)
 	}
 	b.Log(line)
 	b.Log(base)
@@ -260,6 +285,7 @@ type relayEnv struct {
 	sink       *testsink.Sink
 	user, pass string
 	dataDir    string
+	dsn        string // the PostgreSQL database of a postgres run
 
 	target    atomic.Int64 // deliveries to wait for
 	delivered atomic.Int64
@@ -296,6 +322,11 @@ func startRelay(b *testing.B, sc scenario) *relayEnv {
 	cfg.ReturnPathDomain = "bounces.relay.test"
 	cfg.Unsubscribe.MailtoDomain = "unsubscribe.relay.test"
 	cfg.HTTP.Public.BaseURL = "https://unsubscribe.relay.test"
+	if sc.postgres {
+		cfg.Storage.Driver = config.DriverPostgres
+		env.dsn = benchCluster(b).NewDatabase(b)
+		cfg.Storage.Postgres.DSN = env.dsn
+	}
 	if err := cfg.Validate(); err != nil {
 		b.Fatalf("config: %v", err)
 	}

@@ -35,7 +35,12 @@ func BenchmarkSigned(b *testing.B) {
 	for _, sc := range signedScenarios {
 		b.Run(sc.name, func(b *testing.B) { runEndToEnd(b, sc) })
 	}
-	if os.Getenv(childEnv) != "" || strings.HasPrefix(dkim.RSASigner(), "go ") {
+	if os.Getenv(childEnv) != "" {
+		return
+	}
+	// Marketing on PostgreSQL, beside the bbolt run above.
+	b.Run("MarketingPostgres", func(b *testing.B) { runEndToEnd(b, marketingPostgres) })
+	if strings.HasPrefix(dkim.RSASigner(), "go ") {
 		return
 	}
 	b.Run("PureGoSigner", func(b *testing.B) {
@@ -50,6 +55,11 @@ var signedScenarios = []scenario{
 	{name: "Transactional", messages: 1000, rcpts: 10, domainConcurrency: benchDomainConcurrency, signed: true},
 	{name: "Marketing", messages: 4000, newConnPerMessage: true, domainConcurrency: benchDomainConcurrency, signed: true, list: "marketing"},
 }
+
+// marketingPostgres is the Marketing scenario on PostgreSQL; the child
+// process of the pure-Go build does not run it.
+var marketingPostgres = scenario{name: "MarketingPostgres", base: "Marketing", postgres: true, messages: 4000,
+	newConnPerMessage: true, domainConcurrency: benchDomainConcurrency, signed: true, list: "marketing"}
 
 // childEnv marks a benchmark process started by another one.
 const childEnv = "HEED_BENCH_CHILD"

@@ -171,11 +171,14 @@ type suppQuery struct {
 // suppQueries makes each reader's lookups in advance, so that the clock
 // measures Check and not fmt.Sprintf: random tenants, addresses present
 // and absent half and half, one in three to a transactional list.
-func suppQueries() [][]suppQuery {
+func suppQueries() [][]suppQuery { return suppQueriesN(suppLookups) }
+
+// suppQueriesN is suppQueries with n lookups per reader.
+func suppQueriesN(n int) [][]suppQuery {
 	qs := make([][]suppQuery, suppReaders)
 	for g := range qs {
 		rng := rand.New(rand.NewPCG(uint64(g), 42))
-		qs[g] = make([]suppQuery, suppLookups)
+		qs[g] = make([]suppQuery, n)
 		for n := range qs[g] {
 			t, i := rng.IntN(suppTenants), rng.IntN(2*suppPerTenant) // i >= suppPerTenant: not in the store
 			q := suppQuery{want: suppEntry(t, i), present: i < suppPerTenant, list: "news", kind: tenant.Marketing}

@@ -151,16 +151,12 @@ func (ss *session) Data(r io.Reader) error {
 		From: ss.from.String(), HeaderFrom: headerFrom, Size: f.Size(), ReceivedAt: now, Body: f.Inline(),
 		Client: queue.Client{Helo: ss.c.Hostname(), Addr: ss.addr.String(), TLS: ss.tls, Auth: ss.authed},
 	}
-	suppressed := 0
 	for i, a := range ss.rcpts {
-		r := queue.Recipient{Index: i, Address: a.String()}
-		if err := ss.suppressed(&r, list); err != nil {
-			return err
-		}
-		if r.State == queue.Suppressed {
-			suppressed++
-		}
-		msg.Recipients = append(msg.Recipients, r)
+		msg.Recipients = append(msg.Recipients, queue.Recipient{Index: i, Address: a.String()})
+	}
+	suppressed, err := ss.suppressed(msg.Recipients, list)
+	if err != nil {
+		return err
 	}
 	if err := ss.s.o.Queue.Enqueue(context.Background(), msg); err != nil {
 		return internalError(ss.log, "committing a message", err)
@@ -248,21 +244,30 @@ func (ss *session) pausePolicy(l tenant.List) error {
 			"remove the addresses that bounce or complain, then ask the relay's operator to resume the tenant", ss.cred.Tenant, why)
 }
 
-// suppressed marks r Suppressed when the suppression list says list must
-// not mail it.
-func (ss *session) suppressed(r *queue.Recipient, l tenant.List) error {
+// suppressed marks each of rs Suppressed that the suppression list says
+// list must not mail, and counts them. It is one read of the list for the
+// whole message (suppression.CheckAll), not one per recipient.
+func (ss *session) suppressed(rs []queue.Recipient, l tenant.List) (int, error) {
 	if ss.s.o.Suppressions == nil {
-		return nil
+		return 0, nil
 	}
-	e, hit, err := suppression.Check(context.Background(), ss.s.o.Suppressions, ss.cred.Tenant, l.ID, l.Kind, r.Address)
+	addrs := make([]string, len(rs))
+	for i, r := range rs {
+		addrs[i] = r.Address
+	}
+	vs, err := suppression.CheckAll(context.Background(), ss.s.o.Suppressions, ss.cred.Tenant, l.ID, l.Kind, addrs)
 	if err != nil {
-		return internalError(ss.log, "checking the suppression list", err)
+		return 0, internalError(ss.log, "checking the suppression list", err)
 	}
-	if hit {
-		r.State, r.Reason = queue.Suppressed, string(e.Reason)
-		r.LastReply = fmt.Sprintf("suppressed: %s (scope %s)", e.Reason, e.List)
+	n := 0
+	for i, v := range vs {
+		if v.Hit {
+			rs[i].State, rs[i].Reason = queue.Suppressed, string(v.Entry.Reason)
+			rs[i].LastReply = fmt.Sprintf("suppressed: %s (scope %s)", v.Entry.Reason, v.Entry.List)
+			n++
+		}
 	}
-	return nil
+	return n, nil
 }
 
 // dataError passes through the refusals of the content and the size

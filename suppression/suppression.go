@@ -213,7 +213,57 @@ func Check(ctx context.Context, s Store, tenant, list, kind, addr string) (Entry
 	if err != nil {
 		return Entry{}, false, err
 	}
-	best, found := Entry{}, false
+	e, hit := strongest(entries, list, kind)
+	return e, hit, nil
+}
+
+// Verdict is CheckAll's answer for one address: Hit says whether it must
+// not get the mail, and Entry which entry says so (as Check reports it).
+type Verdict struct {
+	Entry Entry
+	Hit   bool
+}
+
+// allLooker is a Store that reads the entries of many addresses in one
+// read of its backend (Service.LookupAll).
+type allLooker interface {
+	LookupAll(ctx context.Context, tenant string, addrs []string) ([][]Entry, error)
+}
+
+// CheckAll is Check for every recipient of one message: out[i] is the
+// verdict for addrs[i], by the same rules. Over a Store that has
+// LookupAll (the Service, on either backend) it is one read of the
+// backend, one query on PostgreSQL, however many recipients there are,
+// so the accept of a 50-recipient message does not make 50 round trips
+// before its 250. An address that does not normalise fails the whole call
+// with ErrInvalid, as it fails Check.
+func CheckAll(ctx context.Context, s Store, tenant, list, kind string, addrs []string) ([]Verdict, error) {
+	var all [][]Entry
+	if la, ok := s.(allLooker); ok {
+		var err error
+		if all, err = la.LookupAll(ctx, tenant, addrs); err != nil {
+			return nil, err
+		}
+	} else {
+		all = make([][]Entry, len(addrs))
+		for i, a := range addrs {
+			es, err := s.Lookup(ctx, tenant, a)
+			if err != nil {
+				return nil, err
+			}
+			all[i] = es
+		}
+	}
+	out := make([]Verdict, len(addrs))
+	for i, es := range all {
+		out[i].Entry, out[i].Hit = strongest(es, list, kind)
+	}
+	return out, nil
+}
+
+// strongest picks, of entries, the strongest one that applies to list
+// (see Check); found is false when none does.
+func strongest(entries []Entry, list, kind string) (best Entry, found bool) {
 	for _, e := range entries {
 		if !Applies(e, list, kind) {
 			continue
@@ -222,5 +272,5 @@ func Check(ctx context.Context, s Store, tenant, list, kind, addr string) (Entry
 			best, found = e, true
 		}
 	}
-	return best, found, nil
+	return best, found
 }

@@ -42,6 +42,7 @@ type Cluster struct {
 	bin     string // PostgreSQL's bin directory
 	cred    *syscall.Credential
 	Elapsed time.Duration // how long initdb and the first start took
+	opts    Options
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -122,9 +123,19 @@ func checkTraversable(dir string, cred *syscall.Credential) error {
 	}
 }
 
+// Options are what a cluster may change of the defaults.
+type Options struct {
+	// Settings are extra server settings, "name=value" each, passed as -c
+	// after the defaults so that they override them (the benchmarks'
+	// shared_preload_libraries=pg_stat_statements and a production-like
+	// shared_buffers). fsync and synchronous_commit stay on whatever they
+	// say: a measurement without them would not be of Heed's durability.
+	Settings []string
+}
+
 // newCluster runs initdb in a new temporary directory and starts the
 // server. The caller owns the result and must Close it.
-func newCluster() (c *Cluster, err error) {
+func newCluster(opts Options) (c *Cluster, err error) {
 	began := time.Now()
 	bin, err := findBin()
 	if err != nil {
@@ -138,7 +149,7 @@ func newCluster() (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{dir: dir, bin: bin, cred: cred}
+	c = &Cluster{dir: dir, bin: bin, cred: cred, opts: opts}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -200,11 +211,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.proc != nil {
 		return errors.New("pgtest: the server is already running")
 	}
-	cmd := c.command("postgres", "-D", c.dataDir(),
+	args := []string{"-D", c.dataDir(),
 		"-k", c.socketDir(),
 		"-c", "listen_addresses=",
-		"-c", "fsync=on",
-		"-c", "synchronous_commit=on",
 		"-c", "max_connections=200",
 		"-c", "shared_buffers=32MB",
 		// In the data directory, so that a killed server leaves no
@@ -212,7 +221,13 @@ func (c *Cluster) start(ctx context.Context) error {
 		"-c", "dynamic_shared_memory_type=mmap",
 		"-c", "huge_pages=off",
 		"-c", "log_min_messages=warning",
-	)
+	}
+	for _, kv := range c.opts.Settings {
+		args = append(args, "-c", kv)
+	}
+	// Last, so that no setting turns durability off.
+	args = append(args, "-c", "fsync=on", "-c", "synchronous_commit=on")
+	cmd := c.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	// The parent-death signal fires when the thread that forked the server

@@ -56,7 +56,11 @@ var (
 
 // Main runs the tests and then stops every cluster they started and
 // removes its directory. Call it from TestMain; it does not return.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to do after the tests (the
+// benchmarks print a summary): it returns m.Run's code instead of exiting.
+func Run(m *testing.M) int {
 	mainCalled = true
 	sweepStale(os.TempDir(), time.Now())
 	code := m.Run()
@@ -65,7 +69,7 @@ func Main(m *testing.M) {
 		c.Close()
 	}
 	liveMu.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // staleAfter is how old a cluster directory without a running server
@@ -124,7 +128,7 @@ func Shared(t testing.TB) *Cluster {
 		t.Fatal("pgtest: the package's TestMain must call pgtest.Main(m), which stops the cluster when the tests end")
 	}
 	sharedOnce.Do(func() {
-		shared, sharedErr = newCluster()
+		shared, sharedErr = newCluster(Options{})
 		if sharedErr == nil {
 			started(shared)
 			t.Logf("pgtest: PostgreSQL %s cluster started in %v", versionOf(shared.bin), shared.Elapsed.Round(time.Millisecond))
@@ -148,11 +152,26 @@ func New(t testing.TB) *Cluster {
 	if !mainCalled {
 		t.Fatal("pgtest: the package's TestMain must call pgtest.Main(m), which stops the cluster when the tests end")
 	}
-	c, err := newCluster()
+	c, err := newCluster(Options{})
 	require(t, err)
 	started(c)
 	t.Logf("pgtest: PostgreSQL %s cluster started in %v", versionOf(c.bin), c.Elapsed.Round(time.Millisecond))
 	t.Cleanup(func() { closed(c) })
+	return c
+}
+
+// Start starts a cluster with opts that lives until Main (or Run) ends,
+// for benchmarks that share one cluster of their own settings across
+// several benchmark functions. It fails or skips t as DSN does.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if !mainCalled {
+		t.Fatal("pgtest: the package's TestMain must call pgtest.Main(m) or pgtest.Run(m), which stops the cluster when the tests end")
+	}
+	c, err := newCluster(opts)
+	require(t, err)
+	started(c)
+	t.Logf("pgtest: PostgreSQL %s cluster started in %v with %v", versionOf(c.bin), c.Elapsed.Round(time.Millisecond), opts.Settings)
 	return c
 }
 

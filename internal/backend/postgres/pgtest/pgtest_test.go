@@ -84,6 +84,26 @@ func TestDurableSettings(t *testing.T) {
 	}
 }
 
+// TestSettings: a cluster started with extra settings has them (the
+// benchmarks load pg_stat_statements this way), and none of them turns
+// durability off.
+func TestSettings(t *testing.T) {
+	c := Start(t, Options{Settings: []string{"shared_preload_libraries=pg_stat_statements", "work_mem=8MB",
+		"fsync=off", "synchronous_commit=off"}})
+	t.Cleanup(func() { closed(c) })
+	conn := connect(t, c.NewDatabase(t))
+	for name, want := range map[string]string{"shared_preload_libraries": "pg_stat_statements", "work_mem": "8MB",
+		"fsync": "on", "synchronous_commit": "on"} {
+		var v string
+		if err := conn.QueryRow(context.Background(), "SHOW "+name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v != want {
+			t.Errorf("%s = %s, want %s", name, v, want)
+		}
+	}
+}
+
 func TestStopAndStart(t *testing.T) {
 	ctx := context.Background()
 	c := New(t)
