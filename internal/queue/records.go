@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
@@ -27,6 +28,9 @@ type Records struct {
 	// rates is set by KeepRates: outcomes count in the reputation rates,
 	// and the tenant is named to it after the commit.
 	rates func(tenant string)
+	// ratesOff suspends KeepRates (PauseRates): only the benchmark that
+	// prices the rates sets it, on a relay that must otherwise stay whole.
+	ratesOff atomic.Bool
 }
 
 // NewRecords returns the queue kept by tx.
@@ -54,6 +58,13 @@ func (s *Records) KeepRates(touched func(tenant string)) *Records {
 	s.rates = touched
 	return s
 }
+
+// PauseRates stops (true) or restarts (false) the counting KeepRates
+// asked for, without rebuilding the relay: BenchmarkReputationCost runs
+// the same relay shape with the rates kept and not kept. Outcomes
+// recorded while paused never count, so a relay that serves mail must
+// leave it alone.
+func (s *Records) PauseRates(off bool) { s.ratesOff.Store(off) }
 
 var _ Store = (*Records)(nil)
 
@@ -289,7 +300,7 @@ func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bo
 		if err := events.Append(tx.Events(), ev); err != nil {
 			return err
 		}
-		if s.rates != nil && (out.State == Delivered || out.State == Bounced) {
+		if s.rates != nil && !s.ratesOff.Load() && (out.State == Delivered || out.State == Bounced) {
 			tenant = m.Tenant
 			from := m.HeaderFrom
 			if from == "" {

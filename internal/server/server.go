@@ -120,6 +120,12 @@ func (r *Relay) Tenants() *tenant.Registry { return r.tenants }
 // Err reports a listener that failed; the relay should then be shut down.
 func (r *Relay) Err() <-chan error { return r.errs }
 
+// KeepRates turns the counting of outcomes into the reputation rates off
+// and on again (it is on from the start). It exists for the benchmark
+// that prices the rates (bench/reputation_test.go); with it off the
+// guard judges nothing new, so a relay that serves mail leaves it on.
+func (r *Relay) KeepRates(on bool) { r.qs.PauseRates(!on) }
+
 // Serve runs the relay until ctx ends, then shuts down in order: stop
 // accepting, let sessions finish, stop the workers at a safe point, close
 // the database. In demo mode it prints the demo credentials to stdout.

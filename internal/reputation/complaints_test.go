@@ -1,0 +1,142 @@
+package reputation_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heedmail/heed/internal/backend/boltdb"
+	"github.com/heedmail/heed/internal/backend/postgres"
+	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
+	"github.com/heedmail/heed/internal/events"
+	. "github.com/heedmail/heed/internal/reputation"
+	"github.com/heedmail/heed/internal/store"
+	"github.com/heedmail/heed/internal/testclock"
+	"github.com/heedmail/heed/suppression"
+)
+
+// complaintsOn is Complaints over a fresh backend of each kind, its
+// suppression list and its rates sharing the one database, as the relay
+// builds them (internal/server complaints).
+var complaintsOn = []struct {
+	name string
+	open func(t *testing.T, now func() time.Time) (*Complaints, *Rates, *events.Log)
+}{
+	{"bbolt", func(t *testing.T, now func() time.Time) (*Complaints, *Rates, *events.Log) {
+		db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		sup := boltdb.Suppressions(db, make([]byte, 32), now)
+		tx := boltdb.Reputation(db)
+		return &Complaints{Store: sup, Service: sup, Tx: tx, Now: now}, NewRates(tx, now), boltdb.Events(db)
+	}},
+	{"postgres", func(t *testing.T, now func() time.Time) (*Complaints, *Rates, *events.Log) {
+		db, err := postgres.Open(context.Background(), postgres.Config{DSN: pgtest.DSN(t), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		if err := db.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		b := db.Backend()
+		sup := postgres.Suppressions(b, make([]byte, 32), now)
+		tx := postgres.Reputation(b)
+		return &Complaints{Store: sup, Service: sup, Tx: tx, Now: now}, NewRates(tx, now), postgres.Events(b)
+	}},
+}
+
+// TestComplaintsCountOnce: an ARF complaint added through Complaints
+// suppresses the address, writes recipient.complained and counts one
+// complaint in the rate of the message's sending domain, in the hour of
+// the complaint; a second report of the same address suppresses nothing
+// new and does not count again, nor is the guard touched again; an
+// unsubscribe through the same list counts nothing; another tenant's
+// complaint counts only for that tenant.
+func TestComplaintsCountOnce(t *testing.T) {
+	for _, b := range complaintsOn {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := testclock.New(t0)
+			c, rates, log := b.open(t, clock.Now)
+			var touched []string
+			c.Touched = func(tn string) { touched = append(touched, tn) }
+			c.Domain = func(_ context.Context, id string) string {
+				return map[string]string{"m1": "a.example", "m2": "a.example", "m3": "b.example"}[id]
+			}
+			add := func(e suppression.Entry) bool {
+				t.Helper()
+				var also []events.Type
+				if e.Reason == suppression.Complaint {
+					also = append(also, events.RecipientComplained) // as the inbound listener adds it
+				}
+				created, err := c.Add(ctx, e, also...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return created
+			}
+			complaint := func(tenant, addr, msg string) suppression.Entry {
+				return suppression.Entry{Tenant: tenant, Address: addr, List: suppression.All,
+					Reason: suppression.Complaint, Channel: "arf", MessageID: msg}
+			}
+			if !add(complaint("acme", "sam@example.net", "m1")) {
+				t.Fatal("the first complaint did not add an entry")
+			}
+			clock.Add(time.Hour)
+			if add(complaint("acme", "Sam@example.net", "m2")) { // the same address, reported again
+				t.Error("a repeat report added a second entry")
+			}
+			add(suppression.Entry{Tenant: "acme", Address: "pat@example.net", List: "news",
+				Reason: suppression.Unsubscribe, Channel: "one-click", MessageID: "m1"})
+			add(complaint("other", "sam@example.net", "m3"))
+
+			rep, err := rates.Report(ctx, "acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rep.Windows[0].Complaints; got != 1 {
+				t.Errorf("acme's complaints over 24h: %d, want 1 (a repeat report counts once)", got)
+			}
+			if len(rep.Domains) != 1 || rep.Domains[0].Domain != "a.example" || rep.Domains[0].Windows[1].Complaints != 1 {
+				t.Errorf("acme's complaints per domain: %+v", rep.Domains)
+			}
+			if other, _ := rates.Report(ctx, "other"); other.Windows[0].Complaints != 1 ||
+				len(other.Domains) != 1 || other.Domains[0].Domain != "b.example" {
+				t.Errorf("the other tenant's complaints: %+v", other)
+			}
+			if len(touched) != 2 || touched[0] != "acme" || touched[1] != "other" {
+				t.Errorf("the guard heard of %v, want [acme other]", touched)
+			}
+			evs, err := log.Events(ctx, "acme", 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, e := range evs {
+				if e.Type == events.RecipientComplained {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d recipient.complained events of acme, want 1", n)
+			}
+			entries, err := c.Lookup(ctx, "acme", "sam@example.net")
+			if err != nil || len(entries) != 1 || entries[0].Reason != suppression.Complaint {
+				t.Errorf("acme's suppression of the complainer: %+v %v", entries, err)
+			}
+
+			// A day after the first report it has left the 24 h window,
+			// not the 7 d one.
+			clock.Add(23 * time.Hour)
+			rep, _ = rates.Report(ctx, "acme")
+			if rep.Windows[0].Complaints != 0 || rep.Windows[1].Complaints != 1 {
+				t.Errorf("a day later: %+v", rep.Windows)
+			}
+		})
+	}
+}
