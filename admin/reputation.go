@@ -44,7 +44,11 @@ func (s *server) getReputation(c echo.Context, t tenant.Tenant) error {
 		return err
 	}
 	lv := s.Guard.Levels()
-	return c.JSON(http.StatusOK, reputationView{Report: rep, Paused: st.Paused, State: st, Scope: s.Guard.Scope(),
+	// paused is what submission enforces now (the guard's set, changed
+	// once a pause or resume has committed), so that a client that reads
+	// "paused" is refused at its next submission; State is the record.
+	_, paused := s.Guard.Paused(t.ID)
+	return c.JSON(http.StatusOK, reputationView{Report: rep, Paused: paused, State: st, Scope: s.Guard.Scope(),
 		Levels: reputationLevelView{lv.WarnBounce, lv.PauseBounce, lv.WarnComplaint, lv.PauseComplaint, lv.MinFinal, lv.MinDelivered}})
 }
 
