@@ -31,6 +31,8 @@ import (
 	"github.com/heedmail/heed/suppression"
 )
 
+var nextLink = regexp.MustCompile(`href="(\?after=[0-9]+)" rel="next"`)
+
 var hashKey = []byte("0123456789abcdef0123456789abcdef")
 
 // env is a console over real stores in a bbolt file, served on loopback.
