@@ -40,6 +40,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/report"
@@ -172,4 +173,15 @@ type Store interface {
 	// Hold puts job's schedule entry off until until, without an attempt,
 	// an event or a change of its state (a paused tenant's mail).
 	Hold(ctx context.Context, job Job, until time.Time) error
+}
+
+// SendingDomain is the domain a message counts under in the reputation
+// rates: its From: header's, else its envelope sender's, lower-cased; ""
+// when neither has one.
+func (m *Message) SendingDomain() string {
+	from := m.HeaderFrom
+	if from == "" {
+		from = m.From
+	}
+	return strings.ToLower(domainOf(from))
 }

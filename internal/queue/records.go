@@ -302,11 +302,7 @@ func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bo
 		}
 		if s.rates != nil && !s.ratesOff.Load() && (out.State == Delivered || out.State == Bounced) {
 			tenant = m.Tenant
-			from := m.HeaderFrom
-			if from == "" {
-				from = m.From
-			}
-			if err := reputation.Count(tx.Reputation(), m.Tenant, strings.ToLower(domainOf(from)), out.At,
+			if err := reputation.Count(tx.Reputation(), m.Tenant, m.SendingDomain(), out.At,
 				out.State == Delivered, out.State == Bounced && out.Bounce.Verdict == report.Hard); err != nil {
 				return err
 			}

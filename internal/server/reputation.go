@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/queue"
@@ -82,18 +81,10 @@ func (r *Relay) complaints() *reputation.Complaints {
 			if err != nil {
 				return ""
 			}
-			from := m.HeaderFrom
-			if from == "" {
-				from = m.From
-			}
-			return domainOf(from)
+			return m.SendingDomain()
 		},
 		Touched: r.rep.guard.Touch,
 	}
-}
-
-func domainOf(addr string) string {
-	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
 }
 
 // registerReputationGauges exports each tenant's rates over the short
