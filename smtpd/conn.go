@@ -343,3 +343,13 @@ func refuse(c net.Conn, timeout time.Duration, why string) {
 	c.Write([]byte("421 4.7.0 " + why + "\r\n"))
 	c.Close()
 }
+
+// remoteAddr is the IP address of a connection's peer, as both
+// listeners' sessions record it; the zero Addr when it has none (a
+// test's pipe), which then shares one bucket.
+func remoteAddr(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"net"
 	"net/netip"
 	"time"
 
@@ -42,13 +41,4 @@ func newClientRate(perMinute int, now func() time.Time) *clientRate {
 func (r *clientRate) allow(addr netip.Addr) bool {
 	ok, _ := r.buckets.Allow(netlimit.Client(addr))
 	return ok
-}
-
-// remoteAddr is the IP address of a connection's peer; the zero Addr
-// when it has none (a test's pipe), which then shares one bucket.
-func remoteAddr(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }

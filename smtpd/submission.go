@@ -221,9 +221,7 @@ func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
 			wc.stopWatching()
 		}
 	}
-	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
-		sess.addr = ap.Addr().Unmap()
-	}
+	sess.addr = remoteAddr(c.Conn())
 	sess.loopback = s.o.Local(sess.addr)
 	cred, err := s.o.Tenants.CredentialForAddr(context.Background(), sess.addr)
 	switch {
