@@ -81,13 +81,9 @@ func openBoltBed(t *testing.T) *bed {
 }
 
 func openPostgresBed(t *testing.T) *bed {
-	ctx := context.Background()
 	db := backendtest.OpenPostgres(t, 16)
 	b := newBed(db.Backend())
-	b.waiting = func(n int) (bool, error) {
-		w, err := db.EventLockWaiters(ctx)
-		return w >= n, err
-	}
+	b.waiting = backendtest.EventLockWaiting(db)
 	return b
 }
 

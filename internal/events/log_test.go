@@ -71,13 +71,9 @@ func openBolt(t *testing.T) rig {
 }
 
 func openPostgres(t *testing.T) rig {
-	ctx := context.Background()
 	db := backendtest.OpenPostgres(t, 16)
 	r := newRig(db.Backend())
-	r.waiting = func(n int) (bool, error) {
-		w, err := db.EventLockWaiters(ctx)
-		return w >= n, err
-	}
+	r.waiting = backendtest.EventLockWaiting(db)
 	return r
 }
 

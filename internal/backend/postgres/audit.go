@@ -21,11 +21,8 @@ const auditLock int64 = 0x686565642e617564
 
 func (r auditRows) Append(rec *audit.Record) error {
 	t := r.t
-	if !t.auditLocked {
-		if _, err := t.tx.Exec(t.ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
-			return err
-		}
-		t.auditLocked = true
+	if err := t.xactLock(auditLock, &t.auditLocked); err != nil {
+		return err
 	}
 	var seq int64
 	if err := t.tx.QueryRow(t.ctx, "SELECT nextval('audit_seq')").Scan(&seq); err != nil {

@@ -97,6 +97,20 @@ type Tx struct {
 	auditLocked bool
 }
 
+// xactLock takes the transaction-level advisory lock key once per
+// transaction: *held records that it is taken, and COMMIT or ROLLBACK
+// releases it.
+func (t *Tx) xactLock(key int64, held *bool) error {
+	if *held {
+		return nil
+	}
+	if _, err := t.tx.Exec(t.ctx, "SELECT pg_advisory_xact_lock($1)", key); err != nil {
+		return err
+	}
+	*held = true
+	return nil
+}
+
 // Events implements backend.Tx.
 func (t *Tx) Events() events.TxLog { return eventRows{t} }
 

@@ -28,11 +28,8 @@ func (r eventRows) All(after uint64, limit int) ([]events.Event, error) {
 
 func (r eventRows) Restore(evs []events.Event, last uint64) error {
 	t := r.t
-	if !t.eventLocked {
-		if _, err := t.tx.Exec(t.ctx, "SELECT pg_advisory_xact_lock($1)", eventLock); err != nil {
-			return err
-		}
-		t.eventLocked = true
+	if err := t.xactLock(eventLock, &t.eventLocked); err != nil {
+		return err
 	}
 	rows := make([][]any, 0, len(evs))
 	for _, ev := range evs {
@@ -49,11 +46,8 @@ func (r eventRows) Restore(evs []events.Event, last uint64) error {
 
 func (r auditRows) Restore(rs []audit.Record, last uint64) error {
 	t := r.t
-	if !t.auditLocked {
-		if _, err := t.tx.Exec(t.ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
-			return err
-		}
-		t.auditLocked = true
+	if err := t.xactLock(auditLock, &t.auditLocked); err != nil {
+		return err
 	}
 	rows := make([][]any, 0, len(rs))
 	for _, rec := range rs {

@@ -33,11 +33,8 @@ const eventLock int64 = 0x686565642e657674
 
 func (r eventRows) Insert(ev *events.Event) error {
 	t := r.t
-	if !t.eventLocked {
-		if _, err := t.tx.Exec(t.ctx, "SELECT pg_advisory_xact_lock($1)", eventLock); err != nil {
-			return err
-		}
-		t.eventLocked = true
+	if err := t.xactLock(eventLock, &t.eventLocked); err != nil {
+		return err
 	}
 	e := *ev
 	e.Seq = 0 // the column is the sequence number
