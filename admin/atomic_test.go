@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -24,91 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// What a faulty backend makes fail: one write, half-way through a change
-// or at its audit record.
-const (
-	failNothing = iota
-	failAudit
-	failChange
-)
-
-var errDiskFull = errors.New("disk full")
-
-// faulty is a backend whose transactions fail the write named by fail:
-// the audit record's (Audit().Append), or the change's own row
-// (a suppression's Put, a credential's PutCredential, a tenant's
-// DeleteTenant, an endpoint's PutEndpoint).
-type faulty struct {
-	backend.Backend
-	fail *atomic.Int32
-}
-
-func (f faulty) Update(ctx context.Context, fn func(backend.Tx) error) error {
-	return f.Backend.Update(ctx, func(t backend.Tx) error { return fn(faultyTx{t, f.fail}) })
-}
-
-type faultyTx struct {
-	backend.Tx
-	fail *atomic.Int32
-}
-
-func (t faultyTx) change() bool { return t.fail.Load() == failChange }
-
-func (t faultyTx) Audit() audit.Rows {
-	return faultyAudit{t.Tx.Audit(), t.fail.Load() == failAudit}
-}
-func (t faultyTx) Suppressions() suppression.Rows {
-	return faultySuppressions{t.Tx.Suppressions(), t.change()}
-}
-func (t faultyTx) Tenants() tenant.Rows    { return faultyTenants{t.Tx.Tenants(), t.change()} }
-func (t faultyTx) Webhooks() webhooks.Rows { return faultyWebhooks{t.Tx.Webhooks(), t.change()} }
-func failIf(fail bool, write func() error) error {
-	if fail {
-		return errDiskFull
-	}
-	return write()
-}
-
-type faultyAudit struct {
-	audit.Rows
-	fail bool
-}
-
-func (a faultyAudit) Append(r *audit.Record) error {
-	return failIf(a.fail, func() error { return a.Rows.Append(r) })
-}
-
-type faultySuppressions struct {
-	suppression.Rows
-	fail bool
-}
-
-func (s faultySuppressions) Put(r suppression.Row) error {
-	return failIf(s.fail, func() error { return s.Rows.Put(r) })
-}
-
-type faultyTenants struct {
-	tenant.Rows
-	fail bool
-}
-
-func (r faultyTenants) PutCredential(c tenant.Credential) error {
-	return failIf(r.fail, func() error { return r.Rows.PutCredential(c) })
-}
-
-func (r faultyTenants) DeleteTenant(id string) error {
-	return failIf(r.fail, func() error { return r.Rows.DeleteTenant(id) })
-}
-
-type faultyWebhooks struct {
-	webhooks.Rows
-	fail bool
-}
-
-func (w faultyWebhooks) PutEndpoint(ep *webhooks.Endpoint) error {
-	return failIf(w.fail, func() error { return w.Rows.PutEndpoint(ep) })
-}
 
 // openBackends are the storage backends the admin API runs on, each over
 // a fresh database.
@@ -134,7 +47,7 @@ var openBackends = []struct {
 func newFaultyEnv(t *testing.T, b backend.Backend) (*env, *atomic.Int32) {
 	t.Helper()
 	fail := new(atomic.Int32)
-	f := faulty{b, fail}
+	f := backendtest.Faulty{Backend: b, Fail: fail}
 	reg := tenant.NewRegistry(tenant.NewDBStore(txn.Narrow(f, func(t backend.Tx) tenant.Rows { return t.Tenants() }), tenant.NewCache()))
 	if err := reg.SetSealKey([]byte("admin test server key, 32 bytes.")); err != nil {
 		t.Fatal(err)
@@ -207,9 +120,9 @@ func TestChangeAndAuditRecordAtomic(t *testing.T) {
 			for _, r := range routes {
 				before := records()
 
-				fail.Store(failAudit)
+				fail.Store(backendtest.FailAudit)
 				resp, body := e.call(r.method, r.path, r.body)
-				fail.Store(failNothing)
+				fail.Store(backendtest.FailNothing)
 				if resp.StatusCode < 500 {
 					t.Errorf("%s with its audit record failing: %d %s; want a 5xx", r.name, resp.StatusCode, body)
 				}
@@ -217,9 +130,9 @@ func TestChangeAndAuditRecordAtomic(t *testing.T) {
 					t.Errorf("%s: the change is there without its audit record", r.name)
 				}
 
-				fail.Store(failChange)
+				fail.Store(backendtest.FailChange)
 				resp, body = e.call(r.method, r.path, r.body)
-				fail.Store(failNothing)
+				fail.Store(backendtest.FailNothing)
 				if resp.StatusCode < 500 {
 					t.Errorf("%s with its change failing: %d %s; want a 5xx", r.name, resp.StatusCode, body)
 				}

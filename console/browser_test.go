@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,13 +15,11 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/heedmail/heed/console"
+	"github.com/heedmail/heed/internal/browsertest"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 )
-
-// chromium is Debian's browser, which .ci/run installs.
-const chromium = "/usr/bin/chromium"
 
 // axeEnv names axe.min.js when it is not at axeDefault, where .ci/run
 // installs it from the npm registry.
@@ -30,18 +27,6 @@ const (
 	axeEnv     = "HEED_AXE_JS"
 	axeDefault = "testdata/node_modules/axe-core/axe.min.js"
 )
-
-// need skips a test (fails it under CI) without what it needs.
-func need(t *testing.T, what string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is missing", what)
-	}
-	t.Skipf("%s is missing", what)
-}
 
 // browser is a Chromium session with helpers that fail the test.
 type browser struct {
@@ -52,8 +37,6 @@ type browser struct {
 
 func newBrowser(t *testing.T, checkAxe bool) *browser {
 	t.Helper()
-	_, err := exec.LookPath(chromium)
-	need(t, chromium+" (apt-get install chromium)", err == nil)
 	b := &browser{t: t}
 	if checkAxe {
 		path := os.Getenv(axeEnv)
@@ -61,32 +44,10 @@ func newBrowser(t *testing.T, checkAxe bool) *browser {
 			path = axeDefault
 		}
 		src, err := os.ReadFile(path)
-		need(t, "axe-core ("+path+"; npm install --prefix console/testdata axe-core@4.10.3, as .ci/run does)", err == nil)
+		browsertest.Need(t, "axe-core ("+path+"; npm install --prefix console/testdata axe-core@4.10.3, as .ci/run does)", err == nil)
 		b.axe = string(src)
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // the tests may run as root
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 800),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	// The first action starts the browser; it must not run under a
-	// timeout (that would stop the browser), the later ones do.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancel)
-	b.ctx = ctx
+	b.ctx = browsertest.Start(t, 1100, 800, 90*time.Second)
 	return b
 }
 

@@ -2,81 +2,15 @@ package console_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"sync/atomic"
 	"testing"
 
-	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/consoleusers"
-	"github.com/heedmail/heed/suppression"
 )
-
-// What a faulty backend makes fail: the audit record's write, or the
-// change's own (a suppression row's).
-const (
-	failNothing = iota
-	failAudit
-	failChange
-)
-
-var errDiskFull = errors.New("disk full")
-
-// faulty is a backend whose transactions fail the write named by fail.
-type faulty struct {
-	backend.Backend
-	fail *atomic.Int32
-}
-
-func (f faulty) Update(ctx context.Context, fn func(backend.Tx) error) error {
-	return f.Backend.Update(ctx, func(t backend.Tx) error { return fn(faultyTx{t, f.fail}) })
-}
-
-type faultyTx struct {
-	backend.Tx
-	fail *atomic.Int32
-}
-
-func (t faultyTx) Audit() audit.Rows {
-	return faultyAudit{t.Tx.Audit(), t.fail.Load() == failAudit}
-}
-
-func (t faultyTx) Suppressions() suppression.Rows {
-	return faultySuppressions{t.Tx.Suppressions(), t.fail.Load() == failChange}
-}
-
-type faultyAudit struct {
-	audit.Rows
-	fail bool
-}
-
-func (a faultyAudit) Append(r *audit.Record) error {
-	if a.fail {
-		return errDiskFull
-	}
-	return a.Rows.Append(r)
-}
-
-type faultySuppressions struct {
-	suppression.Rows
-	fail bool
-}
-
-func (s faultySuppressions) Put(r suppression.Row) error {
-	if s.fail {
-		return errDiskFull
-	}
-	return s.Rows.Put(r)
-}
-
-func (s faultySuppressions) Delete(tenant string, k suppression.Key) error {
-	if s.fail {
-		return errDiskFull
-	}
-	return s.Rows.Delete(tenant, k)
-}
 
 // TestConsoleChangeAndAuditRecordAtomic: a console change and its audit
 // record are one transaction, as the API's. When the record cannot be
@@ -85,7 +19,7 @@ func (s faultySuppressions) Delete(tenant string, k suppression.Key) error {
 // failure, the change and exactly one record.
 func TestConsoleChangeAndAuditRecordAtomic(t *testing.T) {
 	fail := new(atomic.Int32)
-	e := newEnvOver(t, func(b backend.Backend) backend.Backend { return faulty{b, fail} }, nil)
+	e := newEnvOver(t, func(b backend.Backend) backend.Backend { return backendtest.Faulty{Backend: b, Fail: fail} }, nil)
 	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
 	e.bounce("acme", "lee@example.net", "msg-0001")
 	c := e.signedIn("ops")
@@ -120,10 +54,10 @@ func TestConsoleChangeAndAuditRecordAtomic(t *testing.T) {
 	}
 	for _, ch := range changes {
 		before := records()
-		for _, f := range []int32{failAudit, failChange} {
+		for _, f := range []int32{backendtest.FailAudit, backendtest.FailChange} {
 			fail.Store(f)
 			st, body := e.post(c, ch.path, ch.form)
-			fail.Store(failNothing)
+			fail.Store(backendtest.FailNothing)
 			if st != http.StatusInternalServerError {
 				t.Errorf("%s with write %d failing: %d, want 500\n%s", ch.name, f, st, body)
 			}

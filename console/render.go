@@ -9,6 +9,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/heedmail/heed/internal/tenant"
 )
 
 // page is what every template gets.
@@ -50,6 +52,18 @@ var funcs = template.FuncMap{
 	"mul":  func(a, b int) int { return a * b },
 	// confirmation is the name a credential is revoked by.
 	"confirmation": confirmation,
+	// revoke is what the tenant page's "revoke" template takes: the
+	// form that revokes c, a credential or an API key (kind is the
+	// path segment, "credentials" or "api-keys").
+	"revoke": func(csrf, tenantID, kind string, c tenant.Credential) revokeForm {
+		return revokeForm{CSRF: csrf, Tenant: tenantID, Kind: kind, Credential: c}
+	},
+}
+
+// revokeForm is the data of the tenant page's "revoke" template.
+type revokeForm struct {
+	CSRF, Tenant, Kind string
+	Credential         tenant.Credential
 }
 
 // parsePages parses each page template with the layout.

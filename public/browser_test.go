@@ -1,22 +1,19 @@
 package public
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromium is Debian's browser, which .ci/run installs.
-const chromium = "/usr/bin/chromium"
+	"github.com/heedmail/heed/internal/browsertest"
+)
 
 // TestBrowserUnsubscribe drives a real browser through the page a person
 // sees from the footer link: open it, press unsubscribe, see the
@@ -24,37 +21,10 @@ const chromium = "/usr/bin/chromium"
 // the browser sends and Heed refuses. With HEED_SCREENSHOTS=DIR it writes a PNG of each
 // step there (docs/screenshots holds the ones the README shows).
 func TestBrowserUnsubscribe(t *testing.T) {
-	if _, err := exec.LookPath(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (apt-get install chromium)", chromium)
-		}
-		t.Skipf("%s is missing (apt-get install chromium)", chromium)
-	}
 	e := newEnv(t)
 	tok := e.token("acme", "marketing", "pat@example.net")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // the tests may run as root
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(420, 780), // a phone
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first action starts the browser; it must not run under a timeout
-	// (that would stop the browser), the later ones do.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	ctx := browsertest.Start(t, 420, 780, 60*time.Second) // a phone
 
 	shots := os.Getenv("HEED_SCREENSHOTS")
 	shot := func(name string) {

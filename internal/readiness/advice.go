@@ -77,14 +77,14 @@ type DNSCheckResult struct {
 }
 
 // CheckDNS looks each advised record up, within 10 seconds for all, with
-// the comparison the report's DKIM checks use too (CheckRecord); now is
+// the comparison the report's DKIM checks use too (checkRecord); now is
 // the check's time.
 func CheckDNS(ctx context.Context, lookupTXT func(context.Context, string) ([]string, error), now time.Time, recs []DNSRecord) *DNSCheck {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out := &DNSCheck{CheckedAt: now, Records: []DNSCheckResult{}}
 	for _, r := range recs {
-		got := CheckRecord(ctx, lookupTXT, r.Name, r.Purpose, r.Value)
+		got := checkRecord(ctx, lookupTXT, r.Name, r.Purpose, r.Value)
 		res := DNSCheckResult{Name: r.Name, Purpose: r.Purpose, Selector: r.Selector, Status: got.Status, Found: got.Found}
 		if got.Err != nil {
 			res.Error = got.Err.Error()

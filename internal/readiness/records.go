@@ -10,7 +10,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-// Record statuses of CheckRecord.
+// Record statuses of checkRecord.
 const (
 	RecordOK        = "ok"        // published as advised
 	RecordMissing   = "missing"   // no record of that purpose at the name
@@ -27,35 +27,35 @@ type RecordResult struct {
 	Err error
 }
 
-// CheckRecord looks up the TXT record advised at name for purpose (spf,
+// checkRecord looks up the TXT record advised at name for purpose (spf,
 // dmarc or dkim) and compares it with want. The admin API's DNS check of a
 // domain and the readiness report's DKIM checks both use it. Resolvers
 // return the strings of a TXT record joined, as RFC 7208 and RFC 6376 read
 // them.
-func CheckRecord(ctx context.Context, lookupTXT func(context.Context, string) ([]string, error), name, purpose, want string) RecordResult {
+func checkRecord(ctx context.Context, lookupTXT func(context.Context, string) ([]string, error), name, purpose, want string) RecordResult {
 	res := RecordResult{Status: RecordMissing}
 	txts, err := lookupTXT(ctx, name)
 	if err != nil && !notFound(err) {
 		res.Status, res.Err = RecordError, err
 	}
 	for _, v := range txts {
-		if !SamePurpose(purpose, v) {
+		if !samePurpose(purpose, v) {
 			continue
 		}
 		res.Found = append(res.Found, v)
 		if res.Status != RecordOK {
 			res.Status = RecordDifferent
 		}
-		if SameRecord(want, v) {
+		if sameRecord(want, v) {
 			res.Status = RecordOK
 		}
 	}
 	return res
 }
 
-// SamePurpose tells which TXT values at a name are the SPF, DMARC or DKIM
+// samePurpose tells which TXT values at a name are the SPF, DMARC or DKIM
 // record (other TXT records live at a domain's apex too).
-func SamePurpose(purpose, v string) bool {
+func samePurpose(purpose, v string) bool {
 	v = strings.ToLower(strings.TrimSpace(v))
 	switch purpose {
 	case "spf":
@@ -67,8 +67,8 @@ func SamePurpose(purpose, v string) bool {
 	}
 }
 
-// SameRecord compares ignoring the whitespace DNS consoles add or drop.
-func SameRecord(want, got string) bool {
+// sameRecord compares ignoring the whitespace DNS consoles add or drop.
+func sameRecord(want, got string) bool {
 	return strings.Join(strings.Fields(want), "") == strings.Join(strings.Fields(got), "")
 }
 
@@ -96,7 +96,7 @@ func (c *Checker) dkimChecks(ctx context.Context, s Subject) []Check {
 
 func (c *Checker) dkimKeyCheck(ctx context.Context, s Subject, k tenant.DKIMKey) Check {
 	name := "dkim:" + k.Selector
-	res := CheckRecord(ctx, func(ctx context.Context, n string) ([]string, error) {
+	res := checkRecord(ctx, func(ctx context.Context, n string) ([]string, error) {
 		return c.o.Resolver.LookupTXT(ctx, fqdn(n))
 	}, k.Name(), "dkim", k.TXT)
 	ch := Check{Name: name, Found: strings.Join(res.Found, " | "), Expected: k.Name() + " TXT " + k.TXT}
@@ -178,7 +178,7 @@ func (c *Checker) dmarcRecords(ctx context.Context, name string) ([]string, erro
 	}
 	var out []string
 	for _, t := range txts {
-		if SamePurpose("dmarc", t) {
+		if samePurpose("dmarc", t) {
 			out = append(out, t)
 		}
 	}

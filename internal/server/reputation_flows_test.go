@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +14,6 @@ import (
 	"github.com/heedmail/heed/internal/dnstest"
 	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/internal/testsink"
-	"github.com/heedmail/heed/webhooks"
 )
 
 // complain sends an ARF report (RFC 5965) of copy's recipient to the
@@ -135,25 +131,12 @@ func TestReputationWarningWebhook(t *testing.T) {
 		received []string
 		warnings []map[string]any
 	)
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if err := webhooks.Verify(secret, r.Header, body, time.Minute, time.Now()); err != nil {
-			bad = append(bad, err.Error())
+	recv := hookReceiver(&mu, &secret, &bad, func(typ string, data map[string]any) {
+		received = append(received, typ)
+		if typ == "tenant.reputation_warning" {
+			warnings = append(warnings, data)
 		}
-		var p struct {
-			Type string
-			Data map[string]any
-		}
-		if err := json.Unmarshal(body, &p); err != nil {
-			bad = append(bad, err.Error())
-		}
-		received = append(received, p.Type)
-		if p.Type == "tenant.reputation_warning" {
-			warnings = append(warnings, p.Data)
-		}
-	}))
+	})
 	defer recv.Close()
 	sinkOpts := testsink.Options{Reply: func(stage, _, rcpt string, _ int) *smtp.SMTPError {
 		if stage == "RCPT" && strings.HasPrefix(rcpt, "gone") {

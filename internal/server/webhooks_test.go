@@ -33,26 +33,13 @@ func testWebhooksHearEveryFlow(t *testing.T, backend string) {
 		seen = make(chan struct{}, 1)
 	)
 	var secret string
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if err := webhooks.Verify(secret, r.Header, body, time.Minute, time.Now()); err != nil {
-			bad = append(bad, err.Error())
-		}
-		var p struct {
-			Type string
-			Data map[string]any
-		}
-		if err := json.Unmarshal(body, &p); err != nil {
-			bad = append(bad, err.Error())
-		}
-		got[p.Type] = append(got[p.Type], p.Data)
+	recv := hookReceiver(&mu, &secret, &bad, func(typ string, data map[string]any) {
+		got[typ] = append(got[typ], data)
 		select {
 		case seen <- struct{}{}:
 		default:
 		}
-	}))
+	})
 	defer recv.Close()
 	sinkOpts := testsink.Options{Reply: func(stage, _, rcpt string, _ int) *smtp.SMTPError {
 		switch {
@@ -160,4 +147,26 @@ func testWebhooksHearEveryFlow(t *testing.T, backend string) {
 			t.Errorf("the bounce event carries reply %q, want the remote 550 5.1.1", reply)
 		}
 	}
+}
+
+// hookReceiver is a webhook endpoint for the tests. Under mu, it checks
+// each webhook's signature with *secret and hands its type and data to
+// heard; what fails the check or does not parse goes to *bad.
+func hookReceiver(mu *sync.Mutex, secret *string, bad *[]string, heard func(typ string, data map[string]any)) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhooks.Verify(*secret, r.Header, body, time.Minute, time.Now()); err != nil {
+			*bad = append(*bad, err.Error())
+		}
+		var p struct {
+			Type string
+			Data map[string]any
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			*bad = append(*bad, err.Error())
+		}
+		heard(p.Type, p.Data)
+	}))
 }
