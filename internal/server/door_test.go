@@ -21,12 +21,6 @@ func TestDoorWarning(t *testing.T) {
 	})
 	user, pass, _ := e.tenantSetup()
 
-	e.send(user, pass, []string{"pat@example.net"}, reminderMsg)
-	e.sink.Wait(t, 1, 20*time.Second)
-	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
-	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
-	e.sink.Wait(t, 3, 20*time.Second) // a warning, never a refusal
-
 	warnings := func() []map[string]any {
 		var evs struct {
 			Events []struct {
@@ -43,6 +37,17 @@ func TestDoorWarning(t *testing.T) {
 		}
 		return out
 	}
+
+	e.send(user, pass, []string{"pat@example.net"}, reminderMsg)
+	e.sink.Wait(t, 1, 20*time.Second)
+	e.r.door.wait() // a report the transactional message started, if any
+	if got := warnings(); len(got) != 0 {
+		t.Fatalf("%d domain.readiness_failed events after a transactional message, want 0: %v", len(got), got)
+	}
+	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
+	e.send(user, pass, []string{"pat@example.net"}, marketingMsg)
+	e.sink.Wait(t, 3, 20*time.Second) // a warning, never a refusal
+
 	deadline := time.Now().Add(wait)
 	for len(warnings()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline

@@ -67,13 +67,16 @@ type Relay struct {
 	// unread is reports/unread: the inbound listener keeps reports there,
 	// the admin API lists them, the retention job purges them.
 	unread *unread.Store
-	// checker makes readiness reports (the admin API, the door warning);
+	// resolver answers the DNS questions of readiness reports and the
+	// admin API's DNS checks (readiness.dns_server); checker makes
+	// readiness reports (the admin API, the console, the door warning);
 	// door warns of marketing mail from a domain that is not ready.
-	checker *readiness.Checker
-	door    *doorWarner
-	public  *http.Server
-	admin   *http.Server
-	errs    chan error
+	resolver *net.Resolver
+	checker  *readiness.Checker
+	door     *doorWarner
+	public   *http.Server
+	admin    *http.Server
+	errs     chan error
 	// webhooks sends events to the tenants' endpoints; hooks manages them.
 	webhooks *webhooks.Dispatcher
 	hooks    *webhooks.Manager
@@ -325,7 +328,8 @@ func (r *Relay) buildSubmission() error {
 	if err != nil {
 		return err
 	}
-	r.checker = r.readiness(readiness.NewResolver(cfg.Readiness.DNSServer))
+	r.resolver = readiness.NewResolver(cfg.Readiness.DNSServer)
+	r.checker = r.readiness(r.resolver)
 	r.door = &doorWarner{
 		checker: r.checker, tenants: r, events: r.events, now: time.Now, log: r.log,
 		warned: map[string]time.Time{}, checked: map[string]time.Time{}, inflight: map[string]bool{},
@@ -492,13 +496,9 @@ func (r *Relay) serveAdmin() error {
 		captures = captureDir(filepath.Join(cfg.DataDir, "captured"))
 	}
 	audit := r.st.audit // written by the API, erased by privacy requests
-	resolver := readiness.NewResolver(cfg.Readiness.DNSServer)
-	// One checker (and its slots) for the API, the console and the
-	// warning at the door.
-	rd := r.checker
-	if rd == nil {
-		rd = r.readiness(resolver)
-	}
+	// One resolver, and one checker (and its slots), for the API, the
+	// console and the warning at the door: build made them.
+	resolver, rd := r.resolver, r.checker
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
