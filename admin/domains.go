@@ -169,20 +169,15 @@ func (s *server) putList(c echo.Context, t tenant.Tenant) error {
 	if err := tenant.ValidKind(l.Kind); err != nil {
 		return invalid("%v", err)
 	}
-	created := l.CreatedAt
+	want := l
 	// Created or replaced is decided in the transaction that writes it.
 	status, err := s.change(c, func(ctx context.Context) (int, error) {
-		old, err := s.Tenants.List(ctx, t.ID, id)
-		status := http.StatusOK
-		switch {
-		case errors.Is(err, tenant.ErrNotFound):
-			status, l.CreatedAt = http.StatusCreated, created
-		case err != nil:
-			return 0, err
-		default:
-			l.CreatedAt = old.CreatedAt
+		saved, created, err := s.Tenants.SaveList(ctx, want)
+		l = saved // afresh on each run: the function may run more than once
+		if created {
+			return http.StatusCreated, err
 		}
-		return status, s.Tenants.PutList(ctx, l)
+		return http.StatusOK, err
 	})
 	if err != nil {
 		return err

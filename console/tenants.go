@@ -167,21 +167,16 @@ func (s *server) putList(w http.ResponseWriter, r *http.Request, v *visit, t ten
 		s.refuse(w, r, v, t, http.StatusBadRequest, err.Error())
 		return
 	}
-	created := l.CreatedAt
+	want := l
 	// Created or replaced is decided in the transaction that writes it.
 	c := changeOf{t.ID, "PUT /api/v1/tenants/:tenant/lists/:list", "/api/v1/tenants/" + t.ID + "/lists/" + l.ID}
 	if _, err := s.change(ctx, r, v, c, func(ctx context.Context) (int, error) {
-		old, err := s.Tenants.List(ctx, t.ID, l.ID)
-		status := http.StatusOK
-		switch {
-		case errors.Is(err, tenant.ErrNotFound):
-			status, l.CreatedAt = http.StatusCreated, created
-		case err != nil:
-			return 0, err
-		default:
-			l.CreatedAt = old.CreatedAt
+		saved, created, err := s.Tenants.SaveList(ctx, want)
+		l = saved // afresh on each run: the function may run more than once
+		if created {
+			return http.StatusCreated, err
 		}
-		return status, s.Tenants.PutList(ctx, l)
+		return http.StatusOK, err
 	}); err != nil {
 		s.internal(w, r, err)
 		return

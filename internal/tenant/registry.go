@@ -150,3 +150,21 @@ func (r *Registry) CreateIPWithin(ctx context.Context, limit NetworkLimit, tenan
 	c := Credential{ID: ids.New(now), Tenant: tenant, Kind: KindIP, Network: p, DefaultList: list, CreatedAt: now}
 	return c, r.CreateIPCredential(ctx, c, limit.MaxPerTenant)
 }
+
+// SaveList creates l or replaces the list of that id, keeping a replaced
+// list's CreatedAt, and returns the list as saved and whether it was
+// created: the rule of the API's PUT of a list and of the console's list
+// form. Within a shared transaction (txn.WithJoin) the read and the write
+// are one change.
+func (r *Registry) SaveList(ctx context.Context, l List) (saved List, created bool, err error) {
+	old, err := r.List(ctx, l.Tenant, l.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		created = true
+	case err != nil:
+		return l, false, err
+	default:
+		l.CreatedAt = old.CreatedAt
+	}
+	return l, created, r.PutList(ctx, l)
+}
