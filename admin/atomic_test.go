@@ -56,7 +56,7 @@ func newFaultyEnv(t *testing.T, b backend.Backend) (*env, *atomic.Int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := events.NewLog(txn.Narrow(f, func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)
+	evs := events.NewLog(txn.Narrow(f.EventRunner(), func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)
 	e := &env{t: t, reg: reg, dns: map[string][]string{}}
 	e.hooks = &webhooks.Manager{Store: webhooks.New(txn.Narrow(f, func(t backend.Tx) webhooks.Tx { return t })), Events: evs, Sealer: sealer, AllowPrivate: true}
 	srv := httptest.NewServer(New(Options{

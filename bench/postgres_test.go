@@ -114,6 +114,7 @@ func (s *pgStats) add(o *pgStats) {
 	}
 	s.Statements += o.Statements
 	s.Commits += o.Commits
+	s.Rollbacks += o.Rollbacks
 	s.WALBytes += o.WALBytes
 	s.WALWrites += o.WALWrites
 	s.WALSyncs += o.WALSyncs
@@ -131,12 +132,13 @@ func (s *pgStats) report(b *testing.B, msgs int, pg backendRun, base string) str
 	per := func(x int64) float64 { return float64(x) / float64(msgs) }
 	b.ReportMetric(per(s.Statements), "pg_stmts/msg")
 	b.ReportMetric(per(s.Commits), "pg_commits/msg")
+	b.ReportMetric(per(s.Rollbacks), "pg_rollbacks/msg")
 	b.ReportMetric(per(s.WALBytes), "pg_wal_B/msg")
 	b.ReportMetric(per(s.WALSyncs), "pg_wal_syncs/msg")
 	b.ReportMetric(per(s.cpu.Microseconds()), "pg_cpu_µs/msg")
 	var out strings.Builder
-	fmt.Fprintf(&out, "PostgreSQL server, per message (accept + delivery, %d runs): %.1f statements, %.2f commits, %.0f WAL bytes, %.3f WAL flushes (wal_sync; %.1f commits share one flush), server CPU %.0f µs",
-		s.runs, per(s.Statements), per(s.Commits), per(s.WALBytes), per(s.WALSyncs), float64(s.Commits)/float64(max(s.WALSyncs, 1)), per(s.cpu.Microseconds()))
+	fmt.Fprintf(&out, "PostgreSQL server, per message (accept + delivery, %d runs): %.1f statements, %.2f commits, %.2f rollbacks, %.0f WAL bytes, %.3f WAL flushes (wal_sync; %.1f commits share one flush), server CPU %.0f µs",
+		s.runs, per(s.Statements), per(s.Commits), per(s.Rollbacks), per(s.WALBytes), per(s.WALSyncs), float64(s.Commits)/float64(max(s.WALSyncs, 1)), per(s.cpu.Microseconds()))
 	bboltMu.Lock()
 	bb, ok := bboltRuns[base]
 	bboltMu.Unlock()

@@ -47,7 +47,7 @@ func TestWritesAreAtomicWithTheirEvents(t *testing.T) {
 			return New(txn.Narrow(b, func(tx backend.Tx) Tx { return failingTx{tx, typ} }), testHashKey, now)
 		}
 		s := New(txn.Narrow(b, func(tx backend.Tx) Tx { return tx }), testHashKey, now)
-		log := events.NewLog(txn.Narrow(b, func(tx backend.Tx) events.TxLog { return tx.Events() }), nil)
+		log := events.NewLog(txn.Narrow(b.EventRunner(), func(tx backend.Tx) events.TxLog { return tx.Events() }), nil)
 		const pat = "pat@example.net"
 
 		optOut := Entry{Tenant: "acme", Address: pat, List: "news", Reason: Unsubscribe, Channel: "one-click", Link: "news"}

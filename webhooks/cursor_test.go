@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,21 +84,25 @@ func TestDispatchNeverPassesALateCommit(t *testing.T) {
 		<-appended
 		const writers = 4
 		var wg sync.WaitGroup
+		var committed atomic.Int32
 		errs := make(chan error, writers)
 		for i := range writers {
 			wg.Go(func() {
 				ev := events.Event{Type: events.MessageDelivered, Time: t0, Data: events.Data{Tenant: "acme", Recipient: fmt.Sprintf("w%d@example.com", i)}}
-				errs <- b.log.Record(ctx, &ev)
+				err := b.log.Record(ctx, &ev)
+				committed.Add(1)
+				errs <- err
 			})
 		}
-		// Until the writers all wait for the slow transaction or (without
-		// commit-ordered sequence numbers) have been delivered past it.
-		waitFor(t, "the writers to wait or be delivered", func() bool {
+		// Until the writers all wait for the slow transaction (bbolt) or
+		// have committed above it and (without a horizon) been delivered
+		// past it (PostgreSQL). Each commit wakes the dispatcher.
+		waitFor(t, "the writers to wait or commit", func() bool {
 			ok, err := b.waiting(writers)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return ok || len(seen()) == 1+writers
+			return ok || committed.Load() == writers
 		})
 		close(release)
 		if err := <-slowDone; err != nil {

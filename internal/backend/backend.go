@@ -53,4 +53,10 @@ type Backend interface {
 	// Watch registers fn to hear of every event once the transaction that
 	// wrote it has committed, on the committer: fn must not block.
 	Watch(fn func(events.Notice))
+	// EventRunner is the runner the event log (events.Log) reads and
+	// writes through: on PostgreSQL its View gives each statement a
+	// snapshot of its own, so that a read after a cursor can first fix
+	// the horizon below which every event is final (see
+	// internal/backend/postgres, eventRows). On bbolt it is the Backend.
+	EventRunner() txn.Runner[Tx]
 }

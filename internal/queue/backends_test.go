@@ -45,7 +45,7 @@ func newRig(b backend.Backend, spool *Spool) rig {
 	now := func() time.Time { return t0 }
 	sup := suppression.New(txn.Narrow(b, func(t backend.Tx) suppression.Tx { return t }), testHashKey, now).WithSoftBounces(testSoftRule)
 	r := rig{b: b, spool: spool, sup: sup,
-		log: events.NewLog(txn.Narrow(b, func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)}
+		log: events.NewLog(txn.Narrow(b.EventRunner(), func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)}
 	r.q = r.records(func(t backend.Tx) Tx { return t })
 	return r
 }

@@ -56,13 +56,3 @@ func OpenPostgres(t testing.TB, maxConns int32) *postgres.DB {
 	}
 	return db
 }
-
-// EventLockWaiting reports whether at least n sessions of db wait for the
-// event lock, for the tests that hold a slow writer and wait until the
-// others queue behind it.
-func EventLockWaiting(db *postgres.DB) func(n int) (bool, error) {
-	return func(n int) (bool, error) {
-		w, err := db.EventLockWaiters(context.Background())
-		return w >= n, err
-	}
-}

@@ -59,6 +59,10 @@ func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
 	}, fn)
 }
 
+// EventRunner implements backend.Backend: bbolt's one writer commits in
+// sequence order, so the event log needs no runner of its own.
+func (b *Backend) EventRunner() txn.Runner[backend.Tx] { return b }
+
 // Tx is one bbolt transaction with every store's face.
 type Tx struct{ tx *bolt.Tx }
 

@@ -2,11 +2,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
@@ -45,34 +48,76 @@ func (db *DB) Backend() *Backend { return &Backend{db: db} }
 // joined transaction of this database (txn.Enter), whose events are
 // announced when it commits.
 func (b *Backend) Update(ctx context.Context, fn func(backend.Tx) error) error {
-	return txn.Enter(ctx, b.db, func(fn func(backend.Tx) error) error { return b.update(ctx, fn) }, fn)
-}
-
-func (b *Backend) update(ctx context.Context, fn func(backend.Tx) error) error {
-	var tx *Tx
-	err := b.db.Update(ctx, func(ptx pgx.Tx) error {
-		tx = &Tx{ctx: ctx, tx: ptx}
-		return fn(tx)
-	})
-	if err == nil && len(tx.notices) > 0 {
-		b.mu.RLock()
-		fns := b.watches
-		b.mu.RUnlock()
-		for _, n := range tx.notices {
-			for _, fn := range fns {
-				fn(n)
-			}
-		}
-	}
-	return err
+	return b.update(ctx, serializable, fn)
 }
 
 // View implements txn.Runner with DB.View: one REPEATABLE READ snapshot;
 // under a txn.Join, the joined transaction.
 func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
-	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
-		return b.db.View(ctx, func(ptx pgx.Tx) error { return fn(&Tx{ctx: ctx, tx: ptx}) })
+	return b.view(ctx, snapshot, fn)
+}
+
+func (b *Backend) update(ctx context.Context, opts pgx.TxOptions, fn func(backend.Tx) error) error {
+	return txn.Enter(ctx, b.db, func(fn func(backend.Tx) error) error {
+		var tx *Tx
+		err := b.db.run(ctx, opts, func(ptx pgx.Tx) error {
+			tx = &Tx{ctx: ctx, tx: ptx, iso: opts.IsoLevel, write: true}
+			return fn(tx)
+		})
+		if err == nil && len(tx.notices) > 0 {
+			b.mu.RLock()
+			fns := b.watches
+			b.mu.RUnlock()
+			for _, n := range tx.notices {
+				for _, fn := range fns {
+					fn(n)
+				}
+			}
+		}
+		return err
 	}, fn)
+}
+
+func (b *Backend) view(ctx context.Context, opts pgx.TxOptions, fn func(backend.Tx) error) error {
+	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
+		return b.db.run(ctx, opts, func(ptx pgx.Tx) error { return fn(&Tx{ctx: ctx, tx: ptx, iso: opts.IsoLevel}) })
+	}, fn)
+}
+
+// locking is the runner of the stores whose hot transactions would
+// conflict under SERIALIZABLE without being wrong: the queue's accept and
+// delivery records, many at once on neighbouring keys, where PostgreSQL's
+// predicate locks (a page of an index at a time) make concurrent
+// transactions fail and run again though they touch different rows.
+// Its Update runs at READ COMMITTED, and the rows faces make up for it
+// where a transaction reads a row to write it back: queueRows and
+// suppressionRows read such rows FOR UPDATE in it (Tx.locking), a row
+// they found missing is inserted without ON CONFLICT so that a
+// concurrent insert of it makes this transaction run again, and counters
+// are per connection (repRows). Its View is the Backend's.
+type locking struct{ b *Backend }
+
+func (l locking) Update(ctx context.Context, fn func(backend.Tx) error) error {
+	return l.b.update(ctx, lockingWrite, fn)
+}
+
+func (l locking) View(ctx context.Context, fn func(backend.Tx) error) error { return l.b.View(ctx, fn) }
+
+// EventRunner implements backend.Backend.
+func (b *Backend) EventRunner() txn.Runner[backend.Tx] { return eventReading{b} }
+
+// eventReading is the event log's runner. Its View is READ COMMITTED, each
+// statement with a snapshot of its own: reading the log after a cursor
+// first fixes the horizon below which every event is final and then reads
+// in a later snapshot (eventRows.Tenant). Its Update is locking's.
+type eventReading struct{ b *Backend }
+
+func (e eventReading) Update(ctx context.Context, fn func(backend.Tx) error) error {
+	return e.b.update(ctx, lockingWrite, fn)
+}
+
+func (e eventReading) View(ctx context.Context, fn func(backend.Tx) error) error {
+	return e.b.view(ctx, statementRead, fn)
 }
 
 // Watch implements backend.Backend, for this process's transactions.
@@ -85,9 +130,13 @@ func (b *Backend) Watch(fn func(events.Notice)) {
 // Tx is one PostgreSQL transaction with every store's face. The faces
 // take no context: the transaction's is used for every statement.
 type Tx struct {
-	ctx context.Context
-	tx  pgx.Tx
-	// eventLocked: this transaction holds the event lock (see
+	ctx   context.Context
+	tx    pgx.Tx
+	iso   pgx.TxIsoLevel
+	write bool
+	// absent: rows a locking transaction found missing (Tx.missing).
+	absent map[string]bool
+	// eventLocked: this transaction holds its event horizon lock (see
 	// eventRows.Insert).
 	eventLocked bool
 	notices     []events.Notice
@@ -95,6 +144,65 @@ type Tx struct {
 	// The audit log's: this transaction holds the audit lock (see
 	// auditRows.Append).
 	auditLocked bool
+}
+
+// locking reports a READ COMMITTED read-write transaction (the locking
+// runner's): rows read to be written back are read FOR UPDATE.
+func (t *Tx) locking() bool { return t.iso == pgx.ReadCommitted && t.write }
+
+// missing records, in a locking transaction, that the row key of table
+// was read and not found: no lock holds it, so a concurrent transaction
+// may insert it meanwhile. The write that follows then inserts it plainly
+// (insertRace) instead of overwriting what the other one wrote.
+func (t *Tx) missing(table string, key ...[]byte) {
+	if !t.locking() {
+		return
+	}
+	if t.absent == nil {
+		t.absent = map[string]bool{}
+	}
+	t.absent[rowKey(table, key)] = true
+}
+
+// wasMissing reports a row missing() recorded, forgetting it: after the
+// insert it is there.
+func (t *Tx) wasMissing(table string, key ...[]byte) bool {
+	k := rowKey(table, key)
+	if !t.absent[k] {
+		return false
+	}
+	delete(t.absent, k)
+	return true
+}
+
+func rowKey(table string, key [][]byte) string {
+	var b strings.Builder
+	b.WriteString(table)
+	for _, k := range key {
+		b.WriteByte(0)
+		b.Write(k)
+	}
+	return b.String()
+}
+
+// insertRace turns the unique violation of such an insert into a
+// conflict that runs the transaction again.
+func insertRace(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return raced{err}
+	}
+	return err
+}
+
+// forUpdate is the clause that locks the rows a locking transaction reads
+// (empty in the other ones, where SERIALIZABLE or a read-only snapshot
+// keeps them consistent).
+func (t *Tx) forUpdate() string {
+	if t.locking() {
+		return " FOR UPDATE"
+	}
+	return ""
 }
 
 // xactLock takes the transaction-level advisory lock key once per
@@ -127,7 +235,7 @@ func (t *Tx) Audit() audit.Rows { return auditRows{t} }
 
 // Events returns the event log kept by b.
 func Events(b *Backend) *events.Log {
-	return events.NewLog(txn.Narrow(b, func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)
+	return events.NewLog(txn.Narrow(b.EventRunner(), func(t backend.Tx) events.TxLog { return t.Events() }), b.Watch)
 }
 
 // Suppressions returns the suppression list kept by b, with the address

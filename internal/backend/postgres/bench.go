@@ -21,8 +21,9 @@ import (
 type BenchStats struct {
 	// Statements is the number of statements executed in the database
 	// (pg_stat_statements, utility statements such as BEGIN and COMMIT
-	// included); Commits the transactions committed (pg_stat_database).
-	Statements, Commits int64
+	// included); Commits the transactions committed and Rollbacks those
+	// rolled back, conflicts run again included (pg_stat_database).
+	Statements, Commits, Rollbacks int64
 	// WALBytes is the WAL written by the whole cluster, from the LSN
 	// before and after (pg_current_wal_lsn); WALWrites and WALSyncs are
 	// pg_stat_wal's wal_write and wal_sync: how many times WAL was written
@@ -110,9 +111,10 @@ func (p *BenchProbe) Read(ctx context.Context, top int) (BenchStats, error) {
 		(SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
 			WHERE d.datname = current_database() AND s.query NOT LIKE '%pg_stat%'),
 		(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),
+		(SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()),
 		pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint,
 		(SELECT wal_write FROM pg_stat_wal), (SELECT wal_sync FROM pg_stat_wal)`, p.lsn).
-		Scan(&st.Statements, &st.Commits, &st.WALBytes, &st.WALWrites, &st.WALSyncs)
+		Scan(&st.Statements, &st.Commits, &st.Rollbacks, &st.WALBytes, &st.WALWrites, &st.WALSyncs)
 	if err != nil {
 		return st, err
 	}

@@ -28,8 +28,14 @@ func (r eventRows) All(after uint64, limit int) ([]events.Event, error) {
 
 func (r eventRows) Restore(evs []events.Event, last uint64) error {
 	t := r.t
-	if err := t.xactLock(eventLock, &t.eventLocked); err != nil {
-		return err
+	if len(evs) > 0 && !t.eventLocked {
+		// The horizon lock (eventRows), at or below the first number
+		// restored, before the sequence moves past them.
+		if _, err := t.tx.Exec(t.ctx, `SELECT pg_advisory_xact_lock_shared((k >> 31)::int4, (k & 2147483647)::int4)
+			FROM (SELECT least($1::bigint, last_value) AS k FROM event_seq) s`, int64(evs[0].Seq)); err != nil {
+			return err
+		}
+		t.eventLocked = true
 	}
 	rows := make([][]any, 0, len(evs))
 	for _, ev := range evs {

@@ -3,55 +3,135 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/heedmail/heed/internal/events"
 )
 
 // eventRows is events.TxLog in PostgreSQL (table events, migration 0002).
 //
-// Sequence order is commit order, which a bigserial alone does not give:
-// two transactions take 5 and 6, 6 commits first, a reader sees 6 and
-// moves its cursor past 5, which then commits and is never read (the
-// outbox trap). So a transaction takes the transaction-level advisory
-// lock eventLock before its first event's nextval, and holds it until
-// COMMIT or ROLLBACK releases it: the transaction that gets 6 waited for
-// the one that got 5 to end, and a snapshot that sees 6 sees 5 too.
-// PostgreSQL makes a transaction visible before it releases its locks.
+// A reader's cursor must never pass an event that commits later with a
+// lower sequence number, which a bigserial alone allows: two
+// transactions take 5 and 6, 6 commits first, a reader sees 6 and moves
+// its cursor past 5, which then commits and is never read (the outbox
+// trap). Heed closes it on the reader's side, without making writers
+// wait for each other (they would commit one at a time, each COMMIT's WAL
+// flush included, and the relay would be held to the disk's serial flush
+// rate):
 //
-// The price is that transactions that write events commit one at a time
-// from their first event on, the COMMIT's WAL flush included. Callers
-// append events last in their transactions; the figure per message is
-// for issue 16's benchmark to measure.
+//   - Before its first nextval('event_seq'), a transaction takes a
+//     shared transaction-level advisory lock whose key is the sequence's
+//     last value then, a lower bound of every number it will take (keys
+//     in the two-int4 form: the number's bits above 31 and below; no other
+//     lock of Heed's uses that form). Shared locks do not wait for each
+//     other; COMMIT or ROLLBACK releases it, after the transaction's rows
+//     are visible.
+//   - A reader (horizon) reads, in one statement, the sequence's last
+//     value V and then the smallest key K held: every number up to
+//     min(V, K-1) is final, committed or never to be, since its
+//     transaction either held its lock (bounding K) or had ended. It then
+//     reads events up to that horizon in a later snapshot (the event log's
+//     runner is READ COMMITTED, eventReading).
+//
+// A long transaction that wrote an event holds back what readers see
+// after it, never what writers do.
 type eventRows struct{ t *Tx }
 
-// eventLock is the key of the advisory lock: the bytes of "heed.evt".
-const eventLock int64 = 0x686565642e657674
+// The event sequence numbers are split into two int4 halves for the
+// horizon lock's key: bits 31 and up, and the 31 below.
+const insertFirstEvent = `INSERT INTO events (seq, tenant, happened_at, body)
+	SELECT nextval('event_seq'), $1, $2, $3 FROM (
+		SELECT pg_advisory_xact_lock_shared((v >> 31)::int4, (v & 2147483647)::int4)
+		FROM (SELECT last_value AS v FROM event_seq) s OFFSET 0) l
+	RETURNING seq`
+
+// horizonSQL returns the sequence's last value and the horizon, without
+// waiting. The lock subquery refers to the sequence's row so that it runs
+// after that row is read.
+const horizonSQL = `SELECT s.v, least(s.v, coalesce((
+		SELECT min((l.classid::bigint << 31) | l.objid::bigint) - 1 FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND s.v IS NOT NULL
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())), s.v))
+	FROM (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS v FROM event_seq OFFSET 0) s`
 
 func (r eventRows) Insert(ev *events.Event) error {
 	t := r.t
-	if err := t.xactLock(eventLock, &t.eventLocked); err != nil {
-		return err
-	}
 	e := *ev
 	e.Seq = 0 // the column is the sequence number
 	body, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
+	sql := `INSERT INTO events (seq, tenant, happened_at, body)
+		VALUES (nextval('event_seq'), $1, $2, $3) RETURNING seq`
+	if !t.eventLocked {
+		sql = insertFirstEvent
+	}
 	var seq int64
-	err = t.tx.QueryRow(t.ctx, `INSERT INTO events (seq, tenant, happened_at, body)
-		VALUES (nextval('event_seq'), $1, $2, $3) RETURNING seq`, ev.Data.Tenant, ev.Time, string(body)).Scan(&seq)
-	if err != nil {
+	if err := t.tx.QueryRow(t.ctx, sql, ev.Data.Tenant, ev.Time, string(body)).Scan(&seq); err != nil {
 		return err
 	}
+	t.eventLocked = true
 	ev.Seq = uint64(seq)
 	t.notices = append(t.notices, events.Notice{Tenant: ev.Data.Tenant, Type: ev.Type, Channel: ev.Data.Channel})
 	return nil
 }
+
+// horizon returns the sequence number up to which every event is final,
+// after waiting (up to horizonWait) for the transactions that took
+// numbers before the call to end: a reader sees every event committed
+// before it asked, as on bbolt, and not only those below the oldest
+// writer still at work. Reading events up to it is safe only in a
+// snapshot taken after it: a READ COMMITTED transaction's next statement.
+func (r eventRows) horizon() (int64, error) {
+	t := r.t
+	if t.iso != pgx.ReadCommitted {
+		return 0, errors.New("postgres: the event log is read after a cursor in a READ COMMITTED transaction (eventReading), where each statement has its own snapshot")
+	}
+	var v, h int64
+	if err := t.tx.QueryRow(t.ctx, horizonSQL).Scan(&v, &h); err != nil {
+		return 0, err
+	}
+	for h < v {
+		// A writer that took a number at or below v holds the lock
+		// h+1 (shared): taking it exclusively waits for it and every
+		// other holder of that key to end, and giving it back at once
+		// lets the writers that queued behind it go on. In a savepoint,
+		// as a wait that times out aborts what it is in.
+		k := h + 1
+		k1, k2 := k>>31, k&(1<<31-1)
+		_, err := t.tx.Exec(t.ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %s; SAVEPOINT horizon;
+			SELECT pg_advisory_lock(%d, %d), pg_advisory_unlock(%d, %d); RELEASE SAVEPOINT horizon`, horizonWait, k1, k2, k1, k2))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" {
+			// A writer slower than horizonWait: read up to h, the rest
+			// comes with the next read.
+			_, err = t.tx.Exec(t.ctx, "ROLLBACK TO SAVEPOINT horizon")
+			if err != nil {
+				return 0, err
+			}
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		var again int64
+		if err := t.tx.QueryRow(t.ctx, horizonSQL).Scan(&again, &h); err != nil {
+			return 0, err
+		}
+	}
+	return min(h, v), nil
+}
+
+// horizonWait bounds how long a reader waits for the writers ahead of it
+// (a long import, say): past it, it reads what is final and the rest
+// comes with its next read.
+const horizonWait = "'1s'"
 
 func scanEvents(rows pgx.Rows) ([]events.Event, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (events.Event, error) {
@@ -86,8 +166,12 @@ func (r eventRows) Get(seq uint64) (events.Event, bool, error) {
 }
 
 func (r eventRows) Tenant(tenant string, after uint64, limit int) ([]events.Event, error) {
-	return r.query("SELECT seq, body FROM events WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-		tenant, int64(after), limit)
+	h, err := r.horizon()
+	if err != nil {
+		return nil, err
+	}
+	return r.query("SELECT seq, body FROM events WHERE tenant = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+		tenant, int64(after), h, limit)
 }
 
 func (r eventRows) CountTenant(tenant string, after uint64, max int) (int, error) {
@@ -97,10 +181,12 @@ func (r eventRows) CountTenant(tenant string, after uint64, max int) (int, error
 	return n, err
 }
 
+// Last is the horizon, which needs no snapshot of the rows: every event
+// at or below it is final, and every one inserted later is above it.
 func (r eventRows) Last() (uint64, error) {
-	var seq int64
-	err := r.t.tx.QueryRow(r.t.ctx, "SELECT coalesce(max(seq), 0) FROM events").Scan(&seq)
-	return uint64(seq), err
+	var v, h int64
+	err := r.t.tx.QueryRow(r.t.ctx, horizonSQL).Scan(&v, &h)
+	return uint64(max(h, 0)), err
 }
 
 // SeqBefore reads the index on happened_at: exact, where bbolt's binary
@@ -182,14 +268,13 @@ func (r eventRows) Purge(cutoff time.Time, from uint64, max int) (int, uint64, e
 	return n, uint64(last), nil
 }
 
-// EventLockWaiters counts the sessions waiting for the event lock: the
-// transactions with an event to write while another one that wrote one
-// has not committed yet. A figure for diagnostics, and for the tests that
-// hold a transaction open to show that no cursor passes it.
-func (db *DB) EventLockWaiters(ctx context.Context) (int, error) {
+// EventHorizonHolders counts the transactions in progress that hold an
+// event horizon lock: those that wrote an event and have not ended, which
+// readers do not read past. A figure for diagnostics, and for the tests
+// that hold such a transaction open.
+func (db *DB) EventHorizonHolders(ctx context.Context) (int, error) {
 	var n int
-	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		AND ((classid::bigint << 32) | objid::bigint) = $1`, eventLock).Scan(&n)
+	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n)
 	return n, classify(ctx, err)
 }

@@ -18,12 +18,14 @@ import (
 // as the JSON bbolt keeps, so both backends decode them alike; every body
 // is in bodies (queue.DatabaseSpool keeps them all inline).
 //
-// Every write runs in Update's SERIALIZABLE transaction. Record reads a
-// message's pending count and writes it back; two recipients of one
-// message recorded at once would both read 2 and write 1 under READ
-// COMMITTED. SERIALIZABLE makes one of them fail and run again instead,
-// which is rare (recipients of a message are attempted at different
-// moments) and cheaper than a lock on every Record.
+// The queue's writes run in the locking runner's READ COMMITTED
+// transactions: under SERIALIZABLE, records of neighbouring messages
+// (their ids sort by time) share index pages, PostgreSQL's predicate locks
+// see a conflict between them, and most deliveries ran two or three
+// times. Record reads a message's pending count and writes it back, so
+// Message and Recipient read FOR UPDATE there: two recipients of one
+// message recorded at once take turns instead of both reading 2 and
+// writing 1.
 type queueRows struct{ t *Tx }
 
 // Queue implements backend.Tx.
@@ -32,7 +34,7 @@ func (t *Tx) Queue() queue.Rows { return queueRows{t} }
 // Queue returns the queue kept by b. Its messages' bodies are in the
 // database: give it queue.DatabaseSpool as its spool.
 func Queue(b *Backend) *queue.Records {
-	return queue.NewRecords(txn.Narrow(b, func(t backend.Tx) queue.Tx { return t }))
+	return queue.NewRecords(txn.Narrow(locking{b}, func(t backend.Tx) queue.Tx { return t }))
 }
 
 func (r queueRows) exec(sql string, args ...any) error {
@@ -43,7 +45,7 @@ func (r queueRows) exec(sql string, args ...any) error {
 func (r queueRows) Message(id string) (queue.Message, bool, error) {
 	var m queue.Message
 	var raw []byte
-	err := r.t.tx.QueryRow(r.t.ctx, "SELECT record FROM messages WHERE id = $1", id).Scan(&raw)
+	err := r.t.tx.QueryRow(r.t.ctx, "SELECT record FROM messages WHERE id = $1"+r.t.forUpdate(), id).Scan(&raw)
 	if err == pgx.ErrNoRows {
 		return m, false, nil
 	}
@@ -118,7 +120,7 @@ func (r queueRows) TenantMessages(tenant, after string, limit int) ([]queue.Mess
 func (r queueRows) Recipient(id string, idx int) (queue.Recipient, bool, error) {
 	var rc queue.Recipient
 	var raw []byte
-	err := r.t.tx.QueryRow(r.t.ctx, "SELECT record FROM deliveries WHERE message_id = $1 AND idx = $2", id, idx).Scan(&raw)
+	err := r.t.tx.QueryRow(r.t.ctx, "SELECT record FROM deliveries WHERE message_id = $1 AND idx = $2"+r.t.forUpdate(), id, idx).Scan(&raw)
 	if err == pgx.ErrNoRows {
 		return rc, false, nil
 	}

@@ -12,10 +12,10 @@ import (
 )
 
 // repRows is reputation.Rows in PostgreSQL (tables reputation_rates and
-// reputation_state, migration 0008). Add is one upsert; under Update's
-// SERIALIZABLE two outcomes of one tenant, domain and hour recorded at
-// once conflict on the row, and one runs again, as two recipients of one
-// message do on its pending count.
+// reputation_state, migrations 0008 and 0009). Add is one upsert into the
+// row of its connection (shard: the server process's id): one row per
+// tenant, domain and hour would have every delivery of a tenant wait for
+// the previous one's COMMIT on its lock. Buckets sums the shards.
 type repRows struct{ t *Tx }
 
 // Reputation implements backend.Tx.
@@ -27,9 +27,9 @@ func Reputation(b *Backend) txn.Runner[reputation.Tx] {
 }
 
 func (r repRows) Add(tenant, domain string, hour int64, c reputation.Counts) error {
-	_, err := r.t.tx.Exec(r.t.ctx, `INSERT INTO reputation_rates (tenant, hour, domain, final, hard, delivered, complaints)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (tenant, hour, domain) DO UPDATE SET
+	_, err := r.t.tx.Exec(r.t.ctx, `INSERT INTO reputation_rates (tenant, hour, domain, shard, final, hard, delivered, complaints)
+		VALUES ($1, $2, $3, pg_backend_pid(), $4, $5, $6, $7)
+		ON CONFLICT (tenant, hour, domain, shard) DO UPDATE SET
 			final = reputation_rates.final + EXCLUDED.final, hard = reputation_rates.hard + EXCLUDED.hard,
 			delivered = reputation_rates.delivered + EXCLUDED.delivered,
 			complaints = reputation_rates.complaints + EXCLUDED.complaints`,
@@ -38,8 +38,8 @@ func (r repRows) Add(tenant, domain string, hour int64, c reputation.Counts) err
 }
 
 func (r repRows) Buckets(tenant string, from int64) ([]reputation.Bucket, error) {
-	rows, err := r.t.tx.Query(r.t.ctx, `SELECT domain, hour, final, hard, delivered, complaints
-		FROM reputation_rates WHERE tenant = $1 AND hour >= $2`, tenant, from)
+	rows, err := r.t.tx.Query(r.t.ctx, `SELECT domain, hour, sum(final)::bigint, sum(hard)::bigint, sum(delivered)::bigint, sum(complaints)::bigint
+		FROM reputation_rates WHERE tenant = $1 AND hour >= $2 GROUP BY domain, hour`, tenant, from)
 	if err != nil {
 		return nil, err
 	}
@@ -51,8 +51,8 @@ func (r repRows) Buckets(tenant string, from int64) ([]reputation.Bucket, error)
 }
 
 func (r repRows) Prune(before int64, limit int) (int, error) {
-	tag, err := r.t.tx.Exec(r.t.ctx, `DELETE FROM reputation_rates WHERE (tenant, hour, domain) IN
-		(SELECT tenant, hour, domain FROM reputation_rates WHERE hour < $1 LIMIT $2)`, before, limit)
+	tag, err := r.t.tx.Exec(r.t.ctx, `DELETE FROM reputation_rates WHERE (tenant, hour, domain, shard) IN
+		(SELECT tenant, hour, domain, shard FROM reputation_rates WHERE hour < $1 LIMIT $2)`, before, limit)
 	return int(tag.RowsAffected()), err
 }
 

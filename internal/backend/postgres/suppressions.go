@@ -15,11 +15,15 @@ import (
 // addr_key (bytea, bytewise), scope (COLLATE "C", bytewise), reason (its
 // code), so List's cursors mean the same on both backends.
 //
-// Every write runs in Update's SERIALIZABLE transaction, which is what
-// makes Add's read-then-write (is the entry there? then write it and its
-// events) safe against a concurrent Add of the same entry without
-// explicit locks: one of the two gets a serialization failure and runs
-// again, and then finds the entry.
+// A write in Update's SERIALIZABLE transaction needs no explicit lock to
+// make Add's read-then-write (is the entry there? then write it and its
+// events) safe against a concurrent Add of the same entry: one of the two
+// gets a serialization failure and runs again, and then finds the entry.
+// In the queue's locking transactions (a bounce recorded with its
+// delivery), Get and History read FOR UPDATE, and a row they found
+// missing is inserted without ON CONFLICT: a concurrent insert of it
+// makes the later transaction run again (insertRace), so it too finds
+// the row instead of overwriting it.
 type suppressionRows struct{ t *Tx }
 
 const entryCols = "tenant, addr_key, scope, reason, address, channel, message_id, link, created_at, evidence"
@@ -71,10 +75,14 @@ func (r suppressionRows) Entries(tenant string, hs ...suppression.Hash) ([]suppr
 }
 
 func (r suppressionRows) Get(tenant string, k suppression.Key) (suppression.Entry, bool, error) {
-	rows, err := r.query("SELECT "+entryCols+" FROM suppressions WHERE tenant = $1 AND addr_key = $2 AND scope = $3 AND reason = $4",
+	rows, err := r.query("SELECT "+entryCols+" FROM suppressions WHERE tenant = $1 AND addr_key = $2 AND scope = $3 AND reason = $4"+r.t.forUpdate(),
 		tenant, k.Hash[:], k.Scope, int16(k.Reason.Code()))
-	if err != nil || len(rows) == 0 {
+	if err != nil {
 		return suppression.Entry{}, false, err
+	}
+	if len(rows) == 0 {
+		r.t.missing("suppressions", entryKey(tenant, k)...)
+		return suppression.Entry{}, false, nil
 	}
 	return rows[0].Entry, true, nil
 }
@@ -93,10 +101,19 @@ func entryArgs(row suppression.Row) ([]any, error) {
 
 const insertEntry = "INSERT INTO suppressions (" + entryCols + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
+// entryKey is an entry's primary key, for Tx.missing.
+func entryKey(tenant string, k suppression.Key) [][]byte {
+	return [][]byte{[]byte(tenant), k.Hash[:], []byte(k.Scope), {k.Reason.Code()}}
+}
+
 func (r suppressionRows) Put(row suppression.Row) error {
 	args, err := entryArgs(row)
 	if err != nil {
 		return err
+	}
+	if r.t.wasMissing("suppressions", entryKey(row.Entry.Tenant, suppression.Key{Hash: row.Hash, Scope: row.Entry.List, Reason: row.Entry.Reason})...) {
+		_, err = r.t.tx.Exec(r.t.ctx, insertEntry, args...)
+		return insertRace(err)
 	}
 	_, err = r.t.tx.Exec(r.t.ctx, insertEntry+` ON CONFLICT (tenant, addr_key, scope, reason) DO UPDATE SET
 		address = EXCLUDED.address, channel = EXCLUDED.channel, message_id = EXCLUDED.message_id,
@@ -208,9 +225,13 @@ func (r suppressionRows) histories(sql string, args ...any) ([]suppression.Histo
 }
 
 func (r suppressionRows) History(tenant string, h suppression.Hash) (suppression.History, bool, error) {
-	hs, err := r.histories("SELECT tenant, bounces, delivered, updated_at FROM soft_bounces WHERE tenant = $1 AND addr_key = $2", tenant, h[:])
-	if err != nil || len(hs) == 0 {
+	hs, err := r.histories("SELECT tenant, bounces, delivered, updated_at FROM soft_bounces WHERE tenant = $1 AND addr_key = $2"+r.t.forUpdate(), tenant, h[:])
+	if err != nil {
 		return suppression.History{}, false, err
+	}
+	if len(hs) == 0 {
+		r.t.missing("soft_bounces", []byte(tenant), h[:])
+		return suppression.History{}, false, nil
 	}
 	return hs[0], true, nil
 }
@@ -220,8 +241,13 @@ func (r suppressionRows) PutHistory(h suppression.Hash, hist suppression.History
 	if err != nil {
 		return err
 	}
-	_, err = r.t.tx.Exec(r.t.ctx, `INSERT INTO soft_bounces (tenant, addr_key, bounces, delivered, updated_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, addr_key) DO UPDATE SET
+	const insert = `INSERT INTO soft_bounces (tenant, addr_key, bounces, delivered, updated_at)
+		VALUES ($1, $2, $3, $4, $5)`
+	if r.t.wasMissing("soft_bounces", []byte(hist.Tenant), h[:]) {
+		_, err = r.t.tx.Exec(r.t.ctx, insert, hist.Tenant, h[:], bounces, hist.Delivered, hist.Updated)
+		return insertRace(err)
+	}
+	_, err = r.t.tx.Exec(r.t.ctx, insert+` ON CONFLICT (tenant, addr_key) DO UPDATE SET
 		bounces = EXCLUDED.bounces, delivered = EXCLUDED.delivered, updated_at = EXCLUDED.updated_at`,
 		hist.Tenant, h[:], bounces, hist.Delivered, hist.Updated)
 	return err

@@ -47,6 +47,14 @@ func (db *DB) View(ctx context.Context, fn func(pgx.Tx) error) error {
 	return db.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
+// The isolation levels of the backend's transactions (Backend).
+var (
+	serializable  = pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
+	snapshot      = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	lockingWrite  = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
+	statementRead = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadOnly}
+)
+
 func (db *DB) run(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	reconnected := false
 	for attempt := 1; ; attempt++ {
@@ -117,8 +125,17 @@ func backoff(ctx context.Context, attempt int) error {
 // Handling").
 func isConflict(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	var r raced
+	return errors.As(err, &r) || errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
+
+// raced is the error of an insert, in a locking transaction, of a row the
+// transaction had found missing and another one inserted since: the
+// transaction runs again and finds the row (Tx.insertRace).
+type raced struct{ err error }
+
+func (r raced) Error() string { return "a concurrent transaction inserted the row: " + r.err.Error() }
+func (r raced) Unwrap() error { return r.err }
 
 // isConnLoss reports an error that says the server cannot be reached or
 // went away, as opposed to one about the statement or the data.
