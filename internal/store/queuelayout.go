@@ -113,16 +113,21 @@ func PutBody(b *bolt.Bucket, id string, body []byte) error {
 	return nil
 }
 
-// upgradeQueueBatch is how many rows one transaction of the upgrade to
-// version 6 moves, so that a large queue moves in bounded transactions.
-const upgradeQueueBatch = 10000
+// upgradeQueueRows and upgradeQueueBytes bound what one transaction of
+// the upgrade to version 6 moves (a row or 32 MiB of bodies, whichever
+// comes first), so that a large queue moves in transactions that hold
+// little memory.
+const (
+	upgradeQueueRows  = 10000
+	upgradeQueueBytes = 32 << 20
+)
 
 // upgradeQueue moves the rows of the messages, deliveries and bodies
-// buckets of versions 2 to 5 into queue and queue_bodies and drops them, in
-// bounded transactions. initSchema marked the file as version 6 first, so
-// an older build refuses it while rows are moving, and a start cut short
-// goes on where it stopped: every row is in exactly one of the two
-// layouts after each commit.
+// buckets of versions 2 to 5 into queue and queue_bodies and drops them,
+// in bounded transactions. initSchema marked the file as version 6
+// first, so an older build refuses it while rows are moving, and a start
+// cut short goes on where it stopped: every row is in exactly one of the
+// two layouts after each commit.
 func upgradeQueue(b *bolt.DB) error {
 	pending := false
 	b.View(func(tx *bolt.Tx) error {
@@ -130,20 +135,21 @@ func upgradeQueue(b *bolt.DB) error {
 		return nil
 	})
 	for pending {
-		moved := 0
 		err := b.Update(func(tx *bolt.Tx) error {
-			moved = 0
+			pending = false
+			left := batch{rows: upgradeQueueRows, bytes: upgradeQueueBytes}
 			q, qb := tx.Bucket(BucketQueue), tx.Bucket(BucketQueueBodies)
 			for _, name := range [][]byte{oldMessages, oldDeliveries, oldBodies} {
 				old := tx.Bucket(name)
 				if old == nil {
 					continue
 				}
-				n, err := moveRows(q, qb, old, name, upgradeQueueBatch-moved)
+				empty, err := moveRows(q, qb, old, name, &left)
 				if err != nil {
 					return fmt.Errorf("upgrading the queue to schema version 6: %s: %w", name, err)
 				}
-				if moved += n; moved == upgradeQueueBatch {
+				if !empty {
+					pending = true
 					return nil
 				}
 				if err := tx.DeleteBucket(name); err != nil {
@@ -155,37 +161,40 @@ func upgradeQueue(b *bolt.DB) error {
 		if err != nil {
 			return err
 		}
-		pending = moved == upgradeQueueBatch
 	}
 	return nil
 }
 
-// moveRows moves up to max rows of old (one of the buckets of versions 2
-// to 5, named name) into q or qb, in the layout of version 6, and returns
-// how many it moved; fewer than max when old is now empty.
-func moveRows(q, qb, old *bolt.Bucket, name []byte, max int) (int, error) {
+// batch is what one transaction of the upgrade may still move.
+type batch struct{ rows, bytes int }
+
+// moveRows moves rows of old (one of the buckets of versions 2 to 5,
+// named name) into q or qb, in the layout of version 6, until old is
+// empty (true) or left is spent.
+func moveRows(q, qb, old *bolt.Bucket, name []byte, left *batch) (empty bool, err error) {
 	c := old.Cursor()
-	n := 0
-	for k, v := c.First(); k != nil && n < max; k, v = c.First() {
-		var err error
+	k, v := c.First()
+	for ; k != nil && left.rows > 0 && left.bytes > 0; k, v = c.First() {
+		v = bytes.Clone(v) // bbolt's values point into the mapped file
 		switch {
 		case bytes.Equal(name, oldMessages):
-			err = q.Put(RecordKey(string(k)), bytes.Clone(v))
+			err = q.Put(RecordKey(string(k)), v)
 		case bytes.Equal(name, oldDeliveries) && len(k) > 4:
 			// id + be32(index)
-			err = q.Put(RecipientKey(string(k[:len(k)-4]), int(binary.BigEndian.Uint32(k[len(k)-4:]))), bytes.Clone(v))
+			err = q.Put(RecipientKey(string(k[:len(k)-4]), int(binary.BigEndian.Uint32(k[len(k)-4:]))), v)
 		case bytes.Equal(name, oldBodies):
-			err = PutBody(qb, string(k), bytes.Clone(v))
+			err = PutBody(qb, string(k), v)
 		default:
-			return n, fmt.Errorf("key %x is no row of the queue", k)
+			return false, fmt.Errorf("key %x is no row of the queue", k)
 		}
 		if err != nil {
-			return n, err
+			return false, err
 		}
 		if err := c.Delete(); err != nil {
-			return n, err
+			return false, err
 		}
-		n++
+		left.rows--
+		left.bytes -= len(v)
 	}
-	return n, nil
+	return k == nil, nil
 }
