@@ -41,7 +41,7 @@ func TestPurgeTakesWhatBelongsToTheMessage(t *testing.T) {
 		t.Fatalf("Purge = %d, %v; want the one message", n, err)
 	}
 	db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{store.BucketMessages, store.BucketDeliveries, store.BucketBodies, store.BucketSchedule} {
+		for _, b := range [][]byte{store.BucketQueue, store.BucketQueueBodies, store.BucketSchedule} {
 			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
 				t.Errorf("%s holds %d keys after the purge", b, n)
 			}

@@ -33,12 +33,9 @@ var (
 	BucketUsernames    = []byte("credential_usernames")
 	BucketDomains      = []byte("domains")
 	BucketLists        = []byte("lists")
-	BucketMessages     = []byte("messages")
-	BucketDeliveries   = []byte("deliveries")
 	BucketSchedule     = []byte("schedule")
 	BucketEvents       = []byte("events")
 	BucketTenantEvents = []byte("tenant_events")
-	BucketBodies       = []byte("bodies")
 	// BucketSuppressions holds suppression entries (package suppression).
 	BucketSuppressions = []byte("suppressions")
 	// BucketSoftBounces holds each address's recent soft bounces, the
@@ -69,8 +66,8 @@ var (
 
 var allBuckets = [][]byte{
 	BucketMeta, BucketTenants, BucketCredentials, BucketUsernames, BucketDomains,
-	BucketLists, BucketMessages, BucketDeliveries, BucketSchedule, BucketEvents,
-	BucketTenantEvents, BucketBodies, BucketSuppressions, BucketDKIMKeys,
+	BucketLists, BucketQueue, BucketQueueBodies, BucketSchedule, BucketEvents,
+	BucketTenantEvents, BucketSuppressions, BucketDKIMKeys,
 	BucketWebhookEndpoints, BucketWebhookDeliveries, BucketWebhookSchedule, BucketWebhookDead,
 	BucketAudit, BucketSoftBounces,
 	BucketConsoleUsers, BucketConsoleSessions,
@@ -87,12 +84,16 @@ var allBuckets = [][]byte{
 // misreading an entry. 4: the console_users and console_sessions
 // buckets; versions 2 and 3 are upgraded in place, as 4 only adds. 5:
 // the reputation_rates and reputation_state buckets; versions 2, 3 and 4
-// are upgraded in place, as 5 only adds.
-const SchemaVersion = 5
+// are upgraded in place, as 5 only adds. 6: the messages, deliveries and
+// bodies buckets replaced by queue and queue_bodies (queuelayout.go), so
+// that a group commit writes fewer pages; versions 2 to 5 are upgraded in
+// place, their rows moved by upgradeQueue.
+const SchemaVersion = 6
 
 // upgradable are the older versions Open upgrades in place: each differs
-// from SchemaVersion only by what initSchema creates.
-var upgradable = map[byte]bool{2: true, 3: true, 4: true}
+// from SchemaVersion by what initSchema creates and by the queue's rows,
+// which upgradeQueue moves.
+var upgradable = map[byte]bool{2: true, 3: true, 4: true, 5: true}
 
 var keySchema = []byte("schema_version")
 
@@ -147,6 +148,10 @@ func Open(path string, o Options) (*DB, error) {
 		}
 	}
 	if err := b.Update(initSchema); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := upgradeQueue(b); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

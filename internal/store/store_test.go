@@ -172,8 +172,8 @@ func TestSchemaUpgradedFrom4(t *testing.T) {
 	}
 	defer db.Close()
 	db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(BucketMeta).Get(keySchema); len(v) != 1 || v[0] != 5 {
-			t.Errorf("schema version after the upgrade: %v, want 5", v)
+		if v := tx.Bucket(BucketMeta).Get(keySchema); len(v) != 1 || v[0] != SchemaVersion {
+			t.Errorf("schema version after the upgrade: %v, want %d", v, SchemaVersion)
 		}
 		if tx.Bucket(BucketReputationRates) == nil || tx.Bucket(BucketReputationState) == nil {
 			t.Error("no reputation buckets after the upgrade")

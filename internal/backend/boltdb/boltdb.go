@@ -2,8 +2,10 @@
 // the bbolt database that internal/store opens (its group commit, buckets
 // and schema version), with the rows of every store moved onto the
 // backend (see docs/storage.md). The bucket layouts are those the domain
-// packages' bolt*.go files used, byte for byte, so a data directory needs
-// no migration.
+// packages' bolt*.go files used, byte for byte, except the queue's, which
+// schema version 6 changed to write fewer pages per message
+// (internal/store/queuelayout.go; internal/store upgrades older files in
+// place).
 //
 // Update goes through internal/store's group commit, which may run a
 // function more than once (a batch is retried without the function that

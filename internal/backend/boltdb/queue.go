@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,14 +18,16 @@ import (
 	"github.com/heedmail/heed/internal/txn"
 )
 
-// queueRows is queue.Rows in bbolt, in the layout internal/queue/bolt.go
-// had (no data migration): messages id→Message JSON (without recipients);
-// deliveries id+be32(index)→Recipient JSON; bodies id→inline body;
-// schedule be64(due unix ns)+id+be32(index)→recipient domain. A job stays
-// in the schedule until its outcome is recorded, so an attempt cut short
-// by a crash is made again. Bodies larger than the spool's InlineMax are
-// files beside the database (queue.Spool), fsynced with their directory
-// before the record commits.
+// queueRows is queue.Rows in bbolt. A message's record and recipients
+// are rows of one bucket, the chunks of its inline body of another, under
+// keys that start with its id (store.BucketQueue and BucketQueueBodies,
+// the layout of schema version 6 in internal/store/queuelayout.go), so
+// that a group commit's rows share leaf pages. The schedule,
+// be64(due unix ns)+id+be32(index) → recipient domain, is apart, in time
+// order. A job stays in the schedule until its outcome
+// is recorded, so an attempt cut short by a crash is made again. Bodies
+// larger than the spool's InlineMax are files beside the database
+// (queue.Spool), fsynced with their directory before the record commits.
 type queueRows struct{ tx *bolt.Tx }
 
 // Queue implements backend.Tx.
@@ -35,21 +38,18 @@ func Queue(db *store.DB) *queue.Records {
 	return queue.NewRecords(txn.Narrow(New(db), func(t backend.Tx) queue.Tx { return t }))
 }
 
-// idOrderedFill is how full bbolt packs the pages of the messages and
-// deliveries buckets. Their keys start with a message id, and ids sort by
-// acceptance time, so new keys land at the right edge: bbolt's default of
-// one half suits random inserts and here leaves every page half empty,
-// which made each group commit write about two more pages. Not 1: Record
-// rewrites a row a little longer (state, reply) shortly after Add wrote it.
+// idOrderedFill is how full bbolt packs the pages of the queue bucket.
+// Its keys start with a message id, and ids sort by acceptance time, so
+// new keys land at the right edge: bbolt's default of one half suits
+// random inserts and here leaves every page half empty, which made each
+// group commit write about two more pages. Not 1: Record rewrites a row a
+// little longer (state, reply) shortly after Add wrote it.
 const idOrderedFill = 0.9
-
-func rowKey(id string, idx int) []byte {
-	return binary.BigEndian.AppendUint32([]byte(id), uint32(idx))
-}
 
 func schedKey(due time.Time, id string, idx int) []byte {
 	k := binary.BigEndian.AppendUint64(nil, uint64(due.UnixNano()))
-	return append(k, rowKey(id, idx)...)
+	k = append(k, id...)
+	return binary.BigEndian.AppendUint32(k, uint32(idx))
 }
 
 func parseSchedKey(k, v []byte) (queue.Job, bool) {
@@ -64,25 +64,36 @@ func parseSchedKey(k, v []byte) (queue.Job, bool) {
 	}, true
 }
 
-func (r queueRows) messages() *bolt.Bucket {
-	b := r.tx.Bucket(store.BucketMessages)
+func (r queueRows) bucket() *bolt.Bucket {
+	b := r.tx.Bucket(store.BucketQueue)
 	if r.tx.Writable() {
 		b.FillPercent = idOrderedFill
 	}
 	return b
 }
 
-func (r queueRows) deliveries() *bolt.Bucket {
-	b := r.tx.Bucket(store.BucketDeliveries)
+func (r queueRows) bodies() *bolt.Bucket {
+	b := r.tx.Bucket(store.BucketQueueBodies)
 	if r.tx.Writable() {
-		b.FillPercent = idOrderedFill
+		// Chunks are written once, in id order, then deleted: a page
+		// never needs room for a row to grow.
+		b.FillPercent = 1
 	}
 	return b
+}
+
+// validID refuses an id the layout cannot keep apart from its neighbours'
+// (internal/ids makes none such).
+func validID(id string) error {
+	if id == "" || strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("message id %q: empty or with a NUL byte", id)
+	}
+	return nil
 }
 
 func (r queueRows) Message(id string) (queue.Message, bool, error) {
 	var m queue.Message
-	raw := r.messages().Get([]byte(id))
+	raw := r.bucket().Get(store.RecordKey(id))
 	if raw == nil {
 		return m, false, nil
 	}
@@ -93,38 +104,88 @@ func (r queueRows) Message(id string) (queue.Message, bool, error) {
 }
 
 func (r queueRows) PutMessage(m *queue.Message) error {
+	if err := validID(m.ID); err != nil {
+		return err
+	}
 	head := *m
 	head.Recipients, head.Body = nil, nil
-	return putJSON(r.messages(), []byte(m.ID), head)
+	return putJSON(r.bucket(), store.RecordKey(m.ID), head)
+}
+
+// seekAfter puts c on the first key of the messages with ids after after
+// ("": the first message).
+func seekAfter(c *bolt.Cursor, after string) ([]byte, []byte) {
+	if after == "" {
+		return c.First()
+	}
+	return c.Seek(store.After(after))
+}
+
+// nextRecord moves c from k to the first record at or after it, over
+// the recipients between records.
+func nextRecord(c *bolt.Cursor, k, v []byte) ([]byte, []byte) {
+	for k != nil {
+		id, kind, _, ok := store.ParseQueueKey(k)
+		switch {
+		case ok && kind == store.KindRecord:
+			return k, v
+		case ok:
+			k, v = c.Seek(store.After(string(id)))
+		default:
+			k, v = c.Next()
+		}
+	}
+	return nil, nil
+}
+
+// records calls fn with each record after after, in id order, until fn
+// returns false; the rows between records are skipped by seeking.
+func (r queueRows) records(after string, fn func(id string, raw []byte) bool) {
+	c := r.bucket().Cursor()
+	k, v := seekAfter(c, after)
+	for k, v = nextRecord(c, k, v); k != nil; k, v = nextRecord(c, k, v) {
+		id, _, _, _ := store.ParseQueueKey(k)
+		if !fn(string(id), v) {
+			return
+		}
+		k, v = c.Next()
+	}
 }
 
 func (r queueRows) Messages(after string, limit int) ([]queue.Message, error) {
 	var out []queue.Message
-	c := r.messages().Cursor()
-	k, v := c.Seek([]byte(after))
-	if k != nil && string(k) == after {
-		k, v = c.Next()
-	}
-	for ; k != nil && len(out) < limit; k, v = c.Next() {
+	var err error
+	r.records(after, func(id string, raw []byte) bool {
+		if len(out) == limit {
+			return false
+		}
 		var m queue.Message
-		if err := json.Unmarshal(v, &m); err != nil {
-			return nil, fmt.Errorf("message %q: %w", k, err)
+		if err = json.Unmarshal(raw, &m); err != nil {
+			err = fmt.Errorf("message %q: %w", id, err)
+			return false
 		}
 		out = append(out, m)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 func (r queueRows) DeleteMessage(id string) error {
-	k := []byte(id)
-	if err := r.messages().Delete(k); err != nil {
+	if err := deletePrefix(r.bodies(), store.MessagePrefix(id)); err != nil {
 		return err
 	}
-	if err := r.tx.Bucket(store.BucketBodies).Delete(k); err != nil {
-		return err
-	}
-	c := r.deliveries().Cursor()
-	for rk, _ := c.Seek(k); rk != nil && len(rk) == len(k)+4 && bytes.HasPrefix(rk, k); rk, _ = c.Seek(k) {
+	return deletePrefix(r.bucket(), store.MessagePrefix(id))
+}
+
+// deletePrefix deletes every key of b that starts with pfx.
+func deletePrefix(b *bolt.Bucket, pfx []byte) error {
+	c := b.Cursor()
+	// Seek again after each Delete: bbolt's cursor may skip the key after
+	// a deleted one.
+	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Seek(pfx) {
 		if err := c.Delete(); err != nil {
 			return err
 		}
@@ -134,31 +195,34 @@ func (r queueRows) DeleteMessage(id string) error {
 
 func (r queueRows) TenantMessages(tenant, after string, limit int) ([]queue.Message, string, error) {
 	var out []queue.Message
-	c := r.messages().Cursor()
-	k, v := c.Seek([]byte(after))
-	if k != nil && string(k) == after {
-		k, v = c.Next()
-	}
-	for scanned := 0; k != nil; k, v = c.Next() {
+	var err error
+	next, last, scanned := "", "", 0
+	r.records(after, func(id string, raw []byte) bool {
 		if scanned == scanLimit || len(out) == limit {
-			pk, _ := c.Prev()
-			return out, string(pk), nil
+			next = last
+			return false
 		}
 		scanned++
+		last = id
 		var m queue.Message
-		if err := json.Unmarshal(v, &m); err != nil {
-			return nil, "", fmt.Errorf("message %q: %w", k, err)
+		if err = json.Unmarshal(raw, &m); err != nil {
+			err = fmt.Errorf("message %q: %w", id, err)
+			return false
 		}
 		if m.Tenant == tenant {
 			out = append(out, m)
 		}
+		return true
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	return out, "", nil
+	return out, next, nil
 }
 
 func (r queueRows) Recipient(id string, idx int) (queue.Recipient, bool, error) {
 	var rc queue.Recipient
-	raw := r.deliveries().Get(rowKey(id, idx))
+	raw := r.bucket().Get(store.RecipientKey(id, idx))
 	if raw == nil {
 		return rc, false, nil
 	}
@@ -170,9 +234,9 @@ func (r queueRows) Recipient(id string, idx int) (queue.Recipient, bool, error) 
 
 func (r queueRows) Recipients(id string) ([]queue.Recipient, error) {
 	var out []queue.Recipient
-	c := r.deliveries().Cursor()
-	pfx := []byte(id)
-	for k, v := c.Seek(pfx); k != nil && len(k) == len(pfx)+4 && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+	c := r.bucket().Cursor()
+	pfx := append(store.MessagePrefix(id), store.KindRecipient)
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
 		var rc queue.Recipient
 		if err := json.Unmarshal(v, &rc); err != nil {
 			return nil, fmt.Errorf("delivery %q: %w", k, err)
@@ -183,7 +247,10 @@ func (r queueRows) Recipients(id string) ([]queue.Recipient, error) {
 }
 
 func (r queueRows) PutRecipient(id string, rc *queue.Recipient) error {
-	return putJSON(r.deliveries(), rowKey(id, rc.Index), rc)
+	if err := validID(id); err != nil {
+		return err
+	}
+	return putJSON(r.bucket(), store.RecipientKey(id, rc.Index), rc)
 }
 
 // scanLimit bounds the rows Mentioning and BodiesMentioning examine per
@@ -193,75 +260,102 @@ const scanLimit = 10000
 
 func (r queueRows) Mentioning(addr string, after *queue.Cursor, limit int) ([]queue.Delivery, *queue.Cursor, error) {
 	var out []queue.Delivery
-	c := r.deliveries().Cursor()
+	c := r.bucket().Cursor()
 	var k, v []byte
 	if after == nil {
 		k, v = c.First()
 	} else {
-		from := rowKey(after.MessageID, after.Index)
+		from := store.RecipientKey(after.MessageID, after.Index)
 		if k, v = c.Seek(from); k != nil && bytes.Equal(k, from) {
 			k, v = c.Next()
 		}
 	}
-	for scanned := 0; k != nil; k, v = c.Next() {
-		if len(k) < 5 {
-			continue // not a delivery row's key
-		}
-		if scanned == scanLimit || len(out) == limit {
-			return out, cursorBefore(c), nil
-		}
-		scanned++
-		if !events.ContainsFold(v, addr) {
+	var last *queue.Cursor
+	for scanned := 0; k != nil; {
+		id, kind, idx, ok := store.ParseQueueKey(k)
+		switch {
+		case !ok:
+			k, v = c.Next()
+			continue
+		case kind != store.KindRecipient:
+			// Over the message's record to its recipients.
+			k, v = c.Seek(store.RecipientKey(string(id), 0))
 			continue
 		}
-		var rc queue.Recipient
-		if err := json.Unmarshal(v, &rc); err != nil {
-			return nil, nil, fmt.Errorf("delivery %q: %w", k, err)
+		if scanned == scanLimit || len(out) == limit {
+			return out, last, nil
 		}
-		out = append(out, queue.Delivery{MessageID: string(k[:len(k)-4]), Recipient: rc})
+		scanned++
+		last = &queue.Cursor{MessageID: string(id), Index: idx}
+		if events.ContainsFold(v, addr) {
+			var rc queue.Recipient
+			if err := json.Unmarshal(v, &rc); err != nil {
+				return nil, nil, fmt.Errorf("delivery %q: %w", k, err)
+			}
+			out = append(out, queue.Delivery{MessageID: last.MessageID, Recipient: rc})
+		}
+		k, v = c.Next()
 	}
 	return out, nil, nil
 }
 
-// cursorBefore is the cursor of the row before c's (the last one
-// examined): the next call goes on with c's row.
-func cursorBefore(c *bolt.Cursor) *queue.Cursor {
-	k, _ := c.Prev()
-	return &queue.Cursor{MessageID: string(k[:len(k)-4]), Index: int(binary.BigEndian.Uint32(k[len(k)-4:]))}
-}
-
 func (r queueRows) Body(id string) ([]byte, bool, error) {
-	v := r.tx.Bucket(store.BucketBodies).Get([]byte(id))
-	if v == nil {
+	c := r.bodies().Cursor()
+	pfx := append(store.MessagePrefix(id), store.KindBody)
+	// Sized first, so that the copy (v is only valid inside the
+	// transaction) is one allocation.
+	n, found := 0, false
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+		n, found = n+len(v), true
+	}
+	if !found {
 		return nil, false, nil
 	}
-	return bytes.Clone(v), true, nil // v is only valid inside the transaction
+	body := make([]byte, 0, n)
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+		body = append(body, v...)
+	}
+	return body, true, nil
 }
 
 func (r queueRows) PutBody(id string, body []byte) error {
-	return r.tx.Bucket(store.BucketBodies).Put([]byte(id), body)
+	if err := validID(id); err != nil {
+		return err
+	}
+	if err := r.DeleteBody(id); err != nil {
+		return err
+	}
+	return store.PutBody(r.bodies(), id, body)
 }
 
 func (r queueRows) DeleteBody(id string) error {
-	return r.tx.Bucket(store.BucketBodies).Delete([]byte(id))
+	return deletePrefix(r.bodies(), append(store.MessagePrefix(id), store.KindBody))
 }
 
 func (r queueRows) BodiesMentioning(addr, after string, limit int) ([]string, string, error) {
 	var out []string
-	c := r.tx.Bucket(store.BucketBodies).Cursor()
-	k, v := c.Seek([]byte(after))
-	if k != nil && string(k) == after {
-		k, v = c.Next()
-	}
-	for scanned := 0; k != nil; k, v = c.Next() {
+	c := r.bodies().Cursor()
+	last := ""
+	k, _ := seekAfter(c, after)
+	for scanned := 0; k != nil; {
+		id, _, _, ok := store.ParseQueueKey(k)
+		if !ok {
+			k, _ = c.Next()
+			continue
+		}
 		if scanned == scanLimit || len(out) == limit {
-			pk, _ := c.Prev()
-			return out, string(pk), nil
+			return out, last, nil
 		}
 		scanned++
-		if events.ContainsFold(v, addr) {
-			out = append(out, string(k))
+		last = string(id)
+		body, _, err := r.Body(last)
+		if err != nil {
+			return nil, "", err
 		}
+		if events.ContainsFold(body, addr) {
+			out = append(out, last)
+		}
+		k, _ = c.Seek(store.After(last))
 	}
 	return out, "", nil
 }
