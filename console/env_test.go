@@ -23,6 +23,7 @@ import (
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
@@ -106,7 +107,9 @@ func newEnvOver(t *testing.T, wrap func(backend.Backend) backend.Backend, o func
 		QueueDepth:     func() (int, error) { return 3, nil },
 		WebhookBacklog: func(context.Context) (int, error) { return 0, nil },
 		Audit:          e.audit, Changes: txn.Narrow(b, func(t backend.Tx) admin.Tx { return t }),
-		Webhooks:           e.hooks,
+		Webhooks: e.hooks,
+		Privacy: &privacy.Service{Suppressions: e.sup, Events: boltdb.Events(db), Queue: e.queue,
+			Others: []privacy.Eraser{e.hooks.Store.(*webhooks.Service), e.audit}},
 		MaxAttemptsPerUser: 5, MaxAttemptsPerClient: 20, AttemptWindow: 15 * time.Minute,
 		Now: e.clock.Now,
 	}

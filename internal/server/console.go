@@ -46,6 +46,7 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT fu
 		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,
 		Hostname: r.cfg.Hostname, LookupTXT: lookupTXT, Readiness: rd,
 		Webhooks:           r.hooks,
+		Privacy:            r.privacy,
 		MaxAttemptsPerUser: c.MaxLoginAttemptsPerUser, MaxAttemptsPerClient: c.MaxLoginAttemptsPerClient,
 		AttemptWindow: c.LoginAttemptWindow, Logger: r.log,
 	}))
