@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
@@ -301,4 +303,103 @@ func TestWebhookAddResendReplayRemove(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// TestBrowserWebhooksAndPrivacy: an operator adds an endpoint from a
+// tenant's page and reads its secret, sees a working and a failing
+// endpoint's health and deliveries with the receivers' answers, resends
+// a delivery; then finds an address on the Privacy page and erases it
+// after typing it again. Every page passes axe.
+func TestBrowserWebhooksAndPrivacy(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	e.dispatch()
+	rc := newReceiver(t)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy, try later", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(busy.Close)
+	ctx := context.Background()
+	failing, _, err := e.hooks.Create(ctx, "acme", "crm", webhooks.Input{URL: busy.URL + "/crm", Description: "The CRM's import"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	garciaEverywhere(e)
+
+	b := newBrowser(t, true)
+	b.signIn(e, "ops")
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme"),
+		chromedp.Click(chromedp.CSS(`ul.actions a[href="/console/tenants/acme/webhooks"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#url")))
+	b.accessible("webhooks")
+	b.run(chromedp.SendKeys(chromedp.CSS("#url"), rc.srv.URL+"/hooks"),
+		chromedp.SendKeys(chromedp.CSS("#description"), "The app's customer records"),
+		chromedp.Click(chromedp.CSS("form.card button")),
+		chromedp.WaitVisible(chromedp.CSS("section.secret")))
+	secret := get(b, chromedp.Value(chromedp.CSS("#secret-value")))
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("the new endpoint's secret: %q", secret)
+	}
+	rc.mu.Lock()
+	rc.secret = secret
+	rc.mu.Unlock()
+	b.accessible("webhooks with a secret")
+
+	eps, err := e.hooks.Store.Endpoints(ctx, "acme")
+	if err != nil || len(eps) != 2 {
+		t.Fatalf("acme's endpoints: %+v %v", eps, err)
+	}
+	ok := eps[0]
+	if ok.ID == failing.ID {
+		ok = eps[1]
+	}
+	ev := e.event("acme", events.MessageDelivered, "evt_browser", e.clock.Now())
+	waitFor(t, "both endpoints' first attempts", func() bool {
+		return e.attempts("acme", ok.ID, ev.Seq) == 1 && e.attempts("acme", failing.ID, ev.Seq) >= 1
+	})
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/webhooks"), chromedp.WaitVisible(chromedp.CSS("table.endpoints")))
+	rows := b.text("table.endpoints tbody")
+	for _, want := range []string{rc.srv.URL + "/hooks", "busy, try later", "HTTP 503", "active", "every event"} {
+		if !strings.Contains(rows, want) {
+			t.Errorf("the endpoints lack %q:\n%s", want, rows)
+		}
+	}
+	b.accessible("webhooks with endpoints")
+	b.shot("webhooks")
+
+	b.run(chromedp.Click(chromedp.CSS(`table.endpoints a[href="/console/tenants/acme/webhooks/`+ok.ID+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.deliveries")))
+	if d := b.text("table.deliveries tbody"); !strings.Contains(d, "evt_browser") || !strings.Contains(d, "thanks from the receiver") {
+		t.Errorf("the deliveries:\n%s", d)
+	}
+	b.accessible("webhook endpoint")
+	b.run(chromedp.Click(chromedp.CSS("table.deliveries button")), chromedp.WaitVisible(chromedp.CSS("p.notice")))
+	waitFor(t, "the resent delivery", func() bool { return rc.got("evt_browser") == 2 })
+	b.accessible("webhook endpoint after a resend")
+	b.shot("webhook")
+
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme"),
+		chromedp.Click(chromedp.CSS(`ul.actions a[href="/console/tenants/acme/privacy"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#address")))
+	b.accessible("privacy")
+	b.run(chromedp.SendKeys(chromedp.CSS("#address"), "Maria.Garcia@Example.NET"),
+		chromedp.Click(chromedp.CSS("form.search button")),
+		chromedp.WaitVisible(chromedp.CSS("section[aria-labelledby=held]")))
+	if held := b.text("section[aria-labelledby=held]"); !strings.Contains(held, "20260101T000000-acme-0001") || strings.Contains(held, "globex") {
+		t.Errorf("what acme holds:\n%s", held)
+	}
+	b.accessible("privacy with an address")
+	b.run(chromedp.SendKeys(chromedp.CSS("#confirm"), "maria.garcia@example.net"),
+		chromedp.Click(chromedp.CSS("section[aria-labelledby=erase] button")),
+		chromedp.WaitVisible(chromedp.CSS("section[aria-labelledby=erased]")))
+	if erased := b.text("section[aria-labelledby=erased]"); !strings.Contains(erased, "maria.garcia@example.net") {
+		t.Errorf("what was erased:\n%s", erased)
+	}
+	b.accessible("privacy after an erasure")
+	b.shot("privacy")
+	rc.mu.Lock()
+	if len(rc.bad) > 0 {
+		t.Errorf("deliveries the shown secret does not verify: %v", rc.bad)
+	}
+	rc.mu.Unlock()
 }
