@@ -25,11 +25,13 @@ import (
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/netlimit"
+	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/ratelimit"
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 //go:embed templates/*.html
@@ -64,6 +66,12 @@ type Options struct {
 	LookupTXT func(ctx context.Context, name string) ([]string, error)
 	// Readiness makes the readiness reports of domains (nil: none).
 	Readiness *readiness.Checker
+	// Webhooks manages the tenants' webhook endpoints, as for the admin
+	// API (nil: no Webhooks pages).
+	Webhooks *webhooks.Manager
+	// Privacy answers privacy requests, as for the admin API (nil: no
+	// Privacy requests page).
+	Privacy *privacy.Service
 	// AllowNetworks are the networks the console answers (empty: all).
 	AllowNetworks []netip.Prefix
 	// MaxAttemptsPerUser and MaxAttemptsPerClient are the sign-in
@@ -141,6 +149,15 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys", s.signedIn(s.tenantWrite(s.withDomain(s.publishKey))))
 	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys/activate", s.signedIn(s.tenantWrite(s.withDomain(s.activateKey))))
 	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys/delete", s.signedIn(s.tenantWrite(s.withDomain(s.deleteKey))))
+	mux.HandleFunc("GET /console/tenants/{tenant}/webhooks", s.signedIn(s.tenantRead(s.webhooksPage)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/webhooks", s.signedIn(s.tenantWrite(s.createWebhook)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/webhooks/{endpoint}", s.signedIn(s.tenantRead(s.withEndpoint(s.endpointPage))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/webhooks/{endpoint}/delete", s.signedIn(s.tenantWrite(s.withEndpoint(s.deleteWebhook))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/webhooks/{endpoint}/resend", s.signedIn(s.tenantWrite(s.withEndpoint(s.resendDelivery))))
+	mux.HandleFunc("POST /console/tenants/{tenant}/webhooks/{endpoint}/replay", s.signedIn(s.tenantWrite(s.withEndpoint(s.replayWebhook))))
+	mux.HandleFunc("GET /console/tenants/{tenant}/privacy", s.signedIn(s.tenantRead(s.privacyPage)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/privacy/export", s.signedIn(s.tenantRead(s.exportPrivacy)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/privacy/erase", s.signedIn(s.tenantRead(s.erasePrivacy)))
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})

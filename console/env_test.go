@@ -23,12 +23,14 @@ import (
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/store"
 	"github.com/heedmail/heed/internal/tenant"
 	"github.com/heedmail/heed/internal/testclock"
 	"github.com/heedmail/heed/internal/txn"
 	"github.com/heedmail/heed/suppression"
+	"github.com/heedmail/heed/webhooks"
 )
 
 var nextLink = regexp.MustCompile(`href="(\?after=[0-9]+)" rel="next"`)
@@ -45,6 +47,7 @@ type env struct {
 	sup     *suppression.Service
 	audit   *audit.Log
 	queue   *queue.Records
+	hooks   *webhooks.Manager
 	srv     *httptest.Server
 	secrets map[string]consoleusers.Enrolment
 }
@@ -84,6 +87,12 @@ func newEnvOver(t *testing.T, wrap func(backend.Backend) backend.Backend, o func
 	e.sup = suppression.New(txn.Narrow(b, func(t backend.Tx) suppression.Tx { return t }), hashKey, e.clock.Now)
 	e.queue = boltdb.Queue(db)
 	e.audit = audit.New(txn.Narrow(b, func(t backend.Tx) audit.Rows { return t.Audit() }))
+	sealer, err := webhooks.NewSealer(hashKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hooks = &webhooks.Manager{Store: webhooks.New(txn.Narrow(b, func(t backend.Tx) webhooks.Tx { return t })),
+		Events: boltdb.Events(db), Sealer: sealer, AllowPrivate: true, Now: e.clock.Now}
 	ctx := context.Background()
 	for _, tn := range []tenant.Tenant{
 		{ID: "acme", Name: "Acme Dental", PostalAddress: "1 Main St", CreatedAt: e.clock.Now()},
@@ -98,6 +107,9 @@ func newEnvOver(t *testing.T, wrap func(backend.Backend) backend.Backend, o func
 		QueueDepth:     func() (int, error) { return 3, nil },
 		WebhookBacklog: func(context.Context) (int, error) { return 0, nil },
 		Audit:          e.audit, Changes: txn.Narrow(b, func(t backend.Tx) admin.Tx { return t }),
+		Webhooks: e.hooks,
+		Privacy: &privacy.Service{Suppressions: e.sup, Events: boltdb.Events(db), Queue: e.queue,
+			Others: []privacy.Eraser{e.hooks.Store.(*webhooks.Service), e.audit}},
 		MaxAttemptsPerUser: 5, MaxAttemptsPerClient: 20, AttemptWindow: 15 * time.Minute,
 		Now: e.clock.Now,
 	}

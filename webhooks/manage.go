@@ -485,8 +485,8 @@ func (m *Manager) Backlog(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	total := 0
-	for _, ep := range eps {
-		n, err := m.Events.CountAfter(ctx, ep.Tenant, ep.Cursor, maxBacklogCount)
+	for i := range eps {
+		n, err := m.Waiting(ctx, &eps[i], maxBacklogCount)
 		if err != nil {
 			return 0, err
 		}
@@ -494,4 +494,11 @@ func (m *Manager) Backlog(ctx context.Context) (int, error) {
 	}
 	n, err := m.Store.Scheduled(ctx)
 	return total + n, err
+}
+
+// Waiting counts the tenant's events the dispatcher has not yet handed
+// off to ep (those after its cursor), stopping at max: an endpoint's
+// share of the backlog, without its scheduled retries.
+func (m *Manager) Waiting(ctx context.Context, ep *Endpoint, max int) (int, error) {
+	return m.Events.CountAfter(ctx, ep.Tenant, ep.Cursor, max)
 }

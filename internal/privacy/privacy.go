@@ -126,6 +126,35 @@ func (s *Service) Export(ctx context.Context, addr string) (*Export, error) {
 	return x, err
 }
 
+// Of is the part of x that is tenant's: its suppression entries, soft
+// bounces, events and messages. The files are the relay's (captured
+// mail and unread reports are not kept by tenant), so they are left out.
+func (x *Export) Of(tenant string) *Export {
+	out := &Export{Address: x.Address, Suppressions: []suppression.Entry{}, SoftBounces: []suppression.History{},
+		Events: []events.Event{}, Messages: []queue.RecipientOf{}, Files: []string{}}
+	for _, e := range x.Suppressions {
+		if e.Tenant == tenant {
+			out.Suppressions = append(out.Suppressions, e)
+		}
+	}
+	for _, h := range x.SoftBounces {
+		if h.Tenant == tenant {
+			out.SoftBounces = append(out.SoftBounces, h)
+		}
+	}
+	for _, ev := range x.Events {
+		if ev.Data.Tenant == tenant {
+			out.Events = append(out.Events, ev)
+		}
+	}
+	for _, m := range x.Messages {
+		if m.Tenant == tenant {
+			out.Messages = append(out.Messages, m)
+		}
+	}
+	return out
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}

@@ -45,6 +45,8 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT fu
 		WebhookBacklog: r.hooks.Backlog,
 		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,
 		Hostname: r.cfg.Hostname, LookupTXT: lookupTXT, Readiness: rd,
+		Webhooks:           r.hooks,
+		Privacy:            r.privacy,
 		MaxAttemptsPerUser: c.MaxLoginAttemptsPerUser, MaxAttemptsPerClient: c.MaxLoginAttemptsPerClient,
 		AttemptWindow: c.LoginAttemptWindow, Logger: r.log,
 	}))

@@ -96,6 +96,9 @@ type Relay struct {
 	stopOnce sync.Once
 
 	submissionAddr, implicitTLSAddr, adminAddr, publicAddr, inboundAddr string
+
+	// privacy answers privacy requests, for the API and the console.
+	privacy *privacy.Service
 }
 
 // InboundAddr is the address the inbound SMTP listener is bound to.
@@ -499,6 +502,13 @@ func (r *Relay) serveAdmin() error {
 	// One resolver, and one checker (and its slots), for the API, the
 	// console and the warning at the door: build made them.
 	resolver, rd := r.resolver, r.checker
+	r.privacy = &privacy.Service{
+		Suppressions: r.suppressions, Events: r.events,
+		Queue: r.qs, Spool: r.spool,
+		Others: []privacy.Eraser{r.hookStore, audit},
+		Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},
+		DB:     r.st.scrub,
+	}
 	handler := admin.New(admin.Options{
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
@@ -507,14 +517,8 @@ func (r *Relay) serveAdmin() error {
 		// A change and its audit record commit in one transaction.
 		Changes: r.st.changes,
 		Rates:   r.rep.rates, Guard: r.rep.guard,
-		Privacy: &privacy.Service{
-			Suppressions: r.suppressions, Events: r.events,
-			Queue: r.qs, Spool: r.spool,
-			Others: []privacy.Eraser{r.hookStore, audit},
-			Dirs:   []string{filepath.Join(cfg.DataDir, "captured"), filepath.Join(cfg.DataDir, "reports", "unread")},
-			DB:     r.st.scrub,
-		},
-		Ready: r.readyCheck,
+		Privacy: r.privacy,
+		Ready:   r.readyCheck,
 	})
 	handler = r.withConsole(handler, audit, resolver.LookupTXT, rd)
 	al, err := r.adminListener()
