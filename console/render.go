@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 )
 
@@ -50,6 +51,8 @@ var funcs = template.FuncMap{
 	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"add":  func(a, b int) int { return a + b },
 	"mul":  func(a, b int) int { return a * b },
+	// row is what the Events page's "event-row" template takes.
+	"row": func(tenantID string, ev events.Event) eventRow { return eventRow{tenantID, ev} },
 	// confirmation is the name a credential is revoked by.
 	"confirmation": confirmation,
 	// revoke is what the tenant page's "revoke" template takes: the

@@ -516,7 +516,7 @@ func (r *Relay) serveAdmin() error {
 		},
 		Ready: r.readyCheck,
 	})
-	handler = r.withConsole(handler, audit, resolver.LookupTXT, rd)
+	handler, stopConsole := r.withConsole(handler, audit, resolver.LookupTXT, rd)
 	al, err := r.adminListener()
 	if err != nil {
 		return err
@@ -528,6 +528,7 @@ func (r *Relay) serveAdmin() error {
 		Handler:           netlimit.Deadlines(handler, a.ReadTimeout, a.WriteTimeout),
 		ReadHeaderTimeout: a.ReadTimeout, IdleTimeout: a.IdleTimeout,
 	}
+	r.admin.RegisterOnShutdown(stopConsole)
 	go r.serveHTTP(r.admin, al)
 	return nil
 }

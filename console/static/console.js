@@ -1,0 +1,39 @@
+// Heed console: the little the pages do with a script. Every page works
+// without it; the Content-Security-Policy allows this file and no inline
+// script. Each part looks for its markup and does nothing without it.
+"use strict";
+
+// The Events page's live tail: the server sends each new event as the
+// table row the page itself would show (escaped by the server's
+// templates), over server-sent events.
+function liveTail() {
+  const table = document.querySelector("table[data-stream]");
+  if (!table || !window.EventSource) return;
+  const body = table.tBodies[0];
+  const status = document.querySelector("p.live");
+  const say = (text) => { if (status) { status.hidden = false; status.textContent = text; } };
+  const src = new EventSource(table.dataset.stream);
+  src.addEventListener("open", () => say("Live: new events appear at the end of the table."));
+  src.addEventListener("event", (e) => {
+    // A template holds the row without running or fetching anything.
+    const t = document.createElement("template");
+    t.innerHTML = e.data;
+    const row = t.content.firstElementChild;
+    if (!row) return;
+    row.classList.add("new");
+    body.appendChild(row);
+    const empty = document.querySelector("p.empty");
+    if (empty) empty.remove();
+  });
+  src.addEventListener("end", () => {
+    src.close();
+    say("Live updates stopped: your session is ending. Reload the page to go on.");
+  });
+  src.addEventListener("error", () => {
+    if (src.readyState === EventSource.CLOSED) say("Live updates stopped. Reload the page to go on.");
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  liveTail();
+});
