@@ -147,6 +147,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /console/tenants/{tenant}/events/stream", s.signedIn(s.tenantRead(s.eventStream)))
 	mux.HandleFunc("GET /console/audit", s.signedIn(s.auditAll))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains", s.signedIn(s.tenantRead(s.domains)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/domains", s.signedIn(s.scoped(access.Operator, s.addDomain)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}", s.signedIn(s.tenantRead(s.withDomain(s.domainPage))))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}/readiness", s.signedIn(s.tenantRead(s.withDomain(s.readinessPage))))
 	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys", s.signedIn(s.tenantWrite(s.withDomain(s.publishKey))))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -208,5 +209,58 @@ func TestDomainPagesScoped(t *testing.T) {
 	}
 	if n := len(keyStates(t, e)["rsa-sha256 published"]); n != 0 {
 		t.Errorf("a read-only user published %d keys", n)
+	}
+}
+
+// TestAddDomain: an operator adds a tenant's domain from the Domains
+// page, as the API's POST …/domains, with its keys and the audit record
+// under the console user; a domain another tenant has is refused without
+// naming it; a tenant's read-write user, whom the API refuses too, gets
+// no form and a 403.
+func TestAddDomain(t *testing.T) {
+	e, _ := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	e.user(consoleusers.NewUser{Username: "rw", Tenant: "acme", Access: tenant.ReadWrite})
+	ops := e.signedIn("ops")
+	_, page, tok := e.get(ops, "/console/tenants/acme/domains")
+	if !strings.Contains(page, `action="/console/tenants/acme/domains"`) {
+		t.Fatalf("the operator's Domains page has no form:\n%s", page)
+	}
+	st, _ := e.post(ops, "/console/tenants/acme/domains", url.Values{"csrf": {tok}, "domain": {"News.Acme.Example"}})
+	if st != http.StatusSeeOther {
+		t.Fatalf("adding a domain: %d", st)
+	}
+	d, err := e.tenants.Domain(context.Background(), "news.acme.example")
+	keys, _ := e.tenants.Keys(context.Background(), "news.acme.example")
+	if err != nil || d.Tenant != "acme" || len(keys) != 2 {
+		t.Fatalf("the domain after adding: %+v %v, keys %d", d, err, len(keys))
+	}
+	if _, page, _ := e.get(ops, "/console/tenants/acme/domains/news.acme.example?done=domain-added"); !strings.Contains(page, "._domainkey.news.acme.example") {
+		t.Errorf("the new domain's page lacks its records:\n%s", page)
+	}
+	recs, _ := e.audit.Records(context.Background(), "acme", 0, 10)
+	if len(recs) != 1 || recs[0].Actor != "console:ops" || recs[0].Action != "POST /api/v1/tenants/:tenant/domains" ||
+		recs[0].Target != "/api/v1/tenants/acme/domains" || recs[0].Status != http.StatusCreated {
+		t.Errorf("audit records: %+v", recs)
+	}
+
+	st, taken := e.post(ops, "/console/tenants/globex/domains", url.Values{"csrf": {tok}, "domain": {"acme.example"}})
+	if st != http.StatusConflict || !strings.Contains(taken, "already registered") || strings.Contains(taken, "Acme") {
+		t.Errorf("another tenant's domain: %d\n%s", st, taken)
+	}
+	if st, bad := e.post(ops, "/console/tenants/acme/domains", url.Values{"csrf": {tok}, "domain": {"not a domain"}}); st != http.StatusBadRequest || !strings.Contains(bad, "Not added") {
+		t.Errorf("a bad name: %d\n%s", st, bad)
+	}
+
+	rw := e.signedIn("rw")
+	_, page, rwTok := e.get(rw, "/console/tenants/acme/domains")
+	if strings.Contains(page, `action="/console/tenants/acme/domains"`) {
+		t.Errorf("a tenant's user is offered the form:\n%s", page)
+	}
+	if st, _ := e.post(rw, "/console/tenants/acme/domains", url.Values{"csrf": {rwTok}, "domain": {"evil.example"}}); st != http.StatusForbidden {
+		t.Errorf("a tenant's read-write user adding a domain: %d, want 403", st)
+	}
+	if _, err := e.tenants.Domain(context.Background(), "evil.example"); err == nil {
+		t.Error("the tenant user's domain was added")
 	}
 }
