@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
 
 	"github.com/heedmail/heed/console"
@@ -262,5 +264,39 @@ func TestAddDomain(t *testing.T) {
 	}
 	if _, err := e.tenants.Domain(context.Background(), "evil.example"); err == nil {
 		t.Error("the tenant user's domain was added")
+	}
+}
+
+// TestBrowserCopyRecord: the copy button beside a DNS record, named for
+// the record it copies, puts the record's value on the clipboard and
+// says so; the page passes axe with the buttons shown.
+func TestBrowserCopyRecord(t *testing.T) {
+	e, _ := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "pat", Tenant: "acme", Access: tenant.ReadOnly})
+	b := newBrowser(t, true)
+	b.signIn(e, "pat")
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/domains/acme.example"),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-copy="record-0-value"]`)))
+	value := b.text("#record-0-value")
+	name := get(b, chromedp.Evaluate[string](`document.querySelector('button[data-copy="record-0-value"]').textContent`))
+	if !strings.HasPrefix(name, "Copy the value of") || !strings.Contains(name, "._domainkey.acme.example") {
+		t.Errorf("the copy button's accessible name: %q", name)
+	}
+	b.accessible("domain with copy buttons")
+	// Reading the clipboard back needs the permission a person would give.
+	b.run(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: "clipboard-read"}, Setting: cdpbrowser.PermissionSettingGranted,
+			Origin: e.srv.URL})
+		return err
+	}))
+	b.run(chromedp.Click(chromedp.CSS(`button[data-copy="record-0-value"]`)),
+		chromedp.Poll[chromedp.Void](`document.getElementById("copy-status").textContent.startsWith("Copied")`))
+	if got := b.text("#copy-status"); got != "Copied: "+value {
+		t.Errorf("after Copy: %q, want the record's value %q", got, value)
+	}
+	clip := get(b, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if clip != value {
+		t.Errorf("the clipboard holds %q, want %q", clip, value)
 	}
 }

@@ -34,6 +34,27 @@ function liveTail() {
   });
 }
 
+// Copy buttons beside the DNS records. They are hidden in the markup,
+// so a page without this script (or without a clipboard, outside a
+// secure context) shows only the records, still selectable text.
+function copyButtons() {
+  if (!navigator.clipboard) return;
+  const status = document.getElementById("copy-status");
+  for (const b of document.querySelectorAll("button.copy[data-copy]")) {
+    b.hidden = false;
+    b.addEventListener("click", async () => {
+      const src = document.getElementById(b.dataset.copy);
+      try {
+        await navigator.clipboard.writeText(src.textContent);
+        if (status) status.textContent = "Copied: " + src.textContent;
+      } catch (err) {
+        if (status) status.textContent = "Could not copy; select the text and copy it.";
+      }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   liveTail();
+  copyButtons();
 });
