@@ -48,6 +48,9 @@ type Options struct {
 	Events events.Reader
 	// Messages finds a message by id for the Messages page (nil: none).
 	Messages MessageReader
+	// Captures are capture mode's copies of messages, shown from the
+	// Messages page (nil: not in capture mode), as the API's /captured.
+	Captures admin.Captures
 	// QueueDepth and WebhookBacklog are shown to operators (nil: not shown).
 	QueueDepth     func() (int, error)
 	WebhookBacklog func(ctx context.Context) (int, error)
@@ -142,6 +145,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importSuppressions)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/export", s.signedIn(s.tenantRead(s.exportSuppressions)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/messages", s.signedIn(s.tenantRead(s.messages)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/messages/{id}/captured/{index}", s.signedIn(s.tenantRead(s.capturedPage)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/audit", s.signedIn(s.tenantRead(s.auditTenant)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/events", s.signedIn(s.tenantRead(s.eventsPage)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/events/stream", s.signedIn(s.tenantRead(s.eventStream)))

@@ -34,7 +34,7 @@ func consoleUsers(serverKey []byte, open func(seal []byte) (*consoleusers.Servic
 // withConsole serves the console under /console/ beside the admin API.
 // stop ends the console's open live tails, for the listener's Shutdown,
 // which would otherwise wait for them.
-func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT func(context.Context, string) ([]string, error), rd *readiness.Checker) (h http.Handler, stop func()) {
+func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT func(context.Context, string) ([]string, error), rd *readiness.Checker, captures admin.Captures) (h http.Handler, stop func()) {
 	c := r.cfg.Console
 	var nets []netip.Prefix
 	for _, n := range c.AllowNetworks {
@@ -44,7 +44,7 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT fu
 	mux := http.NewServeMux()
 	mux.Handle(console.Prefix, console.New(console.Options{
 		Users: r.consoleUsers, Tenants: r.tenants, Suppressions: r.suppressions, Events: r.events,
-		Messages:       r.qs,
+		Messages: r.qs, Captures: captures,
 		QueueDepth:     r.qs.Depth,
 		WebhookBacklog: r.hooks.Backlog,
 		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,

@@ -516,7 +516,7 @@ func (r *Relay) serveAdmin() error {
 		},
 		Ready: r.readyCheck,
 	})
-	handler, stopConsole := r.withConsole(handler, audit, resolver.LookupTXT, rd)
+	handler, stopConsole := r.withConsole(handler, audit, resolver.LookupTXT, rd, captures)
 	al, err := r.adminListener()
 	if err != nil {
 		return err
