@@ -54,7 +54,54 @@ function copyButtons() {
   }
 }
 
+// The CSV import's progress bar. The server reads the upload into the
+// import as it arrives, never ahead of it, so the part of the file sent
+// is the part read (less what the network holds): the bar follows the
+// upload, then waits for the last rows, then the report replaces the
+// page's main part, as the form's own answer would have.
+function importProgress() {
+  const form = document.querySelector("form.import");
+  if (!form || !window.XMLHttpRequest || !window.DOMParser) return;
+  const box = form.querySelector(".progress");
+  const bar = form.querySelector("progress");
+  const text = form.querySelector(".progress-text");
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.responseType = "document";
+    box.hidden = false;
+    form.querySelector("button[type=submit]").disabled = true;
+    xhr.upload.addEventListener("progress", (p) => {
+      if (!p.lengthComputable) return;
+      const pct = Math.floor(100 * p.loaded / p.total);
+      bar.value = pct;
+      text.textContent = pct + "% of the file sent and read";
+    });
+    xhr.upload.addEventListener("load", () => {
+      bar.removeAttribute("value"); // indeterminate: the last rows
+      text.textContent = "The whole file is sent; reading its last rows…";
+    });
+    xhr.addEventListener("load", () => {
+      const doc = xhr.response;
+      const main = doc && doc.querySelector("main");
+      if (!main) { text.textContent = "The import ended with an error (" + xhr.status + "). Reload the page."; return; }
+      document.title = doc.title;
+      document.querySelector("main").replaceWith(document.adoptNode(main));
+      const h = document.querySelector("main h2, main h1");
+      if (h) { h.tabIndex = -1; h.focus(); }
+      importProgress(); // the report's page has the form again
+    });
+    xhr.addEventListener("error", () => {
+      text.textContent = "The upload failed. Check the connection and try again.";
+      form.querySelector("button[type=submit]").disabled = false;
+    });
+    xhr.send(new FormData(form));
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   liveTail();
   copyButtons();
+  importProgress();
 });
