@@ -39,6 +39,10 @@ func (v *visit) principal() access.Principal {
 	return access.Principal{Operator: v.user.Operator, Tenant: v.user.Tenant, Access: v.user.Access}
 }
 
+// operator reports whether the user may do an operator's actions, by
+// internal/access's rule (the API's), not by reading the account.
+func (v *visit) operator() bool { return access.Check(v.principal(), access.Operator, "") == nil }
+
 // actor names the user in the audit log.
 func (v *visit) actor() string { return "console:" + v.user.Username }
 

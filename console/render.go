@@ -36,7 +36,7 @@ func (p page) Username() string {
 	return p.User.user.Username
 }
 
-func (p page) Operator() bool { return p.User != nil && p.User.user.Operator }
+func (p page) Operator() bool { return p.User != nil && p.User.operator() }
 
 // Tenant is the signed-in tenant user's tenant ("" for an operator).
 func (p page) Tenant() string {

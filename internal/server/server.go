@@ -374,7 +374,8 @@ const retentionEvery = time.Hour
 
 // retain deletes, at start and every hour until ctx ends, the events,
 // finished messages' records and finished webhook deliveries older than
-// retention.events, the unread reports older than
+// retention.events, the console sessions that have expired, the unread
+// reports older than
 // smtp.inbound.unread_reports_retention, and the soft-bounce histories
 // untouched for bounces.soft_window.
 func (r *Relay) retain(ctx context.Context) {
@@ -402,6 +403,9 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		{"messages", r.qs.Purge},
 		{"webhook deliveries", r.hookStore.Purge},
 		{"reputation counters", func(ctx context.Context, _ time.Time) (int, error) { return r.rep.rates.Prune(ctx) }},
+		// Console sessions end by their own clock (consoleusers.IdleTimeout,
+		// MaxAge), not the retention period.
+		{"console sessions", func(ctx context.Context, _ time.Time) (int, error) { return r.consoleUsers.PurgeSessions(ctx) }},
 	} {
 		n, err := p.fn(ctx, cutoff)
 		if err != nil && ctx.Err() == nil {
