@@ -5,9 +5,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
@@ -15,6 +17,9 @@ import (
 
 	"github.com/heedmail/heed/console"
 	"github.com/heedmail/heed/internal/consoleusers"
+	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/dnstest"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 )
 
@@ -41,11 +46,14 @@ func (d *fakeDNS) LookupTXT(_ context.Context, name string) ([]string, error) {
 
 // domainEnv is a console whose DNS is dns, with acme's domain
 // acme.example and its two first keys, published.
-func domainEnv(t *testing.T) (*env, *fakeDNS) {
+func domainEnv(t *testing.T, more ...func(*console.Options)) (*env, *fakeDNS) {
 	t.Helper()
 	dns := &fakeDNS{txt: map[string][]string{}}
 	e := newEnv(t, func(o *console.Options) {
 		o.LookupTXT, o.Hostname = dns.LookupTXT, "relay.example.com"
+		for _, f := range more {
+			f(o)
+		}
 	})
 	if err := e.tenants.SetSealKey([]byte("console test server key, 32 b..")); err != nil {
 		t.Fatal(err)
@@ -299,4 +307,61 @@ func TestBrowserCopyRecord(t *testing.T) {
 	if clip != value {
 		t.Errorf("the clipboard holds %q, want %q", clip, value)
 	}
+}
+
+// TestBrowserReadiness: an operator goes from a tenant's domains (with
+// the form to add one) to a domain's readiness report, a table of every
+// check with its status and fix; the domain's published DKIM keys pass,
+// the plain-http base URL fails its check, the summary says the domain
+// is not ready, and each page passes axe.
+func TestBrowserReadiness(t *testing.T) {
+	dns := dnstest.Start(t, `relay.example.com. A 192.0.2.10`)
+	e, _ := domainEnv(t, func(o *console.Options) {
+		o.Readiness = readiness.New(readiness.Options{
+			Resolver: readiness.NewResolver(dns.Addr), Hostname: "relay.example.com",
+			ReturnPathDomain: "bounces.relay.example.com", MailtoDomain: "unsubscribe.relay.example.com",
+			BaseURL: "http://127.0.0.1:1", Timeout: 10 * time.Second,
+		})
+	})
+	keys, err := e.tenants.Keys(context.Background(), "acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		parts := dkim.SplitTXT(k.TXT)
+		for i, p := range parts {
+			parts[i] = strconv.Quote(p)
+		}
+		dns.Set(t, k.Name()+". TXT "+strings.Join(parts, " "))
+	}
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	b := newBrowser(t, true)
+	b.signIn(e, "ops")
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/domains"),
+		chromedp.WaitVisible(chromedp.CSS("form.add-domain")))
+	b.accessible("domains with the form to add one")
+	b.run(chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/domains/acme.example"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.records")),
+		chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/domains/acme.example/readiness"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.checks")))
+	title, main := b.page()
+	if !strings.HasPrefix(title, "Readiness: acme.example") || !strings.Contains(main, "acme.example is not ready") {
+		t.Errorf("the readiness page: %q\n%s", title, main)
+	}
+	rows := b.text("table.checks tbody")
+	for _, k := range keys {
+		if !strings.Contains(rows, "dkim:"+k.Selector+"\tok") {
+			t.Errorf("the check of published key %s is not ok:\n%s", k.Selector, rows)
+		}
+	}
+	if !strings.Contains(rows, "https\tfail") {
+		t.Errorf("the https check of a plain-http base URL does not fail:\n%s", rows)
+	}
+	// A DKIM record is hundreds of characters without a space: the table
+	// must wrap it, not run off the side of the window.
+	if w := get(b, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); w > 0 {
+		t.Errorf("the readiness page is %d pixels wider than the window", w)
+	}
+	b.accessible("readiness")
+	b.shot("readiness")
 }
