@@ -232,6 +232,9 @@ func (s *server) signOut(w http.ResponseWriter, r *http.Request, v *visit) {
 		s.internal(w, r, err)
 		return
 	}
+	if s.tail != nil {
+		s.tail.wakeAll() // the session's live tails end
+	}
 	setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, Prefix+"sign-in", http.StatusSeeOther)
 }

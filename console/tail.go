@@ -23,8 +23,9 @@ import (
 // after its cursor when woken, and so never misses an event a notice was
 // lost for or shows one twice.
 
-// heartbeat is how often an idle stream writes a comment: a proxy or the
-// admin listener's write_timeout would otherwise cut it.
+// heartbeat is how often an idle stream writes a comment (a proxy or the
+// admin listener's write_timeout would otherwise cut it) and checks that
+// its session is still signed in.
 const heartbeat = 15 * time.Second
 
 // streamBatch is the most events a stream reads at a time.
@@ -58,6 +59,18 @@ func (t *tail) notify(n events.Notice) {
 			case c <- struct{}{}:
 			default:
 			}
+		}
+	}
+}
+
+// wakeAll wakes every stream, to check its session (one just ended).
+func (t *tail) wakeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.subs {
+		select {
+		case c <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -149,6 +162,14 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, v *visit, t
 		case <-beat.C:
 			fmt.Fprint(bw, ": still here\n\n")
 		case <-wake:
+		}
+		// Signed out (in another tab, say) or the user deleted: the
+		// stream ends with the session, not at its deadline.
+		if live, err := s.Users.Live(ctx, cookie(r, sessionCookie)); err == nil && !live {
+			fmt.Fprint(bw, "event: end\ndata: session\n\n")
+			bw.Flush()
+			rc.Flush()
+			return
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -229,5 +230,31 @@ func TestEventStreamStop(t *testing.T) {
 	close(stop)
 	if _, err := io.ReadAll(s.r); err != nil {
 		t.Errorf("the stream after Stop: %v, want its end", err)
+	}
+}
+
+// TestEventStreamEndsAtSignOut: signing out (in another tab) ends the
+// session's open live tail at once, with an "end" event, and a stream
+// asked for after it is refused.
+func TestEventStreamEndsAtSignOut(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "pat", Tenant: "acme", Access: tenant.ReadOnly})
+	c := e.signedIn("pat")
+	s := e.openStream(c, "/console/tenants/acme/events/stream")
+	_, _, tok := e.get(c, "/console/tenants/acme/events")
+	if st, _ := e.post(c, "/console/sign-out", url.Values{"csrf": {tok}}); st != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", st)
+	}
+	rest, err := io.ReadAll(s.r)
+	if err != nil || !strings.Contains(string(rest), "event: end\ndata: session") {
+		t.Errorf("the stream after sign-out: %v\n%s", err, rest)
+	}
+	resp, err := c.Get(e.srv.URL + "/console/tenants/acme/events/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Errorf("a stream after sign-out: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }

@@ -295,3 +295,39 @@ func TestPurgeSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestLiveDoesNotTouch: Live says whether a session is signed in without
+// counting as a use, so a page that keeps asking (the console's live
+// tail) does not keep an idle session alive.
+func TestLiveDoesNotTouch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		clock := testclock.New(start)
+		s := open(t, clock.Now)
+		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := signIn(t, s, "ops", en.Password, code(t, en.TOTPSecret, clock.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			clock.Add(9 * time.Minute)
+			if live, err := s.Live(ctx, tok); err != nil || !live {
+				t.Fatalf("Live after %v: %v %v", clock.Now().Sub(start), live, err)
+			}
+		}
+		clock.Add(4 * time.Minute) // 31 minutes since the last use
+		if live, err := s.Live(ctx, tok); err != nil || live {
+			t.Errorf("Live of an idle session: %v %v, want false", live, err)
+		}
+		pending, _, err := s.SignIn(ctx, "ops", en.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if live, err := s.Live(ctx, pending); err != nil || live {
+			t.Errorf("Live of a session without its code: %v %v, want false", live, err)
+		}
+	})
+}

@@ -221,6 +221,26 @@ func (s *Service) PurgeSessions(ctx context.Context) (int, error) {
 	}
 }
 
+// Live reports whether the session of token is still signed in (its
+// code entered, not expired, not signed out, its user not deleted),
+// without recording a use: a long-lived answer such as the console's
+// live tail asks it to end when the session does, and must not keep
+// the session alive by asking.
+func (s *Service) Live(ctx context.Context, token string) (bool, error) {
+	id := sessionID(token)
+	now := s.now().UTC()
+	var live bool
+	err := s.rows.View(ctx, func(r Rows) error {
+		sess, ok, err := r.Session(id)
+		if err != nil || !ok || !sess.Verified || expired(sess, now) {
+			return err
+		}
+		_, live, err = r.User(sess.Username)
+		return err
+	})
+	return live && err == nil, err
+}
+
 // SignOut ends the session of token.
 func (s *Service) SignOut(ctx context.Context, token string) error {
 	id := sessionID(token)
