@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -127,23 +128,14 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, v *visit, t
 	defer beat.Stop()
 	ctx := r.Context()
 	for {
-		evs, err := s.Events.Events(ctx, t.ID, cursor, streamBatch)
-		if err != nil {
+		var full bool
+		if cursor, full, err = s.sendAfter(ctx, bw, t, f, cursor); err != nil {
 			if ctx.Err() == nil {
-				s.Logger.Error("console: reading events for a live tail", "tenant", t.ID, "err", err)
+				s.Logger.Error("console: a live tail", "tenant", t.ID, "err", err)
 			}
 			return
 		}
-		for _, ev := range evs {
-			cursor = ev.Seq
-			if f.keep(ev) {
-				if err := s.writeEvent(bw, t, ev); err != nil {
-					s.Logger.Error("console: rendering an event", "tenant", t.ID, "err", err)
-					return
-				}
-			}
-		}
-		if len(evs) == streamBatch {
+		if full {
 			continue
 		}
 		if bw.Flush() != nil || rc.Flush() != nil {
@@ -155,9 +147,7 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, v *visit, t
 		case <-s.Stop:
 			return
 		case <-end.C:
-			fmt.Fprint(bw, "event: end\ndata: session\n\n")
-			bw.Flush()
-			rc.Flush()
+			endStream(bw, rc)
 			return
 		case <-beat.C:
 			fmt.Fprint(bw, ": still here\n\n")
@@ -166,12 +156,36 @@ func (s *server) eventStream(w http.ResponseWriter, r *http.Request, v *visit, t
 		// Signed out (in another tab, say) or the user deleted: the
 		// stream ends with the session, not at its deadline.
 		if live, err := s.Users.Live(ctx, cookie(r, sessionCookie)); err == nil && !live {
-			fmt.Fprint(bw, "event: end\ndata: session\n\n")
-			bw.Flush()
-			rc.Flush()
+			endStream(bw, rc)
 			return
 		}
 	}
+}
+
+// sendAfter writes the events after cursor that f keeps, one batch, and
+// returns the new cursor and whether the batch was full (more may wait).
+func (s *server) sendAfter(ctx context.Context, bw *bufio.Writer, t tenant.Tenant, f eventFilter, cursor uint64) (uint64, bool, error) {
+	evs, err := s.Events.Events(ctx, t.ID, cursor, streamBatch)
+	if err != nil {
+		return cursor, false, err
+	}
+	for _, ev := range evs {
+		cursor = ev.Seq
+		if f.keep(ev) {
+			if err := s.writeEvent(bw, t, ev); err != nil {
+				return cursor, false, err
+			}
+		}
+	}
+	return cursor, len(evs) == streamBatch, nil
+}
+
+// endStream tells the page that the session is over: it closes the
+// stream rather than reconnect (console.js).
+func endStream(bw *bufio.Writer, rc *http.ResponseController) {
+	fmt.Fprint(bw, "event: end\ndata: session\n\n")
+	bw.Flush()
+	rc.Flush()
 }
 
 // sessionLeft is how long sess lives if it is not used again.
