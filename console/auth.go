@@ -39,6 +39,10 @@ func (v *visit) principal() access.Principal {
 	return access.Principal{Operator: v.user.Operator, Tenant: v.user.Tenant, Access: v.user.Access}
 }
 
+// operator reports whether the user may do an operator's actions, by
+// internal/access's rule (the API's), not by reading the account.
+func (v *visit) operator() bool { return access.Check(v.principal(), access.Operator, "") == nil }
+
 // actor names the user in the audit log.
 func (v *visit) actor() string { return "console:" + v.user.Username }
 
@@ -227,6 +231,9 @@ func (s *server) signOut(w http.ResponseWriter, r *http.Request, v *visit) {
 	if err := s.Users.SignOut(r.Context(), cookie(r, sessionCookie)); err != nil {
 		s.internal(w, r, err)
 		return
+	}
+	if s.tail != nil {
+		s.tail.wakeAll() // the session's live tails end
 	}
 	setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, Prefix+"sign-in", http.StatusSeeOther)

@@ -1,8 +1,9 @@
 // Package console is Heed's web console: server-rendered pages under
 // /console/ on the admin listener, for operators and for the people of
 // each tenant (docs/console.md). Templates and the stylesheet are
-// embedded in the binary; the pages work without JavaScript and load
-// none, under a strict Content-Security-Policy.
+// embedded in the binary; the pages work without JavaScript, and a
+// little of it, in one file of static/, adds what only a script can (a
+// live tail, copy buttons), under a strict Content-Security-Policy.
 //
 // The console is a listener like the admin API and goes through the same
 // code: its users are authorised by internal/access, the rule the API
@@ -49,6 +50,9 @@ type Options struct {
 	Events events.Reader
 	// Messages finds a message by id for the Messages page (nil: none).
 	Messages MessageReader
+	// Captures are capture mode's copies of messages, shown from the
+	// Messages page (nil: not in capture mode), as the API's /captured.
+	Captures admin.Captures
 	// QueueDepth and WebhookBacklog are shown to operators (nil: not shown).
 	QueueDepth     func() (int, error)
 	WebhookBacklog func(ctx context.Context) (int, error)
@@ -79,8 +83,11 @@ type Options struct {
 	// AttemptWindow; past them an attempt is refused unchecked.
 	MaxAttemptsPerUser, MaxAttemptsPerClient int
 	AttemptWindow                            time.Duration
-	Logger                                   *slog.Logger
-	Now                                      func() time.Time
+	// Stop is closed when the listener shuts down: open live tails end
+	// then, or http.Server.Shutdown would wait for them (nil: never).
+	Stop   <-chan struct{}
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Prefix is the path the console is served under.
@@ -91,6 +98,9 @@ type server struct {
 	pages    map[string]*template.Template
 	byUser   *ratelimit.Limiter[string]
 	byClient *ratelimit.Limiter[netip.Addr]
+	// tail wakes the Events page's live tails (nil: the log announces
+	// nothing, and the page has no tail).
+	tail *tail
 }
 
 // maxBuckets bounds each sign-in limiter's table (ratelimit evicts the
@@ -111,6 +121,9 @@ func New(o Options) http.Handler {
 	o.MaxAttemptsPerUser = max(o.MaxAttemptsPerUser, 1)
 	o.MaxAttemptsPerClient = max(o.MaxAttemptsPerClient, 1)
 	s := &server{Options: o, pages: parsePages()}
+	if w, ok := o.Events.(watcher); ok {
+		s.tail = newTail(w)
+	}
 	per := func(n int) float64 { return float64(n) / o.AttemptWindow.Seconds() }
 	s.byUser = ratelimit.New[string](per(o.MaxAttemptsPerUser), float64(o.MaxAttemptsPerUser), maxBuckets, o.Now)
 	s.byClient = ratelimit.New[netip.Addr](per(o.MaxAttemptsPerClient), float64(o.MaxAttemptsPerClient), maxBuckets, o.Now)
@@ -140,10 +153,13 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /console/tenants/{tenant}/suppressions/import", s.signedIn(s.tenantWrite(s.importSuppressions)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/suppressions/export", s.signedIn(s.tenantRead(s.exportSuppressions)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/messages", s.signedIn(s.tenantRead(s.messages)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/messages/{id}/captured/{index}", s.signedIn(s.tenantRead(s.capturedPage)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/audit", s.signedIn(s.tenantRead(s.auditTenant)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/events", s.signedIn(s.tenantRead(s.eventsPage)))
+	mux.HandleFunc("GET /console/tenants/{tenant}/events/stream", s.signedIn(s.tenantRead(s.eventStream)))
 	mux.HandleFunc("GET /console/audit", s.signedIn(s.auditAll))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains", s.signedIn(s.tenantRead(s.domains)))
+	mux.HandleFunc("POST /console/tenants/{tenant}/domains", s.signedIn(s.scoped(access.Operator, s.addDomain)))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}", s.signedIn(s.tenantRead(s.withDomain(s.domainPage))))
 	mux.HandleFunc("GET /console/tenants/{tenant}/domains/{domain}/readiness", s.signedIn(s.tenantRead(s.withDomain(s.readinessPage))))
 	mux.HandleFunc("POST /console/tenants/{tenant}/domains/{domain}/keys", s.signedIn(s.tenantWrite(s.withDomain(s.publishKey))))
@@ -192,7 +208,8 @@ func (s *server) allowed(next http.Handler) http.Handler {
 }
 
 // csp is the Content-Security-Policy of every answer: nothing but this
-// origin's stylesheet, no script at all, no framing, forms only to here.
+// origin's stylesheet and script file (no inline script), no framing,
+// forms only to here.
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 // secure sets the headers every answer carries.

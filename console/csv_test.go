@@ -3,11 +3,18 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/tenant"
@@ -113,5 +120,49 @@ func TestExportCSV(t *testing.T) {
 	}
 	if st, body, _ := e.get(c, "/console/tenants/globex/suppressions/export"); st != http.StatusNotFound || strings.Contains(body, "lee@") {
 		t.Errorf("another tenant's export: %d\n%s", st, body)
+	}
+}
+
+// TestBrowserImportProgress: over a slow uplink, the import page shows
+// a progress bar that moves while the file is sent and read, then the
+// report replaces it, as without JavaScript; the page passes axe while
+// the bar is shown.
+func TestBrowserImportProgress(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	var csv strings.Builder
+	csv.WriteString("address,list,reason\n")
+	const rows = 30000
+	for i := range rows {
+		fmt.Fprintf(&csv, "someone.with.a.long.name%d@example.net,*,import\n", i)
+	}
+	path := filepath.Join(t.TempDir(), "opt-outs.csv")
+	if err := os.WriteFile(path, []byte(csv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, true)
+	b.signIn(e, "ops")
+	// About 1.6 MB at 400 kB/s: four seconds of upload to watch.
+	b.run(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+			MatchedNetworkConditions: []*network.Conditions{{UploadThroughput: 400_000, DownloadThroughput: -1}}})
+		return err
+	}))
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/suppressions/import"),
+		chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{path}),
+		chromedp.Click(chromedp.CSS("form.card button")),
+		chromedp.WaitVisible(chromedp.CSS("#import-progress")),
+		chromedp.Poll[chromedp.Void](`(() => { const p = document.getElementById("import-progress"); return p && p.value > 0 && p.value < 100; })()`))
+	b.accessible("import in progress")
+	b.shot("import-progress")
+	b.run(chromedp.WaitVisible(chromedp.CSS("section[aria-labelledby=report]")))
+	if figures := b.text("dl.report"); !strings.Contains(figures, fmt.Sprintf("Rows read\n%d", rows)) || !strings.Contains(figures, fmt.Sprintf("Added\n%d", rows)) {
+		t.Errorf("the report after the progress bar:\n%s", figures)
+	}
+	if title, _ := b.page(); !strings.HasPrefix(title, "Import report") {
+		t.Errorf("the page's title after the import: %q", title)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
+	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
@@ -22,16 +24,61 @@ import (
 type domainsData struct {
 	Tenant  tenant.Tenant
 	Domains []tenant.Domain
+	// Add: the user may add a domain (the API's rule: operators only).
+	Add bool
+	// Name is the domain the form was sent with, on a refusal.
+	Name string
 }
 
 // domains lists the tenant's sending domains.
 func (s *server) domains(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
+	s.renderDomains(w, r, v, t, http.StatusOK, page{}, "")
+}
+
+func (s *server) renderDomains(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant, status int, p page, name string) {
 	ds, err := s.Tenants.Domains(r.Context(), t.ID)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "domains", page{Title: "Domains: " + t.Name, User: v, CSRF: v.sess.CSRF, Data: &domainsData{Tenant: t, Domains: ds}})
+	p.Title, p.User, p.CSRF = "Domains: "+t.Name, v, v.sess.CSRF
+	p.Data = &domainsData{Tenant: t, Domains: ds, Name: name,
+		Add: access.Check(v.principal(), access.Operator, t.ID) == nil}
+	s.render(w, r, status, "domains", p)
+}
+
+// addDomain is POST /api/v1/tenants/{tenant}/domains: the domain, with
+// its first DKIM keys (RSA and Ed25519, RFC 8463), made and registered
+// by the registry's calls the API makes. Like the API, it is an
+// operator's: a domain lets the tenant sign mail as that domain, so
+// whoever may add one must know the tenant owns it.
+func (s *server) addDomain(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
+	raw := strings.TrimSpace(r.PostFormValue("domain"))
+	name, err := tenant.NormalizeDomain(raw)
+	if err != nil {
+		s.renderDomains(w, r, v, t, http.StatusBadRequest, page{Problem: "Not added: " + err.Error() + "."}, raw)
+		return
+	}
+	// The keys are made before the transaction, which must not wait for
+	// them.
+	d, keys, err := s.Tenants.PrepareDomain(t.ID, name)
+	if err == nil {
+		_, err = s.change(r.Context(), r, v, changeOf{t.ID, "POST /api/v1/tenants/:tenant/domains", "/api/v1/tenants/" + t.ID + "/domains"},
+			func(ctx context.Context) (int, error) {
+				return http.StatusCreated, s.Tenants.AddDomain(ctx, d, keys...)
+			})
+	}
+	if errors.Is(err, tenant.ErrExists) {
+		// Said the same whoever has it, as the API: the owner is not
+		// revealed.
+		s.renderDomains(w, r, v, t, http.StatusConflict, page{Problem: "The domain " + name + " is already registered."}, raw)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	domainDone(w, r, t, d, "domain-added")
 }
 
 type domainData struct {

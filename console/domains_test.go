@@ -4,14 +4,22 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
 
 	"github.com/heedmail/heed/console"
 	"github.com/heedmail/heed/internal/consoleusers"
+	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/dnstest"
+	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
 )
 
@@ -38,11 +46,14 @@ func (d *fakeDNS) LookupTXT(_ context.Context, name string) ([]string, error) {
 
 // domainEnv is a console whose DNS is dns, with acme's domain
 // acme.example and its two first keys, published.
-func domainEnv(t *testing.T) (*env, *fakeDNS) {
+func domainEnv(t *testing.T, more ...func(*console.Options)) (*env, *fakeDNS) {
 	t.Helper()
 	dns := &fakeDNS{txt: map[string][]string{}}
 	e := newEnv(t, func(o *console.Options) {
 		o.LookupTXT, o.Hostname = dns.LookupTXT, "relay.example.com"
+		for _, f := range more {
+			f(o)
+		}
 	})
 	if err := e.tenants.SetSealKey([]byte("console test server key, 32 b..")); err != nil {
 		t.Fatal(err)
@@ -209,4 +220,148 @@ func TestDomainPagesScoped(t *testing.T) {
 	if n := len(keyStates(t, e)["rsa-sha256 published"]); n != 0 {
 		t.Errorf("a read-only user published %d keys", n)
 	}
+}
+
+// TestAddDomain: an operator adds a tenant's domain from the Domains
+// page, as the API's POST …/domains, with its keys and the audit record
+// under the console user; a domain another tenant has is refused without
+// naming it; a tenant's read-write user, whom the API refuses too, gets
+// no form and a 403.
+func TestAddDomain(t *testing.T) {
+	e, _ := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	e.user(consoleusers.NewUser{Username: "rw", Tenant: "acme", Access: tenant.ReadWrite})
+	ops := e.signedIn("ops")
+	_, page, tok := e.get(ops, "/console/tenants/acme/domains")
+	if !strings.Contains(page, `action="/console/tenants/acme/domains"`) {
+		t.Fatalf("the operator's Domains page has no form:\n%s", page)
+	}
+	st, _ := e.post(ops, "/console/tenants/acme/domains", url.Values{"csrf": {tok}, "domain": {"News.Acme.Example"}})
+	if st != http.StatusSeeOther {
+		t.Fatalf("adding a domain: %d", st)
+	}
+	d, err := e.tenants.Domain(context.Background(), "news.acme.example")
+	keys, _ := e.tenants.Keys(context.Background(), "news.acme.example")
+	if err != nil || d.Tenant != "acme" || len(keys) != 2 {
+		t.Fatalf("the domain after adding: %+v %v, keys %d", d, err, len(keys))
+	}
+	if _, page, _ := e.get(ops, "/console/tenants/acme/domains/news.acme.example?done=domain-added"); !strings.Contains(page, "._domainkey.news.acme.example") {
+		t.Errorf("the new domain's page lacks its records:\n%s", page)
+	}
+	recs, _ := e.audit.Records(context.Background(), "acme", 0, 10)
+	if len(recs) != 1 || recs[0].Actor != "console:ops" || recs[0].Action != "POST /api/v1/tenants/:tenant/domains" ||
+		recs[0].Target != "/api/v1/tenants/acme/domains" || recs[0].Status != http.StatusCreated {
+		t.Errorf("audit records: %+v", recs)
+	}
+
+	st, taken := e.post(ops, "/console/tenants/globex/domains", url.Values{"csrf": {tok}, "domain": {"acme.example"}})
+	if st != http.StatusConflict || !strings.Contains(taken, "already registered") || strings.Contains(taken, "Acme") {
+		t.Errorf("another tenant's domain: %d\n%s", st, taken)
+	}
+	if st, bad := e.post(ops, "/console/tenants/acme/domains", url.Values{"csrf": {tok}, "domain": {"not a domain"}}); st != http.StatusBadRequest || !strings.Contains(bad, "Not added") {
+		t.Errorf("a bad name: %d\n%s", st, bad)
+	}
+
+	rw := e.signedIn("rw")
+	_, page, rwTok := e.get(rw, "/console/tenants/acme/domains")
+	if strings.Contains(page, `action="/console/tenants/acme/domains"`) {
+		t.Errorf("a tenant's user is offered the form:\n%s", page)
+	}
+	if st, _ := e.post(rw, "/console/tenants/acme/domains", url.Values{"csrf": {rwTok}, "domain": {"evil.example"}}); st != http.StatusForbidden {
+		t.Errorf("a tenant's read-write user adding a domain: %d, want 403", st)
+	}
+	if _, err := e.tenants.Domain(context.Background(), "evil.example"); err == nil {
+		t.Error("the tenant user's domain was added")
+	}
+}
+
+// TestBrowserCopyRecord: the copy button beside a DNS record, named for
+// the record it copies, puts the record's value on the clipboard and
+// says so; the page passes axe with the buttons shown.
+func TestBrowserCopyRecord(t *testing.T) {
+	e, _ := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "pat", Tenant: "acme", Access: tenant.ReadOnly})
+	b := newBrowser(t, true)
+	b.signIn(e, "pat")
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/domains/acme.example"),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-copy="record-0-value"]`)))
+	value := b.text("#record-0-value")
+	name := get(b, chromedp.Evaluate[string](`document.querySelector('button[data-copy="record-0-value"]').textContent`))
+	if !strings.HasPrefix(name, "Copy the value of") || !strings.Contains(name, "._domainkey.acme.example") {
+		t.Errorf("the copy button's accessible name: %q", name)
+	}
+	b.accessible("domain with copy buttons")
+	// Reading the clipboard back needs the permission a person would give.
+	b.run(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: "clipboard-read"}, Setting: cdpbrowser.PermissionSettingGranted,
+			Origin: e.srv.URL})
+		return err
+	}))
+	b.run(chromedp.Click(chromedp.CSS(`button[data-copy="record-0-value"]`)),
+		chromedp.Poll[chromedp.Void](`document.getElementById("copy-status").textContent.startsWith("Copied")`))
+	if got := b.text("#copy-status"); got != "Copied: "+value {
+		t.Errorf("after Copy: %q, want the record's value %q", got, value)
+	}
+	clip := get(b, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if clip != value {
+		t.Errorf("the clipboard holds %q, want %q", clip, value)
+	}
+}
+
+// TestBrowserReadiness: an operator goes from a tenant's domains (with
+// the form to add one) to a domain's readiness report, a table of every
+// check with its status and fix; the domain's published DKIM keys pass,
+// the plain-http base URL fails its check, the summary says the domain
+// is not ready, and each page passes axe.
+func TestBrowserReadiness(t *testing.T) {
+	dns := dnstest.Start(t, `relay.example.com. A 192.0.2.10`)
+	e, _ := domainEnv(t, func(o *console.Options) {
+		o.Readiness = readiness.New(readiness.Options{
+			Resolver: readiness.NewResolver(dns.Addr), Hostname: "relay.example.com",
+			ReturnPathDomain: "bounces.relay.example.com", MailtoDomain: "unsubscribe.relay.example.com",
+			BaseURL: "http://127.0.0.1:1", Timeout: 10 * time.Second,
+		})
+	})
+	keys, err := e.tenants.Keys(context.Background(), "acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		parts := dkim.SplitTXT(k.TXT)
+		for i, p := range parts {
+			parts[i] = strconv.Quote(p)
+		}
+		dns.Set(t, k.Name()+". TXT "+strings.Join(parts, " "))
+	}
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	b := newBrowser(t, true)
+	b.signIn(e, "ops")
+	b.run(chromedp.Navigate(e.srv.URL+"/console/tenants/acme/domains"),
+		chromedp.WaitVisible(chromedp.CSS("form.add-domain")))
+	b.accessible("domains with the form to add one")
+	b.run(chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/domains/acme.example"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.records")),
+		chromedp.Click(chromedp.CSS(`a[href="/console/tenants/acme/domains/acme.example/readiness"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.checks")))
+	title, main := b.page()
+	if !strings.HasPrefix(title, "Readiness: acme.example") || !strings.Contains(main, "acme.example is not ready") {
+		t.Errorf("the readiness page: %q\n%s", title, main)
+	}
+	rows := b.text("table.checks tbody")
+	for _, k := range keys {
+		if !strings.Contains(rows, "dkim:"+k.Selector+"\tok") {
+			t.Errorf("the check of published key %s is not ok:\n%s", k.Selector, rows)
+		}
+	}
+	if !strings.Contains(rows, "https\tfail") {
+		t.Errorf("the https check of a plain-http base URL does not fail:\n%s", rows)
+	}
+	// A DKIM record is hundreds of characters without a space: the table
+	// must wrap it, not run off the side of the window.
+	if w := get(b, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); w > 0 {
+		t.Errorf("the readiness page is %d pixels wider than the window", w)
+	}
+	b.accessible("readiness")
+	b.shot("readiness")
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -37,9 +38,12 @@ type auditData struct {
 	Tenant  *tenant.Tenant
 	Records []admin.AuditRecord
 	// Next is the ?after= of the next page (0: this is the last).
-	Next  uint64
-	After uint64
-	Size  int
+	Next   uint64
+	After  uint64
+	Size   int
+	Filter auditFilter
+	// Cut: the filter matched less than a page in scanBudget records.
+	Cut bool
 }
 
 // auditAll is the audit log of every tenant and of the relay, for
@@ -67,20 +71,27 @@ func (s *server) auditPage(w http.ResponseWriter, r *http.Request, v *visit, t *
 	p := page{Title: title, User: v, CSRF: v.sess.CSRF, Data: &d}
 	var err error
 	if d.After, err = after(r); err != nil {
-		p.Problem = "That page does not exist: “after” must be a record's number."
-		s.render(w, r, http.StatusBadRequest, "audit", p)
+		s.badFilter(w, r, "audit", p, "That page does not exist: “after” must be a record's number.")
+		return
+	}
+	var problem string
+	if d.Filter, problem = parseAuditFilter(r.URL.Query()); problem != "" {
+		s.badFilter(w, r, "audit", p, problem)
 		return
 	}
 	if s.Audit != nil {
-		// One more than a page tells whether there is a next page.
-		if d.Records, err = s.Audit.Records(r.Context(), id, d.After, logPage+1); err != nil {
+		f := d.Filter
+		got, err := scan(r.Context(), d.After, logPage, func(ctx context.Context, after uint64, n int) ([]admin.AuditRecord, error) {
+			return s.Audit.Records(ctx, id, after, n)
+		}, func(a admin.AuditRecord) uint64 { return a.Seq }, f.keep,
+			// The audit log is written in time order, to within a
+			// moment: a record past the end means the rest are too.
+			func(a admin.AuditRecord) bool { return !f.To.IsZero() && a.Time.After(f.To.Add(events.TimeSlack)) })
+		if err != nil {
 			s.internal(w, r, err)
 			return
 		}
-		if len(d.Records) > logPage {
-			d.Records = d.Records[:logPage]
-			d.Next = d.Records[logPage-1].Seq
-		}
+		d.Records, d.Next, d.Cut = got.Rows, got.Next, got.Cut
 	}
 	s.render(w, r, http.StatusOK, "audit", p)
 }
@@ -91,27 +102,57 @@ type eventsData struct {
 	Next   uint64
 	After  uint64
 	Size   int
+	Filter eventFilter
+	Cut    bool
+	// Stream is the URL of the page's live tail ("": none, the page is
+	// not the last or its filter ends in the past).
+	Stream string
+	// Types are the event types, for the filter's choice.
+	Types []events.Type
 }
 
-// eventsPage is the tenant's event log, oldest first, a page at a time.
+// eventsPage is the tenant's event log, oldest first, a page at a time,
+// with its live tail on the last page.
 func (s *server) eventsPage(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
-	d := eventsData{Tenant: t, Size: logPage}
+	d := eventsData{Tenant: t, Size: logPage, Types: events.AllTypes}
 	p := page{Title: "Events: " + t.Name, User: v, CSRF: v.sess.CSRF, Data: &d}
 	var err error
 	if d.After, err = after(r); err != nil {
-		p.Problem = "That page does not exist: “after” must be an event's number."
-		s.render(w, r, http.StatusBadRequest, "events", p)
+		s.badFilter(w, r, "events", p, "That page does not exist: “after” must be an event's number.")
 		return
 	}
-	if s.Events != nil {
-		if d.Events, err = s.Events.Events(r.Context(), t.ID, d.After, logPage+1); err != nil {
+	var problem string
+	if d.Filter, problem = parseEventFilter(r.URL.Query()); problem != "" {
+		s.badFilter(w, r, "events", p, problem)
+		return
+	}
+	if s.Events == nil {
+		s.render(w, r, http.StatusOK, "events", p)
+		return
+	}
+	ctx := r.Context()
+	start := d.After
+	if !d.Filter.From.IsZero() {
+		from, err := s.Events.Since(ctx, d.Filter.From)
+		if err != nil {
 			s.internal(w, r, err)
 			return
 		}
-		if len(d.Events) > logPage {
-			d.Events = d.Events[:logPage]
-			d.Next = d.Events[logPage-1].Seq
-		}
+		start = max(start, from)
+	}
+	f := d.Filter
+	got, err := scan(ctx, start, logPage, func(ctx context.Context, after uint64, n int) ([]events.Event, error) {
+		return s.Events.Events(ctx, t.ID, after, n)
+	}, func(e events.Event) uint64 { return e.Seq }, f.keep, f.past)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	d.Events, d.Next, d.Cut = got.Rows, got.Next, got.Cut
+	if d.Next == 0 && f.To.IsZero() && s.tail != nil {
+		q := f.Query()
+		q.Set("after", strconv.FormatUint(got.Cursor, 10))
+		d.Stream = tenantPath(t.ID) + "/events/stream?" + q.Encode()
 	}
 	s.render(w, r, http.StatusOK, "events", p)
 }

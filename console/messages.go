@@ -52,6 +52,8 @@ type messagesData struct {
 	Window  string
 	Partial bool
 	MaxScan int
+	// Captures: the relay keeps captured copies (capture mode).
+	Captures bool
 }
 
 // timeline is what happened to one recipient, oldest first.
@@ -72,7 +74,7 @@ type foundMessage struct {
 // messages finds a message by id, or the tenant's recent messages to an
 // address. Another tenant's message answers as a missing one, exactly.
 func (s *server) messages(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
-	d := messagesData{Tenant: t, MaxScan: maxScan, Query: strings.TrimSpace(r.URL.Query().Get("q"))}
+	d := messagesData{Tenant: t, MaxScan: maxScan, Query: strings.TrimSpace(r.URL.Query().Get("q")), Captures: s.Captures != nil}
 	p := page{Title: "Messages: " + t.Name, User: v, CSRF: v.sess.CSRF, Data: &d}
 	switch {
 	case d.Query == "":

@@ -53,9 +53,9 @@ type overviewData struct {
 // bar chart; and to an operator, the queue depth and webhook backlog.
 func (s *server) overview(w http.ResponseWriter, r *http.Request, v *visit) {
 	ctx := r.Context()
-	d := overviewData{Operator: v.user.Operator, Since: s.Now().Add(-overviewSpan).UTC()}
+	d := overviewData{Operator: v.operator(), Since: s.Now().Add(-overviewSpan).UTC()}
 	var ts []tenant.Tenant
-	if v.user.Operator {
+	if v.operator() {
 		var err error
 		if ts, err = s.Tenants.Tenants(ctx); err != nil {
 			s.internal(w, r, err)

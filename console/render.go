@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 )
 
@@ -35,7 +36,7 @@ func (p page) Username() string {
 	return p.User.user.Username
 }
 
-func (p page) Operator() bool { return p.User != nil && p.User.user.Operator }
+func (p page) Operator() bool { return p.User != nil && p.User.operator() }
 
 // Tenant is the signed-in tenant user's tenant ("" for an operator).
 func (p page) Tenant() string {
@@ -50,6 +51,8 @@ var funcs = template.FuncMap{
 	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"add":  func(a, b int) int { return a + b },
 	"mul":  func(a, b int) int { return a * b },
+	// row is what the Events page's "event-row" template takes.
+	"row": func(tenantID string, ev events.Event) eventRow { return eventRow{tenantID, ev} },
 	// confirmation is the name a credential is revoked by.
 	"confirmation": confirmation,
 	// revoke is what the tenant page's "revoke" template takes: the

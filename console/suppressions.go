@@ -33,6 +33,7 @@ var notices = map[string]string{
 	"credential-created": "The network credential was created: mail from it needs no AUTH.",
 	"credential-revoked": "The credential was revoked: it no longer sends mail.",
 	"api-key-revoked":    "The API key was revoked: it no longer opens the API.",
+	"domain-added":       "The domain was added with its keys: publish the records below, then check its readiness.",
 	"key-published":      "The new key was made: publish its TXT record, check it below, then activate it.",
 	"key-activated":      "The key signs the domain's mail now; the key it replaced is retired (keep its record until mail signed with it is old).",
 	"key-deleted":        "The key was deleted: remove its TXT record from the DNS.",

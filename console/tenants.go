@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/tenant"
 )
 
@@ -25,7 +24,7 @@ type tenantsData struct {
 // tenants lists every tenant to an operator, with the form to create
 // one; a tenant's user has one tenant, and is sent to its page.
 func (s *server) tenants(w http.ResponseWriter, r *http.Request, v *visit) {
-	if !v.user.Operator {
+	if !v.operator() {
 		http.Redirect(w, r, tenantPath(v.user.Tenant), http.StatusSeeOther)
 		return
 	}
@@ -44,7 +43,7 @@ func (s *server) renderTenants(w http.ResponseWriter, r *http.Request, v *visit,
 
 // createTenant is POST /api/v1/tenants, for operators.
 func (s *server) createTenant(w http.ResponseWriter, r *http.Request, v *visit) {
-	if access.Check(v.principal(), access.Operator, "") != nil {
+	if !v.operator() {
 		s.fail(w, r, http.StatusForbidden, "Only an operator may create tenants.")
 		return
 	}
@@ -102,7 +101,7 @@ func (s *server) tenantPage(w http.ResponseWriter, r *http.Request, v *visit, t 
 // with more (a secret shown once) applied to its data.
 func (s *server) renderTenant(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant, status int, p page, more func(*tenantData)) {
 	ctx := r.Context()
-	d := tenantData{Tenant: t, Write: canWrite(v, t), Operator: v.user.Operator}
+	d := tenantData{Tenant: t, Write: canWrite(v, t), Operator: v.operator()}
 	var err error
 	if d.Lists, err = s.Tenants.Lists(ctx, t.ID); err != nil {
 		s.internal(w, r, err)
@@ -198,7 +197,7 @@ func (s *server) createCredential(w http.ResponseWriter, r *http.Request, v *vis
 		}
 	}
 	limit := tenant.TenantNetworks
-	if v.user.Operator {
+	if v.operator() {
 		limit = tenant.OperatorNetworks
 	}
 	var (

@@ -248,3 +248,86 @@ func TestSessionLifetimes(t *testing.T) {
 		}
 	})
 }
+
+// TestPurgeSessions: the purge deletes from the store the sessions that
+// have expired and were never presented again (a password without its
+// code, a browser left idle), and keeps the live ones, across more than
+// one batch.
+func TestPurgeSessions(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		clock := testclock.New(start)
+		s := open(t, clock.Now)
+		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle, err := signIn(t, s, "ops", en.Password, code(t, en.TOTPSecret, clock.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Pending sessions, more than a batch of the purge.
+		for range 520 {
+			if _, _, err := s.SignIn(ctx, "ops", en.Password); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock.Add(6 * time.Minute)
+		live, err := signIn(t, s, "ops", en.Password, code(t, en.TOTPSecret, clock.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.PurgeSessions(ctx); err != nil || n != 520 {
+			t.Fatalf("purge after 6 minutes: %d %v, want the 520 pending sessions", n, err)
+		}
+		clock.Add(IdleTimeout - 5*time.Minute) // idle is 31 minutes old, live 25
+		if n, err := s.PurgeSessions(ctx); err != nil || n != 1 {
+			t.Fatalf("purge after 31 minutes: %d %v, want the idle session", n, err)
+		}
+		if n, err := s.PurgeSessions(ctx); err != nil || n != 0 {
+			t.Errorf("a purge again: %d %v, want nothing", n, err)
+		}
+		if _, _, err := s.Session(ctx, live); err != nil {
+			t.Errorf("the live session after the purges: %v", err)
+		}
+		if _, _, err := s.Session(ctx, idle); !errors.Is(err, ErrNoSession) {
+			t.Errorf("the idle session: %v", err)
+		}
+	})
+}
+
+// TestLiveDoesNotTouch: Live says whether a session is signed in without
+// counting as a use, so a page that keeps asking (the console's live
+// tail) does not keep an idle session alive.
+func TestLiveDoesNotTouch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		clock := testclock.New(start)
+		s := open(t, clock.Now)
+		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := signIn(t, s, "ops", en.Password, code(t, en.TOTPSecret, clock.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			clock.Add(9 * time.Minute)
+			if live, err := s.Live(ctx, tok); err != nil || !live {
+				t.Fatalf("Live after %v: %v %v", clock.Now().Sub(start), live, err)
+			}
+		}
+		clock.Add(4 * time.Minute) // 31 minutes since the last use
+		if live, err := s.Live(ctx, tok); err != nil || live {
+			t.Errorf("Live of an idle session: %v %v, want false", live, err)
+		}
+		pending, _, err := s.SignIn(ctx, "ops", en.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if live, err := s.Live(ctx, pending); err != nil || live {
+			t.Errorf("Live of a session without its code: %v %v, want false", live, err)
+		}
+	})
+}

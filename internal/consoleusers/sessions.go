@@ -161,6 +161,86 @@ func (s *Service) Session(ctx context.Context, token string) (Session, User, err
 	return sess, u, err
 }
 
+// purgeBatch is how many sessions one transaction of the purge reads.
+const purgeBatch = 500
+
+// PurgeSessions deletes the sessions that have expired and returns how
+// many. Session deletes an expired session when it is next presented;
+// one never presented again (a closed browser, a sign-in left at its
+// password) would otherwise stay in the database for ever, its
+// username with it. The relay runs it with its hourly retention job.
+// Each session is checked again in the transaction that deletes it, so
+// one used meanwhile is kept.
+func (s *Service) PurgeSessions(ctx context.Context) (int, error) {
+	var after [SessionIDLen]byte
+	n := 0
+	for {
+		var page []Session
+		if err := s.rows.View(ctx, func(r Rows) error {
+			var err error
+			page, err = r.Sessions(after, purgeBatch)
+			return err
+		}); err != nil {
+			return n, err
+		}
+		now := s.now().UTC()
+		var gone [][SessionIDLen]byte
+		for _, sess := range page {
+			if expired(sess, now) {
+				gone = append(gone, sess.ID)
+			}
+		}
+		if len(gone) > 0 {
+			var deleted int
+			err := s.rows.Update(ctx, func(r Rows) error {
+				deleted = 0 // the function may run again
+				for _, id := range gone {
+					sess, ok, err := r.Session(id)
+					if err != nil {
+						return err
+					}
+					if !ok || !expired(sess, now) {
+						continue
+					}
+					if err := r.DeleteSession(id); err != nil {
+						return err
+					}
+					deleted++
+				}
+				return nil
+			})
+			if err != nil {
+				return n, err
+			}
+			n += deleted
+		}
+		if len(page) < purgeBatch {
+			return n, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// Live reports whether the session of token is still signed in (its
+// code entered, not expired, not signed out, its user not deleted),
+// without recording a use: a long-lived answer such as the console's
+// live tail asks it to end when the session does, and must not keep
+// the session alive by asking.
+func (s *Service) Live(ctx context.Context, token string) (bool, error) {
+	id := sessionID(token)
+	now := s.now().UTC()
+	var live bool
+	err := s.rows.View(ctx, func(r Rows) error {
+		sess, ok, err := r.Session(id)
+		if err != nil || !ok || !sess.Verified || expired(sess, now) {
+			return err
+		}
+		_, live, err = r.User(sess.Username)
+		return err
+	})
+	return live && err == nil, err
+}
+
 // SignOut ends the session of token.
 func (s *Service) SignOut(ctx context.Context, token string) error {
 	id := sessionID(token)

@@ -68,6 +68,9 @@ type Rows interface {
 	PutSession(s Session) error
 	// DeleteSession removes the session of id, if any.
 	DeleteSession(id [SessionIDLen]byte) error
+	// Sessions returns up to limit sessions with an id above after, in
+	// id order (the purge of expired sessions pages through them).
+	Sessions(after [SessionIDLen]byte, limit int) ([]Session, error)
 }
 
 // Errors of the service.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/heedmail/heed/admin"
 	"github.com/heedmail/heed/console"
@@ -31,16 +32,19 @@ func consoleUsers(serverKey []byte, open func(seal []byte) (*consoleusers.Servic
 }
 
 // withConsole serves the console under /console/ beside the admin API.
-func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT func(context.Context, string) ([]string, error), rd *readiness.Checker) http.Handler {
+// stop ends the console's open live tails, for the listener's Shutdown,
+// which would otherwise wait for them.
+func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT func(context.Context, string) ([]string, error), rd *readiness.Checker, captures admin.Captures) (h http.Handler, stop func()) {
 	c := r.cfg.Console
 	var nets []netip.Prefix
 	for _, n := range c.AllowNetworks {
 		nets = append(nets, netip.MustParsePrefix(n)) // validated by config
 	}
+	done := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.Handle(console.Prefix, console.New(console.Options{
 		Users: r.consoleUsers, Tenants: r.tenants, Suppressions: r.suppressions, Events: r.events,
-		Messages:       r.qs,
+		Messages: r.qs, Captures: captures,
 		QueueDepth:     r.qs.Depth,
 		WebhookBacklog: r.hooks.Backlog,
 		Audit:          audit, Changes: r.st.changes, AllowNetworks: nets,
@@ -48,10 +52,10 @@ func (r *Relay) withConsole(api http.Handler, audit admin.AuditLog, lookupTXT fu
 		Webhooks:           r.hooks,
 		Privacy:            r.privacy,
 		MaxAttemptsPerUser: c.MaxLoginAttemptsPerUser, MaxAttemptsPerClient: c.MaxLoginAttemptsPerClient,
-		AttemptWindow: c.LoginAttemptWindow, Logger: r.log,
+		AttemptWindow: c.LoginAttemptWindow, Logger: r.log, Stop: done,
 	}))
 	mux.Handle("/", api)
-	return mux
+	return mux, sync.OnceFunc(func() { close(done) })
 }
 
 // demoOperator makes sure the demo's console operator exists and prints

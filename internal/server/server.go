@@ -377,7 +377,8 @@ const retentionEvery = time.Hour
 
 // retain deletes, at start and every hour until ctx ends, the events,
 // finished messages' records and finished webhook deliveries older than
-// retention.events, the unread reports older than
+// retention.events, the console sessions that have expired, the unread
+// reports older than
 // smtp.inbound.unread_reports_retention, and the soft-bounce histories
 // untouched for bounces.soft_window.
 func (r *Relay) retain(ctx context.Context) {
@@ -405,6 +406,9 @@ func (r *Relay) purge(ctx context.Context, cutoff time.Time) {
 		{"messages", r.qs.Purge},
 		{"webhook deliveries", r.hookStore.Purge},
 		{"reputation counters", func(ctx context.Context, _ time.Time) (int, error) { return r.rep.rates.Prune(ctx) }},
+		// Console sessions end by their own clock (consoleusers.IdleTimeout,
+		// MaxAge), not the retention period.
+		{"console sessions", func(ctx context.Context, _ time.Time) (int, error) { return r.consoleUsers.PurgeSessions(ctx) }},
 	} {
 		n, err := p.fn(ctx, cutoff)
 		if err != nil && ctx.Err() == nil {
@@ -520,7 +524,7 @@ func (r *Relay) serveAdmin() error {
 		Privacy: r.privacy,
 		Ready:   r.readyCheck,
 	})
-	handler = r.withConsole(handler, audit, resolver.LookupTXT, rd)
+	handler, stopConsole := r.withConsole(handler, audit, resolver.LookupTXT, rd, captures)
 	al, err := r.adminListener()
 	if err != nil {
 		return err
@@ -532,6 +536,7 @@ func (r *Relay) serveAdmin() error {
 		Handler:           netlimit.Deadlines(handler, a.ReadTimeout, a.WriteTimeout),
 		ReadHeaderTimeout: a.ReadTimeout, IdleTimeout: a.IdleTimeout,
 	}
+	r.admin.RegisterOnShutdown(stopConsole)
 	go r.serveHTTP(r.admin, al)
 	return nil
 }

@@ -1,6 +1,7 @@
 package boltdb
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -77,4 +78,21 @@ func (r consoleRows) PutSession(s consoleusers.Session) error {
 
 func (r consoleRows) DeleteSession(id [consoleusers.SessionIDLen]byte) error {
 	return r.sessions().Delete(id[:])
+}
+
+func (r consoleRows) Sessions(after [consoleusers.SessionIDLen]byte, limit int) ([]consoleusers.Session, error) {
+	var out []consoleusers.Session
+	c := r.sessions().Cursor()
+	for k, v := c.Seek(after[:]); k != nil && len(out) < limit; k, v = c.Next() {
+		if bytes.Equal(k, after[:]) || len(k) != consoleusers.SessionIDLen {
+			continue
+		}
+		var s consoleusers.Session
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("console session: %w", err)
+		}
+		copy(s.ID[:], k)
+		out = append(out, s)
+	}
+	return out, nil
 }

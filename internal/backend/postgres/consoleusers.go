@@ -76,3 +76,19 @@ func (r consoleRows) DeleteSession(id [consoleusers.SessionIDLen]byte) error {
 	_, err := r.t.tx.Exec(r.t.ctx, "DELETE FROM console_sessions WHERE id = $1", id[:])
 	return err
 }
+
+func (r consoleRows) Sessions(after [consoleusers.SessionIDLen]byte, limit int) ([]consoleusers.Session, error) {
+	rows, err := r.t.tx.Query(r.t.ctx, "SELECT id, username, csrf, verified, created_at, seen_at FROM console_sessions "+
+		"WHERE id > $1 ORDER BY id LIMIT $2", after[:], limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (consoleusers.Session, error) {
+		var s consoleusers.Session
+		var id []byte
+		err := row.Scan(&id, &s.Username, &s.CSRF, &s.Verified, &s.CreatedAt, &s.SeenAt)
+		copy(s.ID[:], id)
+		s.CreatedAt, s.SeenAt = s.CreatedAt.UTC(), s.SeenAt.UTC()
+		return s, err
+	})
+}
