@@ -76,6 +76,11 @@ func TestDispatchNeverPassesALateCommit(t *testing.T) {
 				if err := events.Append(tx.Events(), &ev); err != nil {
 					return err
 				}
+				// A read sends a deferred insert (PostgreSQL): the
+				// number is taken before the transaction dawdles.
+				if _, _, err := tx.Events().Get(0); err != nil {
+					return err
+				}
 				once.Do(func() { close(appended) })
 				<-release
 				return nil

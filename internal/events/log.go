@@ -20,7 +20,9 @@ import (
 // API's after=) never passes over one. They may have gaps.
 type TxLog interface {
 	// Insert stores ev under the next sequence number, which it sets in
-	// ev.Seq; ev.ID is set already.
+	// ev.Seq, at the latest when the transaction commits (PostgreSQL
+	// sends the insert with the transaction's next statement); ev.ID is
+	// set already.
 	Insert(ev *Event) error
 	// Get returns the event at seq, false when there is none (never
 	// written or purged).

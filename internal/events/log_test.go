@@ -256,6 +256,11 @@ func TestCursorNeverPassesALateCommit(t *testing.T) {
 				if err := Append(tx, &e); err != nil {
 					return err
 				}
+				// A read sends a deferred insert (PostgreSQL): the
+				// number is taken before the transaction dawdles.
+				if _, _, err := tx.Get(0); err != nil {
+					return err
+				}
 				once.Do(func() { close(appended) })
 				<-release
 				return nil

@@ -60,8 +60,8 @@ func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
 func (b *Backend) update(ctx context.Context, opts pgx.TxOptions, fn func(backend.Tx) error) error {
 	return txn.Enter(ctx, b.db, func(fn func(backend.Tx) error) error {
 		var tx *Tx
-		err := b.db.run(ctx, opts, func(ptx pgx.Tx) error {
-			tx = &Tx{ctx: ctx, tx: ptx, iso: opts.IsoLevel, write: true}
+		err := b.db.runPipe(ctx, opts, func(p *pipe) error {
+			tx = &Tx{ctx: ctx, tx: p, iso: opts.IsoLevel, write: true}
 			return fn(tx)
 		})
 		if err == nil && len(tx.notices) > 0 {
@@ -80,7 +80,7 @@ func (b *Backend) update(ctx context.Context, opts pgx.TxOptions, fn func(backen
 
 func (b *Backend) view(ctx context.Context, opts pgx.TxOptions, fn func(backend.Tx) error) error {
 	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
-		return b.db.run(ctx, opts, func(ptx pgx.Tx) error { return fn(&Tx{ctx: ctx, tx: ptx, iso: opts.IsoLevel}) })
+		return b.db.runPipe(ctx, opts, func(p *pipe) error { return fn(&Tx{ctx: ctx, tx: p, iso: opts.IsoLevel}) })
 	}, fn)
 }
 
@@ -131,7 +131,7 @@ func (b *Backend) Watch(fn func(events.Notice)) {
 // take no context: the transaction's is used for every statement.
 type Tx struct {
 	ctx   context.Context
-	tx    pgx.Tx
+	tx    *pipe
 	iso   pgx.TxIsoLevel
 	write bool
 	// absent: rows a locking transaction found missing (Tx.missing).

@@ -72,12 +72,17 @@ func (r eventRows) Insert(ev *events.Event) error {
 	if !t.eventLocked {
 		sql = insertFirstEvent
 	}
-	var seq int64
-	if err := t.tx.QueryRow(t.ctx, sql, ev.Data.Tenant, ev.Time, string(body)).Scan(&seq); err != nil {
-		return err
-	}
+	// Deferred to the transaction's next batch: the number is the
+	// caller's once Update has returned.
+	t.tx.laterScan(func(row pgx.Row) error {
+		var seq int64
+		if err := row.Scan(&seq); err != nil {
+			return err
+		}
+		ev.Seq = uint64(seq)
+		return nil
+	}, sql, ev.Data.Tenant, ev.Time, string(body))
 	t.eventLocked = true
-	ev.Seq = uint64(seq)
 	t.notices = append(t.notices, events.Notice{Tenant: ev.Data.Tenant, Type: ev.Type, Channel: ev.Data.Channel})
 	return nil
 }

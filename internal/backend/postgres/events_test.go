@@ -37,6 +37,10 @@ func TestEventReaderWaitsForEarlierWriters(t *testing.T) {
 			if err := events.Append(tx.Events(), &e); err != nil {
 				return err
 			}
+			// A read sends the deferred insert: the number is taken.
+			if _, _, err := tx.Events().Get(0); err != nil {
+				return err
+			}
 			once.Do(func() { close(appended) })
 			<-release
 			return nil

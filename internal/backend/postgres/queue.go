@@ -37,9 +37,11 @@ func Queue(b *Backend) *queue.Records {
 	return queue.NewRecords(txn.Narrow(locking{b}, func(t backend.Tx) queue.Tx { return t }))
 }
 
+// exec defers a write to the transaction's next batch (pipe.later): no
+// queue write has an outcome the code reads before its next statement.
 func (r queueRows) exec(sql string, args ...any) error {
-	_, err := r.t.tx.Exec(r.t.ctx, sql, args...)
-	return err
+	r.t.tx.later(sql, args...)
+	return nil
 }
 
 func (r queueRows) Message(id string) (queue.Message, bool, error) {

@@ -27,14 +27,14 @@ func Reputation(b *Backend) txn.Runner[reputation.Tx] {
 }
 
 func (r repRows) Add(tenant, domain string, hour int64, c reputation.Counts) error {
-	_, err := r.t.tx.Exec(r.t.ctx, `INSERT INTO reputation_rates (tenant, hour, domain, shard, final, hard, delivered, complaints)
+	r.t.tx.later(`INSERT INTO reputation_rates (tenant, hour, domain, shard, final, hard, delivered, complaints)
 		VALUES ($1, $2, $3, pg_backend_pid(), $4, $5, $6, $7)
 		ON CONFLICT (tenant, hour, domain, shard) DO UPDATE SET
 			final = reputation_rates.final + EXCLUDED.final, hard = reputation_rates.hard + EXCLUDED.hard,
 			delivered = reputation_rates.delivered + EXCLUDED.delivered,
 			complaints = reputation_rates.complaints + EXCLUDED.complaints`,
 		tenant, hour, domain, c.Final, c.HardBounces, c.Delivered, c.Complaints)
-	return err
+	return nil
 }
 
 func (r repRows) Buckets(tenant string, from int64) ([]reputation.Bucket, error) {

@@ -56,19 +56,26 @@ var (
 )
 
 func (db *DB) run(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return db.retry(ctx, func() (bool, error) { return db.attempt(ctx, opts, fn) })
+}
+
+// retry runs attempt until it succeeds, fails for good, or has lost to
+// concurrent transactions maxAttempts times; committing is attempt's
+// report that its error came from COMMIT, when the outcome is unknown.
+func (db *DB) retry(ctx context.Context, attempt func() (committing bool, err error)) error {
 	reconnected := false
-	for attempt := 1; ; attempt++ {
-		committing, err := db.attempt(ctx, opts, fn)
+	for n := 1; ; n++ {
+		committing, err := attempt()
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("postgres: %w (%v)", ctx.Err(), err)
 		case isConflict(err):
-			if attempt >= maxAttempts {
-				return fmt.Errorf("postgres: transaction still conflicting with concurrent ones after %d attempts: %w", attempt, err)
+			if n >= maxAttempts {
+				return fmt.Errorf("postgres: transaction still conflicting with concurrent ones after %d attempts: %w", n, err)
 			}
-			if err := backoff(ctx, attempt); err != nil {
+			if err := backoff(ctx, n); err != nil {
 				return err
 			}
 		case isConnLoss(err):

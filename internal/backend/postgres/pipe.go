@@ -1,0 +1,280 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pipe is the backend's transaction on one connection, sending its
+// statements in as few round trips as the code it runs allows: BEGIN
+// goes with the first statement, and the writes whose results the code
+// does not wait for (later) go with the next statement that reads, or
+// with COMMIT, in one batch (pgx's pipeline of the extended protocol).
+// A message's accept is then one round trip, and a delivery's record a
+// few, where each statement was one.
+//
+// A deferred write that fails makes the statement that carried it fail
+// (the transaction is aborted there), which is the error the code sees.
+// pipe has the methods of pgx.Tx the rows use; it is not safe for
+// concurrent use.
+type pipe struct {
+	ctx   context.Context
+	conn  *pgxpool.Conn
+	begin string // the BEGIN statement, sent with the first batch
+	begun bool   // BEGIN has gone to the server
+	queue []deferred
+}
+
+// deferred is a statement waiting for the next batch; scan, if set,
+// reads its one row when the batch's results come back.
+type deferred struct {
+	sql  string
+	args []any
+	scan func(pgx.Row) error
+}
+
+func beginSQL(opts pgx.TxOptions) string {
+	s := "BEGIN ISOLATION LEVEL " + string(opts.IsoLevel)
+	if opts.AccessMode != "" {
+		s += " " + string(opts.AccessMode)
+	}
+	return s
+}
+
+// later queues a write whose outcome the code does not need before its
+// next read.
+func (p *pipe) later(sql string, args ...any) {
+	p.queue = append(p.queue, deferred{sql: sql, args: args})
+}
+
+// laterScan queues a statement that returns one row, read by scan when
+// the batch that carries it comes back (a RETURNING the code needs only
+// after the transaction).
+func (p *pipe) laterScan(scan func(pgx.Row) error, sql string, args ...any) {
+	p.queue = append(p.queue, deferred{sql: sql, args: args, scan: scan})
+}
+
+// pending reports whether anything must go to the server before the
+// next statement: BEGIN or deferred writes.
+func (p *pipe) pending() bool { return !p.begun || len(p.queue) > 0 }
+
+// send sends BEGIN (if not yet sent), the queue and then last (if not
+// nil) in one batch, and reads the queue's results. The batch's
+// results are left open on last: the caller reads them and closes br.
+func (p *pipe) send(ctx context.Context, last *deferred) (br pgx.BatchResults, err error) {
+	var b pgx.Batch
+	if !p.begun {
+		b.Queue(p.begin)
+	}
+	for _, d := range p.queue {
+		b.Queue(d.sql, d.args...)
+	}
+	if last != nil {
+		b.Queue(last.sql, last.args...)
+	}
+	queue := p.queue
+	p.queue = nil
+	br = p.conn.SendBatch(ctx, &b)
+	fail := func(err error) (pgx.BatchResults, error) {
+		_ = br.Close()
+		return nil, err
+	}
+	if !p.begun {
+		if _, err := br.Exec(); err != nil {
+			return fail(err)
+		}
+		p.begun = true
+	}
+	for _, d := range queue {
+		if d.scan != nil {
+			err = d.scan(br.QueryRow())
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
+			return fail(fmt.Errorf("%w (in %.60q)", err, d.sql))
+		}
+	}
+	return br, nil
+}
+
+// flush sends what is pending, on its own.
+func (p *pipe) flush(ctx context.Context) error {
+	if !p.pending() {
+		return nil
+	}
+	br, err := p.send(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// Exec runs sql after what is pending and returns its outcome. Without
+// arguments it may hold several statements (simple protocol).
+func (p *pipe) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := p.flush(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return p.conn.Exec(ctx, sql, args...)
+}
+
+// Query runs sql in the batch of what is pending.
+func (p *pipe) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if !p.pending() {
+		return p.conn.Query(ctx, sql, args...)
+	}
+	br, err := p.send(ctx, &deferred{sql: sql, args: args})
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, br: br}, nil
+}
+
+// QueryRow is Query for one row, as pgx's.
+func (p *pipe) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	rows, err := p.Query(ctx, sql, args...)
+	return &pipeRow{rows: rows, err: err}
+}
+
+// SendBatch sends b after what is pending.
+func (p *pipe) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if err := p.flush(ctx); err != nil {
+		return failedBatch{err}
+	}
+	return p.conn.SendBatch(ctx, b)
+}
+
+// CopyFrom copies after what is pending.
+func (p *pipe) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	if err := p.flush(ctx); err != nil {
+		return 0, err
+	}
+	return p.conn.CopyFrom(ctx, table, cols, src)
+}
+
+// commit sends what is pending and COMMIT, in one batch. committing
+// reports that err may have come from COMMIT or after it was sent (the
+// outcome is unknown); a transaction that sent nothing commits nothing.
+func (p *pipe) commit(ctx context.Context) (committing bool, err error) {
+	if !p.begun && len(p.queue) == 0 {
+		return false, nil
+	}
+	br, err := p.send(ctx, &deferred{sql: "COMMIT"})
+	if err != nil {
+		// A statement before COMMIT failed: the server skipped the
+		// rest, COMMIT included, unless the connection went, when no
+		// one knows how far it got.
+		return isConnLoss(err), err
+	}
+	_, err = br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		p.begun = false
+	}
+	return true, err
+}
+
+// rollback ends a transaction that failed or was not committed.
+func (p *pipe) rollback(ctx context.Context) {
+	p.queue = nil
+	if p.begun && !p.conn.Conn().IsClosed() {
+		// pgxpool destroys a connection returned inside a transaction,
+		// should this fail too.
+		_, _ = p.conn.Exec(ctx, "ROLLBACK")
+	}
+	p.begun = false
+}
+
+// batchRows closes the batch when its rows are closed.
+type batchRows struct {
+	pgx.Rows
+	br     pgx.BatchResults
+	closed bool
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	if !r.closed {
+		r.closed = true
+		_ = r.br.Close()
+	}
+}
+
+func (r *batchRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.Close()
+	return false
+}
+
+// pipeRow is pgx's Row over Query's rows.
+type pipeRow struct {
+	rows pgx.Rows
+	err  error
+}
+
+func (r *pipeRow) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	r.rows.Close()
+	return r.rows.Err()
+}
+
+// failedBatch is the results of a batch that could not be sent.
+type failedBatch struct{ err error }
+
+func (f failedBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, f.err }
+func (f failedBatch) Query() (pgx.Rows, error)         { return nil, f.err }
+func (f failedBatch) QueryRow() pgx.Row                { return &pipeRow{err: f.err} }
+func (f failedBatch) Close() error                     { return f.err }
+
+// runPipe is DB.run for the backend's transactions: fn works through a
+// pipe on a connection of the pool, committed with what it left pending.
+func (db *DB) runPipe(ctx context.Context, opts pgx.TxOptions, fn func(*pipe) error) error {
+	begin := beginSQL(opts)
+	return db.retry(ctx, func() (bool, error) {
+		conn, err := db.pool.Acquire(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Release()
+		p := &pipe{ctx: ctx, conn: conn, begin: begin}
+		committing, err := func() (bool, error) {
+			if err := fn(p); err != nil {
+				return false, err
+			}
+			return p.commit(ctx)
+		}()
+		if err != nil && !committing {
+			// After a failed statement or a lost connection there is
+			// nothing to keep; the error that matters is err.
+			p.rollback(ctx)
+		}
+		return committing, err
+	})
+}
+func (f failedBatch) Tx() pgx.Tx { return nil }
