@@ -194,24 +194,21 @@ func (s *Records) Load(ctx context.Context, job Job) (*Message, Recipient, error
 	var m Message
 	var r Recipient
 	err := s.tx.View(ctx, func(tx Tx) error {
-		rows := tx.Queue()
-		var ok bool
+		var body []byte
+		var rec, ok bool
 		var err error
-		if m, ok, err = rows.Message(job.MessageID); err != nil {
+		m, r, body, rec, ok, err = tx.Queue().Attempt(job.MessageID, job.Index, true)
+		switch {
+		case err != nil:
 			return err
-		} else if !ok {
+		case !rec:
 			return fmt.Errorf("%w: %q", ErrNotFound, job.MessageID)
+		case !ok:
+			return fmt.Errorf("%w: recipient %d of %q", ErrNotFound, job.Index, job.MessageID)
 		}
 		if m.Inline {
 			// A missing body is the renderer's to report; the job stays loadable.
-			if m.Body, _, err = rows.Body(job.MessageID); err != nil {
-				return err
-			}
-		}
-		if r, ok, err = rows.Recipient(job.MessageID, job.Index); err != nil {
-			return err
-		} else if !ok {
-			return fmt.Errorf("%w: recipient %d of %q", ErrNotFound, job.Index, job.MessageID)
+			m.Body = body
 		}
 		return nil
 	})
@@ -250,13 +247,9 @@ func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bo
 		if err := rows.Unschedule(job); err != nil {
 			return err
 		}
-		m, ok, err := rows.Message(job.MessageID)
+		m, r, _, _, ok, err := rows.Attempt(job.MessageID, job.Index, false)
 		if err != nil || !ok {
 			return err // no record: the entry outlived its message, dropping it is all
-		}
-		r, ok, err := rows.Recipient(job.MessageID, job.Index)
-		if err != nil || !ok {
-			return err
 		}
 		if r.State.Final() {
 			return nil // a stale schedule entry

@@ -227,6 +227,16 @@ func TestMessageLookup(t *testing.T) {
 		if _, _, err := r.q.Load(ctx, Job{MessageID: m.ID, Index: 12}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Load of a recipient that is not there: %v", err)
 		}
+		if _, _, err := r.q.Load(ctx, Job{MessageID: ids.New(t0), Index: 0}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Load of a message that is not there: %v", err)
+		}
+		// A stale entry, of a recipient or a message that is not there,
+		// is dropped without a word.
+		for _, j := range []Job{{MessageID: m.ID, Index: 12, Due: t0}, {MessageID: ids.New(t0), Due: t0}} {
+			if done, err := r.q.Record(ctx, j, Outcome{State: Delivered, At: t0}); done || err != nil {
+				t.Errorf("Record of %+v = %v, %v", j, done, err)
+			}
+		}
 	})
 }
 

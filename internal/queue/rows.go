@@ -73,6 +73,14 @@ type Rows interface {
 	Due(max int, fn func(Job) bool) error
 	// Depth counts the schedule's entries.
 	Depth() (int, error)
+
+	// Attempt returns what an attempt needs in one read: the record of
+	// message id, its recipient index and, when withBody, the body kept
+	// in the database (nil when none); ok is false when the message or
+	// the recipient is missing (rec tells which: false when the record
+	// is). In a writing transaction the record and the recipient are the
+	// transaction's to write back (PostgreSQL locks both rows).
+	Attempt(id string, index int, withBody bool) (m Message, r Recipient, body []byte, rec, ok bool, err error)
 }
 
 // Cursor is a place in the delivery rows: after recipient Index of

@@ -447,3 +447,20 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 	}
 	return b.Put(k, raw)
 }
+
+// Attempt implements queue.Rows with the rows' own reads: they cost no
+// more together.
+func (r queueRows) Attempt(id string, idx int, withBody bool) (m queue.Message, rc queue.Recipient, body []byte, rec, ok bool, err error) {
+	if m, rec, err = r.Message(id); err != nil || !rec {
+		return m, rc, nil, rec, false, err
+	}
+	if rc, ok, err = r.Recipient(id, idx); err != nil || !ok {
+		return m, rc, nil, true, false, err
+	}
+	if withBody {
+		if body, _, err = r.Body(id); err != nil {
+			return m, rc, nil, true, false, err
+		}
+	}
+	return m, rc, body, true, true, nil
+}

@@ -319,3 +319,52 @@ func (r queueRows) Depth() (int, error) {
 	err := r.t.tx.QueryRow(r.t.ctx, "SELECT count(*) FROM schedule").Scan(&n)
 	return n, err
 }
+
+// Attempt reads the record, the recipient and the body in one statement.
+// In the locking runner's writes it locks the record and the recipient
+// (FOR UPDATE of both), as Message and Recipient do.
+func (r queueRows) Attempt(id string, idx int, withBody bool) (m queue.Message, rc queue.Recipient, body []byte, rec, ok bool, err error) {
+	sql := `SELECT m.record, d.record FROM messages m LEFT JOIN deliveries d ON d.message_id = m.id AND d.idx = $2
+		WHERE m.id = $1`
+	if withBody {
+		sql = `SELECT m.record, d.record, b.body FROM messages m
+			LEFT JOIN deliveries d ON d.message_id = m.id AND d.idx = $2
+			LEFT JOIN bodies b ON b.message_id = m.id
+			WHERE m.id = $1`
+	}
+	if r.t.locking() {
+		// FOR UPDATE cannot reach the nullable side of an outer join: an
+		// inner one, and a missing recipient reads as a missing record,
+		// which Record treats alike.
+		sql = `SELECT m.record, d.record FROM messages m JOIN deliveries d ON d.message_id = m.id AND d.idx = $2
+			WHERE m.id = $1 FOR UPDATE`
+		if withBody {
+			sql = `SELECT m.record, d.record, b.body FROM messages m
+				JOIN deliveries d ON d.message_id = m.id AND d.idx = $2
+				LEFT JOIN bodies b ON b.message_id = m.id
+				WHERE m.id = $1 FOR UPDATE OF m, d`
+		}
+	}
+	var mraw, draw []byte
+	dest := []any{&mraw, &draw}
+	if withBody {
+		dest = append(dest, &body)
+	}
+	err = r.t.tx.QueryRow(r.t.ctx, sql, id, idx).Scan(dest...)
+	if err == pgx.ErrNoRows {
+		return m, rc, nil, false, false, nil
+	}
+	if err != nil {
+		return m, rc, nil, false, false, err
+	}
+	if err := json.Unmarshal(mraw, &m); err != nil {
+		return m, rc, nil, false, false, fmt.Errorf("message %q: %w", id, err)
+	}
+	if draw == nil {
+		return m, rc, nil, true, false, nil
+	}
+	if err := json.Unmarshal(draw, &rc); err != nil {
+		return m, rc, nil, true, false, fmt.Errorf("delivery %q/%d: %w", id, idx, err)
+	}
+	return m, rc, body, true, true, nil
+}
