@@ -516,7 +516,7 @@ func (s *Service) LookupAll(ctx context.Context, tenantID string, addrs []string
 		hashes[i] = s.hash(norm)
 	}
 	out := make([][]Entry, len(addrs))
-	err := s.tx.View(ctx, func(tx Tx) error {
+	err := txn.ViewOne(ctx, s.tx, func(tx Tx) error {
 		clear(out)
 		rows, err := tx.Suppressions().Entries(tenantID, hashes...)
 		if err != nil {

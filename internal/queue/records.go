@@ -193,7 +193,7 @@ func (s *Records) Message(ctx context.Context, id string) (*Message, error) {
 func (s *Records) Load(ctx context.Context, job Job) (*Message, Recipient, error) {
 	var m Message
 	var r Recipient
-	err := s.tx.View(ctx, func(tx Tx) error {
+	err := txn.ViewOne(ctx, s.tx, func(tx Tx) error {
 		var body []byte
 		var rec, ok bool
 		var err error

@@ -33,6 +33,22 @@ type Runner[T any] interface {
 	View(ctx context.Context, fn func(T) error) error
 }
 
+// ViewOne is View for a function that makes one read (one query of the
+// rows): a backend may run it without a transaction around it, since one
+// statement sees one snapshot of its own anyway (PostgreSQL: no BEGIN and
+// COMMIT, two round trips fewer). Runners without it run View.
+func ViewOne[T any](ctx context.Context, r Runner[T], fn func(T) error) error {
+	if o, ok := r.(oneReader[T]); ok {
+		return o.ViewOne(ctx, fn)
+	}
+	return r.View(ctx, fn)
+}
+
+// oneReader is a Runner with a ViewOne of its own.
+type oneReader[T any] interface {
+	ViewOne(ctx context.Context, fn func(T) error) error
+}
+
 // Narrow returns a Runner of N over r, converting each transaction with
 // conv (usually an identity function between interface types:
 // func(t backend.Tx) suppression.Tx { return t }).
@@ -51,6 +67,10 @@ func (n narrowed[W, N]) Update(ctx context.Context, fn func(N) error) error {
 
 func (n narrowed[W, N]) View(ctx context.Context, fn func(N) error) error {
 	return n.r.View(ctx, func(w W) error { return fn(n.conv(w)) })
+}
+
+func (n narrowed[W, N]) ViewOne(ctx context.Context, fn func(N) error) error {
+	return ViewOne(ctx, n.r, func(w W) error { return fn(n.conv(w)) })
 }
 
 // ErrUnavailable is in the error of a transaction that could not reach

@@ -57,6 +57,16 @@ func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
 	return b.view(ctx, snapshot, fn)
 }
 
+// ViewOne implements txn.ViewOne: fn's one statement runs on its own,
+// without BEGIN and COMMIT (READ COMMITTED: its own snapshot).
+func (b *Backend) ViewOne(ctx context.Context, fn func(backend.Tx) error) error {
+	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
+		return b.db.runPipe(ctx, autocommit, func(p *pipe) error {
+			return fn(&Tx{ctx: ctx, tx: p, iso: pgx.ReadCommitted})
+		})
+	}, fn)
+}
+
 func (b *Backend) update(ctx context.Context, opts pgx.TxOptions, fn func(backend.Tx) error) error {
 	return txn.Enter(ctx, b.db, func(fn func(backend.Tx) error) error {
 		var tx *Tx
@@ -103,6 +113,10 @@ func (l locking) Update(ctx context.Context, fn func(backend.Tx) error) error {
 
 func (l locking) View(ctx context.Context, fn func(backend.Tx) error) error { return l.b.View(ctx, fn) }
 
+func (l locking) ViewOne(ctx context.Context, fn func(backend.Tx) error) error {
+	return l.b.ViewOne(ctx, fn)
+}
+
 // EventRunner implements backend.Backend.
 func (b *Backend) EventRunner() txn.Runner[backend.Tx] { return eventReading{b} }
 
@@ -118,6 +132,10 @@ func (e eventReading) Update(ctx context.Context, fn func(backend.Tx) error) err
 
 func (e eventReading) View(ctx context.Context, fn func(backend.Tx) error) error {
 	return e.b.view(ctx, statementRead, fn)
+}
+
+func (e eventReading) ViewOne(ctx context.Context, fn func(backend.Tx) error) error {
+	return e.b.ViewOne(ctx, fn)
 }
 
 // Watch implements backend.Backend, for this process's transactions.

@@ -24,8 +24,8 @@ import (
 type pipe struct {
 	ctx   context.Context
 	conn  *pgxpool.Conn
-	begin string // the BEGIN statement, sent with the first batch
-	begun bool   // BEGIN has gone to the server
+	begin string // the BEGIN statement, sent with the first batch ("": none)
+	begun bool   // BEGIN has gone to the server, or there is none
 	queue []deferred
 }
 
@@ -37,7 +37,12 @@ type deferred struct {
 	scan func(pgx.Row) error
 }
 
+// beginSQL is the BEGIN of opts; "" for autocommit (no transaction
+// block: each statement on its own).
 func beginSQL(opts pgx.TxOptions) string {
+	if opts == autocommit {
+		return ""
+	}
 	s := "BEGIN ISOLATION LEVEL " + string(opts.IsoLevel)
 	if opts.AccessMode != "" {
 		s += " " + string(opts.AccessMode)
@@ -169,6 +174,11 @@ func (p *pipe) commit(ctx context.Context) (committing bool, err error) {
 	if !p.begun && len(p.queue) == 0 {
 		return false, nil
 	}
+	if p.begin == "" {
+		// Autocommit: each statement committed itself; a write left
+		// pending goes alone.
+		return len(p.queue) > 0, p.flush(ctx)
+	}
 	br, err := p.send(ctx, &deferred{sql: "COMMIT"})
 	if err != nil {
 		// A statement before COMMIT failed: the server skipped the
@@ -189,7 +199,7 @@ func (p *pipe) commit(ctx context.Context) (committing bool, err error) {
 // rollback ends a transaction that failed or was not committed.
 func (p *pipe) rollback(ctx context.Context) {
 	p.queue = nil
-	if p.begun && !p.conn.Conn().IsClosed() {
+	if p.begun && p.begin != "" && !p.conn.Conn().IsClosed() {
 		// pgxpool destroys a connection returned inside a transaction,
 		// should this fail too.
 		_, _ = p.conn.Exec(ctx, "ROLLBACK")
@@ -262,7 +272,7 @@ func (db *DB) runPipe(ctx context.Context, opts pgx.TxOptions, fn func(*pipe) er
 			return false, err
 		}
 		defer conn.Release()
-		p := &pipe{ctx: ctx, conn: conn, begin: begin}
+		p := &pipe{ctx: ctx, conn: conn, begin: begin, begun: begin == ""}
 		committing, err := func() (bool, error) {
 			if err := fn(p); err != nil {
 				return false, err
