@@ -71,6 +71,10 @@ type Options struct {
 	Privacy *privacy.Service
 	// Backup writes a consistent copy of the database (nil: 404).
 	Backup func(w io.Writer, size func(int64)) (int64, error)
+	// BackupElsewhere, when Backup is nil, says how this storage is
+	// backed up instead (PostgreSQL: its own tools); the route then
+	// answers 501 with it rather than 404.
+	BackupElsewhere string
 	// Metrics serves /metrics (nil: 404).
 	Metrics http.Handler
 	// Captures is nil when not in capture mode: /api/v1/captured answers 404.

@@ -330,6 +330,9 @@ func (s *server) metrics(c echo.Context) error {
 // (heed backup -api); the copy opens as a data directory's heed.db.
 func (s *server) backup(c echo.Context) error {
 	if s.Backup == nil {
+		if s.BackupElsewhere != "" {
+			return &apiError{http.StatusNotImplemented, s.BackupElsewhere}
+		}
 		return notFound("backups are not available")
 	}
 	h := c.Response().Header()

@@ -78,3 +78,18 @@ func (e *relayEnv) raw(method, path, contentType, body, token string) (int, stri
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestBackupAPIOnPostgres: GET /api/v1/backup (heed backup -api) streams a
+// copy of heed.db on bbolt; on PostgreSQL there is no file to copy, and
+// the operator is told how to back the database up instead of 404.
+func TestBackupAPIOnPostgres(t *testing.T) {
+	e := startRelayOn(t, "postgres", testsink.Options{}, nil)
+	var p struct {
+		Status int
+		Detail string
+	}
+	e.api("GET", "/api/v1/backup", nil, http.StatusNotImplemented, &p)
+	if p.Status != http.StatusNotImplemented || !strings.Contains(p.Detail, "pg_dump") {
+		t.Errorf("backup on PostgreSQL: %+v", p)
+	}
+}

@@ -517,7 +517,7 @@ func (r *Relay) serveAdmin() error {
 		Tenants: r.tenants, Events: r.events, Messages: r.qs,
 		Captures: captures, Unread: r.unread, OperatorTokens: tokens, Hostname: cfg.Hostname, Logger: r.log,
 		LookupTXT: resolver.LookupTXT, Readiness: rd, Suppressions: r.suppressions, Webhooks: r.hooks,
-		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup,
+		Audit: audit, Metrics: r.metrics.Handler(), Backup: r.st.backup, BackupElsewhere: r.st.backupElsewhere,
 		// A change and its audit record commit in one transaction.
 		Changes: r.st.changes,
 		Rates:   r.rep.rates, Guard: r.rep.guard,

@@ -54,8 +54,10 @@ type storage struct {
 	// the opt-out links' keys.
 	serverKey []byte
 	tokens    *suppression.Keyring
-	// backup writes a consistent copy (nil on PostgreSQL: pg_dump).
-	backup func(w io.Writer, size func(int64)) (int64, error)
+	// backup writes a consistent copy (nil on PostgreSQL: pg_dump, which
+	// backupElsewhere says).
+	backup          func(w io.Writer, size func(int64)) (int64, error)
+	backupElsewhere string
 	// scrub runs after a privacy erasure: bbolt's free pages are
 	// overwritten, PostgreSQL's erased tables vacuumed.
 	scrub privacy.Scrubber
@@ -143,8 +145,11 @@ func (r *Relay) openPostgres() (*storage, error) {
 	st := &storage{
 		// Bodies are stored with their records: no spool directory, so
 		// the node keeps no state of its own.
-		spool:        queue.DatabaseSpool(),
-		qs:           postgres.Queue(b),
+		spool: queue.DatabaseSpool(),
+		qs:    postgres.Queue(b),
+		backupElsewhere: "storage.driver is postgres: Heed's state is in PostgreSQL, so back it up with PostgreSQL's tools: " +
+			"pg_dump (a consistent logical copy while Heed serves) or base backups with WAL archiving " +
+			"(pg_basebackup, point-in-time recovery); docs/postgresql.md says how",
 		events:       postgres.Events(b),
 		tenants:      postgres.Tenants(b),
 		webhooks:     postgres.Webhooks(b),
