@@ -8,9 +8,9 @@ import (
 
 // downReply is the answer to a new connection while the node's database
 // is known to be down: 421 in place of the greeting (RFC 5321 section
-// 3.1: the server may refuse at connection opening, and section 4.2.2:
-// 421 closes the channel) with X.3.2, "system not accepting network
-// messages" (RFC 3463 section 3.4). The client keeps its mail and retries
+// 3.8: a server that must not serve answers 421 and closes; section
+// 4.2.3: 421 may answer anything, the opening included) with X.3.2,
+// "system not accepting network messages" (RFC 3463 section 3.4). The client keeps its mail and retries
 // later, perhaps on another node behind the same load balancer, where it
 // would otherwise get a 451 for every transaction.
 const downReply = "421 4.3.2 Heed cannot reach its database; no mail is accepted now, please try again later"
