@@ -86,6 +86,10 @@ type Options struct {
 	OperatorTokens []string
 	// Ready reports readiness for /readyz (nil: always ready).
 	Ready func() error
+	// Unavailable, when set, reports that the database is known to be
+	// down (package health): the API then answers 503 at once (see
+	// refuseWhileDown).
+	Unavailable func() bool
 	// Hostname is the relay's host name, named in the SPF advice for
 	// sending domains.
 	Hostname string
@@ -131,7 +135,7 @@ func New(o Options) http.Handler {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.recoverPanic, limitBody)
+	e.Use(s.recoverPanic, limitBody, s.refuseWhileDown)
 	s.register(e)
 	return e
 }

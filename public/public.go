@@ -57,6 +57,9 @@ type Options struct {
 	// UndoWindow is how long after an opt-out the link that made it can
 	// still undo it (default 24 hours).
 	UndoWindow time.Duration
+	// Unavailable, when set, reports that the database is known to be
+	// down (package health): the pages then answer 503 at once.
+	Unavailable func() bool
 	// Now is the clock of the limits and the undo window (time.Now when
 	// nil); it must agree with the suppression store's, which dates the
 	// opt-outs.
@@ -105,9 +108,9 @@ func New(o Options) http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(securityHeaders)
-	e.POST("/u/:token", s.post)
-	e.GET("/u/:token", s.page)
-	e.HEAD("/u/:token", s.page)
+	e.POST("/u/:token", s.post, s.refuseWhileDown)
+	e.GET("/u/:token", s.page, s.refuseWhileDown)
+	e.HEAD("/u/:token", s.page, s.refuseWhileDown)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	return e
 }
@@ -299,7 +302,9 @@ func (s *server) handleError(err error, c echo.Context) {
 		// Nothing was recorded: a mailbox provider's one-click POST is
 		// retried on a 5xx, and the page asks the reader to try again.
 		status = http.StatusServiceUnavailable
-		s.Logger.Error("public: database unavailable", "path", c.Path(), "err", err)
+		if !errors.Is(err, errDown) { // the health probe logged the outage once
+			s.Logger.Error("public: database unavailable", "path", c.Path(), "err", err)
+		}
 	case errors.As(err, &he):
 		status = he.Code
 	default:

@@ -235,6 +235,9 @@ type listener struct {
 	// alone.
 	firstCommand, beforeTrust, maxTime time.Duration
 	maxCommands                        int
+	// unavailable reports the database down (nil: never); a plaintext
+	// listener then answers 421 4.3.2 in place of the greeting.
+	unavailable func() bool
 
 	active  atomic.Int64
 	mu      sync.Mutex
@@ -246,6 +249,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		if l.unavailable != nil && !l.implicitTLS && l.unavailable() {
+			go refuseWith(c, l.timeout, downReply)
+			continue
 		}
 		key := netlimit.ClientOf(c.RemoteAddr())
 		if !l.admitClient(key) {
@@ -339,8 +346,12 @@ func (d *dataTrust) Data(r io.Reader) error {
 }
 
 func refuse(c net.Conn, timeout time.Duration, why string) {
+	refuseWith(c, timeout, "421 4.7.0 "+why)
+}
+
+func refuseWith(c net.Conn, timeout time.Duration, line string) {
 	c.SetWriteDeadline(time.Now().Add(timeout))
-	c.Write([]byte("421 4.7.0 " + why + "\r\n"))
+	c.Write([]byte(line + "\r\n"))
 	c.Close()
 }
 

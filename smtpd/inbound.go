@@ -67,7 +67,10 @@ type InboundOptions struct {
 	ReadTimeoutBeforeMail   time.Duration
 	MaxSessionBeforeData    time.Duration
 	MaxCommandsBeforeData   int
-	Logger                  *slog.Logger
+	// Unavailable is SubmissionOptions.Unavailable: the reports and
+	// opt-outs that arrive here are written to the database too.
+	Unavailable func() bool
+	Logger      *slog.Logger
 }
 
 // Inbound is the SMTP listener for mail sent to Heed itself: mailto
@@ -134,7 +137,8 @@ func (in *Inbound) Serve(l net.Listener) error {
 	in.mu.Unlock()
 	return srv.Serve(&listener{Listener: l, max: in.o.MaxConnections, plaintext: true, timeout: 10 * time.Second,
 		perClient: in.o.MaxConnectionsPerClient, firstCommand: in.o.FirstCommandTimeout, beforeTrust: in.o.ReadTimeoutBeforeMail,
-		maxTime: in.o.MaxSessionBeforeData, maxCommands: in.o.MaxCommandsBeforeData})
+		maxTime: in.o.MaxSessionBeforeData, maxCommands: in.o.MaxCommandsBeforeData,
+		unavailable: in.o.Unavailable})
 }
 
 // Shutdown stops accepting and lets sessions finish until ctx ends.

@@ -83,6 +83,11 @@ type SubmissionOptions struct {
 	// (the readiness warning at the door starts its check elsewhere).
 	MarketingSent func(tenant, domain string)
 
+	// Unavailable, when set, reports that the node's database is known
+	// to be down (package health): new connections then get 421 4.3.2
+	// instead of a greeting (see refuseDown).
+	Unavailable func() bool
+
 	// Local reports whether a client may AUTH without TLS; nil means
 	// loopback addresses only.
 	Local func(netip.Addr) bool
@@ -151,6 +156,7 @@ func (s *Submission) listener(l net.Listener, implicitTLS bool) *listener {
 		plaintext: !implicitTLS, implicitTLS: implicitTLS, timeout: 10 * time.Second,
 		firstCommand: s.o.FirstCommandTimeout, beforeTrust: s.o.ReadTimeoutBeforeAuth,
 		maxTime: s.o.MaxSessionBeforeAuth, maxCommands: s.o.MaxCommandsBeforeAuth,
+		unavailable: s.o.Unavailable,
 	}
 }
 
@@ -209,6 +215,9 @@ func (s *Submission) Shutdown(ctx context.Context) error {
 
 // newSession starts a session after HELO/EHLO (and again after STARTTLS).
 func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if err := refuseDown(c, s.o.Unavailable); err != nil {
+		return nil, err
+	}
 	sess := &session{s: s, c: c, log: s.log}
 	raw := c.Conn()
 	if tc, ok := raw.(*tls.Conn); ok {

@@ -20,6 +20,10 @@ type Config struct {
 	// DataDir holds the database, the spool, generated keys and certificates
 	// and, in capture mode, the captured mail.
 	DataDir string `yaml:"data_dir"`
+	// Node names this process among the nodes on one database: the label
+	// node on its own metrics. Several nodes share one configuration
+	// file, so the default is the machine's host name, not Hostname.
+	Node string `yaml:"node"`
 
 	SMTP     SMTP     `yaml:"smtp"`
 	HTTP     HTTP     `yaml:"http"`
@@ -337,6 +341,7 @@ func Default() *Config {
 	return &Config{
 		Hostname: host,
 		DataDir:  "./heed-data",
+		Node:     host,
 		SMTP: SMTP{
 			// Postfix's smtpd_client_connection_count_limit is 50; mail
 			// servers sending Heed bounces need few at once.

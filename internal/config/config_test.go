@@ -53,6 +53,10 @@ var errorCases = []struct {
 		"heed.yaml:4: http.admin.max_connections_per_client: must be at least 1 (got 0)",
 	},
 }, {
+	name: "node name",
+	yaml: doc("hostname: relay.example.com", "node: \"heed 1\"", "admin: { tokens: ["+token+"] }"),
+	want: []string{`heed.yaml:2: node: must be 1 to 253 letters, digits, dots, hyphens or underscores, such as heed-1 (got "heed 1")`},
+}, {
 	name: "bad mode with its line",
 	yaml: doc("hostname: relay.example.com", "admin:", "  tokens: ["+token+"]", "delivery:", "  mode: foo"),
 	want: []string{`heed.yaml:5: delivery.mode: must be one of mx, smarthost, capture (got "foo")`},
@@ -480,6 +484,7 @@ func TestDefault(t *testing.T) {
 		got, want any
 	}{
 		{"data_dir", c.DataDir, "./heed-data"},
+		{"node", c.Node, c.Hostname}, // the machine's host name
 		{"smtp.submission.listen", c.SMTP.Submission.Listen, "127.0.0.1:2525"},
 		{"smtp.inbound.listen", c.SMTP.Inbound.Listen, "127.0.0.1:2526"},
 		{"smtp.inbound.max_messages_per_client_per_minute", c.SMTP.Inbound.MaxMessagesPerClientPerMinute, 600},

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,10 +71,17 @@ func (c *Config) validate(file string, doc *yaml.Node) Errors {
 	return v.errs
 }
 
+// nodeName is what node may be: a name fit for a metric's label and a
+// log line.
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+
 func (c *Config) checkNames(v *checker) {
 	hostOK := v.domain([]string{"hostname"}, c.Hostname)
 	if c.DataDir == "" {
 		v.add([]string{"data_dir"}, "must not be empty")
+	}
+	if !nodeName.MatchString(c.Node) {
+		v.add([]string{"node"}, "must be 1 to 253 letters, digits, dots, hyphens or underscores, such as heed-1 (got %q)", c.Node)
 	}
 	// A derived domain is only worth a message of its own when the hostname
 	// it derives from is not already reported.

@@ -1,11 +1,9 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/heedmail/heed/internal/readiness"
 )
@@ -27,25 +25,16 @@ func (r *Relay) readiness(resolver *net.Resolver) *readiness.Checker {
 	})
 }
 
-// readyTimeout bounds the database check of /readyz, below a load
-// balancer's usual probe timeout.
-const readyTimeout = 2 * time.Second
-
 // readyCheck is /readyz: the relay is started and not stopping, and its
-// database answers (PostgreSQL; a bbolt file needs no check). A node whose
-// database is unreachable answers every submission 451, so it reports
-// not ready until the database is back.
+// database answered the health probe's last check (PostgreSQL; a bbolt
+// file needs none). It reads the probe's state rather than query the
+// database, so a load balancer probing every node often costs nothing;
+// the state is at most a second old while the database answers. A node
+// whose database is unreachable refuses new SMTP connections 421, so it
+// reports not ready, saying what failed, until the database is back.
 func (r *Relay) readyCheck() error {
 	if !r.ready.Load() {
 		return errors.New("starting or shutting down")
 	}
-	if r.st.ping == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	defer cancel()
-	if err := r.st.ping(ctx); err != nil {
-		return errors.New("the database is unavailable")
-	}
-	return nil
+	return r.health.Err()
 }

@@ -108,11 +108,11 @@ func (r *Relay) registerReputationGauges() {
 		}
 		return nil
 	}
-	r.metrics.GaugeVec("heed_tenant_bounce_rate", "Hard bounces ÷ final delivery attempts of a tenant over the last 24 hours.",
+	r.metrics.SharedGaugeVec("heed_tenant_bounce_rate", "Hard bounces ÷ final delivery attempts of a tenant over the last 24 hours.",
 		[]string{"tenant"}, func(emit func(float64, ...string)) error {
 			return each(func(t tenant.Tenant, rep reputation.Report) { emit(rep.Windows[0].BounceRate, t.ID) })
 		})
-	r.metrics.GaugeVec("heed_tenant_complaint_rate", "Complaints ÷ deliveries of a tenant over the last 24 hours.",
+	r.metrics.SharedGaugeVec("heed_tenant_complaint_rate", "Complaints ÷ deliveries of a tenant over the last 24 hours.",
 		[]string{"tenant"}, func(emit func(float64, ...string)) error {
 			return each(func(t tenant.Tenant, rep reputation.Report) { emit(rep.Windows[0].ComplaintRate, t.ID) })
 		})

@@ -26,6 +26,7 @@ import (
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/fsutil"
+	"github.com/heedmail/heed/internal/health"
 	"github.com/heedmail/heed/internal/metrics"
 	"github.com/heedmail/heed/internal/netlimit"
 	"github.com/heedmail/heed/internal/outbound"
@@ -90,6 +91,8 @@ type Relay struct {
 	hooksStopped chan struct{}
 	// consoleUsers are the console's accounts and sessions.
 	consoleUsers *consoleusers.Service
+	// health probes the database (nil on bbolt); see health.go.
+	health *health.Probe
 	// ready is true between a complete start and the start of shutdown;
 	// /readyz reports it so a load balancer stops sending first.
 	ready    atomic.Bool
@@ -221,9 +224,10 @@ func (r *Relay) buildStores() {
 	r.spool = r.st.spool
 	r.qs = r.st.qs
 	r.events = r.st.events
-	r.metrics = metrics.New()
+	r.health = r.newProbe()
+	r.metrics = metrics.New(metrics.Options{Node: r.cfg.Node, DatabaseDown: r.health.Down})
 	r.events.Watch(r.metrics.Event)
-	r.metrics.Gauge("heed_queue_depth", "Recipients waiting for a delivery attempt.", func() (float64, error) {
+	r.metrics.SharedGauge("heed_queue_depth", "Recipients waiting for a delivery attempt, on every node (read from the database).", func() (float64, error) {
 		n, err := r.qs.Depth()
 		return float64(n), err
 	})
@@ -281,6 +285,7 @@ func (r *Relay) buildInbound(key []byte, tokens *suppression.Keyring) {
 		MaxConnections: cfg.SMTP.MaxConnections, MaxConnectionsPerClient: cfg.SMTP.Inbound.MaxConnectionsPerClient,
 		FirstCommandTimeout: cfg.SMTP.FirstCommandTimeout, ReadTimeoutBeforeMail: cfg.SMTP.ReadTimeoutBeforeAuth,
 		MaxSessionBeforeData: cfg.SMTP.MaxSessionBeforeAuth, MaxCommandsBeforeData: cfg.SMTP.MaxCommandsBeforeAuth,
+		Unavailable: r.health.Down,
 	})
 	r.qs.SuppressHardBounces(r.suppressions)
 }
@@ -352,6 +357,7 @@ func (r *Relay) buildSubmission() error {
 		AuthFailureWindow:          cfg.SMTP.AuthFailureWindow,
 		Paused:                     r.rep.guard.Refusal,
 		MarketingSent:              r.door.sent,
+		Unavailable:                r.health.Down,
 	})
 	return nil
 }
@@ -366,10 +372,11 @@ func (r *Relay) registerGauges() {
 		_, n := r.submission.Sessions()
 		return float64(n), nil
 	})
-	r.metrics.Gauge("heed_webhook_backlog", "Events waiting to go to webhook endpoints, and deliveries scheduled again.", func() (float64, error) {
+	r.metrics.SharedGauge("heed_webhook_backlog", "Events waiting to go to webhook endpoints, and deliveries scheduled again (read from the database).", func() (float64, error) {
 		n, err := r.hooks.Backlog(context.Background())
 		return float64(n), err
 	})
+	r.registerHealth()
 }
 
 // retentionEvery is how often the retention job runs (and once at start).
@@ -523,6 +530,8 @@ func (r *Relay) serveAdmin() error {
 		Rates:   r.rep.rates, Guard: r.rep.guard,
 		Privacy: r.privacy,
 		Ready:   r.readyCheck,
+		// health.Probe.Down is false on a nil probe (bbolt).
+		Unavailable: r.health.Down,
 	})
 	handler, stopConsole := r.withConsole(handler, audit, resolver.LookupTXT, rd, captures)
 	al, err := r.adminListener()
@@ -552,7 +561,8 @@ func (r *Relay) servePublic() error {
 	pub := cfg.HTTP.Public
 	pl = netlimit.New(pl, pub.MaxConnections, pub.MaxConnectionsPerClient, netlimit.RefuseHTTP(5*time.Second))
 	r.public = &http.Server{
-		Handler:           public.New(public.Options{OptOut: r.optOut, Logger: r.log, BaseURL: cfg.HTTP.Public.BaseURL}),
+		Handler: public.New(public.Options{OptOut: r.optOut, Logger: r.log, BaseURL: cfg.HTTP.Public.BaseURL,
+			Unavailable: r.health.Down}),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 	}
 	go r.serveHTTP(r.public, pl)
@@ -594,6 +604,9 @@ func (r *Relay) startBackground() {
 	bg.Go(func() { r.webhooks.Run(hctx) })
 	bg.Go(func() { r.retain(hctx) })
 	bg.Go(func() { r.rep.guard.Run(hctx) })
+	if r.health != nil {
+		bg.Go(func() { r.health.Run(hctx) })
+	}
 	go func() {
 		bg.Wait()
 		close(r.hooksStopped)

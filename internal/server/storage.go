@@ -61,7 +61,8 @@ type storage struct {
 	// scrub runs after a privacy erasure: bbolt's free pages are
 	// overwritten, PostgreSQL's erased tables vacuumed.
 	scrub privacy.Scrubber
-	// ping reports whether the database answers (nil: it is a file).
+	// ping reports whether the database answers (nil: it is a file), on
+	// a connection outside the pool; the health probe calls it.
 	ping  func(context.Context) error
 	close func() error
 }
@@ -142,6 +143,7 @@ func (r *Relay) openPostgres() (*storage, error) {
 		return nil, err
 	}
 	b := db.Backend()
+	check := db.HealthCheck()
 	st := &storage{
 		// Bodies are stored with their records: no spool directory, so
 		// the node keeps no state of its own.
@@ -161,8 +163,8 @@ func (r *Relay) openPostgres() (*storage, error) {
 		serverKey:    serverKey,
 		tokens:       tokens,
 		scrub:        vacuum{db},
-		ping:         db.Ping,
-		close:        func() error { db.Close(); return nil },
+		ping:         check.Check,
+		close:        func() error { check.Close(); db.Close(); return nil },
 	}
 	st.qs = st.qs.WithSpool(st.spool)
 	return st, nil

@@ -152,8 +152,8 @@ func TestUnreadReportsAPI(t *testing.T) {
 	}
 
 	// The operator sees them on /metrics; the tenant gets its event.
-	e.waitMetrics(`heed_reports_unread_total{reason="feedback"} 1`, `heed_reports_unread_total{reason="unknown-message"} 1`,
-		`heed_reports_unread_total{reason="unparsable"} 1`)
+	e.waitMetrics(`heed_reports_unread_total{node="`+e.cfg.Node+`",reason="feedback"} 1`, `heed_reports_unread_total{node="`+e.cfg.Node+`",reason="unknown-message"} 1`,
+		`heed_reports_unread_total{node="`+e.cfg.Node+`",reason="unparsable"} 1`)
 	var evs struct {
 		Events []struct {
 			Type string

@@ -11,6 +11,7 @@ import (
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -75,8 +76,9 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 }
 
 // Migrate applies the migrations the database lacks, in order, and
-// refuses (ErrSchemaTooNew) a database migrated by a newer binary, or one
-// whose applied migrations differ from this binary's. Concurrent callers,
+// refuses (ErrSchemaTooNew) a database migrated by a newer binary, unless
+// the migrations it does not know only add (expandPrefix), or one whose
+// applied migrations differ from this binary's. Concurrent callers,
 // in this process or others, wait for each other on an advisory lock; the
 // last ones find nothing to do.
 func (db *DB) Migrate(ctx context.Context) (err error) {
@@ -113,17 +115,23 @@ func (db *DB) migrateLocked(ctx context.Context, conn *pgx.Conn) error {
 	known := db.migrations
 	if n := len(applied); n > len(known) {
 		last := applied[n-1]
-		return fmt.Errorf("postgres: %w: it is at version %d (%s), this binary knows up to %d; run the Heed that migrated it, or a later one",
-			ErrSchemaTooNew, last.version, last.name, len(known))
+		if !onlyExpand(applied[len(known):]) {
+			return fmt.Errorf("postgres: %w: it is at version %d (%s), this binary knows up to %d; run the Heed that migrated it, or a later one",
+				ErrSchemaTooNew, last.version, last.name, len(known))
+		}
+		// A rolling upgrade: a node of the next release migrated, and
+		// this one, of the previous release, (re)starts meanwhile.
+		db.log.Warn("postgres: the database's schema is newer than this Heed by migrations that only add; serving on it (a rolling upgrade: finish it)",
+			"version", last.version, "name", last.name, "known", len(known))
 	}
-	for i, a := range applied {
+	for i, a := range applied[:min(len(applied), len(known))] {
 		k := known[i]
 		if a.version != k.version || a.checksum != k.checksum {
 			return fmt.Errorf("postgres: migrate: the database's migration %04d_%s differs from this binary's %04d_%s; a released migration must never change",
 				a.version, a.name, k.version, k.name)
 		}
 	}
-	for _, m := range known[len(applied):] {
+	for _, m := range known[min(len(applied), len(known)):] {
 		if err := db.applyMigration(ctx, conn, m); err != nil {
 			return fmt.Errorf("postgres: migration %04d_%s: %w", m.version, m.name, classify(ctx, err))
 		}
@@ -179,4 +187,25 @@ func (db *DB) applyMigration(ctx context.Context, conn *pgx.Conn, m migration) e
 			m.version, m.name, m.checksum)
 		return err
 	})
+}
+
+// expandPrefix starts the name of a migration that only adds to the
+// schema (tables, nullable or defaulted columns, indexes, rows) and
+// changes nothing the migrations before it made: the binaries that know
+// only those keep working on a database that has it. A binary refuses a
+// database newer than itself unless every migration it does not know is
+// one of these; that is what lets a cluster roll from one release to the
+// next node by node (expand), and leaves a migration that drops or
+// changes anything (contract) to a later release, once no node of the
+// previous release runs. docs/postgresql.md, "Upgrades without downtime".
+const expandPrefix = "expand_"
+
+// onlyExpand reports whether every migration of migs only adds.
+func onlyExpand(migs []migration) bool {
+	for _, m := range migs {
+		if !strings.HasPrefix(m.name, expandPrefix) {
+			return false
+		}
+	}
+	return true
 }
