@@ -111,6 +111,15 @@ func viewed[T any](ctx context.Context, s *DBStore, load func(Rows) (T, error)) 
 	return v, err
 }
 
+// viewedOne is viewed for a load that is one query (txn.ViewOne).
+func viewedOne[T any](ctx context.Context, s *DBStore, load func(Rows) (T, error)) (v T, err error) {
+	err = txn.ViewOne(ctx, s.tx, func(r Rows) error {
+		v, err = load(r)
+		return err
+	})
+	return v, err
+}
+
 // Tenants implements Store.
 func (s *DBStore) Tenants(ctx context.Context) ([]Tenant, error) {
 	return viewed(ctx, s, Rows.Tenants)
@@ -281,12 +290,14 @@ func (s *DBStore) DeleteCredential(ctx context.Context, tenant, id string) error
 // CredentialByUsername implements Store. The secret is compared by the
 // Registry, in constant time.
 func (s *DBStore) CredentialByUsername(ctx context.Context, username string) (Credential, error) {
-	return viewed(ctx, s, func(r Rows) (Credential, error) { return r.CredentialByUsername(username) })
+	// Every AUTH: one query, no transaction around it (txn.ViewOne).
+	return viewedOne(ctx, s, func(r Rows) (Credential, error) { return r.CredentialByUsername(username) })
 }
 
 // APIKey implements Store.
 func (s *DBStore) APIKey(ctx context.Context, id string) (Credential, error) {
-	return viewed(ctx, s, func(r Rows) (Credential, error) { return r.APIKey(id) })
+	// Every API call: one query, as CredentialByUsername.
+	return viewedOne(ctx, s, func(r Rows) (Credential, error) { return r.APIKey(id) })
 }
 
 // CredentialForAddr returns the credential with the most specific network

@@ -25,7 +25,11 @@ import (
 // times. Record reads a message's pending count and writes it back, so
 // Message and Recipient read FOR UPDATE there: two recipients of one
 // message recorded at once take turns instead of both reading 2 and
-// writing 1.
+// writing 1. Every read of records and recipients there locks what it
+// reads (a hold, a release, an erasure or a tenant's deletion racing an
+// attempt's record would otherwise write back what it read before the
+// record committed: a delivered recipient made pending again, a pending
+// count taken down twice); reads in a View lock nothing.
 type queueRows struct{ t *Tx }
 
 // Queue implements backend.Tx.
@@ -72,7 +76,7 @@ func (r queueRows) PutMessage(m *queue.Message) error {
 }
 
 func (r queueRows) Messages(after string, limit int) ([]queue.Message, error) {
-	rows, err := r.t.tx.Query(r.t.ctx, "SELECT id, record FROM messages WHERE id > $1 ORDER BY id LIMIT $2", after, limit)
+	rows, err := r.t.tx.Query(r.t.ctx, "SELECT id, record FROM messages WHERE id > $1 ORDER BY id LIMIT $2"+r.t.forUpdate(), after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +102,7 @@ func (r queueRows) DeleteMessage(id string) error {
 
 // TenantMessages reads the index messages_tenant.
 func (r queueRows) TenantMessages(tenant, after string, limit int) ([]queue.Message, string, error) {
-	rows, err := r.t.tx.Query(r.t.ctx, "SELECT record FROM messages WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3", tenant, after, limit)
+	rows, err := r.t.tx.Query(r.t.ctx, "SELECT record FROM messages WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"+r.t.forUpdate(), tenant, after, limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -136,7 +140,7 @@ func (r queueRows) Recipient(id string, idx int) (queue.Recipient, bool, error) 
 }
 
 func (r queueRows) Recipients(id string) ([]queue.Recipient, error) {
-	rows, err := r.t.tx.Query(r.t.ctx, "SELECT record FROM deliveries WHERE message_id = $1 ORDER BY idx", id)
+	rows, err := r.t.tx.Query(r.t.ctx, "SELECT record FROM deliveries WHERE message_id = $1 ORDER BY idx"+r.t.forUpdate(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +178,7 @@ func (r queueRows) Mentioning(addr string, after *queue.Cursor, limit int) ([]qu
 		from = *after
 	}
 	rows, err := r.t.tx.Query(r.t.ctx, `SELECT message_id, idx, record FROM deliveries
-		WHERE (message_id, idx) > ($1, $2) ORDER BY message_id, idx LIMIT $3`, from.MessageID, from.Index, scanPage)
+		WHERE (message_id, idx) > ($1, $2) ORDER BY message_id, idx LIMIT $3`+r.t.forUpdate(), from.MessageID, from.Index, scanPage)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,83 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/ids"
+	"github.com/heedmail/heed/internal/queue"
+)
+
+// TestQueueWritesTakeTurns: the queue's transactions run at READ
+// COMMITTED, so one that reads a message's recipients to write them back
+// (a release, an erasure) must lock them: an attempt's record of one of
+// those recipients waits for it, and then writes over what it wrote,
+// instead of being overwritten by what it had read before the record
+// (a delivered recipient made pending again).
+func TestQueueWritesTakeTurns(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	m := &queue.Message{ID: ids.New(at), Tenant: "acme", List: "transactional", From: "a@acme.test", ReceivedAt: at,
+		Body:       []byte("Subject: hi\r\n\r\nhello\r\n"),
+		Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}, {Index: 1, Address: "sam@example.net"}}}
+	if err := q.Add(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+
+	read, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(proceed) }) }
+	t.Cleanup(letGo)
+	rewrote := make(chan error, 1)
+	go func() {
+		var first sync.Once
+		rewrote <- locking{b}.Update(ctx, func(tx backend.Tx) error {
+			rows := tx.Queue()
+			rs, err := rows.Recipients(m.ID)
+			if err != nil {
+				return err
+			}
+			first.Do(func() { close(read) })
+			<-proceed
+			rs[0].LastReply = "rewritten"
+			return rows.PutRecipient(m.ID, &rs[0])
+		})
+	}()
+	<-read
+	recorded := make(chan error, 1)
+	go func() {
+		_, err := q.Record(ctx, queue.Job{MessageID: m.ID, Index: 0, Domain: "example.net", Due: at},
+			queue.Outcome{State: queue.Delivered, Reply: "250 2.0.0 ok", At: at.Add(time.Second)})
+		recorded <- err
+	}()
+	waitCond(t, "the record to wait for the rewrite's locks", func() bool {
+		var n int
+		if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+	letGo()
+	if err := <-rewrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-recorded; err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Message(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := got.Recipients[0]; r.State != queue.Delivered || r.LastReply != "250 2.0.0 ok" {
+		t.Errorf("recipient 0 after both: %+v; want the record's delivery", r)
+	}
+	if got.Pending != 1 {
+		t.Errorf("pending = %d, want 1", got.Pending)
+	}
+}
