@@ -51,11 +51,12 @@ const insertFirstEvent = `INSERT INTO events (seq, tenant, happened_at, body)
 	RETURNING seq`
 
 // horizonSQL returns the sequence's last value and the horizon, without
-// waiting. The lock subquery refers to the sequence's row so that it runs
+// waiting. Writers' locks are shared (ShareLock); a waiting reader's are
+// exclusive and do not count. The lock subquery refers to the sequence's row so that it runs
 // after that row is read.
 const horizonSQL = `SELECT s.v, least(s.v, coalesce((
 		SELECT min((l.classid::bigint << 31) | l.objid::bigint) - 1 FROM pg_locks l
-		WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND s.v IS NOT NULL
+		WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.mode = 'ShareLock' AND s.v IS NOT NULL
 			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())), s.v))
 	FROM (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS v FROM event_seq OFFSET 0) s`
 
@@ -105,13 +106,14 @@ func (r eventRows) horizon() (int64, error) {
 	for h < v {
 		// A writer that took a number at or below v holds the lock
 		// h+1 (shared): taking it exclusively waits for it and every
-		// other holder of that key to end, and giving it back at once
-		// lets the writers that queued behind it go on. In a savepoint,
-		// as a wait that times out aborts what it is in.
+		// other holder of that key to end. The lock is this read-only
+		// transaction's, so nothing can leave it held on a pooled
+		// connection; a writer that would take the same key meanwhile
+		// (none has taken a number since) waits for the read, a moment.
+		// In a savepoint, as a wait that times out aborts what it is in.
 		k := h + 1
-		k1, k2 := k>>31, k&(1<<31-1)
 		_, err := t.tx.Exec(t.ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %s; SAVEPOINT horizon;
-			SELECT pg_advisory_lock(%d, %d), pg_advisory_unlock(%d, %d); RELEASE SAVEPOINT horizon`, horizonWait, k1, k2, k1, k2))
+			SELECT pg_advisory_xact_lock(%d, %d); RELEASE SAVEPOINT horizon`, horizonWait, k>>31, k&(1<<31-1)))
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "55P03" {
 			// A writer slower than horizonWait: read up to h, the rest
