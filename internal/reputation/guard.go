@@ -58,8 +58,8 @@ var ErrNotPaused = errors.New("the tenant is not paused")
 // Guard judges tenants' rates and keeps who is paused. It keeps the
 // paused tenants in memory too, read on every SMTP transaction and every
 // delivery attempt; they are loaded at start (Load) and changed only
-// through the guard, after the commit of each change. (Several nodes,
-// issue 17, will need a notice of another node's pause.)
+// through the guard, after the commit of each change, and when another
+// node says it changed one (Refresh).
 //
 // Lifecycle: NewGuard, Load, then Run in a goroutine until its context
 // ends; Touch, Paused, Pause and Resume from any goroutine.
@@ -108,6 +108,29 @@ func (g *Guard) Load(ctx context.Context) error {
 		g.paused[s.Tenant] = s
 	}
 	return nil
+}
+
+// Refresh reads tenant's state again, after another node paused or
+// resumed it, and reports whether it was paused here and no longer is.
+func (g *Guard) Refresh(ctx context.Context, tenant string) (resumed bool, err error) {
+	var st State
+	err = g.tx.View(ctx, func(tx Tx) error {
+		st, _, err = tx.Reputation().State(tenant)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, was := g.paused[tenant]
+	if st.Paused {
+		st.Tenant = tenant
+		g.paused[tenant] = st
+	} else {
+		delete(g.paused, tenant)
+	}
+	return was && !st.Paused, nil
 }
 
 // Paused returns tenant's state when it is paused.

@@ -587,6 +587,7 @@ func (r *Relay) serveSMTP() error {
 
 // startBackground starts delivery, webhook sending and retention.
 func (r *Relay) startBackground() {
+	r.startCluster()
 	r.queue.Start()
 	hctx, stop := context.WithCancel(context.Background())
 	r.stopHooks, r.hooksStopped = stop, make(chan struct{})

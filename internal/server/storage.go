@@ -62,6 +62,11 @@ type storage struct {
 	// ping reports whether the database answers (nil: it is a file).
 	ping  func(context.Context) error
 	close func() error
+
+	// cluster, on PostgreSQL (nil on bbolt, whose file one process has
+	// open), starts hearing the other nodes' changes and telling them of
+	// this one's events (cluster.go).
+	cluster func(postgres.ClusterOptions)
 }
 
 // startTimeout bounds connecting to PostgreSQL, migrating and reading the
@@ -140,6 +145,7 @@ func (r *Relay) openPostgres() (*storage, error) {
 		return nil, err
 	}
 	b := db.Backend()
+	var node *postgres.Cluster
 	st := &storage{
 		// Bodies are stored with their records: no spool directory, so
 		// the node keeps no state of its own.
@@ -157,7 +163,14 @@ func (r *Relay) openPostgres() (*storage, error) {
 		tokens:       tokens,
 		scrub:        vacuum{db},
 		ping:         db.Ping,
-		close:        func() error { db.Close(); return nil },
+		cluster:      func(o postgres.ClusterOptions) { node = b.Cluster(o) },
+		close: func() error {
+			if node != nil {
+				node.Close()
+			}
+			db.Close()
+			return nil
+		},
 	}
 	st.qs = st.qs.WithSpool(st.spool)
 	return st, nil
