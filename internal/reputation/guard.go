@@ -48,8 +48,12 @@ type GuardOptions struct {
 	// Released is called after a resume committed, to let the tenant's
 	// held mail go (queue.Records.Release and a kick of the scheduler).
 	Released func(ctx context.Context, tenant string)
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// Once, when several nodes share the database, reports whether this
+	// node runs the minute's look at the paused tenants (a cluster-wide
+	// lease); nil: it does.
+	Once   func(ctx context.Context) bool
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // ErrNotPaused is returned by Resume for a tenant that is not paused.
@@ -187,6 +191,9 @@ func (g *Guard) Run(ctx context.Context) {
 			return
 		case <-g.kick:
 		case <-tick.C:
+			if g.o.Once != nil && !g.o.Once(ctx) {
+				break // another node looks at them
+			}
 			g.mu.RLock()
 			for t := range g.paused {
 				g.dirtyMu.Lock()

@@ -9,11 +9,36 @@ import (
 
 // Several Heed nodes on one PostgreSQL (issue 17, docs/postgresql.md,
 // "Several nodes"): each node hears the others' changes of the registry
-// and of paused tenants, and of their new events (postgres.Cluster). On
-// bbolt one process has the file open: none of this is wired.
+// and of paused tenants, and of their new events (postgres.Cluster), and
+// the work one node does for all runs under a lease (postgres.Leases):
+// the retention job, the guard's look at paused tenants. On bbolt one process has the file open: none of
+// this is wired, and every job runs here.
+
+// Names of the jobs' leases.
+const (
+	leaseRetention  = "job retention"
+	leaseAutoResume = "job reputation auto-resume"
+)
 
 // clusterTimeout bounds what a node does on another node's notice.
 const clusterTimeout = 30 * time.Second
+
+// once reports whether this node runs the job whose lease is name: on
+// PostgreSQL the node that took the lease keeps it, and runs the job each
+// period, until it stops or loses its connection; then another node's
+// next try takes it. Holding it across periods, not only through a run,
+// is what makes a job run once per period: a node whose clock is a
+// little behind would otherwise run it again right after.
+func (r *Relay) once(ctx context.Context, name string) bool {
+	if r.st.leases == nil {
+		return true
+	}
+	ok, err := r.st.leases.Take(ctx, name)
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("heed: taking a job's cluster lease; not run here this time", "job", name, "err", err)
+	}
+	return ok
+}
 
 // startCluster starts hearing the other nodes, on PostgreSQL.
 func (r *Relay) startCluster() {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func (e *relayEnv) waitRefusal(user, pass, what string, check func(*smtp.SMTPErr
 // accepted a tenant's mail, so it holds the tenant, its domain and its
 // list in memory; node 1's admin API then pauses the tenant, resumes it
 // and removes its domain. Node 2's submission follows each change without
-// a restart or a write of its own.
+// a restart or a write of its own. The periodic jobs run on one of them.
 func TestTwoNodesShareChanges(t *testing.T) {
 	e1 := startRelayOn(t, config.DriverPostgres, testsink.Options{}, nil)
 	e2 := startRelayWith(t, testsink.Options{}, func(c *config.Config) {
@@ -57,4 +58,12 @@ func TestTwoNodesShareChanges(t *testing.T) {
 	e2.waitRefusal(user, pass, "node 2 still accepts mail from a domain removed on node 1", func(se *smtp.SMTPError) bool {
 		return se != nil && se.Code == 550 && se.EnhancedCode == (smtp.EnhancedCode{5, 7, 1}) && strings.Contains(se.Message, "acme.test")
 	})
+
+	// Node 1 started first and ran the retention job at its start: it
+	// keeps the job, node 2 does not run it.
+	ctx := context.Background()
+	if !e1.r.once(ctx, leaseRetention) || e2.r.once(ctx, leaseRetention) {
+		t.Errorf("the retention job's lease: node 1 %v, node 2 %v; want node 1 only",
+			e1.r.once(ctx, leaseRetention), e2.r.once(ctx, leaseRetention))
+	}
 }

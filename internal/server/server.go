@@ -385,9 +385,11 @@ func (r *Relay) retain(ctx context.Context) {
 	t := time.NewTicker(retentionEvery)
 	defer t.Stop()
 	for {
-		r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
-		r.purgeUnread()
-		r.purgeSoftBounces(ctx)
+		if r.once(ctx, leaseRetention) {
+			r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
+			r.purgeSoftBounces(ctx)
+		}
+		r.purgeUnread() // reports/unread is this node's directory
 		select {
 		case <-ctx.Done():
 			return

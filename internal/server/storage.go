@@ -63,9 +63,11 @@ type storage struct {
 	ping  func(context.Context) error
 	close func() error
 
-	// cluster, on PostgreSQL (nil on bbolt, whose file one process has
-	// open), starts hearing the other nodes' changes and telling them of
-	// this one's events (cluster.go).
+	// What several nodes on one PostgreSQL share (cluster.go); nil on
+	// bbolt, whose file one process has open: leases of the work one
+	// node does for all, and cluster, which starts hearing the other
+	// nodes' changes and telling them of this one's events.
+	leases  *postgres.Leases
 	cluster func(postgres.ClusterOptions)
 }
 
@@ -145,6 +147,7 @@ func (r *Relay) openPostgres() (*storage, error) {
 		return nil, err
 	}
 	b := db.Backend()
+	leases := db.Leases()
 	var node *postgres.Cluster
 	st := &storage{
 		// Bodies are stored with their records: no spool directory, so
@@ -163,11 +166,13 @@ func (r *Relay) openPostgres() (*storage, error) {
 		tokens:       tokens,
 		scrub:        vacuum{db},
 		ping:         db.Ping,
+		leases:       leases,
 		cluster:      func(o postgres.ClusterOptions) { node = b.Cluster(o) },
 		close: func() error {
 			if node != nil {
 				node.Close()
 			}
+			leases.Close()
 			db.Close()
 			return nil
 		},
