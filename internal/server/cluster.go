@@ -11,7 +11,8 @@ import (
 // "Several nodes"): each node hears the others' changes of the registry
 // and of paused tenants, and of their new events (postgres.Cluster), and
 // the work one node does for all runs under a lease (postgres.Leases):
-// the retention job, the guard's look at paused tenants. On bbolt one process has the file open: none of
+// the retention job, the guard's look at paused tenants, the dispatch to
+// each webhook endpoint. On bbolt one process has the file open: none of
 // this is wired, and every job runs here.
 
 // Names of the jobs' leases.

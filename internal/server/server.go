@@ -293,12 +293,19 @@ func (r *Relay) buildWebhooks(key []byte) error {
 		return err
 	}
 	r.hookStore = r.st.webhooks
-	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
+	o := webhooks.Options{
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
 		Concurrency: cfg.Webhooks.Concurrency, Timeout: cfg.Webhooks.Timeout,
 		Logger: r.log,
-	})
+	}
+	if r.st.leases != nil {
+		o.Owner = r.st.leases.Webhooks() // one node per endpoint (cluster.go)
+	}
+	r.webhooks = webhooks.NewDispatcher(o)
+	if r.st.leases != nil {
+		r.st.leases.OnLost(r.webhooks.Changed)
+	}
 	r.hooks = &webhooks.Manager{
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,

@@ -10,10 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/heedmail/heed/webhooks"
 )
 
 // Leases are the work one node of several does for all (issue 17): a
-// periodic job. Each lease is a
+// periodic job, the dispatch to one webhook endpoint. Each lease is a
 // session-level advisory lock (pg_try_advisory_lock, bigint form) on a
 // connection the node keeps for them alone, outside the pool: a lock is
 // held until it is released or its session ends, so the lease of a node
@@ -203,4 +204,26 @@ func (l *Leases) backendPID() uint32 {
 		return 0
 	}
 	return l.conn.PgConn().PID()
+}
+
+// Webhooks returns the owner of webhook endpoints over these leases: one
+// node dispatches each endpoint.
+func (l *Leases) Webhooks() webhooks.Owner { return hookOwner{l} }
+
+type hookOwner struct{ l *Leases }
+
+func hookLease(tenant, id string) string { return "webhook endpoint " + tenant + "\x00" + id }
+
+func (o hookOwner) Claim(ctx context.Context, tenant, id string) bool {
+	ok, err := o.l.Take(ctx, hookLease(tenant, id))
+	if err != nil && ctx.Err() == nil {
+		o.l.log.Warn("postgres: taking a webhook endpoint's lease", "tenant", tenant, "endpoint", id, "err", err)
+	}
+	return ok
+}
+
+func (o hookOwner) Holds(tenant, id string) bool { return o.l.Holds(hookLease(tenant, id)) }
+
+func (o hookOwner) Release(ctx context.Context, tenant, id string) {
+	o.l.Release(ctx, hookLease(tenant, id))
 }
