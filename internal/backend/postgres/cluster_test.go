@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,4 +266,44 @@ func TestEventNoticeOutsideTransactions(t *testing.T) {
 	if registry != 2 {
 		t.Errorf("%d registry notices in the new tenant's transaction, want 2 (its lists, itself)", registry)
 	}
+}
+
+// TestListenerLossDropsEverything: notices sent while a node's listening
+// connection is down are lost with it, so after it is made again the node
+// must treat everything as changed. A change is made with no notice (as
+// if its notice was lost); node 2 serves the old value from memory until
+// its listener's session is ended; once it listens again it reads afresh.
+func TestListenerLossDropsEverything(t *testing.T) {
+	_, dsn := migrated(t)
+	ctx := context.Background()
+	var missed atomic.Int32
+	n1 := startNode(t, dsn, ClusterOptions{}, nil)
+	n2 := startNode(t, dsn, ClusterOptions{Missed: func() { missed.Add(1) }}, nil)
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	must(t, n1.tenants.CreateTenant(ctx, tenant.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}))
+	must(t, n1.tenants.AddDomain(ctx, tenant.Domain{Name: "acme.example", Tenant: "acme", CreatedAt: at}))
+	eventually(t, 10*time.Second, "node 2 never saw the domain", func() bool {
+		_, err := n2.tenants.Domain(ctx, "acme.example")
+		return err == nil
+	})
+	keys, err := n2.tenants.Keys(ctx, "acme.example")
+	must(t, err)
+	if len(keys) != 0 {
+		t.Fatalf("keys before: %v", keys)
+	}
+	_, err = n1.db.pool.Exec(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, state, txt, sealed, created_at)
+		VALUES ('acme.example', 's1', 'ed25519', 'active', 'v=DKIM1', 'x', now())`)
+	must(t, err)
+	if keys, _ := n2.tenants.Keys(ctx, "acme.example"); len(keys) != 0 {
+		t.Fatalf("node 2 read a change it heard nothing of: the cache is not in use (%v)", keys)
+	}
+
+	before := missed.Load()
+	_, err = n1.db.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = 'heed cluster listener' AND datname = current_database()`)
+	must(t, err)
+	eventually(t, 10*time.Second, "node 2 serves the old keys after listening again", func() bool {
+		keys, err := n2.tenants.Keys(ctx, "acme.example")
+		return err == nil && len(keys) == 1 && missed.Load() > before
+	})
 }
