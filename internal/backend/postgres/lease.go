@@ -47,8 +47,12 @@ type Leases struct {
 	done   sync.WaitGroup
 }
 
-// pingEvery spaces the checks that the leases' connection is alive.
-const pingEvery = time.Second
+// pingEvery spaces the checks that the leases' connection is alive;
+// takeTimeout bounds a Take.
+const (
+	pingEvery   = time.Second
+	takeTimeout = 5 * time.Second
+)
 
 // Leases returns the node's leases on db and starts checking their
 // connection.
@@ -89,6 +93,10 @@ func (l *Leases) Take(ctx context.Context, name string) (bool, error) {
 	if l.Holds(name) {
 		return true, nil
 	}
+	// Bounded: the dispatcher's loop and the jobs wait on it, and a
+	// database that does not answer must not hold them.
+	ctx, cancel := context.WithTimeout(ctx, takeTimeout)
+	defer cancel()
 	l.connMu.Lock()
 	defer l.connMu.Unlock()
 	if l.conn == nil {
