@@ -257,6 +257,7 @@ func TestEventNoticeOutsideTransactions(t *testing.T) {
 	if events != 20 {
 		t.Fatalf("traced %d event inserts, want 20", events)
 	}
+	t.Logf("20 event commits: %d notices after them, %d in them", outside, inside)
 	if outside == 0 || outside > 20 {
 		t.Errorf("%d event notices sent outside transactions, want 1 to 20 (debounced)", outside)
 	}
