@@ -59,6 +59,23 @@ type Options struct {
 	UserAgent string
 	Now       func() time.Time
 	Logger    *slog.Logger
+	// Owner, when several nodes dispatch from one database, gives each
+	// endpoint to one of them (nil: this dispatcher sends to every
+	// endpoint). The dispatcher claims the endpoints it does not hold
+	// every ClaimEvery (default 5 s) and drops an endpoint as soon as it
+	// no longer holds it; the next holder goes on from the stored cursor.
+	Owner      Owner
+	ClaimEvery time.Duration
+}
+
+// Owner says which endpoints this node dispatches. Claim takes an
+// endpoint if no other node holds it and reports whether this node holds
+// it; Holds answers from memory, and may turn false at any time (the
+// node lost the database); Release gives a deleted endpoint's claim back.
+type Owner interface {
+	Claim(ctx context.Context, tenant, id string) bool
+	Holds(tenant, id string) bool
+	Release(ctx context.Context, tenant, id string)
 }
 
 // maxResponse is the part of an answer read (and the start of it kept).
@@ -160,6 +177,9 @@ func NewDispatcher(o Options) *Dispatcher {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.ClaimEvery <= 0 {
+		o.ClaimEvery = 5 * time.Second
+	}
 	if o.Client == nil {
 		o.Client = NewClient(o.Resolver, o.AllowPrivate, o.Timeout, o.Concurrency)
 	}
@@ -251,7 +271,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		next := d.fill(ctx)
-		wait := reloadEvery
+		wait := d.reloadEvery()
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(d.o.Now()), time.Millisecond))
 		}
@@ -276,10 +296,32 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.finish(ctx, j)
 		case <-timer.C:
 		}
-		if d.o.Now().Sub(d.lastReload) > reloadEvery {
+		if d.o.Now().Sub(d.lastReload) >= d.reloadEvery() {
 			d.reload(ctx)
 		}
 	}
+}
+
+// reloadEvery is how often the endpoints are read again without a change
+// notice: with an Owner, as often as the endpoints nobody holds are
+// claimed.
+func (d *Dispatcher) reloadEvery() time.Duration {
+	if d.o.Owner != nil {
+		return min(reloadEvery, d.o.ClaimEvery)
+	}
+	return reloadEvery
+}
+
+// owns reports whether this node dispatches the endpoint, claiming it
+// when claim.
+func (d *Dispatcher) owns(ctx context.Context, ep *Endpoint, claim bool) bool {
+	switch {
+	case d.o.Owner == nil:
+		return true
+	case claim:
+		return d.o.Owner.Claim(ctx, ep.Tenant, ep.ID)
+	}
+	return d.o.Owner.Holds(ep.Tenant, ep.ID)
 }
 
 // stateKey is the key of an endpoint in Dispatcher.eps.
@@ -295,8 +337,13 @@ func (d *Dispatcher) reload(ctx context.Context) {
 		return
 	}
 	seen := make(map[string]bool, len(eps))
+	exists := make(map[string]bool, len(eps))
 	for _, ep := range eps {
 		k := stateKey(ep.Tenant, ep.ID)
+		exists[k] = true
+		if !d.owns(ctx, &ep, true) {
+			continue // another node's: forget what this one knew of it
+		}
 		seen[k] = true
 		keys, err := d.o.Sealer.openAll(&ep)
 		if err != nil {
@@ -323,9 +370,12 @@ func (d *Dispatcher) reload(ctx context.Context) {
 		}
 		st.ep, st.keys = ep, keys
 	}
-	for k := range d.eps {
+	for k, st := range d.eps {
 		if !seen[k] {
 			delete(d.eps, k)
+			if !exists[k] && d.o.Owner != nil {
+				d.o.Owner.Release(ctx, st.ep.Tenant, st.ep.ID)
+			}
 		}
 	}
 }
@@ -349,7 +399,7 @@ func (d *Dispatcher) fill(ctx context.Context) (next time.Time) {
 	if free := d.o.Concurrency - d.inflight; free > 0 {
 		jobs, n, err := d.o.Store.Due(ctx, now, free, func(j Job) bool {
 			st := d.eps[stateKey(j.Tenant, j.Endpoint)]
-			if st == nil || st.ep.State != Active {
+			if st == nil || st.ep.State != Active || !d.owns(ctx, &st.ep, false) {
 				return true
 			}
 			d.mu.Lock()
@@ -374,6 +424,12 @@ func (d *Dispatcher) fill(ctx context.Context) (next time.Time) {
 			if st.ep.State != Active {
 				continue
 			}
+			if !d.owns(ctx, &st.ep, false) {
+				// Lost (the node lost the database): the next reload
+				// forgets it; send nothing more meanwhile.
+				d.Changed()
+				continue
+			}
 			if ev, ok := d.nextEvent(ctx, st); ok {
 				d.start(&job{st: st, ev: ev, stream: true})
 				progress = true
@@ -382,7 +438,7 @@ func (d *Dispatcher) fill(ctx context.Context) (next time.Time) {
 	}
 	// Probes of paused endpoints.
 	for _, st := range d.eps {
-		if st.ep.State != Paused || st.probing {
+		if st.ep.State != Paused || st.probing || !d.owns(ctx, &st.ep, false) {
 			continue
 		}
 		if st.probeAt.After(now) {

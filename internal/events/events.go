@@ -143,4 +143,9 @@ type Notice struct {
 	Tenant  string
 	Type    Type
 	Channel string
+	// Remote marks a notice of events another node committed (several
+	// nodes on one PostgreSQL): it names only the tenant, and says only
+	// that the tenant has new events to read. Counters of what this node
+	// did skip it.
+	Remote bool
 }

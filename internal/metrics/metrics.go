@@ -95,6 +95,9 @@ func New(o Options) *Metrics {
 
 // Event counts one committed event (events.Source.Watch calls it).
 func (m *Metrics) Event(n events.Notice) {
+	if n.Remote {
+		return // counted by the node that committed it
+	}
 	m.events.WithLabelValues(string(n.Type)).Inc()
 	if o, ok := outcomes[n.Type]; ok {
 		m.messages.WithLabelValues(n.Tenant, o).Inc()

@@ -48,8 +48,12 @@ type GuardOptions struct {
 	// Released is called after a resume committed, to let the tenant's
 	// held mail go (queue.Records.Release and a kick of the scheduler).
 	Released func(ctx context.Context, tenant string)
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// Once, when several nodes share the database, reports whether this
+	// node runs the minute's look at the paused tenants (a cluster-wide
+	// lease); nil: it does.
+	Once   func(ctx context.Context) bool
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // ErrNotPaused is returned by Resume for a tenant that is not paused.
@@ -58,8 +62,8 @@ var ErrNotPaused = errors.New("the tenant is not paused")
 // Guard judges tenants' rates and keeps who is paused. It keeps the
 // paused tenants in memory too, read on every SMTP transaction and every
 // delivery attempt; they are loaded at start (Load) and changed only
-// through the guard, after the commit of each change. (Several nodes,
-// issue 17, will need a notice of another node's pause.)
+// through the guard, after the commit of each change, and when another
+// node says it changed one (Refresh).
 //
 // Lifecycle: NewGuard, Load, then Run in a goroutine until its context
 // ends; Touch, Paused, Pause and Resume from any goroutine.
@@ -108,6 +112,29 @@ func (g *Guard) Load(ctx context.Context) error {
 		g.paused[s.Tenant] = s
 	}
 	return nil
+}
+
+// Refresh reads tenant's state again, after another node paused or
+// resumed it, and reports whether it was paused here and no longer is.
+func (g *Guard) Refresh(ctx context.Context, tenant string) (resumed bool, err error) {
+	var st State
+	err = g.tx.View(ctx, func(tx Tx) error {
+		st, _, err = tx.Reputation().State(tenant)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, was := g.paused[tenant]
+	if st.Paused {
+		st.Tenant = tenant
+		g.paused[tenant] = st
+	} else {
+		delete(g.paused, tenant)
+	}
+	return was && !st.Paused, nil
 }
 
 // Paused returns tenant's state when it is paused.
@@ -164,6 +191,9 @@ func (g *Guard) Run(ctx context.Context) {
 			return
 		case <-g.kick:
 		case <-tick.C:
+			if g.o.Once != nil && !g.o.Once(ctx) {
+				break // another node looks at them
+			}
 			g.mu.RLock()
 			for t := range g.paused {
 				g.dirtyMu.Lock()

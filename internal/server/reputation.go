@@ -31,6 +31,7 @@ func (r *Relay) buildReputation() error {
 		},
 		Scope: cfg.PauseScope, AutoResumeAfter: cfg.AutoResumeAfter,
 		Released: r.release, Logger: r.log,
+		Once: func(ctx context.Context) bool { return r.once(ctx, leaseAutoResume) },
 	})
 	if err := r.rep.guard.Load(context.Background()); err != nil {
 		return err

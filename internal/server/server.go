@@ -298,12 +298,19 @@ func (r *Relay) buildWebhooks(key []byte) error {
 		return err
 	}
 	r.hookStore = r.st.webhooks
-	r.webhooks = webhooks.NewDispatcher(webhooks.Options{
+	o := webhooks.Options{
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Resolver: net.DefaultResolver,
 		Concurrency: cfg.Webhooks.Concurrency, Timeout: cfg.Webhooks.Timeout,
 		Logger: r.log,
-	})
+	}
+	if r.st.leases != nil {
+		o.Owner = r.st.leases.Webhooks() // one node per endpoint (cluster.go)
+	}
+	r.webhooks = webhooks.NewDispatcher(o)
+	if r.st.leases != nil {
+		r.st.leases.OnLost(r.webhooks.Changed)
+	}
 	r.hooks = &webhooks.Manager{
 		Store: r.hookStore, Events: r.events, Sealer: sealer,
 		AllowPrivate: cfg.Webhooks.AllowPrivateTargets, Changed: r.webhooks.Changed,
@@ -392,9 +399,11 @@ func (r *Relay) retain(ctx context.Context) {
 	t := time.NewTicker(retentionEvery)
 	defer t.Stop()
 	for {
-		r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
-		r.purgeUnread()
-		r.purgeSoftBounces(ctx)
+		if r.once(ctx, leaseRetention) {
+			r.purge(ctx, time.Now().Add(-r.cfg.Retention.Events))
+			r.purgeSoftBounces(ctx)
+		}
+		r.purgeUnread() // reports/unread is this node's directory
 		select {
 		case <-ctx.Done():
 			return
@@ -597,6 +606,7 @@ func (r *Relay) serveSMTP() error {
 
 // startBackground starts delivery, webhook sending and retention.
 func (r *Relay) startBackground() {
+	r.startCluster()
 	r.queue.Start()
 	hctx, stop := context.WithCancel(context.Background())
 	r.stopHooks, r.hooksStopped = stop, make(chan struct{})

@@ -65,6 +65,13 @@ type storage struct {
 	// a connection outside the pool; the health probe calls it.
 	ping  func(context.Context) error
 	close func() error
+
+	// What several nodes on one PostgreSQL share (cluster.go); nil on
+	// bbolt, whose file one process has open: leases of the work one
+	// node does for all, and cluster, which starts hearing the other
+	// nodes' changes and telling them of this one's events.
+	leases  *postgres.Leases
+	cluster func(postgres.ClusterOptions)
 }
 
 // startTimeout bounds connecting to PostgreSQL, migrating and reading the
@@ -144,6 +151,8 @@ func (r *Relay) openPostgres() (*storage, error) {
 	}
 	b := db.Backend()
 	check := db.HealthCheck()
+	leases := db.Leases()
+	var node *postgres.Cluster
 	st := &storage{
 		// Bodies are stored with their records: no spool directory, so
 		// the node keeps no state of its own.
@@ -164,7 +173,17 @@ func (r *Relay) openPostgres() (*storage, error) {
 		tokens:       tokens,
 		scrub:        vacuum{db},
 		ping:         check.Check,
-		close:        func() error { check.Close(); db.Close(); return nil },
+		leases:       leases,
+		cluster:      func(o postgres.ClusterOptions) { node = b.Cluster(o) },
+		close: func() error {
+			if node != nil {
+				node.Close()
+			}
+			leases.Close()
+			check.Close()
+			db.Close()
+			return nil
+		},
 	}
 	st.qs = st.qs.WithSpool(st.spool)
 	return st, nil

@@ -27,13 +27,12 @@ import (
 //
 // One Cache belongs to one database, shared by every DBStore over it
 // (boltdb.Tenants, postgres.Tenants), so each sees the others' writes.
-// That is exact only while every write of the registry is made in this
-// process: true of bbolt, whose file one process has open, and of one
-// Heed node on PostgreSQL. Several nodes on one PostgreSQL (issue 17)
-// must call Invalidate when another node writes the registry: a NOTIFY
-// sent in the writing transaction and a LISTEN that calls Invalidate,
-// with Invalidate also called when the listening connection is lost
-// (notices sent meanwhile are lost with it).
+// That is exact while every write of the registry is made in this
+// process: true of bbolt, whose file one process has open. Several nodes
+// on one PostgreSQL call Invalidate when another node writes the
+// registry: a NOTIFY sent in the writing transaction and a LISTEN that
+// calls Invalidate, also when the listening connection was lost (notices
+// sent meanwhile are lost with it; postgres.Cluster).
 type Cache struct {
 	gen atomic.Uint64
 

@@ -162,6 +162,10 @@ type Tx struct {
 	// The audit log's: this transaction holds the audit lock (see
 	// auditRows.Append).
 	auditLocked bool
+
+	// announced: the registry changes this transaction has announced to
+	// the other nodes (Tx.announce), each once.
+	announced map[string]bool
 }
 
 // locking reports a READ COMMITTED read-write transaction (the locking

@@ -76,7 +76,11 @@ func (r repRows) PutState(s reputation.State) error {
 	}
 	_, err = r.t.tx.Exec(r.t.ctx, `INSERT INTO reputation_state (tenant, paused, body) VALUES ($1, $2, $3)
 		ON CONFLICT (tenant) DO UPDATE SET paused = EXCLUDED.paused, body = EXCLUDED.body`, s.Tenant, s.Paused, string(body))
-	return err
+	if err != nil {
+		return err
+	}
+	// The other nodes keep the paused tenants in memory (reputation.Guard).
+	return r.t.announce(kindPaused, s.Tenant)
 }
 
 func (r repRows) Paused() ([]reputation.State, error) {

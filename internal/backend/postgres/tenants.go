@@ -32,8 +32,7 @@ func (t *Tx) Tenants() tenant.Rows { return tenantRows{t} }
 
 // Tenants returns the tenant registry's store kept by b, with the read
 // cache every store over b shares. The cache sees this process's writes
-// only: several Heed nodes on one database need issue 17's LISTEN/NOTIFY
-// to call its Invalidate (see tenant.Cache).
+// at once, and the other nodes' when their notice arrives (Cluster).
 func Tenants(b *Backend) *tenant.DBStore {
 	b.tenantOnce.Do(func() { b.tenantCache = tenant.NewCache() })
 	return tenant.NewDBStore(txn.Narrow[backend.Tx, tenant.Rows](b, func(t backend.Tx) tenant.Rows { return t.Tenants() }), b.tenantCache)
@@ -42,6 +41,17 @@ func Tenants(b *Backend) *tenant.DBStore {
 func (r tenantRows) exec(sql string, args ...any) error {
 	_, err := r.t.tx.Exec(r.t.ctx, sql, args...)
 	return err
+}
+
+// write is exec of a statement that changes the registry: the other
+// nodes on the database hear of it (kind, and the tenant or the domain
+// it changed) when this transaction commits, and drop their caches
+// (Tx.announce, cluster.go).
+func (r tenantRows) write(kind, subject, sql string, args ...any) error {
+	if err := r.exec(sql, args...); err != nil {
+		return err
+	}
+	return r.t.announce(kind, subject)
 }
 
 // collect runs a query and scans each row with scan.
@@ -98,13 +108,13 @@ func (r tenantRows) Tenants() ([]tenant.Tenant, error) {
 }
 
 func (r tenantRows) PutTenant(t tenant.Tenant) error {
-	return r.exec(`INSERT INTO tenants (`+tenantCols+`) VALUES ($1, $2, $3, $4)
+	return r.write("tenant", t.ID, `INSERT INTO tenants (`+tenantCols+`) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET name = $2, postal_address = $3, created_at = $4`,
 		t.ID, t.Name, t.PostalAddress, t.CreatedAt)
 }
 
 func (r tenantRows) DeleteTenant(id string) error {
-	return r.exec("DELETE FROM tenants WHERE id = $1", id)
+	return r.write("tenant", id, "DELETE FROM tenants WHERE id = $1", id)
 }
 
 const credentialCols = "tenant, id, kind, username, secret_hash, network, default_list, access, name, created_at"
@@ -165,7 +175,7 @@ func (r tenantRows) PutCredential(c tenant.Credential) error {
 	if c.Network.IsValid() {
 		network = c.Network.String()
 	}
-	err := r.exec(`INSERT INTO credentials (`+credentialCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	err := r.write("credential", c.Tenant, `INSERT INTO credentials (`+credentialCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (tenant, id) DO UPDATE SET kind = $3, username = $4, secret_hash = $5, network = $6,
 			default_list = $7, access = $8, name = $9, created_at = $10`,
 		c.Tenant, c.ID, c.Kind, c.Username, c.SecretHash, network, c.DefaultList, c.Access, c.Name, c.CreatedAt)
@@ -177,7 +187,7 @@ func (r tenantRows) PutCredential(c tenant.Credential) error {
 }
 
 func (r tenantRows) DeleteCredential(c tenant.Credential) error {
-	return r.exec("DELETE FROM credentials WHERE tenant = $1 AND id = $2", c.Tenant, c.ID)
+	return r.write("credential", c.Tenant, "DELETE FROM credentials WHERE tenant = $1 AND id = $2", c.Tenant, c.ID)
 }
 
 func scanDomain(row pgx.CollectableRow) (d tenant.Domain, err error) {
@@ -195,12 +205,12 @@ func (r tenantRows) Domains(tenantID string) ([]tenant.Domain, error) {
 }
 
 func (r tenantRows) PutDomain(d tenant.Domain) error {
-	return r.exec(`INSERT INTO domains (name, tenant, created_at) VALUES ($1, $2, $3)
+	return r.write("domain", d.Tenant, `INSERT INTO domains (name, tenant, created_at) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET tenant = $2, created_at = $3`, d.Name, d.Tenant, d.CreatedAt)
 }
 
 func (r tenantRows) DeleteDomain(name string) error {
-	return r.exec("DELETE FROM domains WHERE name = $1", name)
+	return r.write("domain", name, "DELETE FROM domains WHERE name = $1", name)
 }
 
 const dkimKeyCols = "domain, selector, algorithm, state, txt, sealed, created_at, activated_at, retired_at"
@@ -217,18 +227,18 @@ func (r tenantRows) Keys(domain string) ([]tenant.DKIMKey, error) {
 }
 
 func (r tenantRows) PutKey(k tenant.DKIMKey) error {
-	return r.exec(`INSERT INTO dkim_keys (`+dkimKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	return r.write("dkim_key", k.Domain, `INSERT INTO dkim_keys (`+dkimKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (domain, selector) DO UPDATE SET algorithm = $3, state = $4, txt = $5, sealed = $6,
 			created_at = $7, activated_at = $8, retired_at = $9`,
 		k.Domain, k.Selector, k.Algorithm, k.State, k.TXT, k.Sealed, k.CreatedAt, tenantNullTime(k.ActivatedAt), tenantNullTime(k.RetiredAt))
 }
 
 func (r tenantRows) DeleteKey(domain, selector string) error {
-	return r.exec("DELETE FROM dkim_keys WHERE domain = $1 AND selector = $2", domain, selector)
+	return r.write("dkim_key", domain, "DELETE FROM dkim_keys WHERE domain = $1 AND selector = $2", domain, selector)
 }
 
 func (r tenantRows) DeleteKeys(domain string) error {
-	return r.exec("DELETE FROM dkim_keys WHERE domain = $1", domain)
+	return r.write("dkim_key", domain, "DELETE FROM dkim_keys WHERE domain = $1", domain)
 }
 
 const listCols = "tenant, id, name, kind, unsubscribe, created_at"
@@ -248,11 +258,11 @@ func (r tenantRows) Lists(tenantID string) ([]tenant.List, error) {
 }
 
 func (r tenantRows) PutList(l tenant.List) error {
-	return r.exec(`INSERT INTO lists (`+listCols+`) VALUES ($1, $2, $3, $4, $5, $6)
+	return r.write("list", l.Tenant, `INSERT INTO lists (`+listCols+`) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (tenant, id) DO UPDATE SET name = $3, kind = $4, unsubscribe = $5, created_at = $6`,
 		l.Tenant, l.ID, l.Name, l.Kind, l.Unsubscribe, l.CreatedAt)
 }
 
 func (r tenantRows) DeleteLists(tenantID string) error {
-	return r.exec("DELETE FROM lists WHERE tenant = $1", tenantID)
+	return r.write("list", tenantID, "DELETE FROM lists WHERE tenant = $1", tenantID)
 }
