@@ -177,11 +177,35 @@ func TestEventsWakeOtherNodes(t *testing.T) {
 }
 
 // statements is a pgx tracer that keeps each statement a node sends and
-// whether its connection was inside a transaction then.
+// whether its connection was inside a transaction then, batched ones
+// (pipe.go) included.
 type statements struct {
 	mu  sync.Mutex
 	all []traced
+	// batchTx: the batch being read is in a transaction (it began one,
+	// or its connection was in one).
+	batchTx bool
 }
+
+func (s *statements) TraceBatchStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	s.mu.Lock()
+	s.batchTx = conn.PgConn().TxStatus() != 'I' ||
+		len(d.Batch.QueuedQueries) > 0 && strings.HasPrefix(d.Batch.QueuedQueries[0].SQL, "BEGIN")
+	s.mu.Unlock()
+	return ctx
+}
+
+func (s *statements) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	s.mu.Lock()
+	tr := traced{sql: d.SQL, inTx: s.batchTx}
+	if strings.Contains(d.SQL, "pg_notify") && len(d.Args) > 0 {
+		tr.channel, _ = d.Args[0].(string)
+	}
+	s.all = append(s.all, tr)
+	s.mu.Unlock()
+}
+
+func (s *statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 type traced struct {
 	sql     string
