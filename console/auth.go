@@ -7,7 +7,9 @@ import (
 	"math"
 	"mime/multipart"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heedmail/heed/internal/access"
@@ -72,15 +74,64 @@ func same(a, b string) bool {
 // throttled takes a sign-in attempt from the client's and the user's
 // allowance and, when either is spent, says how long to wait. It is asked
 // before the password or code is checked, so that a refused attempt
-// learns nothing.
+// learns nothing. The client a user last signed in from is held to the
+// client's allowance only: otherwise anyone who knows a username (a
+// tenant's user knows their operator's) could keep its owner out by
+// spending the user's allowance with wrong passwords from elsewhere.
 func (s *server) throttled(r *http.Request, username string) (time.Duration, bool) {
-	if ok, wait := s.byClient.Allow(client(r)); !ok {
+	c := client(r)
+	if ok, wait := s.byClient.Allow(c); !ok {
 		return wait, true
+	}
+	if s.good.is(strings.ToLower(username), c) {
+		return 0, false
 	}
 	if ok, wait := s.byUser.Allow(strings.ToLower(username)); !ok {
 		return wait, true
 	}
 	return 0, false
+}
+
+// succeeded gives back the attempt throttled took for a step that was
+// right: the limits count wrong guesses, and a person who signs in a few
+// times in a window must not be refused for it.
+func (s *server) succeeded(r *http.Request, username string) {
+	c := client(r)
+	s.byClient.Refund(c)
+	if !s.good.is(strings.ToLower(username), c) {
+		s.byUser.Refund(strings.ToLower(username))
+	}
+}
+
+// lastGood is the client each username last completed a sign-in from,
+// at most maxBuckets of them (past that an arbitrary one is forgotten:
+// its user is then held to the username's allowance again, as before
+// their first sign-in).
+type lastGood struct {
+	mu sync.Mutex
+	m  map[string]netip.Addr
+}
+
+func (g *lastGood) is(username string, c netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a, ok := g.m[username]
+	return ok && a == c
+}
+
+func (g *lastGood) set(username string, c netip.Addr) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = make(map[string]netip.Addr)
+	}
+	if _, ok := g.m[username]; !ok && len(g.m) >= maxBuckets {
+		for k := range g.m {
+			delete(g.m, k)
+			break
+		}
+	}
+	g.m[username] = c
 }
 
 func (s *server) tooMany(w http.ResponseWriter, r *http.Request, username string, wait time.Duration) {
@@ -136,6 +187,7 @@ func (s *server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.succeeded(r, username)
 	setCookie(w, r, preCookie, "", -1)
 	setCookie(w, r, sessionCookie, token, 0)
 	http.Redirect(w, r, Prefix+"sign-in/code", http.StatusSeeOther)
@@ -189,6 +241,8 @@ func (s *server) code(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	s.succeeded(r, sess.Username)
+	s.good.set(strings.ToLower(sess.Username), client(r))
 	s.Logger.Info("console: signed in", "user", sess.Username, "remote", clientIP(r))
 	setCookie(w, r, sessionCookie, token, 0)
 	http.Redirect(w, r, Prefix+"overview", http.StatusSeeOther)

@@ -352,3 +352,58 @@ func TestBrowserImportCSV(t *testing.T) {
 		}
 	}
 }
+
+// visit opens path and runs axe on it once its main landmark shows; it
+// fails the test when the page does not contain want.
+func (b *browser) visit(e *env, name, path, want string) {
+	b.t.Helper()
+	b.run(chromedp.Navigate(e.srv.URL+path), chromedp.WaitVisible(chromedp.CSS("main")))
+	if _, main := b.page(); !strings.Contains(main, want) {
+		b.t.Errorf("%s (%s) does not say %q:\n%s", name, path, want, main)
+	}
+	b.accessible(name)
+}
+
+// TestBrowserOperatorPagesAccessible: the pages the other browser tests
+// do not reach pass axe: the sign-in page saying a password was wrong,
+// every tenant's audit log, the filtered logs and a filter refused.
+func TestBrowserOperatorPagesAccessible(t *testing.T) {
+	e := newEnv(t, nil)
+	en := e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	garcia(e)
+	e.audited("acme", "console:ana", 3)
+	b := newBrowser(t, true)
+
+	b.run(chromedp.Navigate(e.srv.URL+"/console/sign-in"),
+		chromedp.SendKeys(chromedp.CSS("#username"), "ops"),
+		chromedp.SendKeys(chromedp.CSS("#password"), en.Password+"x"),
+		chromedp.Click(chromedp.CSS("form.card button")),
+		chromedp.WaitVisible(chromedp.CSS("p.problem")))
+	if _, main := b.page(); !strings.Contains(main, "Wrong username or password") {
+		t.Fatalf("a wrong password:\n%s", main)
+	}
+	b.accessible("sign-in after a wrong password")
+
+	b.signIn(e, "ops")
+	b.visit(e, "audit of every tenant", "/console/audit", "console:ana")
+	b.visit(e, "audit filtered", "/console/audit?actor=console:ana&action=suppressions", "console:ana")
+	b.visit(e, "events filtered", "/console/tenants/acme/events?type=message.bounced&recipient=nobody@EXAMPLE.org", "550 5.1.1")
+	b.visit(e, "events, a filter refused", "/console/tenants/acme/events?from=yesterday", "From")
+}
+
+// TestBrowserReadOnlyPagesAccessible: a read-only user's pages, without
+// their forms, and the pages that refuse them pass axe.
+func TestBrowserReadOnlyPagesAccessible(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "pat", Tenant: "acme", Access: tenant.ReadOnly})
+	garciaEverywhere(e)
+	b := newBrowser(t, true)
+	b.signIn(e, "pat")
+	b.visit(e, "tenant, read-only", "/console/tenants/acme", "Acme Dental")
+	b.visit(e, "suppressions, read-only", "/console/tenants/acme/suppressions?address=maria.garcia@example.net", "bounce")
+	b.visit(e, "domains, read-only", "/console/tenants/acme/domains", "Domains")
+	b.visit(e, "webhooks, read-only", "/console/tenants/acme/webhooks", "Webhooks")
+	b.visit(e, "privacy, read-only", "/console/tenants/acme/privacy?address=maria.garcia@example.net", "maria.garcia@example.net")
+	b.visit(e, "403 page", "/console/audit", "Only an operator")
+	b.visit(e, "import refused", "/console/tenants/acme/suppressions/import", "may only read")
+}

@@ -98,6 +98,7 @@ type server struct {
 	pages    map[string]*template.Template
 	byUser   *ratelimit.Limiter[string]
 	byClient *ratelimit.Limiter[netip.Addr]
+	good     lastGood
 	// tail wakes the Events page's live tails (nil: the log announces
 	// nothing, and the page has no tail).
 	tail *tail

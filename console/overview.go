@@ -45,7 +45,10 @@ type overviewData struct {
 	QueueDepth     int
 	WebhookBacklog int
 	Since          time.Time
-	Tenants        []tenantSummary
+	// Total sums every tenant's counts, for an operator of more than one
+	// tenant (nil otherwise).
+	Total   *tenantSummary
+	Tenants []tenantSummary
 }
 
 // overview shows what happened over the last day: per tenant (all for an
@@ -81,47 +84,61 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request, v *visit) {
 		}
 		ts = []tenant.Tenant{t}
 	}
+	total, capped := map[events.Type]int{}, false
 	for _, t := range ts {
-		sum, err := s.summarise(ctx, t, d.Since)
+		counts, c, err := s.count(ctx, t, d.Since)
 		if err != nil {
 			s.internal(w, r, err)
 			return
 		}
-		d.Tenants = append(d.Tenants, sum)
+		for ty, n := range counts {
+			total[ty] += n
+		}
+		capped = capped || c
+		d.Tenants = append(d.Tenants, chart(t.ID, t.Name, counts, c))
+	}
+	if d.Operator && len(ts) > 1 {
+		all := chart("", "All tenants", total, capped) // no tenant's id is empty
+		d.Total = &all
 	}
 	s.render(w, r, http.StatusOK, "overview", page{Title: "Overview", User: v, CSRF: v.sess.CSRF, Data: d})
 }
 
-// summarise counts t's events since the cutoff.
-func (s *server) summarise(ctx context.Context, t tenant.Tenant, since time.Time) (tenantSummary, error) {
-	sum := tenantSummary{ID: t.ID, Name: t.Name}
+// count counts t's events since the cutoff, and says whether it
+// stopped at maxCounted.
+func (s *server) count(ctx context.Context, t tenant.Tenant, since time.Time) (map[events.Type]int, bool, error) {
 	counts := map[events.Type]int{}
-	if s.Events != nil {
-		after, err := s.Events.Since(ctx, since)
-		if err != nil {
-			return sum, err
-		}
-		for read := 0; ; {
-			evs, err := s.Events.Events(ctx, t.ID, after, 1000)
-			if err != nil {
-				return sum, err
-			}
-			for _, ev := range evs {
-				if !ev.Time.Before(since) {
-					counts[ev.Type]++
-				}
-			}
-			read += len(evs)
-			if len(evs) < 1000 {
-				break
-			}
-			if read >= maxCounted {
-				sum.Capped = true
-				break
-			}
-			after = evs[len(evs)-1].Seq
-		}
+	if s.Events == nil {
+		return counts, false, nil
 	}
+	after, err := s.Events.Since(ctx, since)
+	if err != nil {
+		return nil, false, err
+	}
+	for read := 0; ; {
+		evs, err := s.Events.Events(ctx, t.ID, after, 1000)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, ev := range evs {
+			if !ev.Time.Before(since) {
+				counts[ev.Type]++
+			}
+		}
+		read += len(evs)
+		if len(evs) < 1000 {
+			return counts, false, nil
+		}
+		if read >= maxCounted {
+			return counts, true, nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+// chart is the bar chart of counts.
+func chart(id, name string, counts map[events.Type]int, capped bool) tenantSummary {
+	sum := tenantSummary{ID: id, Name: name, Capped: capped}
 	most := 1
 	for _, ty := range chartTypes {
 		most = max(most, counts[ty])
@@ -131,5 +148,5 @@ func (s *server) summarise(ctx context.Context, t tenant.Tenant, since time.Time
 		sum.Bars = append(sum.Bars, bar{Type: ty, N: n, Width: n * barMax / most, Y: i * 28})
 	}
 	sum.Height = len(chartTypes) * 28
-	return sum, nil
+	return sum
 }

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -72,4 +73,44 @@ func TestAllowNetworks(t *testing.T) {
 			t.Errorf("cookie %s: HttpOnly %v, SameSite %v", c.Name, c.HttpOnly, c.SameSite)
 		}
 	}
+}
+
+// TestSignInsDoNotSpendAttempts: the limits count wrong guesses. An
+// operator who signs in, out and in again many times in one window (two
+// steps each, past the five attempts of the limit) is never refused.
+func TestSignInsDoNotSpendAttempts(t *testing.T) {
+	e := newEnv(t, func(o *console.Options) {
+		o.MaxAttemptsPerUser, o.MaxAttemptsPerClient, o.AttemptWindow = 5, 20, 15*time.Minute
+	})
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	for i := range 6 {
+		c := e.signedIn("ops") // fails the test on a 429
+		if st, _, _ := e.get(c, "/console/overview"); st != http.StatusOK {
+			t.Fatalf("sign-in %d: the overview answers %d", i+1, st)
+		}
+	}
+}
+
+// TestWrongPasswordsElsewhereDoNotLockOut: an attacker who knows the
+// operator's username (a tenant's user does) spends its allowance with
+// wrong passwords from another address; the operator, at the address
+// they last signed in from, still signs in. The attacker stays refused.
+func TestWrongPasswordsElsewhereDoNotLockOut(t *testing.T) {
+	e := newEnv(t, func(o *console.Options) {
+		o.MaxAttemptsPerUser, o.MaxAttemptsPerClient, o.AttemptWindow = 3, 20, 15*time.Minute
+	})
+	en := e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	e.signedIn("ops") // from 127.0.0.1
+
+	attacker := e.client()
+	attacker.Transport = &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}
+	for range 3 {
+		if st, _ := e.password(attacker, "ops", "guess"); st == http.StatusSeeOther {
+			t.Fatal("a wrong password from 127.0.0.2 was taken")
+		}
+	}
+	if st, _ := e.password(attacker, "ops", en.Password); st != http.StatusTooManyRequests {
+		t.Fatalf("the attacker's 4th attempt: %d, want 429", st)
+	}
+	e.signedIn("ops") // fails the test on a 429
 }

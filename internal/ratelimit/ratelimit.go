@@ -76,6 +76,18 @@ func (l *Limiter[K]) Allow(key K) (bool, time.Duration) {
 	return true, 0
 }
 
+// Refund gives back a token Allow took from key's bucket (up to the
+// burst): for a limit on failures that must be asked before the outcome
+// is known, so that an attempt that succeeds costs nothing.
+func (l *Limiter[K]) Refund(key K) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.buckets[key]; ok {
+		b := e.Value.(*bucket[K])
+		b.tokens = min(l.burst, b.tokens+1)
+	}
+}
+
 // bucket returns key's bucket, made full when new, and marks it used.
 // When the table is full, the least recently used bucket's element is
 // given to the newcomer, so a full table costs no allocation either.

@@ -101,3 +101,29 @@ func BenchmarkAllowFullTable(b *testing.B) {
 		l.Allow(keys[i&(len(keys)-1)])
 	}
 }
+
+// TestRefund: a refunded token can be taken again, and refunds never
+// fill a bucket past its burst.
+func TestRefund(t *testing.T) {
+	c := newClock()
+	l := New[string](0.001, 2, 10, c.now)
+	drain(l, "a")
+	l.Refund("a")
+	if ok, _ := l.Allow("a"); !ok {
+		t.Fatal("the refunded token was not there")
+	}
+	for range 5 {
+		l.Refund("a")
+	}
+	n := 0
+	for ok, _ := l.Allow("a"); ok; ok, _ = l.Allow("a") {
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("after five refunds %d tokens, want the burst, 2", n)
+	}
+	l.Refund("unknown") // no bucket: nothing to give back, nothing made
+	if l.Len() != 1 {
+		t.Fatalf("a refund made a bucket: %d", l.Len())
+	}
+}
