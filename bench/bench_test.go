@@ -125,6 +125,11 @@ type scenario struct {
 	// it with the bbolt run of the scenario named base in the same run.
 	postgres bool
 	base     string
+	// nodes is how many relays share the PostgreSQL database (issue 17's
+	// BenchmarkCluster; default 1): each its own process state, listeners
+	// and data directory in this process, the clients spread over them
+	// and every node delivering to the one sink.
+	nodes int
 }
 
 // BenchmarkEndToEnd submits 4 KiB messages through the real submission
@@ -217,6 +222,9 @@ func runEndToEnd(b *testing.B, sc scenario) {
 	if sc.postgres {
 		mode = "PostgreSQL, " + mode
 	}
+	if sc.nodes > 1 {
+		mode = fmt.Sprintf("%d nodes, ", sc.nodes) + mode
+	}
 	if sc.signed {
 		list := sc.list
 		if list == "" {
@@ -286,6 +294,10 @@ type relayEnv struct {
 	user, pass string
 	dataDir    string
 	dsn        string // the PostgreSQL database of a postgres run
+	// others are the nodes after the first of a cluster run; dialled
+	// takes turns over every node's submission listener.
+	others  []*server.Relay
+	dialled atomic.Int64
 
 	target    atomic.Int64 // deliveries to wait for
 	delivered atomic.Int64
@@ -356,7 +368,37 @@ func startRelay(b *testing.B, sc scenario) *relayEnv {
 	if env.user == "" || env.pass == "" {
 		b.Fatalf("credential response without username or password: %v", cred)
 	}
+	env.startOthers(b, sc, *cfg)
 	return env
+}
+
+// startOthers starts nodes 2 to sc.nodes of a cluster run on the first
+// node's database, each with a data directory and listeners of its own;
+// they find the tenant and credential the first node made there.
+func (env *relayEnv) startOthers(b *testing.B, sc scenario, cfg config.Config) {
+	var stops []func()
+	for i := 2; i <= sc.nodes; i++ {
+		c := cfg
+		c.DataDir = filepath.Join(b.TempDir(), "data")
+		c.Node = fmt.Sprintf("bench-%d", i)
+		r, err := server.Start(&c, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
+		if err != nil {
+			b.Fatalf("node %d: server.Start: %v", i, err)
+		}
+		env.others = append(env.others, r)
+		stops = append(stops, r.Shutdown)
+	}
+	if len(stops) > 0 {
+		first := env.shutdown
+		env.shutdown = sync.OnceFunc(func() {
+			var wg sync.WaitGroup
+			for _, stop := range append(stops, first) {
+				wg.Go(stop)
+			}
+			wg.Wait()
+		})
+		b.Cleanup(env.shutdown)
+	}
 }
 
 func api(b *testing.B, admin, path string, body any) map[string]any {
@@ -432,7 +474,13 @@ func send(c *smtp.Client, i, rcpts int, msg []byte) (time.Duration, error) {
 }
 
 func (env *relayEnv) dial() (*smtp.Client, error) {
-	c, err := smtp.Dial(env.relay.SubmissionAddr())
+	addr := env.relay.SubmissionAddr()
+	if n := int64(len(env.others)); n > 0 {
+		if i := env.dialled.Add(1) % (n + 1); i > 0 {
+			addr = env.others[i-1].SubmissionAddr()
+		}
+	}
+	c, err := smtp.Dial(addr)
 	if err != nil {
 		return nil, err
 	}
