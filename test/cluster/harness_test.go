@@ -296,6 +296,11 @@ func message(id, list string) string {
 // error. The connection is dropped after a failure and the next attempt
 // goes to the next node.
 func (s *submitter) send(id, list string) error {
+	return s.sendTo(id+"@example.net", message(id, list))
+}
+
+// sendTo submits msg to rcpt, as send does.
+func (s *submitter) sendTo(rcpt, msg string) error {
 	if s.conn == nil {
 		n := s.c.nodes[s.next%len(s.c.nodes)]
 		s.next++
@@ -309,7 +314,7 @@ func (s *submitter) send(id, list string) error {
 		}
 		s.conn = conn
 	}
-	err := s.conn.SendMail("hello@acme.test", []string{id + "@example.net"}, strings.NewReader(message(id, list)))
+	err := s.conn.SendMail("hello@acme.test", []string{rcpt}, strings.NewReader(msg))
 	if err != nil {
 		s.close()
 	}
