@@ -240,6 +240,11 @@ type Postgres struct {
 	DSN string `yaml:"dsn"`
 	// MaxConns caps the connections of this node's pool.
 	MaxConns int `yaml:"max_conns"`
+	// DeliveryLease is how long a node's claim on a due recipient lasts
+	// without renewal (renewed every third of it while the attempt
+	// runs): a node that dies holds its recipients this long at most
+	// before another node retries them.
+	DeliveryLease time.Duration `yaml:"delivery_lease"`
 }
 
 // Console configures the web console served under /console/ on the
@@ -389,7 +394,7 @@ func Default() *Config {
 		Readiness: Readiness{Timeout: 5 * time.Second},
 		Reputation: Reputation{WarnBounceRate: 0.05, PauseBounceRate: 0.10, WarnComplaintRate: 0.001, PauseComplaintRate: 0.003,
 			MinFinalAttempts: 100, MinDelivered: 1000, PauseScope: "tenant"},
-		Storage: Storage{Driver: DriverBbolt, Postgres: Postgres{MaxConns: 20}},
+		Storage: Storage{Driver: DriverBbolt, Postgres: Postgres{MaxConns: 20, DeliveryLease: time.Minute}},
 		Console: Console{
 			AllowNetworks:           []string{},
 			MaxLoginAttemptsPerUser: 5, MaxLoginAttemptsPerClient: 20, LoginAttemptWindow: 15 * time.Minute,

@@ -251,11 +251,12 @@ var errorCases = []struct {
 }, {
 	name: "storage",
 	yaml: doc("hostname: relay.example.com", "storage:", "  driver: postgres",
-		"  postgres: { max_conns: 1 }"),
+		"  postgres: { max_conns: 1, delivery_lease: 1s }"),
 	env: env(EnvAdminToken, token),
 	want: []string{
 		"heed.yaml:4: storage.postgres.dsn: is required when storage.driver is postgres: set it or HEED_POSTGRES_DSN",
 		"heed.yaml:4: storage.postgres.max_conns: must be at least 2 (got 1)",
+		"heed.yaml:4: storage.postgres.delivery_lease: must be at least 3s (got 1s)",
 	},
 }, {
 	name: "storage driver",
@@ -508,6 +509,7 @@ func TestDefault(t *testing.T) {
 		{"storage.driver", c.Storage.Driver, DriverBbolt},
 		{"storage.postgres.dsn", c.Storage.Postgres.DSN, ""},
 		{"storage.postgres.max_conns", c.Storage.Postgres.MaxConns, 20},
+		{"storage.postgres.delivery_lease", c.Storage.Postgres.DeliveryLease, time.Minute},
 		{"http.public.max_connections", c.HTTP.Public.MaxConnections, 4096},
 		{"http.public.max_connections_per_client", c.HTTP.Public.MaxConnectionsPerClient, 256},
 		{"http.admin.listen", c.HTTP.Admin.Listen, "127.0.0.1:8081"},

@@ -475,4 +475,9 @@ func (c *Config) checkStorage(v *checker) {
 		v.add([]string{"storage", "driver"}, "must be bbolt or postgres (got %q)", st.Driver)
 	}
 	v.atLeast([]string{"storage", "postgres", "max_conns"}, int64(st.Postgres.MaxConns), 2)
+	lease := []string{"storage", "postgres", "delivery_lease"}
+	v.duration(lease, st.Postgres.DeliveryLease, 3*time.Second)
+	if st.Postgres.DeliveryLease > time.Hour {
+		v.add(lease, "must be at most 1h (got %s)", st.Postgres.DeliveryLease)
+	}
 }

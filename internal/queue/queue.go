@@ -72,11 +72,14 @@ type Queue struct {
 	sigs *dkim.Reuse
 
 	mu       sync.Mutex
-	inflight map[jobKey]struct{} // jobs handed to a worker
-	active   map[string]int      // transactions in progress per domain
+	inflight map[jobKey]Job // jobs handed to a worker
+	active   map[string]int // transactions in progress per domain
 
 	stop    chan struct{}
 	stopped chan struct{}
+	// idle is closed by Stop once no attempt runs: the lease renewer
+	// (renew.go) keeps renewing until then.
+	idle    chan struct{}
 	workCtx context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -108,10 +111,11 @@ func New(o Options) *Queue {
 		sigs:     dkim.NewReuse(o.Now),
 		kick:     make(chan struct{}, 1),
 		jobs:     make(chan Job, o.Workers),
-		inflight: make(map[jobKey]struct{}),
+		inflight: make(map[jobKey]Job),
 		active:   make(map[string]int),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		idle:     make(chan struct{}),
 		workCtx:  ctx, cancel: cancel,
 	}
 }
@@ -141,6 +145,9 @@ func (q *Queue) Start() {
 		go q.worker()
 	}
 	go q.schedule()
+	if l, ok := q.o.Store.(leaser); ok && l.LeaseTime() > 0 {
+		go q.renew(l)
+	}
 }
 
 // Stop stops handing out work and waits for attempts in progress; when ctx
@@ -151,7 +158,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 	<-q.stopped
 	close(q.jobs)
 	done := make(chan struct{})
-	go func() { q.wg.Wait(); close(done) }()
+	go func() { q.wg.Wait(); close(done); close(q.idle) }()
 	select {
 	case <-done:
 		q.cancel()
@@ -216,7 +223,7 @@ func (q *Queue) dispatch() time.Duration {
 		return time.Second
 	}
 	for _, j := range jobs {
-		q.inflight[keyOf(j)] = struct{}{}
+		q.inflight[keyOf(j)] = j
 		q.active[j.Domain]++
 		q.jobs <- j // never blocks: the channel holds Workers jobs
 	}
@@ -264,6 +271,7 @@ func (q *Queue) run(j Job) {
 	}()
 	out, msg, ok := q.attempt(j, release)
 	if !ok {
+		q.unlease(j)
 		return
 	}
 	finished, err := q.o.Store.Record(context.Background(), j, out)

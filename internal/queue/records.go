@@ -31,6 +31,8 @@ type Records struct {
 	// ratesOff suspends KeepRates (PauseRates): only the benchmark that
 	// prices the rates sets it, on a relay that must otherwise stay whole.
 	ratesOff atomic.Bool
+	// lease is set by Leases: Due claims what it returns (several nodes).
+	lease *leases
 }
 
 // NewRecords returns the queue kept by tx.
@@ -135,6 +137,9 @@ func (s *Records) Due(ctx context.Context, now time.Time, limit int, skip func(J
 	// stops after a bounded number of them so that a large backlog for
 	// one busy domain costs little per wake-up (the workers' completions
 	// wake the scheduler again).
+	if s.lease != nil {
+		return s.claim(ctx, now, limit, skip)
+	}
 	maxScan := 4*limit + 1024
 	err = s.tx.View(ctx, func(tx Tx) error {
 		jobs, next = nil, time.Time{}

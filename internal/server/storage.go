@@ -186,7 +186,33 @@ func (r *Relay) openPostgres() (*storage, error) {
 		},
 	}
 	st.qs = st.qs.WithSpool(st.spool)
+	if err := r.leaseDelivery(ctx, st); err != nil {
+		st.close()
+		return nil, err
+	}
 	return st, nil
+}
+
+// leaseDelivery makes the queue claim the recipients it attempts with a
+// lease, as several nodes may share the database (docs/postgresql.md,
+// "Delivery leases"), under this node's name; the leases a previous life
+// of this node held (it crashed, nothing of it runs) are ended at once.
+func (r *Relay) leaseDelivery(ctx context.Context, st *storage) error {
+	name, release, err := nodeIdentity(r.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("this node's name (data_dir/%s): %w", nodeIDFile, err)
+	}
+	closeDB := st.close
+	st.close = func() error { err := closeDB(); release(); return err }
+	st.qs.Leases(name, r.cfg.Storage.Postgres.DeliveryLease, r.cfg.Delivery.DomainConcurrency)
+	n, err := st.qs.EndOwnLeases(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		r.log.Info("heed: ended the delivery leases of this node's previous run", "node", name, "count", n)
+	}
+	return nil
 }
 
 // openPostgresDB opens cfg's PostgreSQL database; r (nil offline) gives

@@ -327,6 +327,20 @@ func (c *Cluster) stopLocked() {
 	c.proc, c.exited = nil, nil
 }
 
+// StopFast shuts the server down as pg_ctl stop -m fast does (SIGINT:
+// clients are disconnected, open transactions rolled back, a checkpoint
+// written) and waits until it has exited; Start brings it back.
+func (c *Cluster) StopFast() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil {
+		return
+	}
+	_ = c.proc.Signal(syscall.SIGINT)
+	<-c.exited
+	c.proc, c.exited = nil, nil
+}
+
 // Start starts a stopped cluster again on the same socket and waits until
 // it accepts connections.
 func (c *Cluster) Start(ctx context.Context) error {

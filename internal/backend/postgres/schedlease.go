@@ -1,0 +1,146 @@
+package postgres
+
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/heedmail/heed/internal/queue"
+)
+
+// The schedule's leases (queue.LeaseRows, migration 0010): several nodes
+// on one database claim due entries instead of reading them, so that no
+// recipient is attempted by two live nodes at once.
+//
+// A claim runs in the locking runner's READ COMMITTED transaction:
+//
+//  1. It takes claimKey, a transaction-level advisory lock: claims take
+//     turns, so the live leases a claim counts per domain are all there
+//     are, and delivery.domain_concurrency holds for the cluster. The
+//     lock is held for a few statements, never across an attempt.
+//  2. It selects due entries under no live lease FOR UPDATE SKIP LOCKED:
+//     an entry a Record is deleting, or a Hold moving, is passed over
+//     instead of waited for.
+//  3. It writes the lease (node, until) on the entries taken.
+//
+// The claim commits with synchronous_commit off: its commit is visible to
+// the other nodes at once but does not wait for its WAL flush, so claims
+// (one per wake-up of each node's scheduler) do not queue on the disk
+// behind the lock. Should PostgreSQL itself crash before the flush, the
+// lease is lost and another node may attempt the entry too: a duplicate,
+// which SMTP's at-least-once delivery allows, never a loss.
+//
+// Lease times are the database's clock (now(), the transaction's start),
+// so the nodes' clocks need not agree.
+//
+// The schedule's primary key starts with due, so a lookup by recipient
+// would read the whole schedule: the statements on a node's leases say
+// lease_until IS NOT NULL, which lets PostgreSQL read the partial index
+// of the leased entries (a few per worker of each node) instead.
+
+// claimKey is the bigint advisory lock of claims ("heed.lse"); the
+// two-int4 form is the event order's (events.go).
+const claimKey int64 = 0x686565642e6c7365
+
+func (r queueRows) Leased() (map[string]int, error) {
+	if _, err := r.t.tx.Exec(r.t.ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)", claimKey); err != nil {
+		return nil, err
+	}
+	rows, err := r.t.tx.Query(r.t.ctx, `SELECT domain, count(*) FROM schedule
+		WHERE lease_until IS NOT NULL AND lease_until > now() GROUP BY domain`)
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]int{}
+	var domain string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&domain, &n}, func() error {
+		active[domain] = n
+		return nil
+	})
+	return active, err
+}
+
+func (r queueRows) Claimable(now time.Time, max int, fn func(queue.Job) bool) (time.Time, error) {
+	var last *queue.Job
+	for passed := 0; passed < max; {
+		n := min(duePage, max-passed)
+		args := []any{now, n}
+		where := ""
+		if last != nil {
+			where = " AND (due, message_id, idx) > ($3, $4, $5)"
+			args = append(args, last.Due, last.MessageID, last.Index)
+		}
+		rows, err := r.t.tx.Query(r.t.ctx, `SELECT due, message_id, idx, domain FROM schedule
+			WHERE due <= $1 AND (lease_until IS NULL OR lease_until <= now())`+where+`
+			ORDER BY due, message_id, idx LIMIT $2 FOR UPDATE SKIP LOCKED`, args...)
+		if err != nil {
+			return time.Time{}, err
+		}
+		jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.Job, error) {
+			var j queue.Job
+			err := row.Scan(&j.Due, &j.MessageID, &j.Index, &j.Domain)
+			return j, err
+		})
+		if err != nil {
+			return time.Time{}, err
+		}
+		for i := range jobs {
+			passed++
+			if !fn(jobs[i]) {
+				return r.nextDue(now)
+			}
+		}
+		if len(jobs) < n {
+			break
+		}
+		last = &jobs[len(jobs)-1]
+	}
+	return r.nextDue(now)
+}
+
+// nextDue is the earliest entry due after now, on the primary key.
+func (r queueRows) nextDue(now time.Time) (time.Time, error) {
+	var next *time.Time
+	err := r.t.tx.QueryRow(r.t.ctx, "SELECT min(due) FROM schedule WHERE due > $1", now).Scan(&next)
+	if err != nil || next == nil {
+		return time.Time{}, err
+	}
+	return *next, nil
+}
+
+// jobKeys are jobs as the arrays unnest() takes.
+func jobKeys(jobs []queue.Job) (dues []time.Time, ids []string, idxs []int32) {
+	for _, j := range jobs {
+		dues = append(dues, j.Due)
+		ids = append(ids, j.MessageID)
+		idxs = append(idxs, int32(j.Index))
+	}
+	return dues, ids, idxs
+}
+
+func (r queueRows) Lease(node string, d time.Duration, jobs []queue.Job) error {
+	dues, ids, idxs := jobKeys(jobs)
+	return r.exec(`UPDATE schedule SET lease_node = $1, lease_until = now() + $2 * interval '1 millisecond'
+		WHERE (due, message_id, idx) IN (SELECT * FROM unnest($3::timestamptz[], $4::text[], $5::integer[]))`,
+		node, d.Milliseconds(), dues, ids, idxs)
+}
+
+func (r queueRows) Renew(node string, d time.Duration, jobs []queue.Job) error {
+	_, ids, idxs := jobKeys(jobs)
+	return r.exec(`UPDATE schedule SET lease_until = now() + $2 * interval '1 millisecond'
+		WHERE lease_until IS NOT NULL AND lease_node = $1 AND (message_id, idx) IN (SELECT * FROM unnest($3::text[], $4::integer[]))`,
+		node, d.Milliseconds(), ids, idxs)
+}
+
+func (r queueRows) UnleaseAll(node string) (int, error) {
+	tag, err := r.t.tx.Exec(r.t.ctx, "UPDATE schedule SET lease_node = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND lease_node = $1", node)
+	return int(tag.RowsAffected()), err
+}
+
+func (r queueRows) Unlease(node string, jobs []queue.Job) error {
+	_, ids, idxs := jobKeys(jobs)
+	return r.exec(`UPDATE schedule SET lease_node = NULL, lease_until = NULL
+		WHERE lease_until IS NOT NULL AND lease_node = $1 AND (message_id, idx) IN (SELECT * FROM unnest($2::text[], $3::integer[]))`,
+		node, ids, idxs)
+}
