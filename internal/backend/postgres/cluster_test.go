@@ -302,15 +302,22 @@ func TestListenerLossDropsEverything(t *testing.T) {
 	_, dsn := migrated(t)
 	ctx := context.Background()
 	var missed atomic.Int32
+	var heardDomain atomic.Bool
 	n1 := startNode(t, dsn, ClusterOptions{}, nil)
-	n2 := startNode(t, dsn, ClusterOptions{Missed: func() { missed.Add(1) }}, nil)
+	n2 := startNode(t, dsn, ClusterOptions{Missed: func() { missed.Add(1) }, Changed: func(kind, subject string) {
+		if kind == "domain" {
+			heardDomain.Store(true)
+		}
+	}}, nil)
 	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	must(t, n1.tenants.CreateTenant(ctx, tenant.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}))
 	must(t, n1.tenants.AddDomain(ctx, tenant.Domain{Name: "acme.example", Tenant: "acme", CreatedAt: at}))
-	eventually(t, 10*time.Second, "node 2 never saw the domain", func() bool {
-		_, err := n2.tenants.Domain(ctx, "acme.example")
-		return err == nil
-	})
+	// Until node 2 has heard of the domain: a notice heard after it
+	// cached the keys below would empty its cache again.
+	eventually(t, 10*time.Second, "node 2 never heard of the domain", heardDomain.Load)
+	if _, err := n2.tenants.Domain(ctx, "acme.example"); err != nil {
+		t.Fatal(err)
+	}
 	keys, err := n2.tenants.Keys(ctx, "acme.example")
 	must(t, err)
 	if len(keys) != 0 {
