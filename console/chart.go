@@ -59,6 +59,7 @@ type tenantChart struct {
 	Rows      []stepRow
 	Totals    []int
 	Capped    bool
+	Limit     int
 	CountedTo time.Time
 	Height    int
 	PlotEnd   int // the plot's right edge
@@ -77,7 +78,7 @@ func (sp chartSpan) stepLabel(t time.Time) string {
 // per kind of event, each scaled to its own peak (written beside it), so
 // that a handful of complaints shows beside thousands of deliveries.
 func chart(id, name string, sp chartSpan, start time.Time, c tally) tenantChart {
-	ch := tenantChart{ID: id, Name: name, Span: sp, Capped: c.Capped, CountedTo: c.CountedTo,
+	ch := tenantChart{ID: id, Name: name, Span: sp, Capped: c.Capped, Limit: c.Limit, CountedTo: c.CountedTo,
 		Height: len(chartTypes)*rowHeight + axisHeight, Totals: make([]int, len(chartTypes))}
 	slot := plotWidth / sp.Steps
 	gap := max(2, slot/8)

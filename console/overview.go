@@ -15,9 +15,8 @@ var chartTypes = []events.Type{
 	events.MessageBounced, events.MessageSuppressed, events.RecipientComplained,
 }
 
-// maxCounted bounds the events read per tenant for one overview, so that a
-// busy tenant's page costs a bounded read; beyond it the page says where
-// the count stopped.
+// maxCounted is the default of Options.OverviewMaxEvents: beyond it the
+// page says where the count stopped.
 const maxCounted = 100000
 
 // countPage is how many events one read of the log returns.
@@ -49,9 +48,10 @@ func (sp chartSpan) start(now time.Time) time.Time {
 // tally is one tenant's counts in a span: N[step][i] of chartTypes[i].
 type tally struct {
 	N [][]int
-	// Capped says the count stopped at maxCounted; CountedTo is the time
-	// of the last event counted, after which steps are short.
+	// Capped says the count stopped at Limit events; CountedTo is the
+	// time of the last event counted, after which steps are short.
 	Capped    bool
+	Limit     int
 	CountedTo time.Time
 }
 
@@ -71,7 +71,7 @@ func (t *tally) add(o tally) {
 		}
 	}
 	if o.Capped && (!t.Capped || o.CountedTo.Before(t.CountedTo)) {
-		t.Capped, t.CountedTo = true, o.CountedTo
+		t.Capped, t.Limit, t.CountedTo = true, o.Limit, o.CountedTo
 	}
 }
 
@@ -171,18 +171,23 @@ func (s *server) overviewTenants(ctx context.Context, v *visit, d *overviewData)
 // count reads tenantID's events after the sequence number after once, in
 // pages of countPage (each a read transaction of its own, so no page view
 // holds the log for long), and counts those since start into sp's steps;
-// it stops at maxCounted.
+// it stops at OverviewMaxEvents.
 func (s *server) count(ctx context.Context, tenantID string, after uint64, sp chartSpan, start time.Time) (tally, error) {
 	c := newTally(sp.Steps)
 	if s.Events == nil {
 		return c, nil
 	}
+	limit := s.OverviewMaxEvents
+	if limit <= 0 {
+		limit = maxCounted
+	}
+	page := min(countPage, limit)
 	index := make(map[events.Type]int, len(chartTypes))
 	for i, ty := range chartTypes {
 		index[ty] = i
 	}
 	for read := 0; ; {
-		evs, err := s.Events.Events(ctx, tenantID, after, countPage)
+		evs, err := s.Events.Events(ctx, tenantID, after, page)
 		if err != nil {
 			return c, err
 		}
@@ -196,12 +201,12 @@ func (s *server) count(ctx context.Context, tenantID string, after uint64, sp ch
 			c.N[min(int(ev.Time.Sub(start)/sp.Step), sp.Steps-1)][j]++
 		}
 		read += len(evs)
-		if len(evs) < countPage {
+		if len(evs) < page {
 			return c, nil
 		}
 		after = evs[len(evs)-1].Seq
-		if read >= maxCounted {
-			c.Capped, c.CountedTo = true, evs[len(evs)-1].Time.UTC()
+		if read >= limit {
+			c.Capped, c.Limit, c.CountedTo = true, limit, evs[len(evs)-1].Time.UTC()
 			return c, nil
 		}
 	}

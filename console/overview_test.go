@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/console"
 	"github.com/heedmail/heed/internal/backend/boltdb"
 	"github.com/heedmail/heed/internal/consoleusers"
 	"github.com/heedmail/heed/internal/events"
@@ -175,5 +176,31 @@ func TestOverviewOverTime(t *testing.T) {
 
 	if st, _, _ := e.get(e.signedIn("ops"), "/console/overview?span=1y"); st != http.StatusBadRequest {
 		t.Errorf("span=1y: %d, want 400", st)
+	}
+}
+
+// TestOverviewCapped: past the bound on the events one view reads, the
+// chart says it stopped and when, rather than show the later hours as
+// quiet; the total says so too.
+func TestOverviewCapped(t *testing.T) {
+	e := newEnv(t, func(o *console.Options) { o.OverviewMaxEvents = 3 })
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	now := e.clock.Now()
+	for h := 5; h >= 1; h-- {
+		e.mailAt("acme", events.MessageDelivered, now.Add(-time.Duration(h)*time.Hour), 1)
+	}
+	e.mailAt("globex", events.MessageDelivered, now, 2)
+
+	st, body, _ := e.get(e.signedIn("ops"), "/console/overview")
+	third := now.Add(-3 * time.Hour).UTC().Format(time.RFC3339)
+	stopped := `the count stopped after 3 events of %s, at <time datetime="` + third + `">`
+	if acme := article(body, "Acme Dental"); st != http.StatusOK || !strings.Contains(acme, fmt.Sprintf(stopped, "this tenant")) {
+		t.Errorf("acme's chart does not say where its count stopped: %d\n%s", st, acme)
+	}
+	if all := article(body, "All tenants"); !strings.Contains(all, fmt.Sprintf(stopped, "one tenant")) {
+		t.Errorf("the total does not say a count stopped:\n%s", all)
+	}
+	if globex := article(body, "Globex Clinic"); strings.Contains(globex, "stopped") {
+		t.Errorf("globex's chart, 2 events, says it stopped:\n%s", globex)
 	}
 }
