@@ -48,6 +48,10 @@ type Options struct {
 	Suppressions suppression.Store
 	// Events is the event log, counted on the overview (nil: no counts).
 	Events events.Reader
+	// OverviewMaxEvents bounds the events the overview reads per tenant
+	// per page view (0: 100,000), so that a busy tenant's chart costs a
+	// bounded read.
+	OverviewMaxEvents int
 	// Messages finds a message by id for the Messages page (nil: none).
 	Messages MessageReader
 	// Captures are capture mode's copies of messages, shown from the
