@@ -38,14 +38,16 @@ import (
 // lease_until IS NOT NULL, which lets PostgreSQL read the partial index
 // of the leased entries (a few per worker of each node) instead.
 
+// claimPage is the first page a claim reads.
+const claimPage = 16
+
 // claimKey is the bigint advisory lock of claims ("heed.lse"); the
 // two-int4 form is the event order's (events.go).
 const claimKey int64 = 0x686565642e6c7365
 
 func (r queueRows) Leased() (map[string]int, error) {
-	if _, err := r.t.tx.Exec(r.t.ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)", claimKey); err != nil {
-		return nil, err
-	}
+	// With the count, in one round trip (pipe.later).
+	r.t.tx.later("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)", claimKey)
 	rows, err := r.t.tx.Query(r.t.ctx, `SELECT domain, count(*) FROM schedule
 		WHERE lease_until IS NOT NULL AND lease_until > now() GROUP BY domain`)
 	if err != nil {
@@ -63,8 +65,13 @@ func (r queueRows) Leased() (map[string]int, error) {
 
 func (r queueRows) Claimable(now time.Time, max int, fn func(queue.Job) bool) (time.Time, error) {
 	var last *queue.Job
-	for passed := 0; passed < max; {
-		n := min(duePage, max-passed)
+	// Every row a page returns is locked (a row lock is a write of its
+	// tuple, and WAL), though a claim usually takes a few, as many as its
+	// node has idle workers: the first page is small and the next ones
+	// grow.
+	page := claimPage
+	for passed := 0; passed < max; page = min(2*page, duePage) {
+		n := min(page, max-passed)
 		args := []any{now, n}
 		where := ""
 		if last != nil {
