@@ -186,12 +186,19 @@ func (p *pipe) commit(ctx context.Context) (committing bool, err error) {
 		// one knows how far it got.
 		return isConnLoss(err), err
 	}
-	_, err = br.Exec()
+	tag, err := br.Exec()
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		p.begun = false
+		if tag.String() == "ROLLBACK" {
+			// The transaction was aborted by a statement whose error
+			// the code did not return, and PostgreSQL answers its
+			// COMMIT with ROLLBACK and no error: nothing was committed,
+			// as pgx's Tx.Commit reports.
+			return false, pgx.ErrTxCommitRollback
+		}
 	}
 	return true, err
 }
