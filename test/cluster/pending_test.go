@@ -1,19 +1,7 @@
 package cluster
 
-// The issue's other multi-process tests wait for engineer A's part of
-// issue 17 (cross-node cache invalidation by LISTEN/NOTIFY, webhook
-// endpoint ownership, cluster-once jobs), which is not merged yet. Each
-// is a few lines on this package's harness:
-//
-// TODO(issue 17): TestRevokedCredentialRefusedEverywhere. startCluster
-// with 2 nodes; a submitter pinned to node 2 (submitter{c: c, next: 1})
-// sends once with c.user (250, which also fills node 2's cache); revoke
-// it through node 1 (first.api("DELETE",
-// "/api/v1/tenants/acme/credentials/"+id, nil, nil), with the id from
-// the credential's creation: keep it in cluster); then a new connection
-// to node 2 must be refused AUTH (smtpCode 535) within one second of
-// the DELETE's answer (waitFor with a 1 s deadline). The same for an API
-// key: GET /api/v1/tenants/acme on node 2 with the revoked key → 401.
+// The issue's multi-process tests still to write, each a few lines on
+// this package's harness:
 //
 // TODO(issue 17): TestWebhooksSurviveANodeKill. A webhook receiver on
 // loopback (httptest.Server recording webhook-id and body in order);
