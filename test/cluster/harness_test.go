@@ -61,6 +61,9 @@ type options struct {
 	ownDatabaseServer bool
 	// reply scripts every sink's answers (testsink.Options.Reply).
 	reply func(stage, from, rcpt string, attempt int) *smtp.SMTPError
+	// later is how many of the last nodes are configured but not
+	// started: the test starts them (node.start, node.waitReady).
+	later int
 	// logLevel is every node's log.level ("": warn).
 	logLevel string
 	// config is more of every node's heed.yaml, top-level keys the
@@ -121,6 +124,9 @@ func startCluster(t *testing.T, o options) *cluster {
 	}
 	for i, n := range c.nodes {
 		n.writeConfig(c.dsn, freePort(t, fmt.Sprintf("127.0.0.%d", i+1)), o)
+		if i >= o.nodes-o.later {
+			continue
+		}
 		n.start()
 		n.waitReady()
 	}
