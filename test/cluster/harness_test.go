@@ -95,6 +95,7 @@ type node struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	out    *syncBuffer
+	lives  syncBuffer // what every process of the node wrote, restarts included
 	exited chan struct{}
 }
 
@@ -187,7 +188,8 @@ func (n *node) start() {
 	cmd := exec.Command(bin, "serve", "-config", n.config)
 	cmd.Dir = n.dir
 	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	w := io.MultiWriter(out, &n.lives)
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
@@ -216,6 +218,10 @@ func (n *node) kill() {
 	}
 	<-exited
 }
+
+// allOutput is what the node's processes have written so far, each
+// process after the one before.
+func (n *node) allOutput() string { return n.lives.String() }
 
 // output is what the running process has written so far.
 func (n *node) output() string {
