@@ -61,6 +61,14 @@ type options struct {
 	ownDatabaseServer bool
 	// reply scripts every sink's answers (testsink.Options.Reply).
 	reply func(stage, from, rcpt string, attempt int) *smtp.SMTPError
+	// later is how many of the last nodes are configured but not
+	// started: the test starts them (node.start, node.waitReady).
+	later int
+	// logLevel is every node's log.level ("": warn).
+	logLevel string
+	// config is more of every node's heed.yaml, top-level keys the
+	// harness does not write (webhooks:, retention: ...).
+	config string
 }
 
 // cluster is N heed nodes on one database, each delivering example.net
@@ -71,8 +79,8 @@ type cluster struct {
 	dsn   string
 	nodes []*node
 	// user and pass are an SMTP credential of tenant acme, whose domain
-	// acme.test may send.
-	user, pass string
+	// acme.test may send; credID is its id.
+	user, pass, credID string
 }
 
 // node is one heed serve process and what it listens on.
@@ -87,6 +95,7 @@ type node struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	out    *syncBuffer
+	lives  syncBuffer // what every process of the node wrote, restarts included
 	exited chan struct{}
 }
 
@@ -115,16 +124,19 @@ func startCluster(t *testing.T, o options) *cluster {
 		c.nodes = append(c.nodes, n)
 	}
 	for i, n := range c.nodes {
-		n.writeConfig(c.dsn, freePort(t, fmt.Sprintf("127.0.0.%d", i+1)))
+		n.writeConfig(c.dsn, freePort(t, fmt.Sprintf("127.0.0.%d", i+1)), o)
+		if i >= o.nodes-o.later {
+			continue
+		}
 		n.start()
 		n.waitReady()
 	}
 	first := c.nodes[0]
 	first.api("POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme", "postal_address": "1 Main St, Springfield"}, nil)
 	first.api("POST", "/api/v1/tenants/acme/domains", map[string]string{"domain": "acme.test"}, nil)
-	var cred struct{ Username, Password string }
+	var cred struct{ ID, Username, Password string }
 	first.api("POST", "/api/v1/tenants/acme/credentials", map[string]string{}, &cred)
-	c.user, c.pass = cred.Username, cred.Password
+	c.user, c.pass, c.credID = cred.Username, cred.Password, cred.ID
 	return c
 }
 
@@ -147,18 +159,22 @@ const publicBase = "https://unsubscribe.cluster.test"
 // writeConfig writes the node's heed.yaml: the same database and
 // base_url for every node, its own listeners, data
 // directory and next hop, and a short delivery lease so that a killed
-// node's recipients are retried within seconds.
-func (n *node) writeConfig(dsn, inbound string) {
+// node's recipients are retried within seconds; then o.config.
+func (n *node) writeConfig(dsn, inbound string, o options) {
 	n.config = filepath.Join(n.dir, "heed.yaml")
+	level := o.logLevel
+	if level == "" {
+		level = "warn"
+	}
 	cfg := fmt.Sprintf(`hostname: %s.relay.test
 data_dir: %s
 smtp: { submission: { listen: %q }, inbound: { listen: %q } }
 http: { admin: { listen: %q }, public: { listen: %q, base_url: %q } }
 admin: { tokens: [%q] }
-log: { level: warn }
+log: { level: %s }
 delivery: { mode: mx, routes: { "example.net": %q } }
 storage: { driver: postgres, postgres: { dsn: %q, delivery_lease: 3s } }
-`, n.name, filepath.Join(n.dir, "data"), n.smtp, inbound, n.admin, n.public, publicBase, operatorToken, n.sink.Addr(), dsn)
+`, n.name, filepath.Join(n.dir, "data"), n.smtp, inbound, n.admin, n.public, publicBase, operatorToken, level, n.sink.Addr(), dsn) + o.config
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		n.t.Fatal(err)
 	}
@@ -172,7 +188,8 @@ func (n *node) start() {
 	cmd := exec.Command(bin, "serve", "-config", n.config)
 	cmd.Dir = n.dir
 	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	w := io.MultiWriter(out, &n.lives)
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
@@ -201,6 +218,10 @@ func (n *node) kill() {
 	}
 	<-exited
 }
+
+// allOutput is what the node's processes have written so far, each
+// process after the one before.
+func (n *node) allOutput() string { return n.lives.String() }
 
 // output is what the running process has written so far.
 func (n *node) output() string {
