@@ -74,14 +74,9 @@ func (b *Backend) update(ctx context.Context, opts pgx.TxOptions, fn func(backen
 			tx = &Tx{ctx: ctx, tx: p, iso: opts.IsoLevel, write: true}
 			return fn(tx)
 		})
-		if err == nil && len(tx.notices) > 0 {
-			b.mu.RLock()
-			fns := b.watches
-			b.mu.RUnlock()
+		if err == nil {
 			for _, n := range tx.notices {
-				for _, fn := range fns {
-					fn(n)
-				}
+				b.hear(n)
 			}
 		}
 		return err
