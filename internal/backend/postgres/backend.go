@@ -122,7 +122,7 @@ func (b *Backend) EventRunner() txn.Runner[backend.Tx] { return eventReading{b} 
 type eventReading struct{ b *Backend }
 
 func (e eventReading) Update(ctx context.Context, fn func(backend.Tx) error) error {
-	return e.b.update(ctx, lockingWrite, fn)
+	return locking(e).Update(ctx, fn)
 }
 
 func (e eventReading) View(ctx context.Context, fn func(backend.Tx) error) error {
