@@ -74,14 +74,9 @@ func (b *Backend) update(ctx context.Context, opts pgx.TxOptions, fn func(backen
 			tx = &Tx{ctx: ctx, tx: p, iso: opts.IsoLevel, write: true}
 			return fn(tx)
 		})
-		if err == nil && len(tx.notices) > 0 {
-			b.mu.RLock()
-			fns := b.watches
-			b.mu.RUnlock()
+		if err == nil {
 			for _, n := range tx.notices {
-				for _, fn := range fns {
-					fn(n)
-				}
+				b.hear(n)
 			}
 		}
 		return err
@@ -127,7 +122,7 @@ func (b *Backend) EventRunner() txn.Runner[backend.Tx] { return eventReading{b} 
 type eventReading struct{ b *Backend }
 
 func (e eventReading) Update(ctx context.Context, fn func(backend.Tx) error) error {
-	return e.b.update(ctx, lockingWrite, fn)
+	return locking(e).Update(ctx, fn)
 }
 
 func (e eventReading) View(ctx context.Context, fn func(backend.Tx) error) error {

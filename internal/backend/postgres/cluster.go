@@ -311,7 +311,8 @@ func (b *Backend) invalidateTenants() {
 	b.tenantCache.Invalidate()
 }
 
-// hear tells this node's watchers of a notice from elsewhere.
+// hear tells this node's watchers of a notice: of its own commits
+// (Backend.update) or from another node (Cluster).
 func (b *Backend) hear(n events.Notice) {
 	b.mu.RLock()
 	fns := b.watches

@@ -65,9 +65,7 @@ const horizonSQL = `SELECT s.v, least(s.v, coalesce((
 
 func (r eventRows) Insert(ev *events.Event) error {
 	t := r.t
-	e := *ev
-	e.Seq = 0 // the column is the sequence number
-	body, err := json.Marshal(e)
+	body, err := eventBody(*ev)
 	if err != nil {
 		return err
 	}
@@ -85,7 +83,7 @@ func (r eventRows) Insert(ev *events.Event) error {
 		}
 		ev.Seq = uint64(seq)
 		return nil
-	}, sql, ev.Data.Tenant, ev.Time, string(body))
+	}, sql, ev.Data.Tenant, ev.Time, body)
 	t.eventLocked = true
 	t.notices = append(t.notices, events.Notice{Tenant: ev.Data.Tenant, Type: ev.Type, Channel: ev.Data.Channel})
 	return nil
@@ -143,19 +141,32 @@ func (r eventRows) horizon() (int64, error) {
 // comes with its next read.
 const horizonWait = "'1s'"
 
+// eventBody is the stored JSON of ev, without its sequence number (the
+// column seq is it).
+func eventBody(ev events.Event) (string, error) {
+	ev.Seq = 0
+	body, err := json.Marshal(ev)
+	return string(body), err
+}
+
+// decodeEvent is the event stored as body under seq.
+func decodeEvent(seq int64, body []byte) (events.Event, error) {
+	var ev events.Event
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return ev, fmt.Errorf("event %d: %w", seq, err)
+	}
+	ev.Seq = uint64(seq)
+	return ev, nil
+}
+
 func scanEvents(rows pgx.Rows) ([]events.Event, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (events.Event, error) {
 		var seq int64
-		var body string
-		var ev events.Event
+		var body []byte
 		if err := row.Scan(&seq, &body); err != nil {
-			return ev, err
+			return events.Event{}, err
 		}
-		if err := json.Unmarshal([]byte(body), &ev); err != nil {
-			return ev, fmt.Errorf("event %d: %w", seq, err)
-		}
-		ev.Seq = uint64(seq)
-		return ev, nil
+		return decodeEvent(seq, body)
 	})
 }
 
@@ -231,13 +242,9 @@ func (r eventRows) Mentioning(addr string, after uint64, limit int) ([]events.Ev
 			if len(out) == limit || !events.ContainsFold(body, addr) {
 				return nil
 			}
-			var ev events.Event
-			if err := json.Unmarshal(body, &ev); err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
-			}
-			ev.Seq = uint64(seq)
+			ev, err := decodeEvent(seq, body)
 			out = append(out, ev)
-			return nil
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -250,13 +257,11 @@ func (r eventRows) Mentioning(addr string, after uint64, limit int) ([]events.Ev
 }
 
 func (r eventRows) Replace(ev events.Event) (bool, error) {
-	e := ev
-	e.Seq = 0
-	body, err := json.Marshal(e)
+	body, err := eventBody(ev)
 	if err != nil {
 		return false, err
 	}
-	tag, err := r.t.tx.Exec(r.t.ctx, "UPDATE events SET body = $2 WHERE seq = $1", int64(ev.Seq), string(body))
+	tag, err := r.t.tx.Exec(r.t.ctx, "UPDATE events SET body = $2 WHERE seq = $1", int64(ev.Seq), body)
 	return tag.RowsAffected() == 1, err
 }
 

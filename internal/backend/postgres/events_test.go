@@ -62,7 +62,7 @@ func TestEventReaderWaitsForEarlierWriters(t *testing.T) {
 		read <- result{evs, err}
 	}()
 	// The reader waits on the slow writer's lock; then the writer ends.
-	waitCond(t, "the reader to wait for the slow writer", func() bool {
+	eventually(t, 20*time.Second, "the reader to wait for the slow writer", func() bool {
 		var n int
 		err := db.pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND NOT granted").Scan(&n)
 		if err != nil {
@@ -80,17 +80,6 @@ func TestEventReaderWaitsForEarlierWriters(t *testing.T) {
 	}
 	if len(r.evs) != 2 || r.evs[0].Data.Recipient != "slow@example.com" || r.evs[1].Data.Recipient != "fast@example.com" {
 		t.Fatalf("the reader got %+v; want the slow event, then the fast one", r.evs)
-	}
-}
-
-// waitCond polls cond until it holds, failing the test after a deadline.
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition, not synchronising
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 // pipe has the methods of pgx.Tx the rows use; it is not safe for
 // concurrent use.
 type pipe struct {
-	ctx   context.Context
 	conn  *pgxpool.Conn
 	begin string // the BEGIN statement, sent with the first batch ("": none)
 	begun bool   // BEGIN has gone to the server, or there is none
@@ -268,6 +267,7 @@ func (f failedBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTa
 func (f failedBatch) Query() (pgx.Rows, error)         { return nil, f.err }
 func (f failedBatch) QueryRow() pgx.Row                { return &pipeRow{err: f.err} }
 func (f failedBatch) Close() error                     { return f.err }
+func (f failedBatch) Tx() pgx.Tx                       { return nil }
 
 // runPipe is DB.run for the backend's transactions: fn works through a
 // pipe on a connection of the pool, committed with what it left pending.
@@ -279,7 +279,7 @@ func (db *DB) runPipe(ctx context.Context, opts pgx.TxOptions, fn func(*pipe) er
 			return false, err
 		}
 		defer conn.Release()
-		p := &pipe{ctx: ctx, conn: conn, begin: begin, begun: begin == ""}
+		p := &pipe{conn: conn, begin: begin, begun: begin == ""}
 		committing, err := func() (bool, error) {
 			if err := fn(p); err != nil {
 				return false, err
@@ -294,4 +294,3 @@ func (db *DB) runPipe(ctx context.Context, opts pgx.TxOptions, fn func(*pipe) er
 		return committing, err
 	})
 }
-func (f failedBatch) Tx() pgx.Tx { return nil }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -274,10 +273,17 @@ func (r queueRows) Unschedule(j queue.Job) error {
 const duePage = 256
 
 // Due reads the schedule in pages by its primary key (due, message_id,
-// idx) in this View's snapshot. On several nodes (issue 17) this becomes a
-// claim in Update: SELECT ... WHERE due <= now() AND lease < now() ORDER
-// BY due LIMIT n FOR UPDATE SKIP LOCKED, then a lease written on the
-// rows claimed.
+// idx) in this View's snapshot. Several nodes on one database claim
+// instead (Claimable, schedlease.go).
+// scanJobs reads rows of (due, message_id, idx, domain).
+func scanJobs(rows pgx.Rows) ([]queue.Job, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.Job, error) {
+		var j queue.Job
+		err := row.Scan(&j.Due, &j.MessageID, &j.Index, &j.Domain)
+		return j, err
+	})
+}
+
 func (r queueRows) Due(max int, fn func(queue.Job) bool) error {
 	var last *queue.Job
 	for passed := 0; passed < max; {
@@ -294,13 +300,7 @@ func (r queueRows) Due(max int, fn func(queue.Job) bool) error {
 		if err != nil {
 			return err
 		}
-		jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.Job, error) {
-			var j queue.Job
-			var due time.Time
-			err := row.Scan(&due, &j.MessageID, &j.Index, &j.Domain)
-			j.Due = due
-			return j, err
-		})
+		jobs, err := scanJobs(rows)
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func TestQueueWritesTakeTurns(t *testing.T) {
 			queue.Outcome{State: queue.Delivered, Reply: "250 2.0.0 ok", At: at.Add(time.Second)})
 		recorded <- err
 	}()
-	waitCond(t, "the record to wait for the rewrite's locks", func() bool {
+	eventually(t, 20*time.Second, "the record to wait for the rewrite's locks", func() bool {
 		var n int
 		if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&n); err != nil {
 			t.Fatal(err)

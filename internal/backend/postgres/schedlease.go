@@ -84,11 +84,7 @@ func (r queueRows) Claimable(now time.Time, max int, fn func(queue.Job) bool) (t
 		if err != nil {
 			return time.Time{}, err
 		}
-		jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.Job, error) {
-			var j queue.Job
-			err := row.Scan(&j.Due, &j.MessageID, &j.Index, &j.Domain)
-			return j, err
-		})
+		jobs, err := scanJobs(rows)
 		if err != nil {
 			return time.Time{}, err
 		}

@@ -37,17 +37,17 @@ const maxAttempts = 10
 // on a new connection, as nothing was committed; otherwise, and when
 // the connection breaks during COMMIT, the error is ErrUnavailable.
 func (db *DB) Update(ctx context.Context, fn func(pgx.Tx) error) error {
-	return db.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}, fn)
+	return db.run(ctx, serializable, fn)
 }
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot
 // for all its queries, as a bbolt View sees. Its retries and errors are
 // Update's.
 func (db *DB) View(ctx context.Context, fn func(pgx.Tx) error) error {
-	return db.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	return db.run(ctx, snapshot, fn)
 }
 
-// The isolation levels of the backend's transactions (Backend).
+// The isolation levels of the transactions (DB's and Backend's).
 var (
 	serializable  = pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
 	snapshot      = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
