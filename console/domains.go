@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
@@ -44,7 +43,7 @@ func (s *server) renderDomains(w http.ResponseWriter, r *http.Request, v *visit,
 	}
 	p.Title, p.User, p.CSRF = "Domains: "+t.Name, v, v.sess.CSRF
 	p.Data = &domainsData{Tenant: t, Domains: ds, Name: name,
-		Add: access.Check(v.principal(), access.Operator, t.ID) == nil}
+		Add: v.operator()}
 	s.render(w, r, status, "domains", p)
 }
 
