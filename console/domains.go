@@ -5,9 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/readiness"
 	"github.com/heedmail/heed/internal/tenant"
@@ -43,7 +43,7 @@ func (s *server) renderDomains(w http.ResponseWriter, r *http.Request, v *visit,
 	}
 	p.Title, p.User, p.CSRF = "Domains: "+t.Name, v, v.sess.CSRF
 	p.Data = &domainsData{Tenant: t, Domains: ds, Name: name,
-		Add: access.Check(v.principal(), access.Operator, t.ID) == nil}
+		Add: v.operator()}
 	s.render(w, r, status, "domains", p)
 }
 
@@ -217,18 +217,21 @@ func (s *server) publishKey(w http.ResponseWriter, r *http.Request, v *visit, t 
 	domainDone(w, r, t, d, "key-published")
 }
 
-// key finds the domain's key named by the form's selector.
-func (s *server) key(ctx context.Context, d tenant.Domain, sel string) (tenant.DKIMKey, error) {
-	keys, err := s.Tenants.Keys(ctx, d.Name)
+// formKey is the key of d the form names, or false once the answer is
+// written (no such key, or the store failed).
+func (s *server) formKey(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant, d tenant.Domain) (tenant.DKIMKey, bool) {
+	sel := r.PostFormValue("selector")
+	keys, err := s.Tenants.Keys(r.Context(), d.Name)
 	if err != nil {
-		return tenant.DKIMKey{}, err
+		s.internal(w, r, err)
+		return tenant.DKIMKey{}, false
 	}
-	for _, k := range keys {
-		if sel != "" && k.Selector == sel {
-			return k, nil
-		}
+	i := slices.IndexFunc(keys, func(k tenant.DKIMKey) bool { return sel != "" && k.Selector == sel })
+	if i < 0 {
+		s.renderDomain(w, r, v, t, d, http.StatusNotFound, page{Problem: "The domain has no such key."})
+		return tenant.DKIMKey{}, false
 	}
-	return tenant.DKIMKey{}, tenant.ErrNotFound
+	return keys[i], true
 }
 
 // activateKey is POST …/keys/{selector}/activate: signing switches to
@@ -237,13 +240,8 @@ func (s *server) key(ctx context.Context, d tenant.Domain, sel string) (tenant.D
 // DKIM, RFC 6376 section 6.1.2) unless the user ticks the box to force.
 func (s *server) activateKey(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant, d tenant.Domain) {
 	ctx := r.Context()
-	k, err := s.key(ctx, d, r.PostFormValue("selector"))
-	if errors.Is(err, tenant.ErrNotFound) {
-		s.renderDomain(w, r, v, t, d, http.StatusNotFound, page{Problem: "The domain has no such key."})
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	k, ok := s.formKey(w, r, v, t, d)
+	if !ok {
 		return
 	}
 	if r.PostFormValue("force") != "yes" && s.LookupTXT != nil {
@@ -268,16 +266,11 @@ func (s *server) activateKey(w http.ResponseWriter, r *http.Request, v *visit, t
 // signed with it is old).
 func (s *server) deleteKey(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant, d tenant.Domain) {
 	ctx := r.Context()
-	k, err := s.key(ctx, d, r.PostFormValue("selector"))
-	if errors.Is(err, tenant.ErrNotFound) {
-		s.renderDomain(w, r, v, t, d, http.StatusNotFound, page{Problem: "The domain has no such key."})
+	k, ok := s.formKey(w, r, v, t, d)
+	if !ok {
 		return
 	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	_, err = s.change(ctx, r, v, keyChange(http.MethodDelete, "/:selector", t, d, "/"+k.Selector), func(ctx context.Context) (int, error) {
+	_, err := s.change(ctx, r, v, keyChange(http.MethodDelete, "/:selector", t, d, "/"+k.Selector), func(ctx context.Context) (int, error) {
 		return http.StatusNoContent, s.Tenants.DeleteKey(ctx, k.Domain, k.Selector)
 	})
 	if errors.Is(err, tenant.ErrActiveKey) {

@@ -222,6 +222,38 @@ func TestDomainPagesScoped(t *testing.T) {
 	}
 }
 
+// TestNoSuchKey: activating or deleting a selector the domain does not
+// have (or none) answers 404 on the domain's page and changes no key.
+func TestNoSuchKey(t *testing.T) {
+	e, _ := domainEnv(t)
+	e.user(consoleusers.NewUser{Username: "rw", Tenant: "acme", Access: tenant.ReadWrite})
+	rw := e.signedIn("rw")
+	_, _, tok := e.get(rw, "/console/tenants/acme/domains/acme.example")
+	snapshot := func() string {
+		keys, err := e.tenants.Keys(context.Background(), "acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, k := range keys {
+			b.WriteString(k.Selector + " " + k.State + "; ")
+		}
+		return b.String()
+	}
+	before := snapshot()
+	for _, action := range []string{"activate", "delete"} {
+		for _, sel := range []string{"nosuch", ""} {
+			st, body := e.post(rw, "/console/tenants/acme/domains/acme.example/keys/"+action, url.Values{"csrf": {tok}, "selector": {sel}, "force": {"yes"}})
+			if st != http.StatusNotFound || !strings.Contains(body, "The domain has no such key.") {
+				t.Errorf("%s of selector %q: %d, want the domain page's 404\n%s", action, sel, st, body)
+			}
+		}
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("keys after refused changes: %s, were %s", after, before)
+	}
+}
+
 // TestAddDomain: an operator adds a tenant's domain from the Domains
 // page, as the API's POST …/domains, with its keys and the audit record
 // under the console user; a domain another tenant has is refused without

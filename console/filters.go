@@ -29,6 +29,9 @@ const timeLayout = "2006-01-02T15:04"
 // window is a filter's time span; a zero end is open.
 type window struct{ From, To time.Time }
 
+// set reports whether the window has either end.
+func (w window) set() bool { return !w.From.IsZero() || !w.To.IsZero() }
+
 func (w window) has(t time.Time) bool {
 	return (w.From.IsZero() || !t.Before(w.From)) && (w.To.IsZero() || t.Before(w.To))
 }
@@ -98,7 +101,7 @@ func knownType(t string) bool {
 
 // Active reports whether the filter keeps less than everything.
 func (f eventFilter) Active() bool {
-	return f.Type != "" || f.addr != "" || !f.From.IsZero() || !f.To.IsZero()
+	return f.Type != "" || f.addr != "" || f.window.set()
 }
 
 func (f eventFilter) keep(ev events.Event) bool {
@@ -117,7 +120,7 @@ func (f eventFilter) Query() url.Values {
 	q := url.Values{}
 	set(q, "type", f.Type)
 	set(q, "recipient", f.Recipient)
-	setTime(q, f.window)
+	f.window.query(q)
 	return q
 }
 
@@ -136,7 +139,7 @@ func parseAuditFilter(q url.Values) (auditFilter, string) {
 
 // Active reports whether the filter keeps less than everything.
 func (f auditFilter) Active() bool {
-	return f.Actor != "" || f.Action != "" || !f.From.IsZero() || !f.To.IsZero()
+	return f.Actor != "" || f.Action != "" || f.window.set()
 }
 
 // keep matches the actor exactly (it names one person or key) and the
@@ -150,7 +153,7 @@ func (f auditFilter) Query() url.Values {
 	q := url.Values{}
 	set(q, "actor", f.Actor)
 	set(q, "action", f.Action)
-	setTime(q, f.window)
+	f.window.query(q)
 	return q
 }
 
@@ -160,7 +163,8 @@ func set(q url.Values, k, v string) {
 	}
 }
 
-func setTime(q url.Values, w window) {
+// query adds the window's ends to q.
+func (w window) query(q url.Values) {
 	if !w.From.IsZero() {
 		q.Set("from", w.From.Format(timeLayout))
 	}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/heedmail/heed/admin"
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/tenant"
 )
@@ -49,7 +48,7 @@ type auditData struct {
 // auditAll is the audit log of every tenant and of the relay, for
 // operators: a tenant's user reads its own tenant's page only.
 func (s *server) auditAll(w http.ResponseWriter, r *http.Request, v *visit) {
-	if access.Check(v.principal(), access.Operator, "") != nil {
+	if !v.operator() {
 		s.fail(w, r, http.StatusForbidden, "Only an operator may do this.")
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/heedmail/heed/internal/access"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/privacy"
 	"github.com/heedmail/heed/internal/tenant"
@@ -45,7 +44,7 @@ func (s *server) privacyService(w http.ResponseWriter, r *http.Request) (*privac
 // privacyPage finds an address (?address=) and shows what the tenant
 // holds about it, with the export's download and the erase form.
 func (s *server) privacyPage(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
-	d := privacyData{Tenant: t, Operator: access.Check(v.principal(), access.Operator, "") == nil}
+	d := privacyData{Tenant: t, Operator: v.operator()}
 	s.renderPrivacy(w, r, v, &d, strings.TrimSpace(r.URL.Query().Get("address")), page{})
 }
 
@@ -122,7 +121,7 @@ func (s *server) exportPrivacy(w http.ResponseWriter, r *http.Request, v *visit,
 // bounded transactions of every store, so it is audited as the API's:
 // a record before the first (202) and one of how it ended.
 func (s *server) erasePrivacy(w http.ResponseWriter, r *http.Request, v *visit, t tenant.Tenant) {
-	if access.Check(v.principal(), access.Operator, "") != nil {
+	if !v.operator() {
 		s.fail(w, r, http.StatusForbidden, "Only an operator may erase an address: it is erased from every tenant. Ask your operator.")
 		return
 	}

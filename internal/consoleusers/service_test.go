@@ -96,14 +96,21 @@ func signIn(t *testing.T, s *Service, user, password, totpCode string) (string, 
 	return tok, err
 }
 
+// addOperator enrols the operator "ops" every test signs in as.
+func addOperator(t *testing.T, s *Service) Enrolment {
+	t.Helper()
+	en, err := s.AddUser(context.Background(), NewUser{Username: "ops", Operator: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return en
+}
+
 func TestAccounts(t *testing.T) {
 	eachBackend(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		s := open(t, testclock.New(start).Now)
-		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		en := addOperator(t, s)
 		if len(en.Password) < 20 || en.TOTPSecret == "" || !strings.HasPrefix(en.TOTPURI, "otpauth://totp/Heed:ops?") {
 			t.Errorf("enrolment %+v", en)
 		}
@@ -144,10 +151,7 @@ func TestSignIn(t *testing.T) {
 		ctx := context.Background()
 		clock := testclock.New(start)
 		s := open(t, clock.Now)
-		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		en := addOperator(t, s)
 		for _, c := range [][2]string{{"ops", "wrong"}, {"nobody", en.Password}, {"ops", ""}} {
 			if _, _, err := s.SignIn(ctx, c[0], c[1]); !errors.Is(err, ErrBadCredentials) {
 				t.Errorf("SignIn(%q, %q) = %v, want ErrBadCredentials", c[0], c[1], err)
@@ -201,10 +205,7 @@ func TestSessionLifetimes(t *testing.T) {
 		ctx := context.Background()
 		clock := testclock.New(start)
 		s := open(t, clock.Now)
-		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		en := addOperator(t, s)
 		step := func() string { clock.Add(30 * time.Second); return code(t, en.TOTPSecret, clock.Now()) }
 
 		// Idle: 30 minutes without a request end the session.
@@ -258,10 +259,7 @@ func TestPurgeSessions(t *testing.T) {
 		ctx := context.Background()
 		clock := testclock.New(start)
 		s := open(t, clock.Now)
-		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		en := addOperator(t, s)
 		idle, err := signIn(t, s, "ops", en.Password, code(t, en.TOTPSecret, clock.Now()))
 		if err != nil {
 			t.Fatal(err)
@@ -304,10 +302,7 @@ func TestLiveDoesNotTouch(t *testing.T) {
 		ctx := context.Background()
 		clock := testclock.New(start)
 		s := open(t, clock.Now)
-		en, err := s.AddUser(ctx, NewUser{Username: "ops", Operator: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		en := addOperator(t, s)
 		tok, err := signIn(t, s, "ops", en.Password, code(t, en.TOTPSecret, clock.Now()))
 		if err != nil {
 			t.Fatal(err)
