@@ -64,6 +64,12 @@ func (l *logRecorder) count(level slog.Level) int {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the options changed by opts first.
+func newEnvWith(t *testing.T, opts func(*Options)) *env {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "heed.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +88,14 @@ func newEnv(t *testing.T) *env {
 		keys:  suppression.NewKeyring(1, map[byte][]byte{1: bytes.Repeat([]byte{1}, 32)}),
 	}
 	e.sup = boltdb.Suppressions(db, []byte("public test hash key, 32 bytes.."), e.clock.Now)
-	srv := httptest.NewServer(New(Options{
+	o := Options{
 		OptOut: &suppression.OptOut{Store: e.sup, Keys: e.keys, Registry: reg},
 		Logger: slog.New(e.logs), Now: e.clock.Now,
-	}))
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	srv := httptest.NewServer(New(o))
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e

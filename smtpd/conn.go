@@ -316,12 +316,20 @@ func (l *listener) releaseClient(key netip.Addr) {
 // report's DATA, but one that only talks (MAIL FROM:<> then NOOPs, say)
 // must make progress like any stranger.
 func trustInData(c *smtp.Conn, s smtp.Session) smtp.Session {
+	wc, _ := connOf(c)
+	return &dataTrust{Session: s, raw: wc}
+}
+
+// connOf is the conn the listener wrapped beneath a session's connection
+// (nil when there is none, as on a test's pipe), and whether the session
+// runs inside TLS.
+func connOf(c *smtp.Conn) (wc *conn, inTLS bool) {
 	raw := c.Conn()
 	if tc, ok := raw.(*tls.Conn); ok {
-		raw = tc.NetConn()
+		raw, inTLS = tc.NetConn(), true
 	}
-	wc, _ := raw.(*conn)
-	return &dataTrust{Session: s, raw: wc}
+	wc, _ = raw.(*conn)
+	return wc, inTLS
 }
 
 type dataTrust struct {

@@ -219,16 +219,9 @@ func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, err
 	}
 	sess := &session{s: s, c: c, log: s.log}
-	raw := c.Conn()
-	if tc, ok := raw.(*tls.Conn); ok {
-		sess.tls = true
-		raw = tc.NetConn()
-	}
-	if wc, ok := raw.(*conn); ok {
-		sess.raw = wc
-		if sess.tls {
-			wc.stopWatching()
-		}
+	sess.raw, sess.tls = connOf(c)
+	if sess.raw != nil && sess.tls {
+		sess.raw.stopWatching()
 	}
 	sess.addr = remoteAddr(c.Conn())
 	sess.loopback = s.o.Local(sess.addr)

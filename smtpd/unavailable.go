@@ -1,10 +1,6 @@
 package smtpd
 
-import (
-	"crypto/tls"
-
-	"github.com/emersion/go-smtp"
-)
+import "github.com/emersion/go-smtp"
 
 // downReply is the answer to a new connection while the node's database
 // is known to be down: 421 in place of the greeting (RFC 5321 section
@@ -23,11 +19,7 @@ func refuseDown(c *smtp.Conn, unavailable func() bool) error {
 	if unavailable == nil || !unavailable() {
 		return nil
 	}
-	raw := c.Conn()
-	if tc, ok := raw.(*tls.Conn); ok {
-		raw = tc.NetConn()
-	}
-	if wc, ok := raw.(*conn); ok {
+	if wc, _ := connOf(c); wc != nil {
 		wc.closeAfter.Store(true)
 	}
 	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: downReply[len("421 4.3.2 "):]}

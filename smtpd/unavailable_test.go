@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"crypto/tls"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -27,6 +28,15 @@ func TestRefusedWhileDatabaseDown(t *testing.T) {
 		pc.Close()
 	}
 	wantCode(t, err, 421, "4.3.2")
+	// In place of the greeting, before the client says anything (not at
+	// EHLO), and the connection closed after it.
+	rc, greeting := dialFrom(t, "127.0.0.1", h.addr)
+	if !strings.HasPrefix(greeting, "421 4.3.2 ") {
+		t.Errorf("plaintext greeting while down: %q, want 421 4.3.2", greeting)
+	}
+	if rest, ok := rc.closed(); !ok || rest != "" {
+		t.Errorf("after the 421 greeting: %q, closed %v; want the connection closed", rest, ok)
+	}
 
 	conn, err := tls.Dial("tcp", tlsAddr, h.roots)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/pquerna/otp/totp"
 )
 
@@ -25,9 +26,9 @@ func TestConsoleAddUser(t *testing.T) {
 	const token = "console-test-operator-token-0123456789"
 	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token, "delivery: { mode: capture }\n")
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
-	p.waitHealthy(t, adminAddr)
-	p.cmd.Process.Signal(os.Interrupt)
-	<-p.exited
+	waitHealthy(t, p, adminAddr)
+	p.Cmd.Process.Signal(os.Interrupt)
+	<-p.Exited
 
 	out := heedCmd(t, dir, nil, "console", "add-user", "-config", cfgPath, "-username", "ana", "-operator")
 	pass := regexp.MustCompile(`password +(\S+)`).FindStringSubmatch(out)
@@ -35,14 +36,14 @@ func TestConsoleAddUser(t *testing.T) {
 	if pass == nil || secret == nil || !strings.Contains(out, "otpauth://totp/Heed:ana?") {
 		t.Fatalf("add-user printed:\n%s", out)
 	}
-	cmd := exec.Command(binary(t), "console", "add-user", "-config", cfgPath, "-username", "pat", "-tenant", "nosuch", "-access", "read")
+	cmd := exec.Command(heedproc.Binary(t), "console", "add-user", "-config", cfgPath, "-username", "pat", "-tenant", "nosuch", "-access", "read")
 	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), `tenant "nosuch"`) {
 		t.Errorf("a user of a missing tenant: %v\n%s", err, b)
 	}
 
 	p = startHeed(t, dir, "serve", "-config", cfgPath)
-	p.waitHealthy(t, adminAddr)
+	waitHealthy(t, p, adminAddr)
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
 	base := "http://" + adminAddr + "/console/"

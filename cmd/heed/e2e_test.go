@@ -22,114 +22,28 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/heedmail/heed/internal/testsink"
 )
 
-// heedBinary builds the real binary once per test run.
-var heedBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "heed-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "heed")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+func freePort(t *testing.T) string { return heedproc.FreePort(t, "127.0.0.1") }
 
-func binary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin, err := heedBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// proc is a running heed process.
-type proc struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startHeed(t *testing.T, dir string, args ...string) *proc {
+func startHeed(t *testing.T, dir string, args ...string) *heedproc.Proc {
 	t.Helper()
 	return startHeedEnv(t, dir, nil, args...)
 }
 
 // startHeedEnv is startHeed with env added to the process's environment.
-func startHeedEnv(t *testing.T, dir string, env []string, args ...string) *proc {
+func startHeedEnv(t *testing.T, dir string, env []string, args ...string) *heedproc.Proc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary(t), args...)
-	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
-	}
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("heed output:\n%s", p.out.String())
-		}
-	})
-	return p
+	return heedproc.Start(t, "heed", dir, env, nil, args...)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
-}
-
-func (p *proc) waitHealthy(t *testing.T, admin string) {
-	waitFor(t, "heed to answer /healthz", 30*time.Second, func() bool {
+func waitHealthy(t *testing.T, p *heedproc.Proc, admin string) {
+	heedproc.WaitFor(t, "heed to answer /healthz", 30*time.Second, func() bool {
 		select {
-		case <-p.exited:
-			t.Fatalf("heed exited: %s", p.out.String())
+		case <-p.Exited:
+			t.Fatalf("heed exited: %s", p.Out.String())
 		default:
 		}
 		resp, err := http.Get("http://" + admin + "/healthz")
@@ -216,7 +130,7 @@ func crashLosesNothing(t *testing.T, storage string) {
 		fmt.Sprintf("delivery: { mode: mx, routes: { \"example.net\": %q } }\n", sink.Addr())+storage)
 
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
-	p.waitHealthy(t, adminAddr)
+	waitHealthy(t, p, adminAddr)
 	api(t, adminAddr, token, "POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"})
 	api(t, adminAddr, token, "POST", "/api/v1/tenants/acme/domains", map[string]string{"domain": "acme.test"})
 	cred := api(t, adminAddr, token, "POST", "/api/v1/tenants/acme/credentials", map[string]string{})
@@ -258,18 +172,18 @@ func crashLosesNothing(t *testing.T, storage string) {
 				acked[id] = true
 				mu.Unlock()
 				if count.Add(1) >= killAfter {
-					killOnce.Do(func() { p.cmd.Process.Kill() })
+					killOnce.Do(func() { p.Cmd.Process.Kill() })
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	<-p.exited
+	<-p.Exited
 	close(release)
 	t.Logf("killed after %d acknowledged messages; %d had reached the sink", len(acked), len(sink.Messages()))
 
 	p2 := startHeed(t, dir, "serve", "-config", cfgPath)
-	p2.waitHealthy(t, adminAddr)
+	waitHealthy(t, p2, adminAddr)
 	seen := func() map[string]int {
 		got := map[string]int{}
 		for _, m := range sink.Messages() {
@@ -277,7 +191,7 @@ func crashLosesNothing(t *testing.T, storage string) {
 		}
 		return got
 	}
-	waitFor(t, "every acknowledged message at the sink", 60*time.Second, func() bool {
+	heedproc.WaitFor(t, "every acknowledged message at the sink", 60*time.Second, func() bool {
 		got := seen()
 		for id := range acked {
 			if got[id] == 0 {
@@ -307,10 +221,10 @@ func TestDemoMode(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := startHeed(t, dir, "serve")
-	p.waitHealthy(t, "127.0.0.1:8081")
+	waitHealthy(t, p, "127.0.0.1:8081")
 	var user, pass, token string
-	waitFor(t, "the demo banner", 10*time.Second, func() bool {
-		out := p.out.String()
+	heedproc.WaitFor(t, "the demo banner", 10*time.Second, func() bool {
+		out := p.Out.String()
 		u := regexp.MustCompile(`username\s+(\S+)`).FindStringSubmatch(out)
 		pw := regexp.MustCompile(`password\s+(\S+)`).FindStringSubmatch(out)
 		tk := regexp.MustCompile(`Bearer (\S+)`).FindStringSubmatch(out)
@@ -333,7 +247,7 @@ func TestDemoMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	var listed []any
-	waitFor(t, "the captured message to be listed", 10*time.Second, func() bool {
+	heedproc.WaitFor(t, "the captured message to be listed", 10*time.Second, func() bool {
 		listed, _ = api(t, "127.0.0.1:8081", token, "GET", "/api/v1/captured", nil)["captured"].([]any)
 		return len(listed) == 1
 	})
@@ -352,22 +266,22 @@ func TestSIGTERM(t *testing.T) {
 		filepath.Join(dir, "data"), smtpAddr, adminAddr)), 0o600)
 	for round := range 2 {
 		p := startHeed(t, dir, "serve", "-config", cfgPath)
-		p.waitHealthy(t, adminAddr)
-		p.cmd.Process.Signal(syscall.SIGTERM)
+		waitHealthy(t, p, adminAddr)
+		p.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-p.exited:
+		case <-p.Exited:
 		case <-time.After(30 * time.Second):
 			t.Fatal("heed did not exit after SIGTERM")
 		}
-		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Fatalf("round %d: exit code %d after SIGTERM:\n%s", round, code, p.out.String())
+		if code := p.Cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("round %d: exit code %d after SIGTERM:\n%s", round, code, p.Out.String())
 		}
-		if !strings.Contains(p.out.String(), "shutting down") {
-			t.Errorf("no shutdown in the log:\n%s", p.out.String())
+		if !strings.Contains(p.Out.String(), "shutting down") {
+			t.Errorf("no shutdown in the log:\n%s", p.Out.String())
 		}
 		// The operator can tell from the log which code signs.
-		if !strings.Contains(p.out.String(), "rsa_signer=\""+dkim.RSASigner()) {
-			t.Errorf("the start line does not name the RSA signer %q:\n%s", dkim.RSASigner(), p.out.String())
+		if !strings.Contains(p.Out.String(), "rsa_signer=\""+dkim.RSASigner()) {
+			t.Errorf("the start line does not name the RSA signer %q:\n%s", dkim.RSASigner(), p.Out.String())
 		}
 	}
 }
@@ -376,7 +290,7 @@ func TestCheckConfigReportsLines(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(path, []byte("hostname: relay.example.com\nsmtp:\n  max_recipents: 5\ndelivery:\n  mode: carrier-pigeon\n"), 0o600)
-	out, err := exec.Command(binary(t), "check-config", "-config", path).CombinedOutput()
+	out, err := exec.Command(heedproc.Binary(t), "check-config", "-config", path).CombinedOutput()
 	if err == nil {
 		t.Fatalf("check-config accepted a bad file:\n%s", out)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/dkim"
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/heedmail/heed/internal/server"
 	"github.com/heedmail/heed/suppression"
 )
@@ -21,7 +22,7 @@ import (
 // non-zero exit.
 func heedCmd(t *testing.T, dir string, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(heedproc.Binary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
@@ -43,7 +44,7 @@ func TestOperatorCommands(t *testing.T) {
 	const token = "ops-test-operator-token-0123456789"
 	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token, "delivery: { mode: capture }\n")
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
-	p.waitHealthy(t, adminAddr)
+	waitHealthy(t, p, adminAddr)
 	api(t, adminAddr, token, "POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"})
 
 	csvPath := filepath.Join(dir, "optouts.csv")
@@ -96,12 +97,12 @@ func TestOperatorCommands(t *testing.T) {
 	d.Close()
 
 	// While it serves, the data directory is not for the commands.
-	cmd := exec.Command(binary(t), "suppress", "export", "-config", cfgPath, "-tenant", "acme")
+	cmd := exec.Command(heedproc.Binary(t), "suppress", "export", "-config", cfgPath, "-tenant", "acme")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "use -api") {
 		t.Errorf("an offline command on a serving relay: %v %s", err, out)
 	}
-	p.cmd.Process.Kill()
-	<-p.exited
+	p.Cmd.Process.Kill()
+	<-p.Exited
 	offline := heedCmd(t, dir, nil, "suppress", "export", "-config", cfgPath, "-tenant", "acme", "-reason", "unsubscribe")
 	if offline != exported {
 		t.Errorf("the offline export differs from the API's")

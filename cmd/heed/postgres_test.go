@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/heedmail/heed/internal/heedproc"
 )
 
 // heedFails runs the built binary, which must exit non-zero, and returns
 // its stdout and stderr.
 func heedFails(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(heedproc.Binary(t), args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/dnstest"
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/heedmail/heed/internal/readiness"
 )
 
@@ -58,7 +59,7 @@ readiness: { dns_server: "`+dns.Addr+`" }
 		[]byte(`public: { listen: "`+publicAddr+`", base_url: "`+front.URL+`" }`), 1)
 	os.WriteFile(cfgPath, cfg, 0o600)
 	p := startHeedEnv(t, dir, []string{"SSL_CERT_FILE=" + certFile}, "serve", "-config", cfgPath)
-	p.waitHealthy(t, adminAddr)
+	waitHealthy(t, p, adminAddr)
 
 	api(t, adminAddr, token, "POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme", "postal_address": "1 Main St"})
 	d := api(t, adminAddr, token, "POST", "/api/v1/tenants/acme/domains", map[string]string{"domain": "acme.test"})
@@ -99,7 +100,7 @@ readiness: { dns_server: "`+dns.Addr+`" }
 
 	// A record gone: not ready, exit 1, the check named.
 	dns.Remove("_dmarc.acme.test", "TXT")
-	cmd := exec.Command(binary(t), "readiness", "-api", "http://"+adminAddr, "-tenant", "acme", "-domain", "acme.test")
+	cmd := exec.Command(heedproc.Binary(t), "readiness", "-api", "http://"+adminAddr, "-tenant", "acme", "-domain", "acme.test")
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

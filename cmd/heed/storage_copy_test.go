@@ -21,6 +21,7 @@ import (
 	"github.com/heedmail/heed/internal/config"
 	"github.com/heedmail/heed/internal/dkim"
 	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/heedmail/heed/internal/queue"
 	"github.com/heedmail/heed/internal/server"
 	"github.com/heedmail/heed/internal/store"
@@ -29,7 +30,11 @@ import (
 	"github.com/heedmail/heed/webhooks"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	heedproc.Cleanup()
+	os.Exit(code)
+}
 
 // copyFixture is a stopped bbolt relay's data directory built through the
 // real stores, and what the test expects to find after a copy.

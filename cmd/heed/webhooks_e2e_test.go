@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/heedmail/heed/webhooks"
 )
 
@@ -67,7 +68,7 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 	cfgPath := writeConfig(t, dir, smtpAddr, adminAddr, token, "delivery: { mode: capture }\nwebhooks: { allow_private_targets: true }\n")
 
 	p := startHeed(t, dir, "serve", "-config", cfgPath)
-	p.waitHealthy(t, adminAddr)
+	waitHealthy(t, p, adminAddr)
 	api(t, adminAddr, token, "POST", "/api/v1/tenants", map[string]string{"id": "acme", "name": "Acme"})
 	api(t, adminAddr, token, "POST", "/api/v1/tenants/acme/domains", map[string]string{"domain": "acme.test"})
 	cred := api(t, adminAddr, token, "POST", "/api/v1/tenants/acme/credentials", map[string]string{})
@@ -99,14 +100,14 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 		}
 		return ids
 	}
-	waitFor(t, "every message captured", 30*time.Second, func() bool { return len(tenantEvents()) == 2*messages })
-	waitFor(t, "failed attempts at the endpoint", 30*time.Second, func() bool {
+	heedproc.WaitFor(t, "every message captured", 30*time.Second, func() bool { return len(tenantEvents()) == 2*messages })
+	heedproc.WaitFor(t, "failed attempts at the endpoint", 30*time.Second, func() bool {
 		recv.mu.Lock()
 		defer recv.mu.Unlock()
 		return recv.tries >= 10
 	})
-	p.cmd.Process.Kill()
-	<-p.exited
+	p.Cmd.Process.Kill()
+	<-p.Exited
 	recv.mu.Lock()
 	before := map[string]string{}
 	for id, b := range recv.bodies {
@@ -116,9 +117,9 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 
 	recv.up.Store(true)
 	p2 := startHeed(t, dir, "serve", "-config", cfgPath)
-	p2.waitHealthy(t, adminAddr)
+	waitHealthy(t, p2, adminAddr)
 	all := tenantEvents()
-	waitFor(t, "every event at the endpoint", 60*time.Second, func() bool {
+	heedproc.WaitFor(t, "every event at the endpoint", 60*time.Second, func() bool {
 		recv.mu.Lock()
 		defer recv.mu.Unlock()
 		for _, id := range all {

@@ -23,15 +23,15 @@ const nodeIDFile = "node-id"
 // node runs (lockNodeID), so no two live processes share a name: a
 // second process on the same data_dir, or a system without the lock,
 // gets a fresh name of its own and leaves old leases to run out.
-func nodeIdentity(dataDir string) (name string, release func(), err error) {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "heed"
-	}
+//
+// A fresh name is node (the config key node, the metrics' label, the host
+// name by default) and a random part, so that a lease says which node
+// holds it and two processes of one node's name never share a lease.
+func nodeIdentity(dataDir, node string) (name string, release func(), err error) {
 	fresh := func() string {
 		var b [8]byte
 		rand.Read(b[:])
-		return host + "/" + hex.EncodeToString(b[:])
+		return node + "/" + hex.EncodeToString(b[:])
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", nil, err

@@ -198,7 +198,7 @@ func (r *Relay) openPostgres() (*storage, error) {
 // "Delivery leases"), under this node's name; the leases a previous life
 // of this node held (it crashed, nothing of it runs) are ended at once.
 func (r *Relay) leaseDelivery(ctx context.Context, st *storage) error {
-	name, release, err := nodeIdentity(r.cfg.DataDir)
+	name, release, err := nodeIdentity(r.cfg.DataDir, r.cfg.Node)
 	if err != nil {
 		return fmt.Errorf("this node's name (data_dir/%s): %w", nodeIDFile, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,32 +20,15 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
+	"github.com/heedmail/heed/internal/heedproc"
 	"github.com/heedmail/heed/internal/testsink"
 )
 
-// binDir holds the heed binary the tests build, once per test binary.
-var binDir string
-
 func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "heed-cluster-bin"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := pgtest.Run(m)
-	os.RemoveAll(binDir)
+	heedproc.Cleanup()
 	os.Exit(code)
 }
-
-// heedBinary builds ./cmd/heed on first use (not in -short runs).
-var heedBinary = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "heed")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/heedmail/heed/cmd/heed").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // operatorToken is every node's admin token.
 const operatorToken = "cluster-test-operator-token-0123456789"
@@ -94,8 +76,8 @@ type node struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	out    *syncBuffer
-	lives  syncBuffer // what every process of the node wrote, restarts included
+	out    *heedproc.SyncBuffer
+	lives  heedproc.SyncBuffer // what every process of the node wrote, restarts included
 	exited chan struct{}
 }
 
@@ -106,9 +88,7 @@ func startCluster(t *testing.T, o options) *cluster {
 	if testing.Short() {
 		t.Skip("builds heed and runs several processes")
 	}
-	if _, err := heedBinary(); err != nil {
-		t.Fatal(err)
-	}
+	heedproc.Binary(t)
 	c := &cluster{t: t}
 	if o.ownDatabaseServer {
 		c.pg = pgtest.New(t)
@@ -141,15 +121,7 @@ func startCluster(t *testing.T, o options) *cluster {
 }
 
 // freePort is a free TCP port on ip.
-func freePort(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listening on %s (Linux routes all of 127.0.0.0/8 to loopback): %v", ip, err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t *testing.T, ip string) string { return heedproc.FreePort(t, ip) }
 
 // publicBase is every node's http.public.base_url: the address of the
 // load balancer (terminating TLS) in front of the nodes' public
@@ -184,27 +156,10 @@ storage: { driver: postgres, postgres: { dsn: %q, delivery_lease: 3s } }
 // if the test fails.
 func (n *node) start() {
 	n.t.Helper()
-	bin, _ := heedBinary()
-	cmd := exec.Command(bin, "serve", "-config", n.config)
-	cmd.Dir = n.dir
-	out := &syncBuffer{}
-	w := io.MultiWriter(out, &n.lives)
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		n.t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	p := heedproc.Start(n.t, n.name, n.dir, nil, &n.lives, "serve", "-config", n.config)
 	n.mu.Lock()
-	n.cmd, n.out, n.exited = cmd, out, exited
+	n.cmd, n.out, n.exited = p.Cmd, p.Out, p.Exited
 	n.mu.Unlock()
-	n.t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if n.t.Failed() {
-			n.t.Logf("%s (pid %d) output:\n%s", n.name, cmd.Process.Pid, out.String())
-		}
-	})
 }
 
 // kill ends the node with SIGKILL, as a machine's failure would, and
@@ -284,13 +239,7 @@ func (n *node) api(method, path string, body, out any) {
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
+	heedproc.WaitFor(t, what, timeout, cond)
 }
 
 // submitter is an application sending through the nodes as through a
@@ -442,22 +391,4 @@ func (c *cluster) waitDelivered(acked *ackLog, timeout time.Duration) map[string
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
-}
-
-// syncBuffer is a process's output, written by its pipe's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
