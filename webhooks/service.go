@@ -172,9 +172,6 @@ func (s *Service) deleteDeliveries(ctx context.Context, tenant, endpoint string)
 	return nil
 }
 
-// scheduled reports whether a delivery in status st has a schedule entry.
-func scheduled(st Status) bool { return st == Pending || st == Retrying }
-
 // Record implements Store.
 func (s *Service) Record(ctx context.Context, r Result) error {
 	return s.tx.Update(ctx, func(tx Tx) error {
@@ -199,7 +196,7 @@ func (s *Service) Record(ctx context.Context, r Result) error {
 		if r.CountRetry {
 			d.Retries++
 		}
-		if scheduled(r.Status) {
+		if r.Status.Scheduled() {
 			d.NextAttempt = r.NextAttempt
 			if ep.State != Active {
 				// Paused or disabled meanwhile: it waits with the endpoint,

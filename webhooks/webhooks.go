@@ -84,6 +84,10 @@ const (
 	Failed Status = "failed"
 )
 
+// Scheduled reports whether a delivery in status st has a schedule entry
+// (Rows keeps the schedule in step with it).
+func (st Status) Scheduled() bool { return st == Pending || st == Retrying }
+
 // Attempt is one HTTP request of a delivery.
 type Attempt struct {
 	At time.Time `json:"at"`

@@ -137,6 +137,44 @@ func TestRatesOverWindows(t *testing.T) {
 	})
 }
 
+// TestDeleteTenant: deleting a tenant deletes its counters of every
+// domain and hour and its guard state, and nothing of a tenant whose id
+// it begins.
+func TestDeleteTenant(t *testing.T) {
+	eachBackend(t, func(t *testing.T, w world) {
+		clock := testclock.New(t0)
+		rates := NewRates(w.tx, clock.Now)
+		ctx := context.Background()
+		for _, tenant := range []string{"acme", "acmes"} {
+			record(t, w, tenant, "a.example", t0, 5, true, false)
+			record(t, w, tenant, "b.example", t0.Add(-2*time.Hour), 3, false, true)
+			if err := w.tx.Update(ctx, func(tx Tx) error {
+				return tx.Reputation().PutState(State{Tenant: tenant, Paused: true, PausedAt: t0, PausedBy: "guard"})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rates.DeleteTenant(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		for tenant, want := range map[string]int64{"acme": 0, "acmes": 8} {
+			if rep, err := rates.Report(ctx, tenant); err != nil || rep.Windows[0].Final != want {
+				t.Errorf("%s after deleting acme: %+v %v, want %d final attempts", tenant, rep.Windows, err, want)
+			}
+			err := w.tx.View(ctx, func(tx Tx) error {
+				_, ok, err := tx.Reputation().State(tenant)
+				if ok != (want != 0) {
+					t.Errorf("%s's state kept = %v after deleting acme", tenant, ok)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
 var levels = Levels{WarnBounce: 0.05, PauseBounce: 0.10, WarnComplaint: 0.001, PauseComplaint: 0.003, MinFinal: 100, MinDelivered: 1000}
 
 func types(t *testing.T, w world, tenant string) []events.Type {

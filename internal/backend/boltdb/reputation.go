@@ -143,16 +143,8 @@ func (r repRows) Paused() ([]reputation.State, error) {
 }
 
 func (r repRows) DeleteTenant(tenant string) error {
-	prefix := append([]byte(tenant), 0)
-	var ks [][]byte
-	c := r.rates().Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		ks = append(ks, bytes.Clone(k))
-	}
-	for _, k := range ks {
-		if err := r.rates().Delete(k); err != nil {
-			return err
-		}
+	if err := deletePrefix(r.rates(), append([]byte(tenant), 0)); err != nil {
+		return err
 	}
 	return r.state().Delete([]byte(tenant))
 }

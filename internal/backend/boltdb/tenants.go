@@ -50,14 +50,6 @@ func registryGet[T any](b *bolt.Bucket, k []byte) (T, error) {
 	return v, nil
 }
 
-func registryPut(b *bolt.Bucket, k []byte, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, raw)
-}
-
 func registryScan[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
 	var out []T
 	c := b.Cursor()
@@ -71,16 +63,6 @@ func registryScan[T any](b *bolt.Bucket, pfx []byte) ([]T, error) {
 	return out, nil
 }
 
-func registryDeletePrefix(b *bolt.Bucket, pfx []byte) error {
-	c := b.Cursor()
-	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Seek(pfx) {
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (r tenantRows) Tenant(id string) (tenant.Tenant, error) {
 	return registryGet[tenant.Tenant](r.bucket(store.BucketTenants), []byte(id))
 }
@@ -90,7 +72,7 @@ func (r tenantRows) Tenants() ([]tenant.Tenant, error) {
 }
 
 func (r tenantRows) PutTenant(t tenant.Tenant) error {
-	return registryPut(r.bucket(store.BucketTenants), []byte(t.ID), t)
+	return putJSON(r.bucket(store.BucketTenants), []byte(t.ID), t)
 }
 
 func (r tenantRows) DeleteTenant(id string) error {
@@ -154,7 +136,7 @@ func (r tenantRows) PutCredential(c tenant.Credential) error {
 	if err := r.bucket(store.BucketUsernames).Put(credentialIndexKey(c), registryKey(c.Tenant, c.ID)); err != nil {
 		return err
 	}
-	return registryPut(r.bucket(store.BucketCredentials), registryKey(c.Tenant, c.ID), c)
+	return putJSON(r.bucket(store.BucketCredentials), registryKey(c.Tenant, c.ID), c)
 }
 
 func (r tenantRows) DeleteCredential(c tenant.Credential) error {
@@ -188,7 +170,7 @@ func (r tenantRows) Domains(tenantID string) ([]tenant.Domain, error) {
 }
 
 func (r tenantRows) PutDomain(d tenant.Domain) error {
-	return registryPut(r.bucket(store.BucketDomains), []byte(d.Name), d)
+	return putJSON(r.bucket(store.BucketDomains), []byte(d.Name), d)
 }
 
 func (r tenantRows) DeleteDomain(name string) error {
@@ -200,7 +182,7 @@ func (r tenantRows) Keys(domain string) ([]tenant.DKIMKey, error) {
 }
 
 func (r tenantRows) PutKey(k tenant.DKIMKey) error {
-	return registryPut(r.bucket(store.BucketDKIMKeys), registryKey(k.Domain, k.Selector), k)
+	return putJSON(r.bucket(store.BucketDKIMKeys), registryKey(k.Domain, k.Selector), k)
 }
 
 func (r tenantRows) DeleteKey(domain, selector string) error {
@@ -208,7 +190,7 @@ func (r tenantRows) DeleteKey(domain, selector string) error {
 }
 
 func (r tenantRows) DeleteKeys(domain string) error {
-	return registryDeletePrefix(r.bucket(store.BucketDKIMKeys), registryKeyPrefix(domain))
+	return deletePrefix(r.bucket(store.BucketDKIMKeys), registryKeyPrefix(domain))
 }
 
 func (r tenantRows) List(tenantID, id string) (tenant.List, error) {
@@ -220,11 +202,11 @@ func (r tenantRows) Lists(tenantID string) ([]tenant.List, error) {
 }
 
 func (r tenantRows) PutList(l tenant.List) error {
-	return registryPut(r.bucket(store.BucketLists), registryKey(l.Tenant, l.ID), l)
+	return putJSON(r.bucket(store.BucketLists), registryKey(l.Tenant, l.ID), l)
 }
 
 func (r tenantRows) DeleteLists(tenantID string) error {
-	return registryDeletePrefix(r.bucket(store.BucketLists), registryKeyPrefix(tenantID))
+	return deletePrefix(r.bucket(store.BucketLists), registryKeyPrefix(tenantID))
 }
 
 // Tenants implements backend.Tx.

@@ -134,13 +134,10 @@ func (r webhookRows) Delivery(tenant, endpoint string, seq uint64) (webhooks.Del
 	return d, ok, err
 }
 
-// scheduled reports whether a delivery in status st has a schedule entry.
-func scheduled(st webhooks.Status) bool { return st == webhooks.Pending || st == webhooks.Retrying }
-
 // unindex removes d's schedule entry and dead-letter mark.
 func (r webhookRows) unindex(d *webhooks.Delivery) error {
 	k := hookKey(d.Tenant, d.Endpoint, d.Seq)
-	if scheduled(d.Status) && !d.NextAttempt.IsZero() {
+	if d.Status.Scheduled() && !d.NextAttempt.IsZero() {
 		if err := r.bucket(store.BucketWebhookSchedule).Delete(hookSchedKey(d.NextAttempt, d.Tenant, d.Endpoint, d.Seq)); err != nil {
 			return err
 		}
@@ -162,7 +159,7 @@ func (r webhookRows) PutDelivery(d *webhooks.Delivery) error {
 			return err
 		}
 	}
-	if scheduled(d.Status) {
+	if d.Status.Scheduled() {
 		if err := r.bucket(store.BucketWebhookSchedule).Put(hookSchedKey(d.NextAttempt, d.Tenant, d.Endpoint, d.Seq), nil); err != nil {
 			return err
 		}
@@ -298,7 +295,7 @@ func (r webhookRows) walk(from string, max int, fn func(k []byte, d *webhooks.De
 func (r webhookRows) PurgeDeliveries(cutoff time.Time, from string, max int) (int, string, error) {
 	n := 0
 	next, err := r.walk(from, max, func(k []byte, d *webhooks.Delivery) error {
-		if scheduled(d.Status) || !d.UpdatedAt.Before(cutoff) {
+		if d.Status.Scheduled() || !d.UpdatedAt.Before(cutoff) {
 			return nil
 		}
 		n++
