@@ -122,7 +122,7 @@ func (r webhookRows) PutDelivery(d *webhooks.Delivery) error {
 		return err
 	}
 	var due *int64
-	if d.Status == webhooks.Pending || d.Status == webhooks.Retrying {
+	if d.Status.Scheduled() {
 		n := d.NextAttempt.UnixNano()
 		due = &n
 	}
