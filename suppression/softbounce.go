@@ -204,6 +204,9 @@ func (s *Service) DeliveredTx(tx Tx, tenantID, addr, message string, at time.Tim
 		return ignoreInvalid(err)
 	}
 	rows := tx.Suppressions()
+	if n, ok := rows.(DeliveryNoter); ok {
+		return n.NoteDelivery(tenantID, h, message, at)
+	}
 	hist, ok, err := rows.History(tenantID, h)
 	if err != nil || !ok {
 		return err
@@ -213,6 +216,17 @@ func (s *Service) DeliveredTx(tx Tx, tenantID, addr, message string, at time.Tim
 	}
 	hist.Delivered = message
 	return putHistory(rows, tenantID, h, hist, at)
+}
+
+// DeliveryNoter is Rows that make DeliveredTx's change to an address's
+// history in one write, without reading it first (PostgreSQL: an UPDATE
+// that finds no row for nearly every delivery, sent with the
+// transaction's other writes). Its rule is DeliveredTx's: an address
+// with no history gets none; one whose history already names a delivery
+// loses its bounces; the history then names message, and is updated at
+// at if that is later.
+type DeliveryNoter interface {
+	NoteDelivery(tenant string, h Hash, message string, at time.Time) error
 }
 
 func (s *Service) historyHash(tenantID, addr string) (Hash, error) {

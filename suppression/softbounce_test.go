@@ -3,10 +3,13 @@ package suppression_test
 import (
 	"context"
 	"fmt"
-	. "github.com/heedmail/heed/suppression"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/txn"
+	. "github.com/heedmail/heed/suppression"
 )
 
 var testSoftRule = SoftRule{Limit: 3, Span: 72 * time.Hour, Window: 30 * 24 * time.Hour}
@@ -143,6 +146,56 @@ func TestSoftBounceRepeatAfterExpiry(t *testing.T) {
 		}
 		if strings.Join(got, " ") != "msg0 msg1 msg2" {
 			t.Errorf("history holds %v, want msg0 msg1 msg2 as recorded", got)
+		}
+	})
+}
+
+// TestDeliveryNotedInHistory: DeliveredTx, on every backend (PostgreSQL
+// writes it without reading: DeliveryNoter). An address with no history
+// gets none; the first delivery after bounces keeps them and names the
+// message; a second delivery clears them (the first one stood); the
+// history's time never goes back.
+func TestDeliveryNotedInHistory(t *testing.T) {
+	eachRawBackend(t, func(t *testing.T, b backend.Backend) {
+		s := New(txn.Narrow(b, func(t backend.Tx) Tx { return t }), testHashKey, func() time.Time { return testNow }).WithSoftBounces(testSoftRule)
+		ctx := context.Background()
+		deliver := func(addr, msg string, at time.Time) {
+			t.Helper()
+			if err := b.Update(ctx, func(tx backend.Tx) error { return s.DeliveredTx(tx, "acme", addr, msg, at) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		history := func(addr string) *History {
+			t.Helper()
+			h, err := s.SoftBounces(ctx, "acme", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		for i := range 2 {
+			if _, err := s.Bounce(ctx, softFailure("acme", "pat@example.net", i, testNow.Add(time.Duration(i)*time.Hour)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deliver("sam@example.net", "m-sam", testNow)
+		if h := history("sam@example.net"); h != nil {
+			t.Errorf("a delivery to an address without bounces made a history: %+v", h)
+		}
+
+		deliver("Pat@Example.net", "m-first", testNow.Add(3*time.Hour))
+		h := history("pat@example.net")
+		if h == nil || len(h.Bounces) != 2 || h.Delivered != "m-first" || !h.Updated.Equal(testNow.Add(3*time.Hour)) {
+			t.Fatalf("after the first delivery: %+v; want both bounces, delivered m-first, updated at +3h", h)
+		}
+
+		deliver("pat@example.net", "m-second", testNow.Add(2*time.Hour)) // reported late
+		h = history("pat@example.net")
+		if h == nil || len(h.Bounces) != 0 || h.Delivered != "m-second" || !h.Updated.Equal(testNow.Add(3*time.Hour)) {
+			t.Fatalf("after the second delivery: %+v; want no bounces, delivered m-second, still updated at +3h", h)
+		}
+		if h.Tenant != "acme" {
+			t.Errorf("history of tenant %q", h.Tenant)
 		}
 	})
 }

@@ -395,8 +395,9 @@ func (d *Dispatcher) rewind(st *epState) {
 // schedule next needs a look.
 func (d *Dispatcher) fill(ctx context.Context) (next time.Time) {
 	now := d.o.Now()
-	// Retries, resends and replays that are due.
-	if free := d.o.Concurrency - d.inflight; free > 0 {
+	// Retries, resends and replays that are due: of this node's endpoints,
+	// so none to look for while it has none.
+	if free := d.o.Concurrency - d.inflight; free > 0 && len(d.eps) > 0 {
 		jobs, n, err := d.o.Store.Due(ctx, now, free, func(j Job) bool {
 			st := d.eps[stateKey(j.Tenant, j.Endpoint)]
 			if st == nil || st.ep.State != Active || !d.owns(ctx, &st.ep, false) {

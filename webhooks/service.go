@@ -336,7 +336,8 @@ func (s *Service) DeadLetters(ctx context.Context, tenant, cursor string, limit 
 
 // Due implements Store.
 func (s *Service) Due(ctx context.Context, now time.Time, limit int, skip func(Job) bool) (jobs []Job, next time.Time, err error) {
-	err = s.tx.View(ctx, func(tx Tx) error {
+	// One read of the schedule (txn.ViewOne).
+	err = txn.ViewOne(ctx, s.tx, func(tx Tx) error {
 		var err error
 		jobs, next, err = tx.Webhooks().Due(now, limit, skip)
 		return err

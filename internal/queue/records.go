@@ -91,7 +91,9 @@ func (s *Records) Add(ctx context.Context, msg *Message) error {
 	}
 	// A message whose every recipient is suppressed needs no body.
 	head.Inline = msg.Body != nil && head.Pending > 0
-	return s.tx.Update(ctx, func(tx Tx) error {
+	// A new message's rows are its own: concurrent accepts may commit
+	// together (txn.Batch).
+	return txn.Batch(ctx, s.tx, "accept", func(tx Tx) error {
 		rows := tx.Queue()
 		if err := rows.PutMessage(&head); err != nil {
 			return err
@@ -246,7 +248,9 @@ var eventOf = map[State]events.Type{
 // suppression list, in one transaction.
 func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bool, err error) {
 	var tenant string
-	err = s.tx.Update(ctx, func(tx Tx) error {
+	// The record reads the rows it writes (Attempt, below) first: records
+	// of concurrent attempts may commit together (txn.Batch).
+	err = txn.Batch(ctx, s.tx, "record", func(tx Tx) error {
 		finished, tenant = false, "" // the function may run more than once
 		rows := tx.Queue()
 		if err := rows.Unschedule(job); err != nil {

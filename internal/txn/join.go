@@ -50,6 +50,10 @@ func Joining(ctx context.Context) bool {
 	return j != nil && j.owner != nil
 }
 
+// InJoin reports whether ctx carries a Join, open or not: an Update made
+// with it opens or joins the change's transaction.
+func InJoin(ctx context.Context) bool { return joinOf(ctx) != nil }
+
 // AfterCommit runs fn once the joined transaction open under ctx has
 // ended, committed or not (a commit that failed may still be visible);
 // at once when ctx has none open.

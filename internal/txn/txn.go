@@ -49,6 +49,36 @@ type oneReader[T any] interface {
 	ViewOne(ctx context.Context, fn func(T) error) error
 }
 
+// Batch is Update for a function that a backend may run in one
+// transaction with the functions of concurrent Batch calls, committed
+// once for all of them (a group commit of the backend's own, where its
+// Update commits each function alone: PostgreSQL's queue). Its promises
+// are Update's: nil only once fn's writes are committed durably; when fn
+// fails, nothing it wrote is kept and Batch returns its error (the
+// backend runs the others again without it).
+//
+// The functions of a batch run one after another, each seeing what the
+// ones before it wrote. A backend may send the writes made since the
+// transaction's last read together, the rows of one kind as one
+// statement, in an order other than the calls': a function must not
+// write a row that another function of the batch may write too, unless
+// it read the row first (a new message's rows are its own; an attempt's
+// record reads its message before writing it). Only functions of one
+// group (a name: "accept", "record") share a transaction, so that the
+// quick ones do not wait behind the reads of others. Runners without
+// Batch run Update.
+func Batch[T any](ctx context.Context, r Runner[T], group string, fn func(T) error) error {
+	if b, ok := r.(batcher[T]); ok {
+		return b.Batch(ctx, group, fn)
+	}
+	return r.Update(ctx, fn)
+}
+
+// batcher is a Runner with a Batch of its own.
+type batcher[T any] interface {
+	Batch(ctx context.Context, group string, fn func(T) error) error
+}
+
 // Narrow returns a Runner of N over r, converting each transaction with
 // conv (usually an identity function between interface types:
 // func(t backend.Tx) suppression.Tx { return t }).
@@ -71,6 +101,10 @@ func (n narrowed[W, N]) View(ctx context.Context, fn func(N) error) error {
 
 func (n narrowed[W, N]) ViewOne(ctx context.Context, fn func(N) error) error {
 	return ViewOne(ctx, n.r, func(w W) error { return fn(n.conv(w)) })
+}
+
+func (n narrowed[W, N]) Batch(ctx context.Context, group string, fn func(N) error) error {
+	return Batch(ctx, n.r, group, func(w W) error { return fn(n.conv(w)) })
 }
 
 // ErrUnavailable is in the error of a transaction that could not reach

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/heedmail/heed/internal/audit"
 	"github.com/heedmail/heed/internal/backend"
@@ -33,6 +34,9 @@ type Backend struct {
 	// Backend (Tenants), made on first use.
 	tenantOnce  sync.Once
 	tenantCache *tenant.Cache
+
+	// batches gathers the locking runner's Batch calls (batch.go).
+	batches batchers
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -61,7 +65,7 @@ func (b *Backend) View(ctx context.Context, fn func(backend.Tx) error) error {
 // without BEGIN and COMMIT (READ COMMITTED: its own snapshot).
 func (b *Backend) ViewOne(ctx context.Context, fn func(backend.Tx) error) error {
 	return txn.EnterView(ctx, b.db, func(fn func(backend.Tx) error) error {
-		return b.db.runPipe(ctx, autocommit, func(p *pipe) error {
+		return b.db.runReads(ctx, func(p *pipe) error {
 			return fn(&Tx{ctx: ctx, tx: p, iso: pgx.ReadCommitted})
 		})
 	}, fn)
@@ -157,6 +161,10 @@ type Tx struct {
 	// The audit log's: this transaction holds the audit lock (see
 	// auditRows.Append).
 	auditLocked bool
+
+	// claimed: the tuple ids of the schedule rows this transaction's
+	// claim locked (queueRows.Claimable), for its Lease.
+	claimed map[string]pgtype.TID
 
 	// announced: the registry changes this transaction has announced to
 	// the other nodes (Tx.announce), each once.

@@ -50,6 +50,16 @@ const insertFirstEvent = `INSERT INTO events (seq, tenant, happened_at, body)
 		FROM (SELECT last_value AS v FROM event_seq) s OFFSET 0) l
 	RETURNING seq`
 
+// insertEvents is insertFirstEvent for many rows at once (a batch's,
+// pipe.merge): the lock's key is a lower bound of every number the
+// statement takes, whatever the transaction took before.
+const insertEvents = `INSERT INTO events (seq, tenant, happened_at, body)
+	SELECT nextval('event_seq'), u.tenant, u.at, u.body FROM (
+		SELECT pg_advisory_xact_lock_shared((v >> 31)::int4, (v & 2147483647)::int4)
+		FROM (SELECT last_value AS v FROM event_seq) s OFFSET 0) l,
+		unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(tenant, at, body)
+	RETURNING seq`
+
 // horizonSQL returns the sequence's last value and the horizon, without
 // waiting. Writers' locks are shared (ShareLock); a waiting reader's are
 // exclusive and do not count, nor does the reader's own (a locking
@@ -76,14 +86,14 @@ func (r eventRows) Insert(ev *events.Event) error {
 	}
 	// Deferred to the transaction's next batch: the number is the
 	// caller's once Update has returned.
-	t.tx.laterScan(func(row pgx.Row) error {
+	t.tx.laterRowScan(func(row pgx.Row) error {
 		var seq int64
 		if err := row.Scan(&seq); err != nil {
 			return err
 		}
 		ev.Seq = uint64(seq)
 		return nil
-	}, sql, ev.Data.Tenant, ev.Time, body)
+	}, insertEvents, sql, ev.Data.Tenant, ev.Time, body)
 	t.eventLocked = true
 	t.notices = append(t.notices, events.Notice{Tenant: ev.Data.Tenant, Type: ev.Type, Channel: ev.Data.Channel})
 	return nil

@@ -26,6 +26,36 @@ type pipe struct {
 	begin string // the BEGIN statement, sent with the first batch ("": none)
 	begun bool   // BEGIN has gone to the server, or there is none
 	queue []deferred
+	// merge: the writes queued with a multi statement are sent as one
+	// per statement (mergeQueue): a batch's (batch.go).
+	merge bool
+	// reads, if set, carries this pipe's queries (ViewOne's, reads.go);
+	// conn is then taken from the pool only for anything else, and
+	// released by release.
+	reads *reads
+	pool  *pgxpool.Pool
+}
+
+// connect takes a connection for a pipe of gathered reads that needs one
+// of its own.
+func (p *pipe) connect(ctx context.Context) error {
+	if p.conn != nil {
+		return nil
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	p.conn = conn
+	return nil
+}
+
+// release gives back the connection connect took.
+func (p *pipe) release() {
+	if p.reads != nil && p.conn != nil {
+		p.conn.Release()
+		p.conn = nil
+	}
 }
 
 // deferred is a statement waiting for the next batch; scan, if set,
@@ -34,6 +64,11 @@ type deferred struct {
 	sql  string
 	args []any
 	scan func(pgx.Row) error
+	// multi, if set, is the statement that writes many such rows, with
+	// one array per argument (laterRow).
+	multi string
+	// scanRows reads a merged statement's rows.
+	scanRows func(pgx.Rows) error
 }
 
 // beginSQL is the BEGIN of opts; "" for autocommit (no transaction
@@ -55,11 +90,19 @@ func (p *pipe) later(sql string, args ...any) {
 	p.queue = append(p.queue, deferred{sql: sql, args: args})
 }
 
-// laterScan queues a statement that returns one row, read by scan when
-// the batch that carries it comes back (a RETURNING the code needs only
-// after the transaction).
-func (p *pipe) laterScan(scan func(pgx.Row) error, sql string, args ...any) {
-	p.queue = append(p.queue, deferred{sql: sql, args: args, scan: scan})
+// laterRow is later for a write of one row that a merging pipe may send
+// with others as multi, whose parameters are the arrays of each of the
+// rows' args in turn (batch.go).
+func (p *pipe) laterRow(multi, sql string, args ...any) {
+	p.queue = append(p.queue, deferred{sql: sql, args: args, multi: multi})
+}
+
+// laterRowScan is laterRow for a statement that returns one row, read
+// by scan when the batch that carries it comes back (a RETURNING the code
+// needs only after the transaction); multi returns one bigint per row,
+// increasing with the rows' order.
+func (p *pipe) laterRowScan(scan func(pgx.Row) error, multi, sql string, args ...any) {
+	p.queue = append(p.queue, deferred{sql: sql, args: args, scan: scan, multi: multi})
 }
 
 // pending reports whether anything must go to the server before the
@@ -70,18 +113,26 @@ func (p *pipe) pending() bool { return !p.begun || len(p.queue) > 0 }
 // nil) in one batch, and reads the queue's results. The batch's
 // results are left open on last: the caller reads them and closes br.
 func (p *pipe) send(ctx context.Context, last *deferred) (br pgx.BatchResults, err error) {
+	if p.reads != nil {
+		if err := p.connect(ctx); err != nil {
+			return nil, err
+		}
+	}
+	queue := p.queue
+	p.queue = nil
+	if p.merge {
+		queue = mergeQueue(queue)
+	}
 	var b pgx.Batch
 	if !p.begun {
 		b.Queue(p.begin)
 	}
-	for _, d := range p.queue {
+	for _, d := range queue {
 		b.Queue(d.sql, d.args...)
 	}
 	if last != nil {
 		b.Queue(last.sql, last.args...)
 	}
-	queue := p.queue
-	p.queue = nil
 	br = p.conn.SendBatch(ctx, &b)
 	fail := func(err error) (pgx.BatchResults, error) {
 		_ = br.Close()
@@ -94,9 +145,15 @@ func (p *pipe) send(ctx context.Context, last *deferred) (br pgx.BatchResults, e
 		p.begun = true
 	}
 	for _, d := range queue {
-		if d.scan != nil {
+		switch {
+		case d.scanRows != nil:
+			var rows pgx.Rows
+			if rows, err = br.Query(); err == nil {
+				err = d.scanRows(rows)
+			}
+		case d.scan != nil:
 			err = d.scan(br.QueryRow())
-		} else {
+		default:
 			_, err = br.Exec()
 		}
 		if err != nil {
@@ -124,11 +181,19 @@ func (p *pipe) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if err := p.flush(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
+	if p.reads != nil {
+		if err := p.connect(ctx); err != nil {
+			return pgconn.CommandTag{}, err
+		}
+	}
 	return p.conn.Exec(ctx, sql, args...)
 }
 
 // Query runs sql in the batch of what is pending.
 func (p *pipe) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if p.reads != nil && !p.pending() && p.conn == nil {
+		return p.reads.query(ctx, sql, args)
+	}
 	if !p.pending() {
 		return p.conn.Query(ctx, sql, args...)
 	}
@@ -155,6 +220,11 @@ func (p *pipe) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := p.flush(ctx); err != nil {
 		return failedBatch{err}
 	}
+	if p.reads != nil {
+		if err := p.connect(ctx); err != nil {
+			return failedBatch{err}
+		}
+	}
 	return p.conn.SendBatch(ctx, b)
 }
 
@@ -162,6 +232,11 @@ func (p *pipe) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 func (p *pipe) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
 	if err := p.flush(ctx); err != nil {
 		return 0, err
+	}
+	if p.reads != nil {
+		if err := p.connect(ctx); err != nil {
+			return 0, err
+		}
 	}
 	return p.conn.CopyFrom(ctx, table, cols, src)
 }
@@ -268,6 +343,20 @@ func (f failedBatch) Query() (pgx.Rows, error)         { return nil, f.err }
 func (f failedBatch) QueryRow() pgx.Row                { return &pipeRow{err: f.err} }
 func (f failedBatch) Close() error                     { return f.err }
 func (f failedBatch) Tx() pgx.Tx                       { return nil }
+
+// runReads is runPipe for ViewOne: fn's queries go with the reads of
+// concurrent calls (reads.go), on no transaction of their own.
+func (db *DB) runReads(ctx context.Context, fn func(*pipe) error) error {
+	return db.retry(ctx, func() (bool, error) {
+		p := &pipe{begun: true, reads: &db.reads, pool: db.pool}
+		defer p.release()
+		err := fn(p)
+		if err == nil {
+			_, err = p.commit(ctx) // a write left pending (none should be)
+		}
+		return false, err
+	})
+}
 
 // runPipe is DB.run for the backend's transactions: fn works through a
 // pipe on a connection of the pool, committed with what it left pending.

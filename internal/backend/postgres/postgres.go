@@ -46,6 +46,8 @@ type Config struct {
 type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// reads gathers ViewOne's reads (reads.go).
+	reads reads
 	// migrations is the schema this binary knows; tests swap in others.
 	migrations []migration
 	// midMigration, if set, runs in each migration's transaction between
@@ -108,6 +110,7 @@ func open(ctx context.Context, cfg Config, tweak func(*pgxpool.Config)) (*DB, er
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	db := &DB{pool: pool, log: log, migrations: migs}
+	db.reads.db = db
 	if err := db.checkServer(ctx); err != nil {
 		pool.Close()
 		return nil, err

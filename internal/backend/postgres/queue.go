@@ -70,8 +70,11 @@ func (r queueRows) PutMessage(m *queue.Message) error {
 	if err != nil {
 		return err
 	}
-	return r.exec(`INSERT INTO messages (id, tenant, record) VALUES ($1, $2, $3)
+	r.t.tx.laterRow(`INSERT INTO messages (id, tenant, record) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+		ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, record = excluded.record`,
+		`INSERT INTO messages (id, tenant, record) VALUES ($1, $2, $3)
 		ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, record = excluded.record`, m.ID, m.Tenant, string(raw))
+	return nil
 }
 
 func (r queueRows) Messages(after string, limit int) ([]queue.Message, error) {
@@ -161,8 +164,11 @@ func (r queueRows) PutRecipient(id string, rc *queue.Recipient) error {
 	if err != nil {
 		return err
 	}
-	return r.exec(`INSERT INTO deliveries (message_id, idx, record) VALUES ($1, $2, $3)
+	r.t.tx.laterRow(`INSERT INTO deliveries (message_id, idx, record) SELECT * FROM unnest($1::text[], $2::integer[], $3::text[])
+		ON CONFLICT (message_id, idx) DO UPDATE SET record = excluded.record`,
+		`INSERT INTO deliveries (message_id, idx, record) VALUES ($1, $2, $3)
 		ON CONFLICT (message_id, idx) DO UPDATE SET record = excluded.record`, id, rc.Index, string(raw))
+	return nil
 }
 
 // scanPage is how many rows Mentioning and BodiesMentioning read per
@@ -228,8 +234,11 @@ func (r queueRows) PutBody(id string, body []byte) error {
 	if body == nil {
 		body = []byte{} // the column is NOT NULL; an empty body is a body
 	}
-	return r.exec(`INSERT INTO bodies (message_id, body) VALUES ($1, $2)
+	r.t.tx.laterRow(`INSERT INTO bodies (message_id, body) SELECT * FROM unnest($1::text[], $2::bytea[])
+		ON CONFLICT (message_id) DO UPDATE SET body = excluded.body`,
+		`INSERT INTO bodies (message_id, body) VALUES ($1, $2)
 		ON CONFLICT (message_id) DO UPDATE SET body = excluded.body`, id, body)
+	return nil
 }
 
 func (r queueRows) DeleteBody(id string) error {
@@ -260,8 +269,11 @@ func (r queueRows) BodiesMentioning(addr, after string, limit int) ([]string, st
 }
 
 func (r queueRows) Schedule(j queue.Job) error {
-	return r.exec(`INSERT INTO schedule (due, message_id, idx, domain) VALUES ($1, $2, $3, $4)
+	r.t.tx.laterRow(`INSERT INTO schedule (due, message_id, idx, domain)
+		SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::integer[], $4::text[]) ON CONFLICT DO NOTHING`,
+		`INSERT INTO schedule (due, message_id, idx, domain) VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`, j.Due, j.MessageID, j.Index, j.Domain)
+	return nil
 }
 
 func (r queueRows) Unschedule(j queue.Job) error {

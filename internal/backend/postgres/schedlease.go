@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/heedmail/heed/internal/queue"
 )
@@ -46,8 +48,18 @@ const claimPage = 16
 const claimKey int64 = 0x686565642e6c7365
 
 func (r queueRows) Leased() (map[string]int, error) {
-	// With the count, in one round trip (pipe.later).
-	r.t.tx.later("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)", claimKey)
+	// With the count, in one round trip (pipe.later). The count reads the
+	// index of leased entries, where an entry Record deleted stays, with
+	// its lease still to run, until VACUUM: an index scan marks such
+	// entries dead as it passes them, so that the next claims skip them,
+	// but a bitmap scan, which the planner picks for a schedule that was
+	// empty when the statement was first planned, reads every one of them
+	// on every claim (a minute of deliveries at the default lease), and a
+	// scan of the whole schedule, which it picks when its statistics say
+	// the schedule is small, reads the backlog's entries too. Both are
+	// off for the claim's transaction: its statements have their indexes.
+	r.t.tx.later(`SELECT set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true),
+		set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock($1)`, claimKey)
 	rows, err := r.t.tx.Query(r.t.ctx, `SELECT domain, count(*) FROM schedule
 		WHERE lease_until IS NOT NULL AND lease_until > now() GROUP BY domain`)
 	if err != nil {
@@ -78,13 +90,24 @@ func (r queueRows) Claimable(now time.Time, max int, fn func(queue.Job) bool) (t
 			where = " AND (due, message_id, idx) > ($3, $4, $5)"
 			args = append(args, last.Due, last.MessageID, last.Index)
 		}
-		rows, err := r.t.tx.Query(r.t.ctx, `SELECT due, message_id, idx, domain FROM schedule
+		rows, err := r.t.tx.Query(r.t.ctx, `SELECT due, message_id, idx, domain, ctid FROM schedule
 			WHERE due <= $1 AND (lease_until IS NULL OR lease_until <= now())`+where+`
 			ORDER BY due, message_id, idx LIMIT $2 FOR UPDATE SKIP LOCKED`, args...)
 		if err != nil {
 			return time.Time{}, err
 		}
-		jobs, err := scanJobs(rows)
+		jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.Job, error) {
+			var j queue.Job
+			var tid pgtype.TID
+			if err := row.Scan(&j.Due, &j.MessageID, &j.Index, &j.Domain, &tid); err != nil {
+				return j, err
+			}
+			if r.t.claimed == nil {
+				r.t.claimed = map[string]pgtype.TID{}
+			}
+			r.t.claimed[jobKey(j)] = tid
+			return j, nil
+		})
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -122,7 +145,31 @@ func jobKeys(jobs []queue.Job) (dues []time.Time, ids []string, idxs []int32) {
 	return dues, ids, idxs
 }
 
+// jobKey is a job's key in Tx.claimed.
+func jobKey(j queue.Job) string {
+	return j.Due.UTC().Format(time.RFC3339Nano) + "\x00" + j.MessageID + "\x00" + strconv.Itoa(j.Index)
+}
+
+// Lease writes the lease on the rows Claimable locked in this
+// transaction by their tuple ids (a TID scan: an UPDATE that matched the
+// keys against unnest() was planned, on a schedule still empty when its
+// statement was first prepared, as a scan of the whole schedule, and
+// kept that plan as the schedule grew). Jobs not claimed here are found
+// by their keys.
 func (r queueRows) Lease(node string, d time.Duration, jobs []queue.Job) error {
+	tids := make([]pgtype.TID, 0, len(jobs))
+	for _, j := range jobs {
+		tid, ok := r.t.claimed[jobKey(j)]
+		if !ok {
+			tids = nil
+			break
+		}
+		tids = append(tids, tid)
+	}
+	if tids != nil {
+		return r.exec(`UPDATE schedule SET lease_node = $1, lease_until = now() + $2 * interval '1 millisecond'
+			WHERE ctid = ANY($3::tid[])`, node, d.Milliseconds(), tids)
+	}
 	dues, ids, idxs := jobKeys(jobs)
 	return r.exec(`UPDATE schedule SET lease_node = $1, lease_until = now() + $2 * interval '1 millisecond'
 		WHERE (due, message_id, idx) IN (SELECT * FROM unnest($3::timestamptz[], $4::text[], $5::integer[]))`,

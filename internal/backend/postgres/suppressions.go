@@ -253,6 +253,18 @@ func (r suppressionRows) PutHistory(h suppression.Hash, hist suppression.History
 	return err
 }
 
+// NoteDelivery implements suppression.DeliveryNoter: one deferred UPDATE
+// (pipe.later). At READ COMMITTED it locks the row it changes and
+// computes from its latest version, as History's read FOR UPDATE and
+// PutHistory would.
+func (r suppressionRows) NoteDelivery(tenant string, h suppression.Hash, message string, at time.Time) error {
+	r.t.tx.later(`UPDATE soft_bounces SET
+		bounces = CASE WHEN delivered <> '' THEN 'null'::jsonb ELSE bounces END,
+		delivered = $3, updated_at = greatest(updated_at, $4)
+		WHERE tenant = $1 AND addr_key = $2`, tenant, h[:], message, at)
+	return nil
+}
+
 func (r suppressionRows) DeleteHistory(tenant string, h suppression.Hash) error {
 	_, err := r.t.tx.Exec(r.t.ctx, "DELETE FROM soft_bounces WHERE tenant = $1 AND addr_key = $2", tenant, h[:])
 	return err

@@ -1,0 +1,309 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/txn"
+)
+
+// The queue's accepts commit together (txn.Batch): each message alone is
+// five single-row statements and a COMMIT, and PostgreSQL spends more on
+// a statement than on its row. Concurrent accepts instead join one of a
+// few transactions at a time (batchTxs): while one commits, the next
+// gathers the functions that arrived meanwhile, and its pipe (merge)
+// sends their rows of each kind as one statement over arrays (unnest).
+// Twenty sessions writing at once then cost a few statements per
+// transaction instead of a hundred, and a session waits at most for the
+// transaction before its own. bbolt's group commit (store.DB.Update) is
+// the same idea for its single writer.
+//
+// A transaction of several functions that fails (a function's error, a
+// statement's, a conflict past its retries) is run again function by
+// function, each with its own context, so that each caller gets its own
+// outcome and one bad function costs the others nothing but time. A lost
+// connection is every caller's answer at once: the outcome of its COMMIT
+// may be unknown, and running the functions again could write them twice.
+
+const (
+	// batchTxs is how many batched transactions run at once, each on a
+	// connection of the pool.
+	batchTxs = 4
+	// batchMax caps the functions in one transaction.
+	batchMax = 64
+)
+
+// batchers are the Backend's batchers, one per group of txn.Batch.
+type batchers struct {
+	mu     sync.Mutex
+	groups map[string]*batcher
+}
+
+func (bs *batchers) of(group string) *batcher {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	bt := bs.groups[group]
+	if bt == nil {
+		if bs.groups == nil {
+			bs.groups = map[string]*batcher{}
+		}
+		bt = &batcher{}
+		bs.groups[group] = bt
+	}
+	return bt
+}
+
+type batcher struct {
+	mu      sync.Mutex
+	queue   []*batchCall
+	running int // transactions running or about to
+}
+
+type batchCall struct {
+	ctx  context.Context
+	fn   func(backend.Tx) error
+	done chan error
+}
+
+func (l locking) Batch(ctx context.Context, group string, fn func(backend.Tx) error) error {
+	return l.b.batch(ctx, group, fn)
+}
+
+func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) error) error {
+	if txn.InJoin(ctx) {
+		// The caller's change is one transaction with others: its own.
+		return b.update(ctx, lockingWrite, fn)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := &batchCall{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	bt := b.batches.of(group)
+	bt.mu.Lock()
+	bt.queue = append(bt.queue, c)
+	start := bt.running < batchTxs
+	if start {
+		bt.running++
+	}
+	bt.mu.Unlock()
+	if start {
+		go b.batchWorker(bt)
+	}
+	// Once queued, the function is run whatever becomes of ctx: the
+	// caller must wait for its outcome to know it.
+	return <-c.done
+}
+
+// batchWorker runs batched transactions while functions are waiting.
+func (b *Backend) batchWorker(bt *batcher) {
+	for {
+		bt.mu.Lock()
+		n := min(len(bt.queue), batchMax)
+		if n == 0 {
+			bt.running--
+			bt.mu.Unlock()
+			return
+		}
+		calls := slices.Clone(bt.queue[:n])
+		bt.queue = slices.Delete(bt.queue, 0, n)
+		bt.mu.Unlock()
+		b.runCalls(calls)
+	}
+}
+
+func (b *Backend) runCalls(calls []*batchCall) {
+	if len(calls) == 1 {
+		c := calls[0]
+		c.done <- b.update(c.ctx, lockingWrite, c.fn)
+		return
+	}
+	ctxs := make([]context.Context, len(calls))
+	for i, c := range calls {
+		ctxs[i] = c.ctx
+	}
+	ctx, cancel := latestContext(ctxs)
+	err := b.runBatch(ctx, calls)
+	cancel()
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		for _, c := range calls {
+			c.done <- err
+		}
+		return
+	}
+	b.db.log.Debug("postgres: a batched transaction failed; its functions run one by one", "functions", len(calls), "error", err)
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() { c.done <- b.update(c.ctx, lockingWrite, c.fn) })
+	}
+	wg.Wait()
+}
+
+// batchFailed is a batched function's own error.
+type batchFailed struct {
+	i   int
+	err error
+}
+
+func (e batchFailed) Error() string {
+	return fmt.Sprintf("function %d of the batch: %v", e.i, e.err)
+}
+func (e batchFailed) Unwrap() error { return e.err }
+
+// runBatch runs the functions in one transaction of the locking runner's,
+// on a pipe that merges their rows.
+func (b *Backend) runBatch(ctx context.Context, calls []*batchCall) error {
+	var tx *Tx
+	err := b.db.runPipe(ctx, lockingWrite, func(p *pipe) error {
+		p.merge = true
+		tx = &Tx{ctx: ctx, tx: p, iso: lockingWrite.IsoLevel, write: true}
+		for i, c := range calls {
+			if err := c.fn(tx); err != nil {
+				return batchFailed{i, err}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		for _, n := range tx.notices {
+			b.hear(n)
+		}
+	}
+	return err
+}
+
+// Merging rows (pipe.merge): a deferred write of one row that names a
+// multi statement may be sent with the other rows of that statement in
+// the same batch, as one statement whose parameters are one array per
+// column ($1 the first column's values, and so on).
+
+// mergeQueue returns q with the writes of each multi statement that
+// occurs more than once replaced by one statement, where the first of
+// them was. The others keep their order.
+func mergeQueue(q []deferred) []deferred {
+	var groups map[string][]int
+	for i, d := range q {
+		if d.multi == "" {
+			continue
+		}
+		if groups == nil {
+			groups = map[string][]int{}
+		}
+		groups[d.multi] = append(groups[d.multi], i)
+	}
+	merging := false
+	for _, idx := range groups {
+		merging = merging || len(idx) > 1
+	}
+	if !merging {
+		return q
+	}
+	out := make([]deferred, 0, len(q))
+	for i, d := range q {
+		idx := groups[d.multi]
+		switch {
+		case d.multi == "" || len(idx) == 1:
+			out = append(out, d)
+		case idx[0] != i:
+			// merged where the first one was
+		default:
+			if m, ok := mergeRows(q, idx); ok {
+				out = append(out, m)
+			} else {
+				for _, k := range idx {
+					out = append(out, q[k])
+				}
+			}
+		}
+	}
+	return out
+}
+
+// mergeRows is one statement for the rows q[idx...]: their multi with
+// one array per column. A column whose values differ in type (or are of
+// a type without an array here) is not merged (ok false).
+func mergeRows(q []deferred, idx []int) (deferred, bool) {
+	first := q[idx[0]]
+	for _, i := range idx {
+		if len(q[i].args) != len(first.args) || (q[i].scan == nil) != (first.scan == nil) {
+			return deferred{}, false
+		}
+	}
+	cols := make([]any, len(first.args))
+	for c := range first.args {
+		var ok bool
+		if cols[c], ok = column(q, idx, c); !ok {
+			return deferred{}, false
+		}
+	}
+	m := deferred{sql: first.multi, args: cols}
+	if first.scan != nil {
+		m.scanRows = func(rows pgx.Rows) error {
+			// One number per row, increasing with the rows' order (a
+			// sequence's, taken row by row): each row's scan gets its own.
+			nums, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			if len(nums) != len(idx) {
+				return fmt.Errorf("postgres: %d rows returned for %d written", len(nums), len(idx))
+			}
+			slices.Sort(nums)
+			for k, i := range idx {
+				if err := q[i].scan(numberRow(nums[k])); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return m, true
+}
+
+// column is the values of column c of the rows as one array.
+func column(q []deferred, idx []int, c int) (any, bool) {
+	switch q[idx[0]].args[c].(type) {
+	case string:
+		return gather[string](q, idx, c)
+	case int:
+		return gather[int](q, idx, c)
+	case time.Time:
+		return gather[time.Time](q, idx, c)
+	case []byte:
+		return gather[[]byte](q, idx, c)
+	}
+	return nil, false
+}
+
+func gather[T any](q []deferred, idx []int, c int) ([]T, bool) {
+	out := make([]T, len(idx))
+	for k, i := range idx {
+		v, ok := q[i].args[c].(T)
+		if !ok {
+			return nil, false
+		}
+		out[k] = v
+	}
+	return out, true
+}
+
+// numberRow is a row of one bigint.
+type numberRow int64
+
+func (n numberRow) Scan(dest ...any) error {
+	if len(dest) != 1 {
+		return fmt.Errorf("postgres: scanning one number into %d destinations", len(dest))
+	}
+	p, ok := dest[0].(*int64)
+	if !ok {
+		return fmt.Errorf("postgres: scanning a number into %T", dest[0])
+	}
+	*p = int64(n)
+	return nil
+}

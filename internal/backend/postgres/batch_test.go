@@ -1,0 +1,252 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/heedmail/heed/internal/backend"
+	"github.com/heedmail/heed/internal/events"
+	"github.com/heedmail/heed/internal/ids"
+	"github.com/heedmail/heed/internal/queue"
+)
+
+// hold makes bt's transactions all look busy, so that the calls made
+// meanwhile wait in its queue; the function returned waits until n are
+// queued and lets one transaction take them all.
+func hold(t *testing.T, b *Backend, bt *batcher) (release func(n int)) {
+	t.Helper()
+	bt.mu.Lock()
+	bt.running = batchTxs
+	bt.mu.Unlock()
+	return func(n int) {
+		t.Helper()
+		eventually(t, 20*time.Second, fmt.Sprintf("%d calls queued", n), func() bool {
+			bt.mu.Lock()
+			defer bt.mu.Unlock()
+			return len(bt.queue) == n
+		})
+		bt.mu.Lock()
+		bt.running = 1
+		bt.mu.Unlock()
+		go b.batchWorker(bt)
+	}
+}
+
+// TestBatchedAcceptsCommitTogether: twelve messages accepted at once,
+// two recipients each, commit in one transaction whose rows of each kind
+// go as one statement; every message, recipient, body, schedule entry
+// and event is there afterwards, and each event's number is its row's.
+func TestBatchedAcceptsCommitTogether(t *testing.T) {
+	_, dsn := migrated(t)
+	st := &statements{}
+	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	release := hold(t, b, b.batches.of("accept"))
+
+	const n = 12
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	msgs := make([]*queue.Message, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		msgs[i] = &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
+			From: "a@acme.test", ReceivedAt: at, Body: fmt.Appendf(nil, "Subject: %d\r\n\r\nhello %d\r\n", i, i),
+			Recipients: []queue.Recipient{{Index: 0, Address: fmt.Sprintf("pat%d@example.net", i)}, {Index: 1, Address: fmt.Sprintf("sam%d@example.org", i)}}}
+		wg.Go(func() { errs[i] = q.Add(ctx, msgs[i]) })
+	}
+	release(n)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("accept %d: %v", i, err)
+		}
+	}
+
+	for i, m := range msgs {
+		rec, err := q.Message(ctx, m.ID)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if len(rec.Recipients) != 2 || rec.Pending != 2 || rec.Recipients[1].Address != m.Recipients[1].Address {
+			t.Errorf("message %d read back as %+v", i, rec)
+		}
+		job := queue.Job{MessageID: m.ID, Index: 1, Domain: "example.org", Due: at}
+		loaded, _, err := q.Load(ctx, job)
+		if err != nil || string(loaded.Body) != string(m.Body) {
+			t.Errorf("message %d's body: %q, %v", i, loaded.Body, err)
+		}
+	}
+	if depth, err := q.Depth(); err != nil || depth != 2*n {
+		t.Errorf("schedule holds %d entries (%v), want %d", depth, err, 2*n)
+	}
+	got, err := Events(b).Events(ctx, "acme", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2*n {
+		t.Fatalf("%d events, want %d", len(got), 2*n)
+	}
+	seen := map[uint64]bool{}
+	for _, ev := range got {
+		if ev.Type != events.MessageAccepted || seen[ev.Seq] {
+			t.Errorf("event %+v", ev)
+		}
+		seen[ev.Seq] = true
+	}
+
+	var inserts, merged int
+	for _, s := range st.list() {
+		if strings.HasPrefix(s.sql, "INSERT INTO messages") {
+			inserts++
+			if strings.Contains(s.sql, "unnest") {
+				merged++
+			}
+		}
+	}
+	if inserts != 1 || merged != 1 {
+		t.Errorf("the twelve messages took %d inserts of messages (%d of many rows), want one of many rows", inserts, merged)
+	}
+}
+
+// TestBatchedEventNumbers: the events of a batch's functions get the
+// numbers of their own rows, in each function's order.
+func TestBatchedEventNumbers(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	release := hold(t, b, b.batches.of("events"))
+	ctx := context.Background()
+	const n = 5
+	evs := make([][]*events.Event, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		evs[i] = []*events.Event{
+			{Type: events.MessageAccepted, Time: time.Now().UTC(), Data: events.Data{Tenant: "acme", MessageID: fmt.Sprintf("m%d", i), Recipient: "first@example.net"}},
+			{Type: events.MessageAccepted, Time: time.Now().UTC(), Data: events.Data{Tenant: "acme", MessageID: fmt.Sprintf("m%d", i), Recipient: "second@example.net"}},
+		}
+		wg.Go(func() {
+			errs[i] = locking{b}.Batch(ctx, "events", func(tx backend.Tx) error {
+				for _, ev := range evs[i] {
+					if err := tx.Events().Insert(ev); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+	release(n)
+	wg.Wait()
+	stored, err := Events(b).Events(ctx, "acme", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySeq := map[uint64]events.Event{}
+	for _, ev := range stored {
+		bySeq[ev.Seq] = ev
+	}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("function %d: %v", i, errs[i])
+		}
+		if evs[i][0].Seq >= evs[i][1].Seq {
+			t.Errorf("function %d's events numbered %d, %d: out of its order", i, evs[i][0].Seq, evs[i][1].Seq)
+		}
+		for _, ev := range evs[i] {
+			row, ok := bySeq[ev.Seq]
+			if !ok || row.Data.MessageID != ev.Data.MessageID || row.Data.Recipient != ev.Data.Recipient {
+				t.Errorf("event %s/%s was told number %d, whose row is %+v", ev.Data.MessageID, ev.Data.Recipient, ev.Seq, row)
+			}
+		}
+	}
+}
+
+// TestBatchFailureIsOwnFunctions: a function of a batch that fails gets
+// its error and leaves nothing; the others of its batch commit.
+func TestBatchFailureIsOwnFunctions(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	release := hold(t, b, b.batches.of("accept"))
+	ctx := context.Background()
+	boom := errors.New("boom")
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	keys := []string{"0001-a", "0002-b", "0003-c"}
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, id := range keys {
+		wg.Go(func() {
+			errs[i] = locking{b}.Batch(ctx, "accept", func(tx backend.Tx) error {
+				m := queue.Message{ID: id, Tenant: "acme", ReceivedAt: at}
+				if err := tx.Queue().PutMessage(&m); err != nil {
+					return err
+				}
+				if i == 1 {
+					return boom
+				}
+				return nil
+			})
+		})
+	}
+	release(len(keys))
+	wg.Wait()
+	if errs[0] != nil || !errors.Is(errs[1], boom) || errs[2] != nil {
+		t.Fatalf("outcomes %v; want nil, boom, nil", errs)
+	}
+	q := Queue(b)
+	for i, id := range keys {
+		_, err := q.Message(ctx, id)
+		if kept := err == nil; kept != (i != 1) {
+			t.Errorf("message %s kept: %v (%v)", id, kept, err)
+		}
+	}
+}
+
+// TestGatheredReadsFailAlone: reads gathered into one round trip each
+// have a transaction of their own, so one the server refuses (a string
+// that is not UTF-8, as a client could send in AUTH) fails alone.
+func TestGatheredReadsFailAlone(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	r := &db.reads
+	r.mu.Lock()
+	r.running = readSenders
+	r.mu.Unlock()
+	ctx := context.Background()
+	args := []string{"one", "t\xffo", "three"}
+	got := make([]string, len(args))
+	errs := make([]error, len(args))
+	var wg sync.WaitGroup
+	for i, a := range args {
+		wg.Go(func() {
+			errs[i] = b.ViewOne(ctx, func(tx backend.Tx) error {
+				return tx.(*Tx).tx.QueryRow(ctx, "SELECT $1::text || '!'", a).Scan(&got[i])
+			})
+		})
+		// In this order: the bad one between the others.
+		eventually(t, 20*time.Second, fmt.Sprintf("%d reads queued", i+1), func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.queue) == i+1
+		})
+	}
+	r.mu.Lock()
+	r.running = 1
+	r.mu.Unlock()
+	go r.send()
+	wg.Wait()
+	if errs[0] != nil || got[0] != "one!" || errs[2] != nil || got[2] != "three!" {
+		t.Errorf("the good reads: %q %v, %q %v", got[0], errs[0], got[2], errs[2])
+	}
+	if errs[1] == nil || !strings.Contains(errs[1].Error(), "22021") {
+		t.Errorf("the bad read: %q, %v; want the server's refusal (22021)", got[1], errs[1])
+	}
+}

@@ -1,0 +1,230 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// reads sends the one-statement reads of concurrent ViewOne calls (the
+// suppression checks of every RCPT and every attempt, an attempt's load,
+// AUTH's credential lookup) together: while a few connections
+// (readSenders) are out with reads, the reads asked for meanwhile wait and
+// then go in one round trip, each with a Sync of its own, so that each
+// is still a transaction of its own and a statement that fails (an
+// argument the server refuses) fails only its own read. Under load, a
+// relay's reads then cost a round trip, and a wake-up of the server's
+// process, per handful instead of each, on both sides.
+//
+// A read's rows are read by its caller, in its own goroutine, straight
+// off the connection (pgx.RowsFromResultReader): the sender hands them
+// over and waits until the caller closes them, then hands over the next.
+// Every caller closes its rows (pgx.CollectRows, ForEachRow and pipeRow
+// do), which is what lets the sender go on.
+type reads struct {
+	db      *DB
+	mu      sync.Mutex
+	queue   []*readCall
+	running int
+}
+
+const (
+	// readSenders is how many connections carry gathered reads at once.
+	readSenders = 4
+	// readMax caps the reads of one round trip.
+	readMax = 32
+)
+
+type readCall struct {
+	ctx  context.Context
+	sql  string
+	args []any
+	res  chan readResult
+	// done is closed by the caller once it has closed the rows.
+	done chan struct{}
+}
+
+type readResult struct {
+	rows pgx.Rows
+	err  error
+}
+
+// query runs sql with the reads gathered with it and returns its rows,
+// which the caller must close.
+func (r *reads) query(ctx context.Context, sql string, args []any) (pgx.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c := &readCall{ctx: ctx, sql: sql, args: args, res: make(chan readResult, 1), done: make(chan struct{})}
+	r.mu.Lock()
+	r.queue = append(r.queue, c)
+	start := r.running < readSenders
+	if start {
+		r.running++
+	}
+	r.mu.Unlock()
+	if start {
+		go r.send()
+	}
+	res := <-c.res
+	if res.err != nil {
+		return nil, res.err
+	}
+	return &handedRows{Rows: res.rows, done: c.done}, nil
+}
+
+// send carries gathered reads while there are any.
+func (r *reads) send() {
+	for {
+		r.mu.Lock()
+		n := min(len(r.queue), readMax)
+		if n == 0 {
+			r.running--
+			r.mu.Unlock()
+			return
+		}
+		calls := slices.Clone(r.queue[:n])
+		r.queue = slices.Delete(r.queue, 0, n)
+		r.mu.Unlock()
+		r.run(calls)
+	}
+}
+
+// run sends calls on one connection in one round trip and hands each
+// caller its rows in turn. Every call gets exactly one result.
+func (r *reads) run(calls []*readCall) {
+	ctxs := make([]context.Context, len(calls))
+	for i, c := range calls {
+		ctxs[i] = c.ctx
+	}
+	ctx, cancel := latestContext(ctxs)
+	defer cancel()
+	answered := 0
+	fail := func(err error) {
+		for _, c := range calls[answered:] {
+			c.res <- readResult{err: err}
+		}
+		answered = len(calls)
+	}
+	pc, err := r.db.pool.Acquire(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer pc.Release()
+	conn := pc.Conn()
+	// The statements are prepared once per connection (Prepare keeps
+	// them by their text), which pgx's own cache would do for a Query.
+	sds := make([]*pgconn.StatementDescription, len(calls))
+	failed := make([]error, len(calls))
+	for i, c := range calls {
+		if sds[i], failed[i] = conn.Prepare(ctx, c.sql, c.sql); failed[i] != nil && isConnLoss(failed[i]) {
+			fail(failed[i])
+			return
+		}
+	}
+	var eqb pgx.ExtendedQueryBuilder
+	sent := make([]bool, len(calls))
+	pl := conn.PgConn().StartPipeline(ctx)
+	for i, c := range calls {
+		if failed[i] != nil {
+			continue
+		}
+		if err := eqb.Build(conn.TypeMap(), sds[i], c.args); err != nil {
+			failed[i] = err
+			continue
+		}
+		// Bind's values are written out at once; its result formats are
+		// kept until the result comes (as pgx's batches copy them).
+		pl.SendQueryStatement(sds[i], eqb.ParamValues, eqb.ParamFormats, slices.Clone(eqb.ResultFormats))
+		pl.SendPipelineSync()
+		sent[i] = true
+	}
+	if err := pl.Flush(); err != nil {
+		_ = pl.Close()
+		fail(err)
+		return
+	}
+	for i, c := range calls {
+		answered = i
+		if !sent[i] {
+			c.res <- readResult{err: failed[i]}
+			continue
+		}
+		res, err := pl.GetResults()
+		switch rr, ok := res.(*pgconn.ResultReader); {
+		case err != nil:
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) {
+				_ = pl.Close()
+				fail(err) // the connection, not the statement
+				return
+			}
+			c.res <- readResult{err: err}
+		case ok:
+			c.res <- readResult{rows: pgx.RowsFromResultReader(conn.TypeMap(), rr)}
+			<-c.done
+		default:
+			_ = pl.Close()
+			fail(errors.New("postgres: a gathered read's results out of step"))
+			return
+		}
+		if _, err := pl.GetResults(); err != nil { // its Sync
+			answered = i + 1
+			_ = pl.Close()
+			fail(err)
+			return
+		}
+	}
+	answered = len(calls)
+	if err := pl.Close(); err != nil {
+		r.db.log.Debug("postgres: closing a pipeline of reads", "err", err)
+	}
+}
+
+// handedRows are a gathered read's rows; closing them lets the sender
+// hand over the next read's.
+type handedRows struct {
+	pgx.Rows
+	done   chan struct{}
+	closed bool
+}
+
+func (h *handedRows) Close() {
+	h.Rows.Close()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
+
+func (h *handedRows) Next() bool {
+	if h.Rows.Next() {
+		return true
+	}
+	h.Close()
+	return false
+}
+
+// latestContext is a context with the values of the first of ctxs and
+// the latest of their deadlines (none if one has none); the end of one
+// of them does not end it.
+func latestContext(ctxs []context.Context) (context.Context, context.CancelFunc) {
+	ctx := context.WithoutCancel(ctxs[0])
+	var latest time.Time
+	for _, c := range ctxs {
+		d, ok := c.Deadline()
+		if !ok {
+			return context.WithCancel(ctx)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(ctx, latest)
+}
