@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // reads sends the one-statement reads of concurrent ViewOne calls (the
@@ -21,11 +22,10 @@ import (
 // relay's reads then cost a round trip, and a wake-up of the server's
 // process, per handful instead of each, on both sides.
 //
-// A read's rows are read by its caller, in its own goroutine, straight
-// off the connection (pgx.RowsFromResultReader): the sender hands them
-// over and waits until the caller closes them, then hands over the next.
-// Every caller closes its rows (pgx.CollectRows, ForEachRow and pipeRow
-// do), which is what lets the sender go on.
+// The sender reads each read's rows into memory (a read's rows are few:
+// a record and its body at most) and hands them over, so that callers
+// scan them in their own goroutines, with a type map of their own, and the
+// connection goes back to the pool as soon as the round trip is read.
 type reads struct {
 	db      *DB
 	mu      sync.Mutex
@@ -45,8 +45,6 @@ type readCall struct {
 	sql  string
 	args []any
 	res  chan readResult
-	// done is closed by the caller once it has closed the rows.
-	done chan struct{}
 }
 
 type readResult struct {
@@ -60,7 +58,7 @@ func (r *reads) query(ctx context.Context, sql string, args []any) (pgx.Rows, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c := &readCall{ctx: ctx, sql: sql, args: args, res: make(chan readResult, 1), done: make(chan struct{})}
+	c := &readCall{ctx: ctx, sql: sql, args: args, res: make(chan readResult, 1)}
 	r.mu.Lock()
 	r.queue = append(r.queue, c)
 	start := r.running < readSenders
@@ -72,10 +70,7 @@ func (r *reads) query(ctx context.Context, sql string, args []any) (pgx.Rows, er
 		go r.send()
 	}
 	res := <-c.res
-	if res.err != nil {
-		return nil, res.err
-	}
-	return &handedRows{Rows: res.rows, done: c.done}, nil
+	return res.rows, res.err
 }
 
 // send carries gathered reads while there are any.
@@ -167,8 +162,18 @@ func (r *reads) run(calls []*readCall) {
 			}
 			c.res <- readResult{err: err}
 		case ok:
-			c.res <- readResult{rows: pgx.RowsFromResultReader(conn.TypeMap(), rr)}
-			<-c.done
+			out := rr.Read()
+			var pe *pgconn.PgError
+			switch {
+			case out.Err == nil:
+				c.res <- readResult{rows: &bufferedRows{res: out, i: -1}}
+			case errors.As(out.Err, &pe):
+				c.res <- readResult{err: out.Err}
+			default:
+				_ = pl.Close()
+				fail(out.Err)
+				return
+			}
 		default:
 			_ = pl.Close()
 			fail(errors.New("postgres: a gathered read's results out of step"))
@@ -187,28 +192,97 @@ func (r *reads) run(calls []*readCall) {
 	}
 }
 
-// handedRows are a gathered read's rows; closing them lets the sender
-// hand over the next read's.
-type handedRows struct {
-	pgx.Rows
-	done   chan struct{}
+// bufferedRows are a gathered read's rows, read into memory: pgx.Rows
+// over them, decoded with a type map of their own (a connection's is not
+// safe for use by several goroutines, and the connection is back in the
+// pool by then).
+type bufferedRows struct {
+	res    *pgconn.Result
+	i      int // the current row; -1 before the first
+	m      *pgtype.Map
 	closed bool
+	err    error
 }
 
-func (h *handedRows) Close() {
-	h.Rows.Close()
-	if !h.closed {
-		h.closed = true
-		close(h.done)
+// typeMaps are the type maps bufferedRows decode with; building one is
+// not cheap.
+var typeMaps = sync.Pool{New: func() any { return pgtype.NewMap() }}
+
+func (b *bufferedRows) Close() {
+	if !b.closed {
+		b.closed = true
+		if b.m != nil {
+			typeMaps.Put(b.m)
+			b.m = nil
+		}
 	}
 }
 
-func (h *handedRows) Next() bool {
-	if h.Rows.Next() {
-		return true
+func (b *bufferedRows) Err() error                                   { return b.err }
+func (b *bufferedRows) CommandTag() pgconn.CommandTag                { return b.res.CommandTag }
+func (b *bufferedRows) FieldDescriptions() []pgconn.FieldDescription { return b.res.FieldDescriptions }
+func (b *bufferedRows) Conn() *pgx.Conn                              { return nil }
+
+func (b *bufferedRows) Next() bool {
+	if b.closed {
+		return false
 	}
-	h.Close()
-	return false
+	b.i++
+	if b.i >= len(b.res.Rows) {
+		b.Close()
+		return false
+	}
+	return true
+}
+
+func (b *bufferedRows) row() ([][]byte, error) {
+	if b.closed || b.i < 0 || b.i >= len(b.res.Rows) {
+		return nil, errors.New("postgres: no current row")
+	}
+	b.TypeMap()
+	return b.res.Rows[b.i], nil
+}
+
+func (b *bufferedRows) Scan(dest ...any) error {
+	values, err := b.row()
+	if err == nil {
+		err = pgx.ScanRow(b.m, b.res.FieldDescriptions, values, dest...)
+	}
+	if err != nil {
+		b.err = err
+		b.Close()
+	}
+	return err
+}
+
+func (b *bufferedRows) Values() ([]any, error) {
+	values, err := b.row()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, len(values))
+	dest := make([]any, len(values))
+	for i := range out {
+		dest[i] = &out[i]
+	}
+	if err := pgx.ScanRow(b.m, b.res.FieldDescriptions, values, dest...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (b *bufferedRows) TypeMap() *pgtype.Map {
+	if b.m == nil {
+		b.m = typeMaps.Get().(*pgtype.Map)
+	}
+	return b.m
+}
+
+func (b *bufferedRows) RawValues() [][]byte {
+	if b.i < 0 || b.i >= len(b.res.Rows) {
+		return nil
+	}
+	return b.res.Rows[b.i]
 }
 
 // latestContext is a context with the values of the first of ctxs and
