@@ -184,42 +184,68 @@ func (b *Backend) runBatch(ctx context.Context, calls []*batchCall) error {
 // column ($1 the first column's values, and so on).
 
 // mergeQueue returns q with the writes of each multi statement that
-// occurs more than once replaced by one statement, where the first of
-// them was. The others keep their order.
+// occurs more than once in a run of such writes replaced by one
+// statement, where the first of them was. A write of no multi statement
+// (a DELETE, an UPDATE) ends a run: no row moves past it, since it may
+// touch the row (a function that deletes an entry and writes it again).
+// Within a run, rows move only past rows of other multi statements,
+// which are other tables' inserts; the rows of one statement keep their
+// order.
 func mergeQueue(q []deferred) []deferred {
-	var groups map[string][]int
+	var out []deferred
+	for start := 0; start < len(q); {
+		end := start
+		for end < len(q) && q[end].multi != "" {
+			end++
+		}
+		if end == start {
+			end++ // a write of its own
+		}
+		run := q[start:end]
+		if m := mergeRun(run); out != nil || len(m) != len(run) {
+			if out == nil {
+				out = append(make([]deferred, 0, len(q)), q[:start]...)
+			}
+			out = append(out, m...)
+		}
+		start = end
+	}
+	if out == nil {
+		return q
+	}
+	return out
+}
+
+// mergeRun is mergeQueue for writes of multi statements only.
+func mergeRun(q []deferred) []deferred {
+	if len(q) < 2 {
+		return q
+	}
+	groups := map[string][]int{}
 	for i, d := range q {
-		if d.multi == "" {
-			continue
-		}
-		if groups == nil {
-			groups = map[string][]int{}
-		}
 		groups[d.multi] = append(groups[d.multi], i)
 	}
-	merging := false
-	for _, idx := range groups {
-		merging = merging || len(idx) > 1
+	merged := map[string]deferred{}
+	for multi, idx := range groups {
+		if len(idx) < 2 {
+			continue
+		}
+		if m, ok := mergeRows(q, idx); ok {
+			merged[multi] = m
+		}
 	}
-	if !merging {
+	if len(merged) == 0 {
 		return q
 	}
 	out := make([]deferred, 0, len(q))
 	for i, d := range q {
-		idx := groups[d.multi]
+		m, ok := merged[d.multi]
 		switch {
-		case d.multi == "" || len(idx) == 1:
+		case !ok:
+			// alone, or of a kind that does not merge: where it was
 			out = append(out, d)
-		case idx[0] != i:
-			// merged where the first one was
-		default:
-			if m, ok := mergeRows(q, idx); ok {
-				out = append(out, m)
-			} else {
-				for _, k := range idx {
-					out = append(out, q[k])
-				}
-			}
+		case groups[d.multi][0] == i:
+			out = append(out, m)
 		}
 	}
 	return out

@@ -250,3 +250,59 @@ func TestGatheredReadsFailAlone(t *testing.T) {
 		t.Errorf("the bad read: %q, %v; want the server's refusal (22021)", got[1], errs[1])
 	}
 }
+
+// TestBatchKeepsWriteOrder: a function's rows are written in the order
+// it wrote them, though the batch sends the rows of each kind together.
+// Here one function schedules a new entry and another deletes an entry
+// and writes it again (its own row, no read needed): the entry is there
+// afterwards, as after two Updates. Merging the second insert into the
+// first, ahead of the DELETE, lost it.
+func TestBatchKeepsWriteOrder(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	ctx := context.Background()
+	due := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	j := queue.Job{MessageID: "0001-j", Index: 0, Domain: "example.net", Due: due}
+	k := queue.Job{MessageID: "0002-k", Index: 0, Domain: "example.org", Due: due}
+	l := locking{b}
+	if err := l.Update(ctx, func(tx backend.Tx) error { return tx.Queue().Schedule(j) }); err != nil {
+		t.Fatal(err)
+	}
+	release := hold(t, b, b.batches.of("order"))
+	fns := []func(backend.Tx) error{
+		func(tx backend.Tx) error { return tx.Queue().Schedule(k) },
+		func(tx backend.Tx) error {
+			if err := tx.Queue().Unschedule(j); err != nil {
+				return err
+			}
+			return tx.Queue().Schedule(j)
+		},
+	}
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = l.Batch(ctx, "order", fn) })
+		eventually(t, 20*time.Second, fmt.Sprintf("%d calls queued", i+1), func() bool {
+			bt := b.batches.of("order")
+			bt.mu.Lock()
+			defer bt.mu.Unlock()
+			return len(bt.queue) == i+1
+		})
+	}
+	release(len(fns))
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("function %d: %v", i, err)
+		}
+	}
+	for _, job := range []queue.Job{j, k} {
+		var n int
+		if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM schedule WHERE message_id = $1", job.MessageID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("%s: %d schedule entries, want 1", job.MessageID, n)
+		}
+	}
+}
