@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -26,9 +27,11 @@ import (
 // the same idea for its single writer.
 //
 // A transaction of several functions that fails (a function's error, a
-// statement's, a conflict past its retries) is run again function by
-// function, each with its own context, so that each caller gets its own
-// outcome and one bad function costs the others nothing but time. A lost
+// statement's, a conflict past its retries, a panic) is run again
+// function by function, each by its caller, in its goroutine and with its
+// context, so that each caller gets its own outcome (a panic included)
+// and one bad function costs the others nothing but time. A call still
+// queued when its context ends is dropped unrun. A lost
 // connection is every caller's answer at once: the outcome of its COMMIT
 // may be unknown, and running the functions again could write them twice.
 
@@ -69,7 +72,19 @@ type batcher struct {
 type batchCall struct {
 	ctx  context.Context
 	fn   func(backend.Tx) error
-	done chan error
+	done chan batchResult // buffered: the worker never waits for the caller
+}
+
+// batchResult is a call's outcome, given to its caller.
+type batchResult struct {
+	err error
+	// alone: the batch failed, and the caller runs fn again in a
+	// transaction of its own (in its goroutine: a panic of fn is its).
+	alone bool
+	// panicked: fn, run by the worker, panicked with panicValue, which
+	// the caller panics with.
+	panicked   bool
+	panicValue any
 }
 
 func (l locking) Batch(ctx context.Context, group string, fn func(backend.Tx) error) error {
@@ -84,7 +99,7 @@ func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &batchCall{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	c := &batchCall{ctx: ctx, fn: fn, done: make(chan batchResult, 1)}
 	bt := b.batches.of(group)
 	bt.mu.Lock()
 	bt.queue = append(bt.queue, c)
@@ -96,9 +111,37 @@ func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) e
 	if start {
 		go b.batchWorker(bt)
 	}
-	// Once queued, the function is run whatever becomes of ctx: the
-	// caller must wait for its outcome to know it.
-	return <-c.done
+	var res batchResult
+	select {
+	case res = <-c.done:
+	case <-ctx.Done():
+		// Still queued, the function has not run and never will; once
+		// a transaction has taken it, the caller must wait for its
+		// outcome to know it.
+		if bt.remove(c) {
+			return fmt.Errorf("postgres: %w", ctx.Err())
+		}
+		res = <-c.done
+	}
+	switch {
+	case res.panicked:
+		panic(res.panicValue)
+	case res.alone:
+		return b.update(ctx, lockingWrite, fn)
+	}
+	return res.err
+}
+
+// remove takes c out of the queue, if no transaction has taken it yet.
+func (bt *batcher) remove(c *batchCall) bool {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	i := slices.Index(bt.queue, c)
+	if i < 0 {
+		return false
+	}
+	bt.queue = slices.Delete(bt.queue, i, i+1)
+	return true
 }
 
 // batchWorker runs batched transactions while functions are waiting.
@@ -118,10 +161,12 @@ func (b *Backend) batchWorker(bt *batcher) {
 	}
 }
 
+// runCalls gives every call its result. A function that panics does not
+// end the worker (nor the process): its caller panics.
 func (b *Backend) runCalls(calls []*batchCall) {
 	if len(calls) == 1 {
 		c := calls[0]
-		c.done <- b.update(c.ctx, lockingWrite, c.fn)
+		c.done <- b.runAlone(c)
 		return
 	}
 	ctxs := make([]context.Context, len(calls))
@@ -129,20 +174,41 @@ func (b *Backend) runCalls(calls []*batchCall) {
 		ctxs[i] = c.ctx
 	}
 	ctx, cancel := latestContext(ctxs)
-	err := b.runBatch(ctx, calls)
+	panicked, err := b.runBatchSafely(ctx, calls)
 	cancel()
-	if err == nil || errors.Is(err, ErrUnavailable) {
+	if !panicked && (err == nil || errors.Is(err, ErrUnavailable)) {
 		for _, c := range calls {
-			c.done <- err
+			c.done <- batchResult{err: err}
 		}
 		return
 	}
 	b.db.log.Debug("postgres: a batched transaction failed; its functions run one by one", "functions", len(calls), "error", err)
-	var wg sync.WaitGroup
 	for _, c := range calls {
-		wg.Go(func() { c.done <- b.update(c.ctx, lockingWrite, c.fn) })
+		c.done <- batchResult{alone: true}
 	}
-	wg.Wait()
+}
+
+// runAlone runs one call in a transaction of its own.
+func (b *Backend) runAlone(c *batchCall) (res batchResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = batchResult{panicked: true, panicValue: p}
+		}
+	}()
+	return batchResult{err: b.update(c.ctx, lockingWrite, c.fn)}
+}
+
+// runBatchSafely is runBatch, reporting a panic of a function instead
+// of passing it on (the transaction's connection, mid-transaction, is
+// then closed by the pool).
+func (b *Backend) runBatchSafely(ctx context.Context, calls []*batchCall) (panicked bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			b.db.log.Error("postgres: a batched function panicked; its caller runs it again alone", "panic", p, "stack", string(debug.Stack()))
+			panicked, err = true, fmt.Errorf("postgres: a batched function panicked: %v", p)
+		}
+	}()
+	return false, b.runBatch(ctx, calls)
 }
 
 // batchFailed is a batched function's own error.

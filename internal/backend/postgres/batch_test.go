@@ -306,3 +306,103 @@ func TestBatchKeepsWriteOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchPanicIsCallers: a batched function that panics panics in its
+// caller's goroutine (where the SMTP session's or HTTP handler's recover
+// is), not in the batch's, which would end the process; the others of
+// its batch commit, and the group goes on taking calls.
+func TestBatchPanicIsCallers(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	release := hold(t, b, b.batches.of("accept"))
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	keys := []string{"0001-a", "0002-b", "0003-c"}
+	errs := make([]error, len(keys))
+	recovered := make([]any, len(keys))
+	var wg sync.WaitGroup
+	for i, id := range keys {
+		wg.Go(func() {
+			defer func() { recovered[i] = recover() }()
+			errs[i] = locking{b}.Batch(ctx, "accept", func(tx backend.Tx) error {
+				m := queue.Message{ID: id, Tenant: "acme", ReceivedAt: at}
+				if err := tx.Queue().PutMessage(&m); err != nil {
+					return err
+				}
+				if i == 1 {
+					panic("boom")
+				}
+				return nil
+			})
+		})
+	}
+	release(len(keys))
+	wg.Wait()
+	if errs[0] != nil || errs[2] != nil || recovered[0] != nil || recovered[2] != nil {
+		t.Fatalf("the others: %v %v, panics %v %v", errs[0], errs[2], recovered[0], recovered[2])
+	}
+	if recovered[1] != "boom" {
+		t.Fatalf("the panicking call recovered %v, want boom", recovered[1])
+	}
+	q := Queue(b)
+	for i, id := range keys {
+		_, err := q.Message(ctx, id)
+		if kept := err == nil; kept != (i != 1) {
+			t.Errorf("message %s kept: %v (%v)", id, kept, err)
+		}
+	}
+	// One call alone, too.
+	func() {
+		defer func() {
+			if p := recover(); p != "alone" {
+				t.Errorf("a call alone recovered %v, want alone", p)
+			}
+		}()
+		_ = locking{b}.Batch(ctx, "accept", func(backend.Tx) error { panic("alone") })
+	}()
+	l := locking{b}
+	if err := l.Batch(ctx, "accept", func(backend.Tx) error { return nil }); err != nil {
+		t.Errorf("a call after the panics: %v", err)
+	}
+}
+
+// TestBatchCallerDeadline: a call still waiting for a transaction when
+// its context ends returns the context's error and is never run; one a
+// transaction has taken waits for its outcome.
+func TestBatchCallerDeadline(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	bt := b.batches.of("accept")
+	release := hold(t, b, bt) // every transaction busy
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	ran := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- locking{b}.Batch(ctx, "accept", func(backend.Tx) error {
+			ran <- struct{}{}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a call past its deadline: %v, want the deadline", err)
+		}
+	case <-time.After(20 * time.Second):
+		release(1)
+		t.Fatal("a call waiting for a busy group outlived its deadline")
+	}
+	bt.mu.Lock()
+	queued := len(bt.queue)
+	bt.running = 0
+	bt.mu.Unlock()
+	if queued != 0 {
+		t.Errorf("%d calls left in the queue", queued)
+	}
+	select {
+	case <-ran:
+		t.Error("the abandoned function ran")
+	default:
+	}
+}
