@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -404,5 +405,75 @@ func TestBatchCallerDeadline(t *testing.T) {
 	case <-ran:
 		t.Error("the abandoned function ran")
 	default:
+	}
+}
+
+// panicky is an argument whose encoding panics.
+type panicky struct{}
+
+func (panicky) Value() (driver.Value, error) { panic("encoding") }
+
+// TestGatheredReadCallerOwnsItsEnd: a gathered read whose argument
+// panics as it is encoded panics in its caller's goroutine, not in the
+// sender's, and the reads sent with it are answered; a read still
+// waiting for a sender when its context ends returns its error.
+func TestGatheredReadCallerOwnsItsEnd(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	r := &db.reads
+	r.mu.Lock()
+	r.running = readSenders
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- b.ViewOne(ctx, func(tx backend.Tx) error {
+			var s string
+			return tx.(*Tx).tx.QueryRow(ctx, "SELECT 'late'").Scan(&s)
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a read past its deadline: %v, want the deadline", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a read waiting for a sender outlived its deadline")
+	}
+	r.mu.Lock()
+	r.queue = nil
+	r.mu.Unlock()
+
+	bg := context.Background()
+	args := []any{"one", panicky{}, "three"}
+	got := make([]string, len(args))
+	errs := make([]error, len(args))
+	recovered := make([]any, len(args))
+	var wg sync.WaitGroup
+	for i, a := range args {
+		wg.Go(func() {
+			defer func() { recovered[i] = recover() }()
+			errs[i] = b.ViewOne(bg, func(tx backend.Tx) error {
+				return tx.(*Tx).tx.QueryRow(bg, "SELECT $1::text || '!'", a).Scan(&got[i])
+			})
+		})
+		eventually(t, 20*time.Second, fmt.Sprintf("%d reads queued", i+1), func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.queue) == i+1
+		})
+	}
+	r.mu.Lock()
+	r.running = 1
+	r.mu.Unlock()
+	go r.send()
+	wg.Wait()
+	if errs[0] != nil || got[0] != "one!" || errs[2] != nil || got[2] != "three!" || recovered[0] != nil || recovered[2] != nil {
+		t.Errorf("the good reads: %q %v %v, %q %v %v", got[0], errs[0], recovered[0], got[2], errs[2], recovered[2])
+	}
+	if recovered[1] != "encoding" {
+		t.Errorf("the panicking read: recovered %v (%v), want encoding", recovered[1], errs[1])
 	}
 }
