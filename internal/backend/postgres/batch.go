@@ -41,6 +41,11 @@ const (
 	batchTxs = 4
 	// batchMax caps the functions in one transaction.
 	batchMax = 64
+	// mergeBytes caps the values of one merged statement (mergeRows), far
+	// below the server's 1 GiB limit on a message, past which it drops
+	// the connection: 64 accepts of 25 MB each would otherwise make one
+	// statement of 1.6 GB, and every accept of the batch unavailable.
+	mergeBytes = 8 << 20
 )
 
 // batchers are the Backend's batchers, one per group of txn.Batch.
@@ -291,13 +296,25 @@ func mergeRun(q []deferred) []deferred {
 	for i, d := range q {
 		groups[d.multi] = append(groups[d.multi], i)
 	}
-	merged := map[string]deferred{}
+	merged := map[string][]deferred{}
 	for multi, idx := range groups {
 		if len(idx) < 2 {
 			continue
 		}
-		if m, ok := mergeRows(q, idx); ok {
-			merged[multi] = m
+		var ms []deferred
+		for _, chunk := range chunks(q, idx) {
+			m := q[chunk[0]]
+			if len(chunk) > 1 {
+				var ok bool
+				if m, ok = mergeRows(q, chunk); !ok {
+					ms = nil
+					break
+				}
+			}
+			ms = append(ms, m)
+		}
+		if ms != nil {
+			merged[multi] = ms
 		}
 	}
 	if len(merged) == 0 {
@@ -311,10 +328,35 @@ func mergeRun(q []deferred) []deferred {
 			// alone, or of a kind that does not merge: where it was
 			out = append(out, d)
 		case groups[d.multi][0] == i:
-			out = append(out, m)
+			out = append(out, m...)
 		}
 	}
 	return out
+}
+
+// chunks splits idx, in order, into runs of rows whose values add up to
+// at most mergeBytes (a row larger than that alone).
+func chunks(q []deferred, idx []int) [][]int {
+	var out [][]int
+	start, size := 0, 0
+	for k, i := range idx {
+		n := 0
+		for _, a := range q[i].args {
+			switch v := a.(type) {
+			case string:
+				n += len(v)
+			case []byte:
+				n += len(v)
+			}
+			n += 8
+		}
+		if k > start && size+n > mergeBytes {
+			out = append(out, idx[start:k])
+			start, size = k, 0
+		}
+		size += n
+	}
+	return append(out, idx[start:])
 }
 
 // mergeRows is one statement for the rows q[idx...]: their multi with

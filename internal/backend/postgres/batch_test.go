@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"database/sql/driver"
 	"errors"
@@ -475,5 +476,55 @@ func TestGatheredReadCallerOwnsItsEnd(t *testing.T) {
 	}
 	if recovered[1] != "encoding" {
 		t.Errorf("the panicking read: recovered %v (%v), want encoding", recovered[1], errs[1])
+	}
+}
+
+// TestBatchedBodiesBounded: the bodies of a batch's messages go in
+// statements of at most mergeBytes of values (a few rows each), not in
+// one: the server drops a connection whose message passes 1 GiB, and a
+// batch of 64 accepts of 25 MB would then fail every accept of it as
+// unavailable, whoever sent the large ones.
+func TestBatchedBodiesBounded(t *testing.T) {
+	_, dsn := migrated(t)
+	st := &statements{}
+	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	release := hold(t, b, b.batches.of("accept"))
+	const n = 3
+	size := mergeBytes * 3 / 4
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	msgs := make([]*queue.Message, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		body := append(fmt.Appendf(nil, "Subject: %d\r\n\r\n", i), strings.Repeat("x", size)...)
+		msgs[i] = &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
+			From: "a@acme.test", ReceivedAt: at, Body: body,
+			Recipients: []queue.Recipient{{Index: 0, Address: fmt.Sprintf("pat%d@example.net", i)}}}
+		wg.Go(func() { errs[i] = q.Add(ctx, msgs[i]) })
+	}
+	release(n)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("accept %d: %v", i, err)
+		}
+	}
+	inserts := 0
+	for _, s := range st.list() {
+		if strings.HasPrefix(s.sql, "INSERT INTO bodies") {
+			inserts++
+		}
+	}
+	if inserts < 2 {
+		t.Errorf("%d bodies of %d bytes went in %d statement(s), want no more than %d bytes a statement", n, size, inserts, mergeBytes)
+	}
+	for i, m := range msgs {
+		loaded, _, err := q.Load(ctx, queue.Job{MessageID: m.ID, Index: 0, Domain: "example.net", Due: at})
+		if err != nil || !bytes.Equal(loaded.Body, m.Body) {
+			t.Errorf("message %d's body: %d bytes, %v", i, len(loaded.Body), err)
+		}
 	}
 }
