@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -26,9 +27,11 @@ import (
 // the same idea for its single writer.
 //
 // A transaction of several functions that fails (a function's error, a
-// statement's, a conflict past its retries) is run again function by
-// function, each with its own context, so that each caller gets its own
-// outcome and one bad function costs the others nothing but time. A lost
+// statement's, a conflict past its retries, a panic) is run again
+// function by function, each by its caller, in its goroutine and with its
+// context, so that each caller gets its own outcome (a panic included)
+// and one bad function costs the others nothing but time. A call still
+// queued when its context ends is dropped unrun. A lost
 // connection is every caller's answer at once: the outcome of its COMMIT
 // may be unknown, and running the functions again could write them twice.
 
@@ -38,6 +41,11 @@ const (
 	batchTxs = 4
 	// batchMax caps the functions in one transaction.
 	batchMax = 64
+	// mergeBytes caps the values of one merged statement (mergeRows), far
+	// below the server's 1 GiB limit on a message, past which it drops
+	// the connection: 64 accepts of 25 MB each would otherwise make one
+	// statement of 1.6 GB, and every accept of the batch unavailable.
+	mergeBytes = 8 << 20
 )
 
 // batchers are the Backend's batchers, one per group of txn.Batch.
@@ -69,7 +77,19 @@ type batcher struct {
 type batchCall struct {
 	ctx  context.Context
 	fn   func(backend.Tx) error
-	done chan error
+	done chan batchResult // buffered: the worker never waits for the caller
+}
+
+// batchResult is a call's outcome, given to its caller.
+type batchResult struct {
+	err error
+	// alone: the batch failed, and the caller runs fn again in a
+	// transaction of its own (in its goroutine: a panic of fn is its).
+	alone bool
+	// panicked: fn, run by the worker, panicked with panicValue, which
+	// the caller panics with.
+	panicked   bool
+	panicValue any
 }
 
 func (l locking) Batch(ctx context.Context, group string, fn func(backend.Tx) error) error {
@@ -84,7 +104,7 @@ func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &batchCall{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	c := &batchCall{ctx: ctx, fn: fn, done: make(chan batchResult, 1)}
 	bt := b.batches.of(group)
 	bt.mu.Lock()
 	bt.queue = append(bt.queue, c)
@@ -96,9 +116,37 @@ func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) e
 	if start {
 		go b.batchWorker(bt)
 	}
-	// Once queued, the function is run whatever becomes of ctx: the
-	// caller must wait for its outcome to know it.
-	return <-c.done
+	var res batchResult
+	select {
+	case res = <-c.done:
+	case <-ctx.Done():
+		// Still queued, the function has not run and never will; once
+		// a transaction has taken it, the caller must wait for its
+		// outcome to know it.
+		if bt.remove(c) {
+			return fmt.Errorf("postgres: %w", ctx.Err())
+		}
+		res = <-c.done
+	}
+	switch {
+	case res.panicked:
+		panic(res.panicValue)
+	case res.alone:
+		return b.update(ctx, lockingWrite, fn)
+	}
+	return res.err
+}
+
+// remove takes c out of the queue, if no transaction has taken it yet.
+func (bt *batcher) remove(c *batchCall) bool {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	i := slices.Index(bt.queue, c)
+	if i < 0 {
+		return false
+	}
+	bt.queue = slices.Delete(bt.queue, i, i+1)
+	return true
 }
 
 // batchWorker runs batched transactions while functions are waiting.
@@ -118,10 +166,12 @@ func (b *Backend) batchWorker(bt *batcher) {
 	}
 }
 
+// runCalls gives every call its result. A function that panics does not
+// end the worker (nor the process): its caller panics.
 func (b *Backend) runCalls(calls []*batchCall) {
 	if len(calls) == 1 {
 		c := calls[0]
-		c.done <- b.update(c.ctx, lockingWrite, c.fn)
+		c.done <- b.runAlone(c)
 		return
 	}
 	ctxs := make([]context.Context, len(calls))
@@ -129,20 +179,41 @@ func (b *Backend) runCalls(calls []*batchCall) {
 		ctxs[i] = c.ctx
 	}
 	ctx, cancel := latestContext(ctxs)
-	err := b.runBatch(ctx, calls)
+	panicked, err := b.runBatchSafely(ctx, calls)
 	cancel()
-	if err == nil || errors.Is(err, ErrUnavailable) {
+	if !panicked && (err == nil || errors.Is(err, ErrUnavailable)) {
 		for _, c := range calls {
-			c.done <- err
+			c.done <- batchResult{err: err}
 		}
 		return
 	}
 	b.db.log.Debug("postgres: a batched transaction failed; its functions run one by one", "functions", len(calls), "error", err)
-	var wg sync.WaitGroup
 	for _, c := range calls {
-		wg.Go(func() { c.done <- b.update(c.ctx, lockingWrite, c.fn) })
+		c.done <- batchResult{alone: true}
 	}
-	wg.Wait()
+}
+
+// runAlone runs one call in a transaction of its own.
+func (b *Backend) runAlone(c *batchCall) (res batchResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = batchResult{panicked: true, panicValue: p}
+		}
+	}()
+	return batchResult{err: b.update(c.ctx, lockingWrite, c.fn)}
+}
+
+// runBatchSafely is runBatch, reporting a panic of a function instead
+// of passing it on (the transaction's connection, mid-transaction, is
+// then closed by the pool).
+func (b *Backend) runBatchSafely(ctx context.Context, calls []*batchCall) (panicked bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			b.db.log.Error("postgres: a batched function panicked; its caller runs it again alone", "panic", p, "stack", string(debug.Stack()))
+			panicked, err = true, fmt.Errorf("postgres: a batched function panicked: %v", p)
+		}
+	}()
+	return false, b.runBatch(ctx, calls)
 }
 
 // batchFailed is a batched function's own error.
@@ -184,45 +255,108 @@ func (b *Backend) runBatch(ctx context.Context, calls []*batchCall) error {
 // column ($1 the first column's values, and so on).
 
 // mergeQueue returns q with the writes of each multi statement that
-// occurs more than once replaced by one statement, where the first of
-// them was. The others keep their order.
+// occurs more than once in a run of such writes replaced by one
+// statement, where the first of them was. A write of no multi statement
+// (a DELETE, an UPDATE) ends a run: no row moves past it, since it may
+// touch the row (a function that deletes an entry and writes it again).
+// Within a run, rows move only past rows of other multi statements,
+// which are other tables' inserts; the rows of one statement keep their
+// order.
 func mergeQueue(q []deferred) []deferred {
-	var groups map[string][]int
+	var out []deferred
+	for start := 0; start < len(q); {
+		end := start
+		for end < len(q) && q[end].multi != "" {
+			end++
+		}
+		if end == start {
+			end++ // a write of its own
+		}
+		run := q[start:end]
+		if m := mergeRun(run); out != nil || len(m) != len(run) {
+			if out == nil {
+				out = append(make([]deferred, 0, len(q)), q[:start]...)
+			}
+			out = append(out, m...)
+		}
+		start = end
+	}
+	if out == nil {
+		return q
+	}
+	return out
+}
+
+// mergeRun is mergeQueue for writes of multi statements only.
+func mergeRun(q []deferred) []deferred {
+	if len(q) < 2 {
+		return q
+	}
+	groups := map[string][]int{}
 	for i, d := range q {
-		if d.multi == "" {
-			continue
-		}
-		if groups == nil {
-			groups = map[string][]int{}
-		}
 		groups[d.multi] = append(groups[d.multi], i)
 	}
-	merging := false
-	for _, idx := range groups {
-		merging = merging || len(idx) > 1
+	merged := map[string][]deferred{}
+	for multi, idx := range groups {
+		if len(idx) < 2 {
+			continue
+		}
+		var ms []deferred
+		for _, chunk := range chunks(q, idx) {
+			m := q[chunk[0]]
+			if len(chunk) > 1 {
+				var ok bool
+				if m, ok = mergeRows(q, chunk); !ok {
+					ms = nil
+					break
+				}
+			}
+			ms = append(ms, m)
+		}
+		if ms != nil {
+			merged[multi] = ms
+		}
 	}
-	if !merging {
+	if len(merged) == 0 {
 		return q
 	}
 	out := make([]deferred, 0, len(q))
 	for i, d := range q {
-		idx := groups[d.multi]
+		m, ok := merged[d.multi]
 		switch {
-		case d.multi == "" || len(idx) == 1:
+		case !ok:
+			// alone, or of a kind that does not merge: where it was
 			out = append(out, d)
-		case idx[0] != i:
-			// merged where the first one was
-		default:
-			if m, ok := mergeRows(q, idx); ok {
-				out = append(out, m)
-			} else {
-				for _, k := range idx {
-					out = append(out, q[k])
-				}
-			}
+		case groups[d.multi][0] == i:
+			out = append(out, m...)
 		}
 	}
 	return out
+}
+
+// chunks splits idx, in order, into runs of rows whose values add up to
+// at most mergeBytes (a row larger than that alone).
+func chunks(q []deferred, idx []int) [][]int {
+	var out [][]int
+	start, size := 0, 0
+	for k, i := range idx {
+		n := 0
+		for _, a := range q[i].args {
+			switch v := a.(type) {
+			case string:
+				n += len(v)
+			case []byte:
+				n += len(v)
+			}
+			n += 8
+		}
+		if k > start && size+n > mergeBytes {
+			out = append(out, idx[start:k])
+			start, size = k, 0
+		}
+		size += n
+	}
+	return append(out, idx[start:])
 }
 
 // mergeRows is one statement for the rows q[idx...]: their multi with

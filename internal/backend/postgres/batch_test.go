@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -248,5 +250,281 @@ func TestGatheredReadsFailAlone(t *testing.T) {
 	}
 	if errs[1] == nil || !strings.Contains(errs[1].Error(), "22021") {
 		t.Errorf("the bad read: %q, %v; want the server's refusal (22021)", got[1], errs[1])
+	}
+}
+
+// TestBatchKeepsWriteOrder: a function's rows are written in the order
+// it wrote them, though the batch sends the rows of each kind together.
+// Here one function schedules a new entry and another deletes an entry
+// and writes it again (its own row, no read needed): the entry is there
+// afterwards, as after two Updates. Merging the second insert into the
+// first, ahead of the DELETE, lost it.
+func TestBatchKeepsWriteOrder(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	ctx := context.Background()
+	due := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	j := queue.Job{MessageID: "0001-j", Index: 0, Domain: "example.net", Due: due}
+	k := queue.Job{MessageID: "0002-k", Index: 0, Domain: "example.org", Due: due}
+	l := locking{b}
+	if err := l.Update(ctx, func(tx backend.Tx) error { return tx.Queue().Schedule(j) }); err != nil {
+		t.Fatal(err)
+	}
+	release := hold(t, b, b.batches.of("order"))
+	fns := []func(backend.Tx) error{
+		func(tx backend.Tx) error { return tx.Queue().Schedule(k) },
+		func(tx backend.Tx) error {
+			if err := tx.Queue().Unschedule(j); err != nil {
+				return err
+			}
+			return tx.Queue().Schedule(j)
+		},
+	}
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = l.Batch(ctx, "order", fn) })
+		eventually(t, 20*time.Second, fmt.Sprintf("%d calls queued", i+1), func() bool {
+			bt := b.batches.of("order")
+			bt.mu.Lock()
+			defer bt.mu.Unlock()
+			return len(bt.queue) == i+1
+		})
+	}
+	release(len(fns))
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("function %d: %v", i, err)
+		}
+	}
+	for _, job := range []queue.Job{j, k} {
+		var n int
+		if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM schedule WHERE message_id = $1", job.MessageID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("%s: %d schedule entries, want 1", job.MessageID, n)
+		}
+	}
+}
+
+// TestBatchPanicIsCallers: a batched function that panics panics in its
+// caller's goroutine (where the SMTP session's or HTTP handler's recover
+// is), not in the batch's, which would end the process; the others of
+// its batch commit, and the group goes on taking calls.
+func TestBatchPanicIsCallers(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	release := hold(t, b, b.batches.of("accept"))
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	keys := []string{"0001-a", "0002-b", "0003-c"}
+	errs := make([]error, len(keys))
+	recovered := make([]any, len(keys))
+	var wg sync.WaitGroup
+	for i, id := range keys {
+		wg.Go(func() {
+			defer func() { recovered[i] = recover() }()
+			errs[i] = locking{b}.Batch(ctx, "accept", func(tx backend.Tx) error {
+				m := queue.Message{ID: id, Tenant: "acme", ReceivedAt: at}
+				if err := tx.Queue().PutMessage(&m); err != nil {
+					return err
+				}
+				if i == 1 {
+					panic("boom")
+				}
+				return nil
+			})
+		})
+	}
+	release(len(keys))
+	wg.Wait()
+	if errs[0] != nil || errs[2] != nil || recovered[0] != nil || recovered[2] != nil {
+		t.Fatalf("the others: %v %v, panics %v %v", errs[0], errs[2], recovered[0], recovered[2])
+	}
+	if recovered[1] != "boom" {
+		t.Fatalf("the panicking call recovered %v, want boom", recovered[1])
+	}
+	q := Queue(b)
+	for i, id := range keys {
+		_, err := q.Message(ctx, id)
+		if kept := err == nil; kept != (i != 1) {
+			t.Errorf("message %s kept: %v (%v)", id, kept, err)
+		}
+	}
+	// One call alone, too.
+	func() {
+		defer func() {
+			if p := recover(); p != "alone" {
+				t.Errorf("a call alone recovered %v, want alone", p)
+			}
+		}()
+		_ = locking{b}.Batch(ctx, "accept", func(backend.Tx) error { panic("alone") })
+	}()
+	l := locking{b}
+	if err := l.Batch(ctx, "accept", func(backend.Tx) error { return nil }); err != nil {
+		t.Errorf("a call after the panics: %v", err)
+	}
+}
+
+// TestBatchCallerDeadline: a call still waiting for a transaction when
+// its context ends returns the context's error and is never run; one a
+// transaction has taken waits for its outcome.
+func TestBatchCallerDeadline(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	bt := b.batches.of("accept")
+	release := hold(t, b, bt) // every transaction busy
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	ran := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- locking{b}.Batch(ctx, "accept", func(backend.Tx) error {
+			ran <- struct{}{}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a call past its deadline: %v, want the deadline", err)
+		}
+	case <-time.After(20 * time.Second):
+		release(1)
+		t.Fatal("a call waiting for a busy group outlived its deadline")
+	}
+	bt.mu.Lock()
+	queued := len(bt.queue)
+	bt.running = 0
+	bt.mu.Unlock()
+	if queued != 0 {
+		t.Errorf("%d calls left in the queue", queued)
+	}
+	select {
+	case <-ran:
+		t.Error("the abandoned function ran")
+	default:
+	}
+}
+
+// panicky is an argument whose encoding panics.
+type panicky struct{}
+
+func (panicky) Value() (driver.Value, error) { panic("encoding") }
+
+// TestGatheredReadCallerOwnsItsEnd: a gathered read whose argument
+// panics as it is encoded panics in its caller's goroutine, not in the
+// sender's, and the reads sent with it are answered; a read still
+// waiting for a sender when its context ends returns its error.
+func TestGatheredReadCallerOwnsItsEnd(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	r := &db.reads
+	r.mu.Lock()
+	r.running = readSenders
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- b.ViewOne(ctx, func(tx backend.Tx) error {
+			var s string
+			return tx.(*Tx).tx.QueryRow(ctx, "SELECT 'late'").Scan(&s)
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a read past its deadline: %v, want the deadline", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a read waiting for a sender outlived its deadline")
+	}
+	r.mu.Lock()
+	r.queue = nil
+	r.mu.Unlock()
+
+	bg := context.Background()
+	args := []any{"one", panicky{}, "three"}
+	got := make([]string, len(args))
+	errs := make([]error, len(args))
+	recovered := make([]any, len(args))
+	var wg sync.WaitGroup
+	for i, a := range args {
+		wg.Go(func() {
+			defer func() { recovered[i] = recover() }()
+			errs[i] = b.ViewOne(bg, func(tx backend.Tx) error {
+				return tx.(*Tx).tx.QueryRow(bg, "SELECT $1::text || '!'", a).Scan(&got[i])
+			})
+		})
+		eventually(t, 20*time.Second, fmt.Sprintf("%d reads queued", i+1), func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.queue) == i+1
+		})
+	}
+	r.mu.Lock()
+	r.running = 1
+	r.mu.Unlock()
+	go r.send()
+	wg.Wait()
+	if errs[0] != nil || got[0] != "one!" || errs[2] != nil || got[2] != "three!" || recovered[0] != nil || recovered[2] != nil {
+		t.Errorf("the good reads: %q %v %v, %q %v %v", got[0], errs[0], recovered[0], got[2], errs[2], recovered[2])
+	}
+	if recovered[1] != "encoding" {
+		t.Errorf("the panicking read: recovered %v (%v), want encoding", recovered[1], errs[1])
+	}
+}
+
+// TestBatchedBodiesBounded: the bodies of a batch's messages go in
+// statements of at most mergeBytes of values (a few rows each), not in
+// one: the server drops a connection whose message passes 1 GiB, and a
+// batch of 64 accepts of 25 MB would then fail every accept of it as
+// unavailable, whoever sent the large ones.
+func TestBatchedBodiesBounded(t *testing.T) {
+	_, dsn := migrated(t)
+	st := &statements{}
+	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	release := hold(t, b, b.batches.of("accept"))
+	const n = 3
+	size := mergeBytes * 3 / 4
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	msgs := make([]*queue.Message, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		body := append(fmt.Appendf(nil, "Subject: %d\r\n\r\n", i), strings.Repeat("x", size)...)
+		msgs[i] = &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
+			From: "a@acme.test", ReceivedAt: at, Body: body,
+			Recipients: []queue.Recipient{{Index: 0, Address: fmt.Sprintf("pat%d@example.net", i)}}}
+		wg.Go(func() { errs[i] = q.Add(ctx, msgs[i]) })
+	}
+	release(n)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("accept %d: %v", i, err)
+		}
+	}
+	inserts := 0
+	for _, s := range st.list() {
+		if strings.HasPrefix(s.sql, "INSERT INTO bodies") {
+			inserts++
+		}
+	}
+	if inserts < 2 {
+		t.Errorf("%d bodies of %d bytes went in %d statement(s), want no more than %d bytes a statement", n, size, inserts, mergeBytes)
+	}
+	for i, m := range msgs {
+		loaded, _, err := q.Load(ctx, queue.Job{MessageID: m.ID, Index: 0, Domain: "example.net", Due: at})
+		if err != nil || !bytes.Equal(loaded.Body, m.Body) {
+			t.Errorf("message %d's body: %d bytes, %v", i, len(loaded.Body), err)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -50,6 +52,10 @@ type readCall struct {
 type readResult struct {
 	rows pgx.Rows
 	err  error
+	// panicked: encoding the read's arguments panicked with panicValue,
+	// which its caller panics with.
+	panicked   bool
+	panicValue any
 }
 
 // query runs sql with the reads gathered with it and returns its rows,
@@ -69,8 +75,18 @@ func (r *reads) query(ctx context.Context, sql string, args []any) (pgx.Rows, er
 	if start {
 		go r.send()
 	}
-	res := <-c.res
-	return res.rows, res.err
+	select {
+	case res := <-c.res:
+		if res.panicked {
+			panic(res.panicValue)
+		}
+		return res.rows, res.err
+	case <-ctx.Done():
+		// The round trip may be waiting for a connection on behalf of
+		// reads without a deadline; a read has nothing to wait for
+		// (its result, if it comes, is dropped).
+		return nil, fmt.Errorf("postgres: %w", ctx.Err())
+	}
 }
 
 // send carries gathered reads while there are any.
@@ -91,7 +107,8 @@ func (r *reads) send() {
 }
 
 // run sends calls on one connection in one round trip and hands each
-// caller its rows in turn. Every call gets exactly one result.
+// caller its rows in turn. Every call gets exactly one result, whatever
+// happens (a panic here included: its callers would wait for ever).
 func (r *reads) run(calls []*readCall) {
 	ctxs := make([]context.Context, len(calls))
 	for i, c := range calls {
@@ -99,13 +116,24 @@ func (r *reads) run(calls []*readCall) {
 	}
 	ctx, cancel := latestContext(ctxs)
 	defer cancel()
-	answered := 0
-	fail := func(err error) {
-		for _, c := range calls[answered:] {
-			c.res <- readResult{err: err}
+	given := make([]bool, len(calls))
+	give := func(i int, res readResult) {
+		if !given[i] {
+			given[i] = true
+			calls[i].res <- res
 		}
-		answered = len(calls)
 	}
+	fail := func(err error) {
+		for i := range calls {
+			give(i, readResult{err: err})
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.db.log.Error("postgres: a round trip of gathered reads panicked", "panic", p, "stack", string(debug.Stack()))
+			fail(fmt.Errorf("postgres: a round trip of gathered reads panicked: %v", p))
+		}
+	}()
 	pc, err := r.db.pool.Acquire(ctx)
 	if err != nil {
 		fail(err)
@@ -128,10 +156,15 @@ func (r *reads) run(calls []*readCall) {
 	pl := conn.PgConn().StartPipeline(ctx)
 	for i, c := range calls {
 		if failed[i] != nil {
+			give(i, readResult{err: failed[i]})
 			continue
 		}
-		if err := eqb.Build(conn.TypeMap(), sds[i], c.args); err != nil {
-			failed[i] = err
+		if p, err := build(&eqb, conn.TypeMap(), sds[i], c.args); p != nil {
+			// The caller's to panic with, in its own goroutine.
+			give(i, readResult{panicked: true, panicValue: p})
+			continue
+		} else if err != nil {
+			give(i, readResult{err: err})
 			continue
 		}
 		// Bind's values are written out at once; its result formats are
@@ -145,10 +178,8 @@ func (r *reads) run(calls []*readCall) {
 		fail(err)
 		return
 	}
-	for i, c := range calls {
-		answered = i
+	for i := range calls {
 		if !sent[i] {
-			c.res <- readResult{err: failed[i]}
 			continue
 		}
 		res, err := pl.GetResults()
@@ -160,15 +191,15 @@ func (r *reads) run(calls []*readCall) {
 				fail(err) // the connection, not the statement
 				return
 			}
-			c.res <- readResult{err: err}
+			give(i, readResult{err: err})
 		case ok:
 			out := rr.Read()
 			var pe *pgconn.PgError
 			switch {
 			case out.Err == nil:
-				c.res <- readResult{rows: &bufferedRows{res: out, i: -1}}
+				give(i, readResult{rows: &bufferedRows{res: out, i: -1}})
 			case errors.As(out.Err, &pe):
-				c.res <- readResult{err: out.Err}
+				give(i, readResult{err: out.Err})
 			default:
 				_ = pl.Close()
 				fail(out.Err)
@@ -180,16 +211,25 @@ func (r *reads) run(calls []*readCall) {
 			return
 		}
 		if _, err := pl.GetResults(); err != nil { // its Sync
-			answered = i + 1
 			_ = pl.Close()
 			fail(err)
 			return
 		}
 	}
-	answered = len(calls)
 	if err := pl.Close(); err != nil {
 		r.db.log.Debug("postgres: closing a pipeline of reads", "err", err)
 	}
+}
+
+// build is eqb.Build, reporting a panic of an argument's encoding (a
+// caller's driver.Valuer, say) instead of passing it on to the sender.
+func build(eqb *pgx.ExtendedQueryBuilder, m *pgtype.Map, sd *pgconn.StatementDescription, args []any) (panicked any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	return nil, eqb.Build(m, sd, args)
 }
 
 // bufferedRows are a gathered read's rows, read into memory: pgx.Rows
