@@ -93,7 +93,7 @@ func (s *Records) Add(ctx context.Context, msg *Message) error {
 	head.Inline = msg.Body != nil && head.Pending > 0
 	// A new message's rows are its own: concurrent accepts may commit
 	// together (txn.Batch).
-	return txn.Batch(ctx, s.tx, "accept", func(tx Tx) error {
+	return txn.Batch(ctx, s.tx, "accept", msg.ID, func(tx Tx) error {
 		rows := tx.Queue()
 		if err := rows.PutMessage(&head); err != nil {
 			return err
@@ -250,7 +250,7 @@ func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bo
 	var tenant string
 	// The record reads the rows it writes (Attempt, below) first: records
 	// of concurrent attempts may commit together (txn.Batch).
-	err = txn.Batch(ctx, s.tx, "record", func(tx Tx) error {
+	err = txn.Batch(ctx, s.tx, "record", job.MessageID, func(tx Tx) error {
 		finished, tenant = false, "" // the function may run more than once
 		rows := tx.Queue()
 		if err := rows.Unschedule(job); err != nil {

@@ -65,18 +65,22 @@ type oneReader[T any] interface {
 // it read the row first (a new message's rows are its own; an attempt's
 // record reads its message before writing it). Only functions of one
 // group (a name: "accept", "record") share a transaction, so that the
-// quick ones do not wait behind the reads of others. Runners without
-// Batch run Update.
-func Batch[T any](ctx context.Context, r Runner[T], group string, fn func(T) error) error {
+// quick ones do not wait behind the reads of others. The functions of a
+// transaction run in the order of their keys (the rows they lock: a
+// message id), so that two transactions that lock rows of the same
+// messages take them in one order and never wait for each other in a
+// circle (a deadlock, which PostgreSQL breaks only after a second).
+// Runners without Batch run Update.
+func Batch[T any](ctx context.Context, r Runner[T], group, key string, fn func(T) error) error {
 	if b, ok := r.(batcher[T]); ok {
-		return b.Batch(ctx, group, fn)
+		return b.Batch(ctx, group, key, fn)
 	}
 	return r.Update(ctx, fn)
 }
 
 // batcher is a Runner with a Batch of its own.
 type batcher[T any] interface {
-	Batch(ctx context.Context, group string, fn func(T) error) error
+	Batch(ctx context.Context, group, key string, fn func(T) error) error
 }
 
 // Narrow returns a Runner of N over r, converting each transaction with
@@ -103,8 +107,8 @@ func (n narrowed[W, N]) ViewOne(ctx context.Context, fn func(N) error) error {
 	return ViewOne(ctx, n.r, func(w W) error { return fn(n.conv(w)) })
 }
 
-func (n narrowed[W, N]) Batch(ctx context.Context, group string, fn func(N) error) error {
-	return Batch(ctx, n.r, group, func(w W) error { return fn(n.conv(w)) })
+func (n narrowed[W, N]) Batch(ctx context.Context, group, key string, fn func(N) error) error {
+	return Batch(ctx, n.r, group, key, func(w W) error { return fn(n.conv(w)) })
 }
 
 // ErrUnavailable is in the error of a transaction that could not reach

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,7 @@ type batcher struct {
 
 type batchCall struct {
 	ctx  context.Context
+	key  string // txn.Batch's: the transaction runs its calls in key order
 	fn   func(backend.Tx) error
 	done chan batchResult // buffered: the worker never waits for the caller
 }
@@ -92,11 +94,11 @@ type batchResult struct {
 	panicValue any
 }
 
-func (l locking) Batch(ctx context.Context, group string, fn func(backend.Tx) error) error {
-	return l.b.batch(ctx, group, fn)
+func (l locking) Batch(ctx context.Context, group, key string, fn func(backend.Tx) error) error {
+	return l.b.batch(ctx, group, key, fn)
 }
 
-func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) error) error {
+func (b *Backend) batch(ctx context.Context, group, key string, fn func(backend.Tx) error) error {
 	if txn.InJoin(ctx) {
 		// The caller's change is one transaction with others: its own.
 		return b.update(ctx, lockingWrite, fn)
@@ -104,7 +106,7 @@ func (b *Backend) batch(ctx context.Context, group string, fn func(backend.Tx) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &batchCall{ctx: ctx, fn: fn, done: make(chan batchResult, 1)}
+	c := &batchCall{ctx: ctx, key: key, fn: fn, done: make(chan batchResult, 1)}
 	bt := b.batches.of(group)
 	bt.mu.Lock()
 	bt.queue = append(bt.queue, c)
@@ -230,6 +232,9 @@ func (e batchFailed) Unwrap() error { return e.err }
 // runBatch runs the functions in one transaction of the locking runner's,
 // on a pipe that merges their rows.
 func (b *Backend) runBatch(ctx context.Context, calls []*batchCall) error {
+	// In key order: two batches lock their messages' rows in one order.
+	calls = slices.Clone(calls)
+	slices.SortStableFunc(calls, func(x, y *batchCall) int { return strings.Compare(x.key, y.key) })
 	var tx *Tx
 	err := b.db.runPipe(ctx, lockingWrite, func(p *pipe) error {
 		p.merge = true

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,7 +137,7 @@ func TestBatchedEventNumbers(t *testing.T) {
 			{Type: events.MessageAccepted, Time: time.Now().UTC(), Data: events.Data{Tenant: "acme", MessageID: fmt.Sprintf("m%d", i), Recipient: "second@example.net"}},
 		}
 		wg.Go(func() {
-			errs[i] = locking{b}.Batch(ctx, "events", func(tx backend.Tx) error {
+			errs[i] = locking{b}.Batch(ctx, "events", "", func(tx backend.Tx) error {
 				for _, ev := range evs[i] {
 					if err := tx.Events().Insert(ev); err != nil {
 						return err
@@ -186,7 +187,7 @@ func TestBatchFailureIsOwnFunctions(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, id := range keys {
 		wg.Go(func() {
-			errs[i] = locking{b}.Batch(ctx, "accept", func(tx backend.Tx) error {
+			errs[i] = locking{b}.Batch(ctx, "accept", "", func(tx backend.Tx) error {
 				m := queue.Message{ID: id, Tenant: "acme", ReceivedAt: at}
 				if err := tx.Queue().PutMessage(&m); err != nil {
 					return err
@@ -283,7 +284,7 @@ func TestBatchKeepsWriteOrder(t *testing.T) {
 	errs := make([]error, len(fns))
 	var wg sync.WaitGroup
 	for i, fn := range fns {
-		wg.Go(func() { errs[i] = l.Batch(ctx, "order", fn) })
+		wg.Go(func() { errs[i] = l.Batch(ctx, "order", "", fn) })
 		eventually(t, 20*time.Second, fmt.Sprintf("%d calls queued", i+1), func() bool {
 			bt := b.batches.of("order")
 			bt.mu.Lock()
@@ -326,7 +327,7 @@ func TestBatchPanicIsCallers(t *testing.T) {
 	for i, id := range keys {
 		wg.Go(func() {
 			defer func() { recovered[i] = recover() }()
-			errs[i] = locking{b}.Batch(ctx, "accept", func(tx backend.Tx) error {
+			errs[i] = locking{b}.Batch(ctx, "accept", "", func(tx backend.Tx) error {
 				m := queue.Message{ID: id, Tenant: "acme", ReceivedAt: at}
 				if err := tx.Queue().PutMessage(&m); err != nil {
 					return err
@@ -360,10 +361,10 @@ func TestBatchPanicIsCallers(t *testing.T) {
 				t.Errorf("a call alone recovered %v, want alone", p)
 			}
 		}()
-		_ = locking{b}.Batch(ctx, "accept", func(backend.Tx) error { panic("alone") })
+		_ = locking{b}.Batch(ctx, "accept", "", func(backend.Tx) error { panic("alone") })
 	}()
 	l := locking{b}
-	if err := l.Batch(ctx, "accept", func(backend.Tx) error { return nil }); err != nil {
+	if err := l.Batch(ctx, "accept", "", func(backend.Tx) error { return nil }); err != nil {
 		t.Errorf("a call after the panics: %v", err)
 	}
 }
@@ -381,7 +382,7 @@ func TestBatchCallerDeadline(t *testing.T) {
 	ran := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- locking{b}.Batch(ctx, "accept", func(backend.Tx) error {
+		done <- locking{b}.Batch(ctx, "accept", "", func(backend.Tx) error {
 			ran <- struct{}{}
 			return nil
 		})
@@ -526,5 +527,70 @@ func TestBatchedBodiesBounded(t *testing.T) {
 		if err != nil || !bytes.Equal(loaded.Body, m.Body) {
 			t.Errorf("message %d's body: %d bytes, %v", i, len(loaded.Body), err)
 		}
+	}
+}
+
+// TestRecordBatchesTakeLocksInOneOrder: two batches of records, each
+// locking a recipient of two messages, given their calls in opposite
+// orders. Each runs its functions in key order (the message id), so the
+// second waits for the first instead of locking the other message first:
+// unordered, each would hold one message and wait for the other's, a
+// deadlock PostgreSQL breaks after a second by failing one batch, which
+// then runs again.
+func TestRecordBatchesTakeLocksInOneOrder(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var msgs []string
+	for i := range 2 {
+		m := &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Second)), Tenant: "acme", ReceivedAt: at,
+			Body:       []byte("Subject: hi\r\n\r\nhello\r\n"),
+			Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}, {Index: 1, Address: "sam@example.net"}}}
+		must(t, q.Add(ctx, m))
+		msgs = append(msgs, m.ID)
+	}
+	var runs, arrived atomic.Int32
+	waiting := func() bool {
+		var n int
+		err := db.pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&n)
+		return err == nil && n > 0
+	}
+	// batch is the calls locking recipient idx of the messages in order;
+	// the first of them, having locked, waits until the other batch has
+	// locked too or waits for a lock.
+	batch := func(idx int, order ...string) []*batchCall {
+		first := true
+		var calls []*batchCall
+		for _, id := range order {
+			calls = append(calls, &batchCall{ctx: ctx, key: id, fn: func(tx backend.Tx) error {
+				runs.Add(1)
+				if _, _, _, _, _, err := tx.Queue().Attempt(id, idx, false); err != nil {
+					return err
+				}
+				if first {
+					first = false
+					arrived.Add(1)
+					deadline := time.Now().Add(20 * time.Second)
+					for arrived.Load() < 2 && !waiting() && time.Now().Before(deadline) {
+						time.Sleep(time.Millisecond) // polling a condition, with a deadline
+					}
+				}
+				return nil
+			}})
+		}
+		return calls
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() { errs[0] = b.runBatch(ctx, batch(0, msgs[1], msgs[0])) })
+	wg.Go(func() { errs[1] = b.runBatch(ctx, batch(1, msgs[0], msgs[1])) })
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("batches: %v, %v", errs[0], errs[1])
+	}
+	if n := runs.Load(); n != 4 {
+		t.Errorf("the four records ran %d times: a batch ran again (a deadlock between the two)", n)
 	}
 }
