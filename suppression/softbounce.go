@@ -3,6 +3,7 @@ package suppression
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/heedmail/heed/internal/events"
@@ -180,9 +181,7 @@ func (s *Service) softBounce(rows Rows, b Failure) ([]SoftBounce, error) {
 		// Keep the first: it dates the pattern.
 		kept = append(kept[:1], kept[2:]...)
 	}
-	if len(b.Diagnostic) > maxDiagnostic {
-		b.Diagnostic = b.Diagnostic[:maxDiagnostic]
-	}
+	b.Diagnostic = diagnostic(b.Diagnostic)
 	hist.Bounces = append(kept, b.SoftBounce)
 	first, last := hist.Bounces[0].Time, hist.Bounces[len(hist.Bounces)-1].Time
 	if len(hist.Bounces) >= s.soft.Limit && last.Sub(first) >= s.soft.Span {
@@ -216,6 +215,18 @@ func (s *Service) DeliveredTx(tx Tx, tenantID, addr, message string, at time.Tim
 	}
 	hist.Delivered = message
 	return putHistory(rows, tenantID, h, hist, at)
+}
+
+// diagnostic is a remote server's reply as a bounce keeps it: cut to
+// maxDiagnostic bytes, and with what is not text (a NUL, bytes that are
+// not UTF-8, a rune the cut split) shown as U+FFFD. A reply may hold any
+// byte, and PostgreSQL's jsonb, which keeps histories and evidence there,
+// refuses a NUL: the bounce would not be recorded.
+func diagnostic(s string) string {
+	if len(s) > maxDiagnostic {
+		s = s[:maxDiagnostic]
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // DeliveryNoter is Rows that make DeliveredTx's change to an address's

@@ -199,3 +199,33 @@ func TestDeliveryNotedInHistory(t *testing.T) {
 		}
 	})
 }
+
+// TestSoftBounceDiagnosticWithNUL: a remote server's reply may hold any
+// byte, NUL included, which PostgreSQL's jsonb refuses (the history and
+// the evidence are jsonb there): the bounce is recorded all the same, on
+// every backend, with the NUL shown as U+FFFD, through to the suppression
+// its repetition makes.
+func TestSoftBounceDiagnosticWithNUL(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, _ := open(t)
+		s.WithSoftBounces(testSoftRule)
+		ctx := context.Background()
+		for i := range 3 {
+			f := softFailure("acme", "pat@example.net", i, testNow.Add(time.Duration(i)*48*time.Hour))
+			f.Diagnostic = "552 5.2.2 mailbox\x00full"
+			if _, err := s.Bounce(ctx, f, nil); err != nil {
+				t.Fatalf("bounce %d: %v", i, err)
+			}
+			if i == 0 {
+				h, err := s.SoftBounces(ctx, "acme", "pat@example.net")
+				if err != nil || h == nil || len(h.Bounces) != 1 || h.Bounces[0].Diagnostic != "552 5.2.2 mailbox\uFFFDfull" {
+					t.Fatalf("history %+v, %v", h, err)
+				}
+			}
+		}
+		es, err := s.Lookup(ctx, "acme", "pat@example.net")
+		if err != nil || len(es) != 1 || es[0].Evidence == nil || len(*es[0].Evidence) != 3 {
+			t.Fatalf("entries %+v, %v; want one with the three bounces as evidence", es, err)
+		}
+	})
+}
