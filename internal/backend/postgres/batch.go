@@ -69,11 +69,8 @@ func (bs *batchers) of(group string) *batcher {
 	return bt
 }
 
-type batcher struct {
-	mu      sync.Mutex
-	queue   []*batchCall
-	running int // transactions running or about to
-}
+// batcher is one group's calls waiting for a transaction.
+type batcher struct{ waiting[*batchCall] }
 
 type batchCall struct {
 	ctx  context.Context
@@ -108,14 +105,7 @@ func (b *Backend) batch(ctx context.Context, group, key string, fn func(backend.
 	}
 	c := &batchCall{ctx: ctx, key: key, fn: fn, done: make(chan batchResult, 1)}
 	bt := b.batches.of(group)
-	bt.mu.Lock()
-	bt.queue = append(bt.queue, c)
-	start := bt.running < batchTxs
-	if start {
-		bt.running++
-	}
-	bt.mu.Unlock()
-	if start {
+	if bt.add(c, batchTxs) {
 		go b.batchWorker(bt)
 	}
 	var res batchResult
@@ -139,34 +129,8 @@ func (b *Backend) batch(ctx context.Context, group, key string, fn func(backend.
 	return res.err
 }
 
-// remove takes c out of the queue, if no transaction has taken it yet.
-func (bt *batcher) remove(c *batchCall) bool {
-	bt.mu.Lock()
-	defer bt.mu.Unlock()
-	i := slices.Index(bt.queue, c)
-	if i < 0 {
-		return false
-	}
-	bt.queue = slices.Delete(bt.queue, i, i+1)
-	return true
-}
-
 // batchWorker runs batched transactions while functions are waiting.
-func (b *Backend) batchWorker(bt *batcher) {
-	for {
-		bt.mu.Lock()
-		n := min(len(bt.queue), batchMax)
-		if n == 0 {
-			bt.running--
-			bt.mu.Unlock()
-			return
-		}
-		calls := slices.Clone(bt.queue[:n])
-		bt.queue = slices.Delete(bt.queue, 0, n)
-		bt.mu.Unlock()
-		b.runCalls(calls)
-	}
-}
+func (b *Backend) batchWorker(bt *batcher) { bt.work(batchMax, b.runCalls) }
 
 // runCalls gives every call its result. A function that panics does not
 // end the worker (nor the process): its caller panics.

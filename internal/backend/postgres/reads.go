@@ -29,10 +29,8 @@ import (
 // scan them in their own goroutines, with a type map of their own, and the
 // connection goes back to the pool as soon as the round trip is read.
 type reads struct {
-	db      *DB
-	mu      sync.Mutex
-	queue   []*readCall
-	running int
+	db *DB
+	waiting[*readCall]
 }
 
 const (
@@ -65,14 +63,7 @@ func (r *reads) query(ctx context.Context, sql string, args []any) (pgx.Rows, er
 		return nil, err
 	}
 	c := &readCall{ctx: ctx, sql: sql, args: args, res: make(chan readResult, 1)}
-	r.mu.Lock()
-	r.queue = append(r.queue, c)
-	start := r.running < readSenders
-	if start {
-		r.running++
-	}
-	r.mu.Unlock()
-	if start {
+	if r.add(c, readSenders) {
 		go r.send()
 	}
 	select {
@@ -90,21 +81,7 @@ func (r *reads) query(ctx context.Context, sql string, args []any) (pgx.Rows, er
 }
 
 // send carries gathered reads while there are any.
-func (r *reads) send() {
-	for {
-		r.mu.Lock()
-		n := min(len(r.queue), readMax)
-		if n == 0 {
-			r.running--
-			r.mu.Unlock()
-			return
-		}
-		calls := slices.Clone(r.queue[:n])
-		r.queue = slices.Delete(r.queue, 0, n)
-		r.mu.Unlock()
-		r.run(calls)
-	}
-}
+func (r *reads) send() { r.work(readMax, r.run) }
 
 // run sends calls on one connection in one round trip and hands each
 // caller its rows in turn. Every call gets exactly one result, whatever
