@@ -290,6 +290,9 @@ func (s *DBStore) Credentials(ctx context.Context, tenant string) ([]Credential,
 
 // DeleteCredential implements Store.
 func (s *DBStore) DeleteCredential(ctx context.Context, tenant, id string) error {
+	if !possibleID(tenant) || !possibleID(id) {
+		return ErrNotFound
+	}
 	return s.update(ctx, func(r Rows) error {
 		c, err := r.Credential(tenant, id)
 		if err != nil {
@@ -313,6 +316,9 @@ func (s *DBStore) CredentialByUsername(ctx context.Context, username string) (Cr
 
 // APIKey implements Store.
 func (s *DBStore) APIKey(ctx context.Context, id string) (Credential, error) {
+	if !possibleID(id) {
+		return Credential{}, ErrNotFound
+	}
 	// Every API call: one query, as CredentialByUsername.
 	return viewedOne(ctx, s, func(r Rows) (Credential, error) { return r.APIKey(id) })
 }
