@@ -43,6 +43,9 @@ func (s *server) createAPIKey(c echo.Context, t tenant.Tenant) error {
 	if len(req.Name) > 100 {
 		return invalid("name: at most 100 bytes")
 	}
+	if err := tenant.ValidText(req.Name); err != nil {
+		return invalid("name %v", err)
+	}
 	var (
 		cr  tenant.Credential
 		key string

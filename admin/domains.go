@@ -166,6 +166,9 @@ func (s *server) putList(c echo.Context, t tenant.Tenant) error {
 	if l.Name == "" {
 		return invalid("name is required")
 	}
+	if err := tenant.ValidText(l.Name); err != nil {
+		return invalid("name %v", err)
+	}
 	if err := tenant.ValidKind(l.Kind); err != nil {
 		return invalid("%v", err)
 	}

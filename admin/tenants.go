@@ -30,6 +30,18 @@ func (s *server) scoped(h func(echo.Context, tenant.Tenant) error) echo.HandlerF
 	}
 }
 
+// textFields refuses a tenant's name or postal address that is not text
+// (tenant.ValidText), naming the field.
+func textFields(name, postal string) error {
+	if err := tenant.ValidText(name); err != nil {
+		return invalid("name %v", err)
+	}
+	if err := tenant.ValidText(postal); err != nil {
+		return invalid("postal_address %v", err)
+	}
+	return nil
+}
+
 type tenantRequest struct {
 	ID            string `json:"id"`
 	Name          string `json:"name"`
@@ -50,6 +62,9 @@ func (s *server) createTenant(c echo.Context) error {
 	}
 	if t.Name == "" {
 		return invalid("name is required")
+	}
+	if err := textFields(t.Name, t.PostalAddress); err != nil {
+		return err
 	}
 	_, err := s.change(c, func(ctx context.Context) (int, error) {
 		return http.StatusCreated, s.Tenants.CreateTenant(ctx, t)
@@ -94,6 +109,9 @@ func (s *server) patchTenant(c echo.Context, t tenant.Tenant) error {
 	}
 	if req.PostalAddress != nil {
 		t.PostalAddress = strings.TrimSpace(*req.PostalAddress)
+	}
+	if err := textFields(t.Name, t.PostalAddress); err != nil {
+		return err
 	}
 	if _, err := s.change(c, func(ctx context.Context) (int, error) {
 		return http.StatusOK, s.Tenants.UpdateTenant(ctx, t)

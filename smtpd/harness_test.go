@@ -18,7 +18,10 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/heedmail/heed/internal/backend/backendtest"
 	"github.com/heedmail/heed/internal/backend/boltdb"
+	"github.com/heedmail/heed/internal/backend/postgres"
+	"github.com/heedmail/heed/internal/backend/postgres/pgtest"
 	"github.com/heedmail/heed/internal/events"
 	"github.com/heedmail/heed/internal/outbound"
 	"github.com/heedmail/heed/internal/queue"
@@ -48,7 +51,22 @@ type harness struct {
 
 type harnessOpt func(*SubmissionOptions)
 
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
 func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+	t.Helper()
+	return newHarnessOn(t, "bbolt", opts...)
+}
+
+// tenantBackends are the backends a harness may keep its tenants in
+// (newHarnessOn): what the session looks up by what a client sent must
+// answer alike on both.
+var tenantBackends = []string{"bbolt", "postgres"}
+
+// newHarnessOn is newHarness with the tenant registry on the backend
+// named: "bbolt" (the harness's database) or "postgres" (a fresh
+// database of the test binary's throwaway PostgreSQL, pgtest).
+func newHarnessOn(t *testing.T, backend string, opts ...harnessOpt) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(filepath.Join(dir, "heed.db"), store.Options{})
@@ -83,7 +101,11 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	q.Start()
 	t.Cleanup(func() { q.Stop(context.Background()) })
 
-	h := &harness{t: t, db: db, sink: sink, spool: spool, reg: tenant.NewRegistry(boltdb.Tenants(db))}
+	var tenants tenant.Store = boltdb.Tenants(db)
+	if backend == "postgres" {
+		tenants = postgres.Tenants(backendtest.OpenPostgres(t, 0).Backend())
+	}
+	h := &harness{t: t, db: db, sink: sink, spool: spool, reg: tenant.NewRegistry(tenants)}
 	h.setupTenants()
 	serverTLS, pool := testsink.SelfSigned(t, "relay.test")
 	h.roots = &tls.Config{RootCAs: pool, ServerName: "relay.test"}

@@ -81,8 +81,20 @@ func absent[T any](_ T, err error) error {
 
 // Tenant implements Store, through the read cache.
 func (s *DBStore) Tenant(ctx context.Context, id string) (Tenant, error) {
+	if !possibleID(id) {
+		return Tenant{}, ErrNotFound
+	}
 	return cachedView(ctx, s, cacheKey{cacheTenant, id}, func(r Rows) (Tenant, error) { return r.Tenant(id) })
 }
+
+// possibleID reports whether a key that came from outside (an AUTH
+// username, an X-Heed-List header, a path) could name a stored record: ids
+// are checked by ValidID when they are made, so one that fails it names
+// nothing, and the lookup answers ErrNotFound without asking the backend.
+// That keeps both backends' answers alike: PostgreSQL refuses a NUL or
+// bytes that are not UTF-8 in a text parameter (SQLSTATE 22021), which
+// would turn "no such user" into a database error.
+func possibleID(s string) bool { return ValidID(s) == nil }
 
 // cachedView returns the value of k through the read cache, reading it
 // with load in a read transaction when the cache has no current copy.
@@ -278,6 +290,9 @@ func (s *DBStore) Credentials(ctx context.Context, tenant string) ([]Credential,
 
 // DeleteCredential implements Store.
 func (s *DBStore) DeleteCredential(ctx context.Context, tenant, id string) error {
+	if !possibleID(tenant) || !possibleID(id) {
+		return ErrNotFound
+	}
 	return s.update(ctx, func(r Rows) error {
 		c, err := r.Credential(tenant, id)
 		if err != nil {
@@ -290,12 +305,20 @@ func (s *DBStore) DeleteCredential(ctx context.Context, tenant, id string) error
 // CredentialByUsername implements Store. The secret is compared by the
 // Registry, in constant time.
 func (s *DBStore) CredentialByUsername(ctx context.Context, username string) (Credential, error) {
+	if !possibleID(username) {
+		// A username is the credential's id (CreatePassword): whatever
+		// else a client sends under AUTH is an unknown username.
+		return Credential{}, ErrNotFound
+	}
 	// Every AUTH: one query, no transaction around it (txn.ViewOne).
 	return viewedOne(ctx, s, func(r Rows) (Credential, error) { return r.CredentialByUsername(username) })
 }
 
 // APIKey implements Store.
 func (s *DBStore) APIKey(ctx context.Context, id string) (Credential, error) {
+	if !possibleID(id) {
+		return Credential{}, ErrNotFound
+	}
 	// Every API call: one query, as CredentialByUsername.
 	return viewedOne(ctx, s, func(r Rows) (Credential, error) { return r.APIKey(id) })
 }
@@ -352,6 +375,9 @@ func (s *DBStore) AddDomain(ctx context.Context, d Domain, keys ...DKIMKey) erro
 
 // Domain implements Store, through the read cache.
 func (s *DBStore) Domain(ctx context.Context, name string) (Domain, error) {
+	if n, err := NormalizeDomain(name); err != nil || n != name {
+		return Domain{}, ErrNotFound // every stored name is normalised
+	}
 	return cachedView(ctx, s, cacheKey{cacheDomain, name}, func(r Rows) (Domain, error) { return r.Domain(name) })
 }
 
@@ -392,6 +418,9 @@ func (s *DBStore) PutList(ctx context.Context, l List) error {
 
 // List implements Store, through the read cache.
 func (s *DBStore) List(ctx context.Context, tenant, id string) (List, error) {
+	if !possibleID(tenant) || !possibleID(id) {
+		return List{}, ErrNotFound
+	}
 	return cachedView(ctx, s, cacheKey{cacheList, tenant + "\x00" + id}, func(r Rows) (List, error) { return r.List(tenant, id) })
 }
 

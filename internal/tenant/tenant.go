@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors the store returns; callers map them to replies.
@@ -158,6 +159,20 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 func ValidID(s string) error {
 	if !idRE.MatchString(s) {
 		return fmt.Errorf("%q is not a valid id: use 1 to 63 of a-z, 0-9, '-' and '_', starting with a letter or digit", s)
+	}
+	return nil
+}
+
+// ValidText checks free text an operator or tenant names a record with
+// (a tenant's name and postal address, a list's or API key's name): it
+// must be UTF-8 and hold no NUL. PostgreSQL refuses either in text, and
+// both backends must keep the same records.
+func ValidText(s string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return errors.New("is not valid UTF-8")
+	case strings.IndexByte(s, 0) >= 0:
+		return errors.New("holds a NUL character")
 	}
 	return nil
 }
