@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/heedmail/heed/internal/reputation"
 	"github.com/heedmail/heed/internal/tenant"
@@ -67,6 +68,11 @@ func (s *server) pauseTenant(c echo.Context, t tenant.Tenant) error {
 	body.Reason = strings.TrimSpace(body.Reason)
 	if body.Reason == "" || len(body.Reason) > 200 {
 		return invalid("reason: say why, in at most 200 characters; the tenant sees it in the SMTP refusal")
+	}
+	if tenant.ValidText(body.Reason) != nil || strings.ContainsFunc(body.Reason, unicode.IsControl) {
+		// It goes into an SMTP reply line (a CR LF would end it and start
+		// another) and into PostgreSQL's jsonb (which refuses a NUL).
+		return invalid("reason: one line of text, without control characters; the tenant sees it in the SMTP refusal")
 	}
 	st, err := s.Guard.Pause(c.Request().Context(), t.ID, whoIs(c).actor, body.Reason)
 	if err != nil {

@@ -96,6 +96,11 @@ func TestReputationGuardEndToEnd(t *testing.T) {
 	if se := e.refusal(user, pass, reminderMsg); se != nil {
 		t.Fatalf("refused after the resume: %v", se)
 	}
+	// A reason goes into an SMTP reply line and into the tenant's state
+	// (jsonb on PostgreSQL): no line break, no NUL.
+	for _, bad := range []string{"bought\x00list", "bought list\r\n250 2.0.0 ok"} {
+		e.api("POST", "/api/v1/tenants/acme/pause", map[string]string{"reason": bad}, http.StatusBadRequest, nil)
+	}
 	e.api("POST", "/api/v1/tenants/acme/pause", map[string]string{"reason": "bought list"}, http.StatusOK, nil)
 	if se := e.refusal(user, pass, reminderMsg); se == nil || !strings.Contains(se.Message, "bought list") {
 		t.Fatalf("after a pause by hand: %v", se)
