@@ -41,6 +41,18 @@ func (s *server) renderTenants(w http.ResponseWriter, r *http.Request, v *visit,
 	s.render(w, r, status, "tenants", page{Title: "Tenants", User: v, CSRF: v.sess.CSRF, Problem: problem, Data: &d})
 }
 
+// notText is the problem of the first of values that is not text
+// (tenant.ValidText: a NUL, bytes that are not UTF-8, which PostgreSQL
+// refuses and bbolt would keep), or "".
+func notText(values ...string) string {
+	for _, v := range values {
+		if err := tenant.ValidText(v); err != nil {
+			return "A name or address " + err.Error() + "."
+		}
+	}
+	return ""
+}
+
 // createTenant is POST /api/v1/tenants, for operators.
 func (s *server) createTenant(w http.ResponseWriter, r *http.Request, v *visit) {
 	if !v.operator() {
@@ -55,6 +67,10 @@ func (s *server) createTenant(w http.ResponseWriter, r *http.Request, v *visit) 
 	}
 	if d.Name == "" {
 		s.renderTenants(w, r, v, http.StatusBadRequest, d, "A name is required.")
+		return
+	}
+	if problem := notText(d.Name, d.Postal); problem != "" {
+		s.renderTenants(w, r, v, http.StatusBadRequest, d, problem)
 		return
 	}
 	t := tenant.Tenant{ID: d.ID, Name: d.Name, PostalAddress: d.Postal, CreatedAt: s.Now().UTC()}
@@ -139,6 +155,10 @@ func (s *server) editTenant(w http.ResponseWriter, r *http.Request, v *visit, t 
 		return
 	}
 	t.PostalAddress = strings.TrimSpace(r.PostFormValue("postal_address"))
+	if problem := notText(t.Name, t.PostalAddress); problem != "" {
+		s.refuse(w, r, v, t, http.StatusBadRequest, problem)
+		return
+	}
 	if _, err := s.change(r.Context(), r, v, changeOf{t.ID, "PATCH /api/v1/tenants/:tenant", "/api/v1/tenants/" + t.ID}, func(ctx context.Context) (int, error) {
 		return http.StatusOK, s.Tenants.UpdateTenant(ctx, t)
 	}); err != nil {
@@ -160,6 +180,10 @@ func (s *server) putList(w http.ResponseWriter, r *http.Request, v *visit, t ten
 	}
 	if l.Name == "" {
 		s.refuse(w, r, v, t, http.StatusBadRequest, "A list needs a name.")
+		return
+	}
+	if problem := notText(l.Name); problem != "" {
+		s.refuse(w, r, v, t, http.StatusBadRequest, problem)
 		return
 	}
 	if err := tenant.ValidKind(l.Kind); err != nil {
@@ -331,6 +355,10 @@ func (s *server) createAPIKey(w http.ResponseWriter, r *http.Request, v *visit, 
 	}
 	if len(name) > 100 {
 		s.refuse(w, r, v, t, http.StatusBadRequest, "The name may be at most 100 bytes.")
+		return
+	}
+	if problem := notText(name); problem != "" {
+		s.refuse(w, r, v, t, http.StatusBadRequest, problem)
 		return
 	}
 	var (

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/chromedp/chromedp"
 
@@ -182,5 +183,39 @@ func (b *browser) waitText(sel, text string) {
 		if b.ctx.Err() != nil {
 			b.t.Fatalf("waiting for %q in %s: %v", text, sel, err)
 		}
+	}
+}
+
+// TestTenantFormsRefuseWhatIsNotText: a name or postal address with a NUL
+// or bytes that are not UTF-8 is refused (400, the form again) and not
+// stored: PostgreSQL refuses such text (a 500 there), bbolt kept it.
+func TestTenantFormsRefuseWhatIsNotText(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user(consoleusers.NewUser{Username: "ops", Operator: true})
+	ctx := context.Background()
+	ops := e.signedIn("ops")
+	_, _, tok := e.get(ops, "/console/tenants/acme")
+	for path, form := range map[string]url.Values{
+		"/console/tenants":               {"id": {"evil"}, "name": {"Ev\x00il"}},
+		"/console/tenants/acme":          {"name": {"Acme"}, "postal_address": {"1 Main St\xff"}},
+		"/console/tenants/acme/lists":    {"id": {"news2"}, "name": {"News\x00"}, "kind": {"marketing"}},
+		"/console/tenants/acme/api-keys": {"access": {"read-write"}, "name": {"ci\x00"}},
+	} {
+		form.Set("csrf", tok)
+		if st, _ := e.post(ops, path, form); st != http.StatusBadRequest {
+			t.Errorf("POST %s with a value that is not text: %d, want 400", path, st)
+		}
+	}
+	if _, err := e.tenants.Tenant(ctx, "evil"); err == nil {
+		t.Error("a tenant named with a NUL was created")
+	}
+	if a, err := e.tenants.Tenant(ctx, "acme"); err != nil || strings.ContainsRune(a.PostalAddress, utf8.RuneError) || strings.Contains(a.PostalAddress, "\xff") {
+		t.Errorf("acme after the refused edit: %+v, %v", a, err)
+	}
+	if _, err := e.tenants.List(ctx, "acme", "news2"); err == nil {
+		t.Error("a list named with a NUL was created")
+	}
+	if cs, _ := e.tenants.Credentials(ctx, "acme"); len(cs) != 0 {
+		t.Errorf("credentials after the refused key: %+v", cs)
 	}
 }
