@@ -24,8 +24,12 @@ import (
 // sends their rows of each kind as one statement over arrays (unnest).
 // Twenty sessions writing at once then cost a few statements per
 // transaction instead of a hundred, and a session waits at most for the
-// transaction before its own. bbolt's group commit (store.DB.Update) is
-// the same idea for its single writer.
+// transaction before its own. The records of attempts (group "record")
+// batch alike: each reads its message FOR UPDATE, which carries the
+// writes of the one before, and they run in message-id order (txn.Batch's
+// key), so that two batches lock shared messages in one order and never
+// deadlock. bbolt's group commit (store.DB.Update) is the same idea for
+// its single writer.
 //
 // A transaction of several functions that fails (a function's error, a
 // statement's, a conflict past its retries, a panic) is run again
