@@ -36,8 +36,11 @@ type InboundOptions struct {
 	// VERP is the return path: DSNs to its addresses are bounces of one
 	// message and recipient, ARF reports to it (or to fbl@, abuse@ its
 	// domain) complaints.
-	VERP         queue.VERP
-	Messages     Messages
+	VERP     queue.VERP
+	Messages Messages
+	// Suppressions records what reports say; the relay's
+	// (reputation.Complaints) also counts complaints and hard bounces in
+	// the tenant's rates, in the same transaction.
 	Suppressions suppression.Store
 	// Events records what reports say without changing a suppression (a
 	// transient failure); nil drops those.

@@ -6,12 +6,14 @@
 //
 // The rates are counters in hourly buckets per tenant, sending domain and
 // hour, added to in the transaction that records what they count (the
-// queue's outcome of an attempt, the complaint's suppression), so they
-// survive a restart and never disagree with the events. A rolling window
-// sums at most 168 buckets of a tenant per domain: reading is cheap.
+// queue's outcome of an attempt, the suppression of a complaint or of a
+// hard bounce reported later by a DSN), so they survive a restart and
+// never disagree with the events. A rolling window sums at most 168
+// buckets of a tenant per domain: reading is cheap.
 //
-//   - bounce rate = hard bounces ÷ delivery attempts that reached a final
-//     state (delivered or bounced; a suppressed recipient was not tried);
+//   - bounce rate = hard bounces (at delivery, or reported later by a
+//     DSN) ÷ delivery attempts that reached a final state (delivered or
+//     bounced; a suppressed recipient was not tried);
 //   - complaint rate = complaints ÷ delivered.
 //
 // The figures are those the large mailbox providers judge a sender by:
@@ -38,7 +40,10 @@ type Counts struct {
 	// Final counts delivery attempts that reached a final state
 	// (delivered or bounced, soft or hard).
 	Final int64 `json:"final"`
-	// HardBounces counts the final ones that were hard bounces.
+	// HardBounces counts the final ones that were hard bounces: at
+	// delivery, or reported later by a DSN about an attempt the remote
+	// server had accepted (counted Final and Delivered at its 250; the
+	// DSN adds the hard bounce only, in the hour it arrived).
 	HardBounces int64 `json:"hard_bounces"`
 	// Delivered counts the final ones that were delivered.
 	Delivered int64 `json:"delivered"`
@@ -130,7 +135,8 @@ type Rows interface {
 
 // Tx is what the rates and the guard write in one transaction: the rows,
 // the events they write beside them (tenant.paused, ...) and, for a
-// complaint, the suppression it adds (suppression.Tx is part of it).
+// complaint or a DSN's hard bounce, the suppression it adds
+// (suppression.Tx is part of it).
 type Tx interface {
 	Reputation() Rows
 	Events() events.TxLog

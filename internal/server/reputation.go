@@ -73,7 +73,8 @@ func (r *Relay) complaintRate(ctx context.Context, t, domain string) (readiness.
 }
 
 // complaints is the suppression list the inbound listener writes
-// complaints through: each counts in its tenant's complaint rate.
+// reports through: each complaint counts in its tenant's complaint rate,
+// each hard bounce a DSN reports in its bounce rate.
 func (r *Relay) complaints() *reputation.Complaints {
 	return &reputation.Complaints{
 		Store: r.suppressions, Service: r.suppressions, Tx: r.st.reputation,

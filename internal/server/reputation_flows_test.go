@@ -38,6 +38,30 @@ func (e *relayEnv) complain(copy testsink.Message) {
 	}
 }
 
+// bounceReport sends a DSN (RFC 3464) about copy's recipient to the
+// VERP return path the copy carried, as the recipient's server does when
+// it accepted the mail (the 250 Heed counted) and failed it later:
+// Action failed with status and its diagnostic. The inbound listener
+// answers after the bounce committed, so the caller may read its effect
+// at once.
+func (e *relayEnv) bounceReport(copy testsink.Message, status, diagnostic string) {
+	e.t.Helper()
+	dsn := "From: MAILER-DAEMON@mx.example.net\r\nTo: " + copy.From + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n" +
+		"Final-Recipient: rfc822; " + copy.To[0] + "\r\nAction: failed\r\nStatus: " + status + "\r\n" +
+		"Diagnostic-Code: smtp; " + diagnostic + "\r\n\r\n--b--\r\n"
+	c, err := smtp.Dial(e.r.InboundAddr())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendMail("", []string{copy.From}, strings.NewReader(dsn)); err != nil {
+		e.t.Fatalf("the bounce of %s: %v", copy.To[0], err)
+	}
+}
+
 // finalCounted waits until the tenant's 24-hour window holds n final
 // attempts, and returns its figures.
 func (e *relayEnv) finalCounted(n int64) (final, hard, delivered, complaints int64) {
@@ -201,5 +225,86 @@ func TestReputationWarningWebhook(t *testing.T) {
 	if warnings[0]["tenant"] != "acme" || rate["metric"] != "bounce" || rate["count"] != 2.0 || rate["of"] != 4.0 ||
 		rate["threshold"] != 0.2 || !strings.Contains(warnings[0]["reason"].(string), "warning level 20%") {
 		t.Errorf("the warning's data: %v", warnings[0])
+	}
+}
+
+// TestDSNHardBouncesPauseTenant: hard bounces that come back by DSN after
+// the recipient's server said 250 count in the tenant's bounce rate, and
+// enough of them pause it, as hard bounces at delivery do. GET
+// …/reputation shows each one at once, in the hour it arrived, without a
+// second final attempt; the same DSN again and a soft one (mailbox full)
+// count nothing; the second hard one, 2 of 4, passes the pause level and
+// the guard pauses the tenant without being asked (the inbound listener
+// touched it), so its next submission is refused naming the bounce rate.
+func TestDSNHardBouncesPauseTenant(t *testing.T) {
+	eachBackend(t, testDSNHardBouncesPauseTenant)
+}
+
+func testDSNHardBouncesPauseTenant(t *testing.T, backend string) {
+	e := startRelayOn(t, backend, testsink.Options{}, func(c *config.Config) {
+		c.Reputation.MinFinalAttempts = 4 // the default 100 is TestGuardThresholds' point
+		c.Reputation.WarnBounceRate, c.Reputation.PauseBounceRate = 0.3, 0.5
+	})
+	user, pass, _ := e.tenantSetup()
+	e.send(user, pass, []string{"pat@example.net", "sam@example.net", "kim@example.net", "lee@example.net"}, reminderMsg)
+	copies := e.sink.Wait(t, 4, 20*time.Second)
+	byRcpt := map[string]testsink.Message{}
+	for _, c := range copies {
+		byRcpt[c.To[0]] = c
+	}
+	if final, hard, delivered, _ := e.finalCounted(4); final != 4 || hard != 0 || delivered != 4 {
+		t.Fatalf("after four deliveries: final %d, hard bounces %d, delivered %d", final, hard, delivered)
+	}
+	var rep struct {
+		Windows []struct {
+			Final       int64
+			HardBounces int64 `json:"hard_bounces"`
+			Delivered   int64
+		}
+		Domains []struct {
+			Domain  string
+			Windows []struct {
+				HardBounces int64 `json:"hard_bounces"`
+			}
+		}
+		Paused bool
+		State  struct{ Metric string }
+	}
+	counted := func(hard int64, after string) {
+		t.Helper()
+		e.api("GET", "/api/v1/tenants/acme/reputation", nil, http.StatusOK, &rep)
+		w := rep.Windows[0]
+		if w.HardBounces != hard || w.Final != 4 || w.Delivered != 4 ||
+			len(rep.Domains) != 1 || rep.Domains[0].Domain != "acme.test" || rep.Domains[0].Windows[0].HardBounces != hard {
+			t.Fatalf("after %s: %+v, want %d hard bounces of 4 final attempts (4 delivered), on acme.test", after, rep, hard)
+		}
+	}
+	hard := func(rcpt string) { e.bounceReport(byRcpt[rcpt], "5.1.1", "550 5.1.1 <"+rcpt+">: no such user") }
+
+	hard("pat@example.net")
+	counted(1, "a hard bounce by DSN")
+	hard("pat@example.net") // resent or replayed
+	counted(1, "the same DSN again")
+	e.bounceReport(byRcpt["sam@example.net"], "5.2.2", "552 5.2.2 mailbox full")
+	counted(1, "a soft bounce by DSN")
+	if err := e.r.rep.guard.Evaluate(context.Background(), "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, paused := e.r.rep.guard.Paused("acme"); paused {
+		t.Fatal("paused at 1 hard bounce of 4 (25%), under the pause level 50%")
+	}
+
+	hard("kim@example.net")
+	counted(2, "a second hard bounce by DSN")
+	waitFor(t, "the guard's pause", func() bool {
+		e.api("GET", "/api/v1/tenants/acme/reputation", nil, http.StatusOK, &rep)
+		return rep.Paused
+	})
+	if rep.State.Metric != "bounce" {
+		t.Errorf("paused for %q, want bounce", rep.State.Metric)
+	}
+	se := e.refusal(user, pass, reminderMsg)
+	if se == nil || se.Code != 550 || !strings.Contains(se.Message, "bounce rate 50%") {
+		t.Fatalf("a paused tenant's submission: %v", se)
 	}
 }
