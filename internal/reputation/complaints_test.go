@@ -112,16 +112,7 @@ func TestComplaintsCountOnce(t *testing.T) {
 			if len(touched) != 2 || touched[0] != "acme" || touched[1] != "other" {
 				t.Errorf("the guard heard of %v, want [acme other]", touched)
 			}
-			evs, err := log.Events(ctx, "acme", 0, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for _, e := range evs {
-				if e.Type == events.RecipientComplained {
-					n++
-				}
-			}
+			n := eventsOf(t, log, "acme", events.RecipientComplained)
 			if n != 1 {
 				t.Errorf("%d recipient.complained events of acme, want 1", n)
 			}
@@ -205,16 +196,7 @@ func TestDSNHardBouncesCountOnce(t *testing.T) {
 			if len(touched) != 2 || touched[0] != "acme" || touched[1] != "other" {
 				t.Errorf("the guard heard of %v, want [acme other]", touched)
 			}
-			evs, err := log.Events(ctx, "acme", 0, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for _, e := range evs {
-				if e.Type == events.MessageBounced {
-					n++
-				}
-			}
+			n := eventsOf(t, log, "acme", events.MessageBounced)
 			if n != 3 {
 				t.Errorf("%d message.bounced events of acme, want 3 (every report is an event)", n)
 			}
@@ -232,4 +214,20 @@ func TestDSNHardBouncesCountOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// eventsOf counts tenant's events of type ty in log.
+func eventsOf(t *testing.T, log *events.Log, tenant string, ty events.Type) int {
+	t.Helper()
+	evs, err := log.Events(context.Background(), tenant, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Type == ty {
+			n++
+		}
+	}
+	return n
 }

@@ -42,29 +42,22 @@ func hold(t *testing.T, b *Backend, bt *batcher) (release func(n int)) {
 	}
 }
 
-// TestBatchedAcceptsCommitTogether: twelve messages accepted at once,
-// two recipients each, commit in one transaction whose rows of each kind
-// go as one statement; every message, recipient, body, schedule entry
-// and event is there afterwards, and each event's number is its row's.
-func TestBatchedAcceptsCommitTogether(t *testing.T) {
+// acceptTogether accepts the messages msg(0) … msg(n-1) at once, in one
+// batched transaction, on a fresh database whose statements it traces.
+func acceptTogether(t *testing.T, n int, msg func(i int) *queue.Message) (*statements, *Backend, *queue.Records, []*queue.Message) {
+	t.Helper()
 	_, dsn := migrated(t)
 	st := &statements{}
 	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
 	b := db.Backend()
 	q := Queue(b)
-	ctx := context.Background()
 	release := hold(t, b, b.batches.of("accept"))
-
-	const n = 12
-	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	msgs := make([]*queue.Message, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		msgs[i] = &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
-			From: "a@acme.test", ReceivedAt: at, Body: fmt.Appendf(nil, "Subject: %d\r\n\r\nhello %d\r\n", i, i),
-			Recipients: []queue.Recipient{{Index: 0, Address: fmt.Sprintf("pat%d@example.net", i)}, {Index: 1, Address: fmt.Sprintf("sam%d@example.org", i)}}}
-		wg.Go(func() { errs[i] = q.Add(ctx, msgs[i]) })
+		msgs[i] = msg(i)
+		wg.Go(func() { errs[i] = q.Add(context.Background(), msgs[i]) })
 	}
 	release(n)
 	wg.Wait()
@@ -73,6 +66,22 @@ func TestBatchedAcceptsCommitTogether(t *testing.T) {
 			t.Fatalf("accept %d: %v", i, err)
 		}
 	}
+	return st, b, q, msgs
+}
+
+// TestBatchedAcceptsCommitTogether: twelve messages accepted at once,
+// two recipients each, commit in one transaction whose rows of each kind
+// go as one statement; every message, recipient, body, schedule entry
+// and event is there afterwards, and each event's number is its row's.
+func TestBatchedAcceptsCommitTogether(t *testing.T) {
+	const n = 12
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	st, b, q, msgs := acceptTogether(t, n, func(i int) *queue.Message {
+		return &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
+			From: "a@acme.test", ReceivedAt: at, Body: fmt.Appendf(nil, "Subject: %d\r\n\r\nhello %d\r\n", i, i),
+			Recipients: []queue.Recipient{{Index: 0, Address: fmt.Sprintf("pat%d@example.net", i)}, {Index: 1, Address: fmt.Sprintf("sam%d@example.org", i)}}}
+	})
+	ctx := context.Background()
 
 	for i, m := range msgs {
 		rec, err := q.Message(ctx, m.ID)
@@ -213,28 +222,25 @@ func TestBatchFailureIsOwnFunctions(t *testing.T) {
 	}
 }
 
-// TestGatheredReadsFailAlone: reads gathered into one round trip each
-// have a transaction of their own, so one the server refuses (a string
-// that is not UTF-8, as a client could send in AUTH) fails alone.
-func TestGatheredReadsFailAlone(t *testing.T) {
-	db, _ := migrated(t)
-	b := db.Backend()
-	r := &db.reads
+// gatheredReads queues one read of SELECT $1::text || '!' per argument,
+// in their order, while the reads' senders look busy, then lets one
+// round trip carry them all, and returns what each read, its error and
+// what its caller recovered from a panic.
+func gatheredReads(t *testing.T, db *DB, args ...any) (got []string, errs []error, recovered []any) {
+	t.Helper()
+	b, r, ctx := db.Backend(), &db.reads, context.Background()
 	r.mu.Lock()
 	r.running = readSenders
 	r.mu.Unlock()
-	ctx := context.Background()
-	args := []string{"one", "t\xffo", "three"}
-	got := make([]string, len(args))
-	errs := make([]error, len(args))
+	got, errs, recovered = make([]string, len(args)), make([]error, len(args)), make([]any, len(args))
 	var wg sync.WaitGroup
 	for i, a := range args {
 		wg.Go(func() {
+			defer func() { recovered[i] = recover() }()
 			errs[i] = b.ViewOne(ctx, func(tx backend.Tx) error {
 				return tx.(*Tx).tx.QueryRow(ctx, "SELECT $1::text || '!'", a).Scan(&got[i])
 			})
 		})
-		// In this order: the bad one between the others.
 		eventually(t, 20*time.Second, fmt.Sprintf("%d reads queued", i+1), func() bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -246,6 +252,16 @@ func TestGatheredReadsFailAlone(t *testing.T) {
 	r.mu.Unlock()
 	go r.send()
 	wg.Wait()
+	return got, errs, recovered
+}
+
+// TestGatheredReadsFailAlone: reads gathered into one round trip each
+// have a transaction of their own, so one the server refuses (a string
+// that is not UTF-8, as a client could send in AUTH) fails alone.
+func TestGatheredReadsFailAlone(t *testing.T) {
+	db, _ := migrated(t)
+	// In this order: the bad one between the others.
+	got, errs, _ := gatheredReads(t, db, "one", "t\xffo", "three")
 	if errs[0] != nil || got[0] != "one!" || errs[2] != nil || got[2] != "three!" {
 		t.Errorf("the good reads: %q %v, %q %v", got[0], errs[0], got[2], errs[2])
 	}
@@ -448,30 +464,7 @@ func TestGatheredReadCallerOwnsItsEnd(t *testing.T) {
 	r.queue = nil
 	r.mu.Unlock()
 
-	bg := context.Background()
-	args := []any{"one", panicky{}, "three"}
-	got := make([]string, len(args))
-	errs := make([]error, len(args))
-	recovered := make([]any, len(args))
-	var wg sync.WaitGroup
-	for i, a := range args {
-		wg.Go(func() {
-			defer func() { recovered[i] = recover() }()
-			errs[i] = b.ViewOne(bg, func(tx backend.Tx) error {
-				return tx.(*Tx).tx.QueryRow(bg, "SELECT $1::text || '!'", a).Scan(&got[i])
-			})
-		})
-		eventually(t, 20*time.Second, fmt.Sprintf("%d reads queued", i+1), func() bool {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			return len(r.queue) == i+1
-		})
-	}
-	r.mu.Lock()
-	r.running = 1
-	r.mu.Unlock()
-	go r.send()
-	wg.Wait()
+	got, errs, recovered := gatheredReads(t, db, "one", panicky{}, "three")
 	if errs[0] != nil || got[0] != "one!" || errs[2] != nil || got[2] != "three!" || recovered[0] != nil || recovered[2] != nil {
 		t.Errorf("the good reads: %q %v %v, %q %v %v", got[0], errs[0], recovered[0], got[2], errs[2], recovered[2])
 	}
@@ -486,33 +479,16 @@ func TestGatheredReadCallerOwnsItsEnd(t *testing.T) {
 // batch of 64 accepts of 25 MB would then fail every accept of it as
 // unavailable, whoever sent the large ones.
 func TestBatchedBodiesBounded(t *testing.T) {
-	_, dsn := migrated(t)
-	st := &statements{}
-	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
-	b := db.Backend()
-	q := Queue(b)
-	ctx := context.Background()
-	release := hold(t, b, b.batches.of("accept"))
 	const n = 3
 	size := mergeBytes * 3 / 4
 	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	msgs := make([]*queue.Message, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
+	st, _, q, msgs := acceptTogether(t, n, func(i int) *queue.Message {
 		body := append(fmt.Appendf(nil, "Subject: %d\r\n\r\n", i), strings.Repeat("x", size)...)
-		msgs[i] = &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
+		return &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", List: "transactional",
 			From: "a@acme.test", ReceivedAt: at, Body: body,
 			Recipients: []queue.Recipient{{Index: 0, Address: fmt.Sprintf("pat%d@example.net", i)}}}
-		wg.Go(func() { errs[i] = q.Add(ctx, msgs[i]) })
-	}
-	release(n)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("accept %d: %v", i, err)
-		}
-	}
+	})
+	ctx := context.Background()
 	inserts := 0
 	for _, s := range st.list() {
 		if strings.HasPrefix(s.sql, "INSERT INTO bodies") {
