@@ -122,7 +122,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.listPolicy(list); err != nil {
 		return err
 	}
-	if err := ss.pausePolicy(list); err != nil {
+	if err := ss.pausePolicy(list.Kind == tenant.Marketing); err != nil {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -230,12 +230,14 @@ func (ss *session) listPolicy(l tenant.List) error {
 // reply would only make the app retry and pile mail up in its own queue
 // until the pause ends, unnoticed; Amazon SES answers a paused account
 // with a hard error too. The text gives the rate, the threshold and what
-// to do; the queued mail is held, not bounced.
-func (ss *session) pausePolicy(l tenant.List) error {
+// to do; the queued mail is held, not bounced. A tenant paused for all
+// its mail is refused at MAIL FROM, before its client sends a message
+// (marketing false there: the list is known only from the message).
+func (ss *session) pausePolicy(marketing bool) error {
 	if ss.s.o.Paused == nil {
 		return nil
 	}
-	why, paused := ss.s.o.Paused(ss.cred.Tenant, l.Kind == tenant.Marketing)
+	why, paused := ss.s.o.Paused(ss.cred.Tenant, marketing)
 	if !paused {
 		return nil
 	}

@@ -172,6 +172,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := ss.checkDomain(a.Domain, "Envelope sender"); err != nil {
 		return err
 	}
+	if err := ss.pausePolicy(false); err != nil {
+		return err // paused for all its mail: no message to send
+	}
 	ss.from = a
 	ss.rcpts = ss.rcpts[:0]
 	return nil

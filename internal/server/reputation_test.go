@@ -105,6 +105,14 @@ func TestReputationGuardEndToEnd(t *testing.T) {
 	if se := e.refusal(user, pass, reminderMsg); se == nil || !strings.Contains(se.Message, "bought list") {
 		t.Fatalf("after a pause by hand: %v", se)
 	}
+	// Paused for all its mail (pause_scope tenant): refused at MAIL FROM,
+	// before the client sends the message.
+	c := e.dial(user, pass)
+	err := c.Mail("app@acme.test", nil)
+	c.Close()
+	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 550 || !strings.Contains(se.Message, "bought list") {
+		t.Fatalf("MAIL FROM of a paused tenant: %v, want 550 naming the reason", err)
+	}
 
 	var audit struct{ Records []struct{ Action string } }
 	e.api("GET", "/api/v1/audit?limit=1000", nil, http.StatusOK, &audit)
