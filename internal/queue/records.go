@@ -248,15 +248,27 @@ var eventOf = map[State]events.Type{
 // suppression list, in one transaction.
 func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bool, err error) {
 	var tenant string
-	// The record reads the rows it writes (Attempt, below) first: records
-	// of concurrent attempts may commit together (txn.Batch).
-	err = txn.Batch(ctx, s.tx, "record", job.MessageID, func(tx Tx) error {
+	var attempt func() (Message, Recipient, bool, error)
+	// The record reads the rows it writes (Attempt) first, in read: the
+	// records of concurrent attempts may commit together, their reads in
+	// one round trip (txn.BatchRead).
+	read := func(tx Tx) error {
 		finished, tenant = false, "" // the function may run more than once
 		rows := tx.Queue()
 		if err := rows.Unschedule(job); err != nil {
 			return err
 		}
+		if l, ok := rows.(attemptLater); ok {
+			attempt = l.AttemptLater(job.MessageID, job.Index)
+			return nil
+		}
 		m, r, _, _, ok, err := rows.Attempt(job.MessageID, job.Index, false)
+		attempt = func() (Message, Recipient, bool, error) { return m, r, ok, err }
+		return nil
+	}
+	err = txn.BatchRead(ctx, s.tx, "record", job.MessageID, read, func(tx Tx) error {
+		rows := tx.Queue()
+		m, r, ok, err := attempt()
 		if err != nil || !ok {
 			return err // no record: the entry outlived its message, dropping it is all
 		}
@@ -315,6 +327,16 @@ func (s *Records) Record(ctx context.Context, job Job, out Outcome) (finished bo
 		s.rates(tenant)
 	}
 	return finished, err
+}
+
+// attemptLater is Rows whose Attempt (without the body) may be answered
+// after the function that asked for it returns: PostgreSQL sends it with
+// the transaction's next statements, those of the other records of a
+// batch included (txn.BatchRead). The function returned gives the answer
+// (the record, the recipient, whether both are there), sending what
+// waits first if it has not gone.
+type attemptLater interface {
+	AttemptLater(id string, index int) func() (Message, Recipient, bool, error)
 }
 
 // followUp makes what an outcome means for the address, in its

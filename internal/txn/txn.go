@@ -78,6 +78,31 @@ func Batch[T any](ctx context.Context, r Runner[T], group, key string, fn func(T
 	return r.Update(ctx, fn)
 }
 
+// BatchRead is Batch for a function in two parts: read makes its reads,
+// whose answers a backend may give only when write runs (queue.Records'
+// record asks for an Attempt in read and takes the answer in write), and
+// write the rest. A backend may then run the reads of a transaction's
+// functions first, together (one round trip for all), and their writes
+// after: functions with equal keys do not read together, the later one
+// reads after the earlier one wrote. Runners without it run read and then
+// write in Batch.
+func BatchRead[T any](ctx context.Context, r Runner[T], group, key string, read, write func(T) error) error {
+	if b, ok := r.(readBatcher[T]); ok {
+		return b.BatchRead(ctx, group, key, read, write)
+	}
+	return Batch(ctx, r, group, key, func(tx T) error {
+		if err := read(tx); err != nil {
+			return err
+		}
+		return write(tx)
+	})
+}
+
+// readBatcher is a Runner with a BatchRead of its own.
+type readBatcher[T any] interface {
+	BatchRead(ctx context.Context, group, key string, read, write func(T) error) error
+}
+
 // batcher is a Runner with a Batch of its own.
 type batcher[T any] interface {
 	Batch(ctx context.Context, group, key string, fn func(T) error) error
@@ -105,6 +130,10 @@ func (n narrowed[W, N]) View(ctx context.Context, fn func(N) error) error {
 
 func (n narrowed[W, N]) ViewOne(ctx context.Context, fn func(N) error) error {
 	return ViewOne(ctx, n.r, func(w W) error { return fn(n.conv(w)) })
+}
+
+func (n narrowed[W, N]) BatchRead(ctx context.Context, group, key string, read, write func(N) error) error {
+	return BatchRead(ctx, n.r, group, key, func(w W) error { return read(n.conv(w)) }, func(w W) error { return write(n.conv(w)) })
 }
 
 func (n narrowed[W, N]) Batch(ctx context.Context, group, key string, fn func(N) error) error {

@@ -77,10 +77,13 @@ func (bs *batchers) of(group string) *batcher {
 type batcher struct{ waiting[*batchCall] }
 
 type batchCall struct {
-	ctx  context.Context
-	key  string // txn.Batch's: the transaction runs its calls in key order
-	fn   func(backend.Tx) error
-	done chan batchResult // buffered: the worker never waits for the caller
+	ctx context.Context
+	key string // txn.Batch's: the transaction runs its calls in key order
+	fn  func(backend.Tx) error
+	// read and write are txn.BatchRead's parts (fn is both, alone): the
+	// transaction runs the reads of its calls, then their writes.
+	read, write func(backend.Tx) error
+	done        chan batchResult // buffered: the worker never waits for the caller
 }
 
 // batchResult is a call's outcome, given to its caller.
@@ -95,11 +98,26 @@ type batchResult struct {
 	panicValue any
 }
 
-func (l locking) Batch(ctx context.Context, group, key string, fn func(backend.Tx) error) error {
-	return l.b.batch(ctx, group, key, fn)
+// BatchRead implements txn.BatchRead: the reads of a transaction's calls
+// go together (queueRows.AttemptLater answers when write asks), then
+// their writes. Alone, read and then write: write's first answer sends
+// what read left waiting.
+func (l locking) BatchRead(ctx context.Context, group, key string, read, write func(backend.Tx) error) error {
+	c := &batchCall{key: key, read: read, write: write, fn: func(tx backend.Tx) error {
+		if err := read(tx); err != nil {
+			return err
+		}
+		return write(tx)
+	}}
+	return l.b.batch(ctx, group, c)
 }
 
-func (b *Backend) batch(ctx context.Context, group, key string, fn func(backend.Tx) error) error {
+func (l locking) Batch(ctx context.Context, group, key string, fn func(backend.Tx) error) error {
+	return l.b.batch(ctx, group, &batchCall{key: key, fn: fn})
+}
+
+func (b *Backend) batch(ctx context.Context, group string, c *batchCall) error {
+	fn := c.fn
 	if txn.InJoin(ctx) {
 		// The caller's change is one transaction with others: its own.
 		return b.update(ctx, lockingWrite, fn)
@@ -107,7 +125,7 @@ func (b *Backend) batch(ctx context.Context, group, key string, fn func(backend.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &batchCall{ctx: ctx, key: key, fn: fn, done: make(chan batchResult, 1)}
+	c.ctx, c.done = ctx, make(chan batchResult, 1)
 	bt := b.batches.of(group)
 	if bt.add(c, batchTxs) {
 		go b.batchWorker(bt)
@@ -188,12 +206,32 @@ func (b *Backend) runBatchSafely(ctx context.Context, calls []*batchCall) (panic
 
 // batchFailed is a batched function's own error.
 type batchFailed struct {
-	i   int
+	key string
 	err error
 }
 
 func (e batchFailed) Error() string {
-	return fmt.Sprintf("function %d of the batch: %v", e.i, e.err)
+	return fmt.Sprintf("the function of key %q in the batch: %v", e.key, e.err)
+}
+
+// rounds splits calls (in key order) into rounds of distinct keys, in
+// order: the n-th call of a key is in round n, so that it reads after the
+// one before it wrote (two records of one message's recipients).
+func rounds(calls []*batchCall) [][]*batchCall {
+	var out [][]*batchCall
+	n := 0
+	for i, c := range calls {
+		if i > 0 && c.key == calls[i-1].key {
+			n++
+		} else {
+			n = 0
+		}
+		if n == len(out) {
+			out = append(out, nil)
+		}
+		out[n] = append(out[n], c)
+	}
+	return out
 }
 func (e batchFailed) Unwrap() error { return e.err }
 
@@ -207,9 +245,24 @@ func (b *Backend) runBatch(ctx context.Context, calls []*batchCall) error {
 	err := b.db.runPipe(ctx, lockingWrite, func(p *pipe) error {
 		p.merge = true
 		tx = &Tx{ctx: ctx, tx: p, iso: lockingWrite.IsoLevel, write: true}
-		for i, c := range calls {
-			if err := c.fn(tx); err != nil {
-				return batchFailed{i, err}
+		for _, round := range rounds(calls) {
+			// The reads of the round, sent together with the first answer
+			// a write asks for; then the writes.
+			for _, c := range round {
+				if c.read != nil {
+					if err := c.read(tx); err != nil {
+						return batchFailed{c.key, err}
+					}
+				}
+			}
+			for _, c := range round {
+				run := c.fn
+				if c.read != nil {
+					run = c.write
+				}
+				if err := run(tx); err != nil {
+					return batchFailed{c.key, err}
+				}
 			}
 		}
 		return nil

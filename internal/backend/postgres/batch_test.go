@@ -570,3 +570,99 @@ func TestRecordBatchesTakeLocksInOneOrder(t *testing.T) {
 		t.Errorf("the four records ran %d times: a batch ran again (a deadlock between the two)", n)
 	}
 }
+
+// TestRecordsBatchedReadTogether: the records of five attempts, two of
+// them of one message's two recipients, commit in one transaction whose
+// reads go together (txn.BatchRead): the second record of the message
+// reads after the first wrote, so its pending count ends at 0, exactly
+// one record says the message is finished and its body is gone, and every
+// recipient is delivered with its event. The first round's reads go in
+// one round trip.
+func TestRecordsBatchedReadTogether(t *testing.T) {
+	_, dsn := migrated(t)
+	st := &statements{}
+	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var jobs []queue.Job
+	var ids4 []string
+	for i := range 4 {
+		m := &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Second)), Tenant: "acme", ReceivedAt: at,
+			Body: []byte("Subject: hi\r\n\r\nhello\r\n"), Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}}}
+		if i == 0 {
+			m.Recipients = append(m.Recipients, queue.Recipient{Index: 1, Address: "sam@example.net"})
+		}
+		must(t, q.Add(ctx, m))
+		ids4 = append(ids4, m.ID)
+		for _, r := range m.Recipients {
+			jobs = append(jobs, queue.Job{MessageID: m.ID, Index: r.Index, Domain: "example.net", Due: at})
+		}
+	}
+	st.mu.Lock()
+	st.all = nil
+	st.mu.Unlock()
+	release := hold(t, b, b.batches.of("record"))
+	finished := make([]bool, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			finished[i], errs[i] = q.Record(ctx, j, queue.Outcome{State: queue.Delivered, Reply: "250 2.0.0 ok", At: at.Add(time.Minute)})
+		})
+	}
+	release(len(jobs))
+	wg.Wait()
+	done := 0
+	for i, j := range jobs {
+		if errs[i] != nil {
+			t.Fatalf("record %d: %v", i, errs[i])
+		}
+		if j.MessageID == ids4[0] && finished[i] {
+			done++
+		}
+	}
+	if done != 1 {
+		t.Errorf("%d records of the two-recipient message said it finished, want 1", done)
+	}
+	for _, id := range ids4 {
+		m, err := q.Message(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Pending != 0 {
+			t.Errorf("message %s: pending %d after its recipients were delivered, want 0", id, m.Pending)
+		}
+		for _, r := range m.Recipients {
+			if r.State != queue.Delivered {
+				t.Errorf("message %s recipient %d: %s", id, r.Index, r.State)
+			}
+		}
+		if _, _, err := q.Load(ctx, queue.Job{MessageID: id, Index: 0, Domain: "example.net", Due: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := Events(b).Events(ctx, "acme", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := 0
+	for _, ev := range evs {
+		if ev.Type == events.MessageDelivered {
+			delivered++
+		}
+	}
+	if delivered != len(jobs) {
+		t.Errorf("%d message.delivered events, want %d", delivered, len(jobs))
+	}
+	reads := 0
+	for _, s := range st.list() {
+		if strings.Contains(s.sql, "FOR UPDATE") && strings.Contains(s.sql, "JOIN deliveries") {
+			reads++
+		}
+	}
+	if reads != len(jobs) {
+		t.Errorf("%d reads of records, want %d (each read once)", reads, len(jobs))
+	}
+}

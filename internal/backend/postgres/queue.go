@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -336,10 +337,10 @@ func (r queueRows) Depth() (int, error) {
 	return n, err
 }
 
-// Attempt reads the record, the recipient and the body in one statement.
-// In the locking runner's writes it locks the record and the recipient
-// (FOR UPDATE of both), as Message and Recipient do.
-func (r queueRows) Attempt(id string, idx int, withBody bool) (m queue.Message, rc queue.Recipient, body []byte, rec, ok bool, err error) {
+// attemptSQL is Attempt's statement: in the locking runner's writes it
+// locks the record and the recipient (FOR UPDATE of both), as Message
+// and Recipient do.
+func (r queueRows) attemptSQL(withBody bool) string {
 	sql := `SELECT m.record, d.record FROM messages m LEFT JOIN deliveries d ON d.message_id = m.id AND d.idx = $2
 		WHERE m.id = $1`
 	if withBody {
@@ -361,26 +362,76 @@ func (r queueRows) Attempt(id string, idx int, withBody bool) (m queue.Message, 
 				WHERE m.id = $1 FOR UPDATE OF m, d`
 		}
 	}
+	return sql
+}
+
+// decodeAttempt decodes Attempt's record and recipient (draw nil: no
+// recipient).
+func decodeAttempt(id string, idx int, mraw, draw []byte) (m queue.Message, rc queue.Recipient, ok bool, err error) {
+	if err := json.Unmarshal(mraw, &m); err != nil {
+		return m, rc, false, fmt.Errorf("message %q: %w", id, err)
+	}
+	if draw == nil {
+		return m, rc, false, nil
+	}
+	if err := json.Unmarshal(draw, &rc); err != nil {
+		return m, rc, false, fmt.Errorf("delivery %q/%d: %w", id, idx, err)
+	}
+	return m, rc, true, nil
+}
+
+// Attempt reads the record, the recipient and the body in one statement.
+func (r queueRows) Attempt(id string, idx int, withBody bool) (m queue.Message, rc queue.Recipient, body []byte, rec, ok bool, err error) {
 	var mraw, draw []byte
 	dest := []any{&mraw, &draw}
 	if withBody {
 		dest = append(dest, &body)
 	}
-	err = r.t.tx.QueryRow(r.t.ctx, sql, id, idx).Scan(dest...)
+	err = r.t.tx.QueryRow(r.t.ctx, r.attemptSQL(withBody), id, idx).Scan(dest...)
 	if err == pgx.ErrNoRows {
 		return m, rc, nil, false, false, nil
 	}
 	if err != nil {
 		return m, rc, nil, false, false, err
 	}
-	if err := json.Unmarshal(mraw, &m); err != nil {
-		return m, rc, nil, false, false, fmt.Errorf("message %q: %w", id, err)
-	}
-	if draw == nil {
-		return m, rc, nil, true, false, nil
-	}
-	if err := json.Unmarshal(draw, &rc); err != nil {
-		return m, rc, nil, true, false, fmt.Errorf("delivery %q/%d: %w", id, idx, err)
+	m, rc, ok, err = decodeAttempt(id, idx, mraw, draw)
+	if err != nil || !ok {
+		return m, rc, nil, err == nil, false, err
 	}
 	return m, rc, body, true, true, nil
+}
+
+// AttemptLater is Attempt without the body, sent with the transaction's
+// next statements (pipe): the records of a batch read together
+// (txn.BatchRead). The function returned sends what waits if the answer
+// has not come yet.
+func (r queueRows) AttemptLater(id string, idx int) func() (queue.Message, queue.Recipient, bool, error) {
+	var m queue.Message
+	var rc queue.Recipient
+	var ok, answered bool
+	r.t.tx.laterRowScan(func(row pgx.Row) error {
+		answered = true
+		var mraw, draw []byte
+		switch err := row.Scan(&mraw, &draw); {
+		case err == pgx.ErrNoRows:
+			return nil
+		case err != nil:
+			return err
+		}
+		var err error
+		m, rc, ok, err = decodeAttempt(id, idx, mraw, draw)
+		return err
+	}, "", r.attemptSQL(false), id, idx)
+	t := r.t
+	return func() (queue.Message, queue.Recipient, bool, error) {
+		if !answered {
+			if err := t.tx.flush(t.ctx); err != nil {
+				return m, rc, false, err
+			}
+		}
+		if !answered {
+			return m, rc, false, errors.New("postgres: an attempt's read went unanswered")
+		}
+		return m, rc, ok, nil
+	}
 }
