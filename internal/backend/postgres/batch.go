@@ -25,11 +25,13 @@ import (
 // Twenty sessions writing at once then cost a few statements per
 // transaction instead of a hundred, and a session waits at most for the
 // transaction before its own. The records of attempts (group "record")
-// batch alike: each reads its message FOR UPDATE, which carries the
-// writes of the one before, and they run in message-id order (txn.Batch's
-// key), so that two batches lock shared messages in one order and never
-// deadlock. bbolt's group commit (store.DB.Update) is the same idea for
-// its single writer.
+// batch alike, in two parts (txn.BatchRead): the reads of a round, each
+// of its message FOR UPDATE, go in one round trip, then the round's
+// writes; a second record of one message (another recipient) is in the
+// next round (rounds), reading what the first wrote. They run in
+// message-id order (txn.Batch's key), so that two batches lock shared
+// messages in one order and never deadlock. bbolt's group commit
+// (store.DB.Update) is the same idea for its single writer.
 //
 // A transaction of several functions that fails (a function's error, a
 // statement's, a conflict past its retries, a panic) is run again
@@ -214,6 +216,8 @@ func (e batchFailed) Error() string {
 	return fmt.Sprintf("the function of key %q in the batch: %v", e.key, e.err)
 }
 
+func (e batchFailed) Unwrap() error { return e.err }
+
 // rounds splits calls (in key order) into rounds of distinct keys, in
 // order: the n-th call of a key is in round n, so that it reads after the
 // one before it wrote (two records of one message's recipients).
@@ -233,7 +237,6 @@ func rounds(calls []*batchCall) [][]*batchCall {
 	}
 	return out
 }
-func (e batchFailed) Unwrap() error { return e.err }
 
 // runBatch runs the functions in one transaction of the locking runner's,
 // on a pipe that merges their rows.

@@ -366,18 +366,19 @@ func (r queueRows) attemptSQL(withBody bool) string {
 }
 
 // decodeAttempt decodes Attempt's record and recipient (draw nil: no
-// recipient).
-func decodeAttempt(id string, idx int, mraw, draw []byte) (m queue.Message, rc queue.Recipient, ok bool, err error) {
+// recipient); rec and ok are Attempt's (a recipient that cannot be
+// decoded is an error of a record that is there).
+func decodeAttempt(id string, idx int, mraw, draw []byte) (m queue.Message, rc queue.Recipient, rec, ok bool, err error) {
 	if err := json.Unmarshal(mraw, &m); err != nil {
-		return m, rc, false, fmt.Errorf("message %q: %w", id, err)
+		return m, rc, false, false, fmt.Errorf("message %q: %w", id, err)
 	}
 	if draw == nil {
-		return m, rc, false, nil
+		return m, rc, true, false, nil
 	}
 	if err := json.Unmarshal(draw, &rc); err != nil {
-		return m, rc, false, fmt.Errorf("delivery %q/%d: %w", id, idx, err)
+		return m, rc, true, false, fmt.Errorf("delivery %q/%d: %w", id, idx, err)
 	}
-	return m, rc, true, nil
+	return m, rc, true, true, nil
 }
 
 // Attempt reads the record, the recipient and the body in one statement.
@@ -394,9 +395,9 @@ func (r queueRows) Attempt(id string, idx int, withBody bool) (m queue.Message, 
 	if err != nil {
 		return m, rc, nil, false, false, err
 	}
-	m, rc, ok, err = decodeAttempt(id, idx, mraw, draw)
+	m, rc, rec, ok, err = decodeAttempt(id, idx, mraw, draw)
 	if err != nil || !ok {
-		return m, rc, nil, err == nil, false, err
+		return m, rc, nil, rec, false, err
 	}
 	return m, rc, body, true, true, nil
 }
@@ -419,7 +420,7 @@ func (r queueRows) AttemptLater(id string, idx int) func() (queue.Message, queue
 			return err
 		}
 		var err error
-		m, rc, ok, err = decodeAttempt(id, idx, mraw, draw)
+		m, rc, _, ok, err = decodeAttempt(id, idx, mraw, draw)
 		return err
 	}, "", r.attemptSQL(false), id, idx)
 	t := r.t

@@ -81,3 +81,35 @@ func TestQueueWritesTakeTurns(t *testing.T) {
 		t.Errorf("pending = %d, want 1", got.Pending)
 	}
 }
+
+// TestAttemptUnreadableRecipient: a recipient whose row cannot be decoded
+// is an error of a record that is there (rec true), as Attempt always
+// answered, with or without the body and in either runner.
+func TestAttemptUnreadableRecipient(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	q := Queue(b)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	m := &queue.Message{ID: ids.New(at), Tenant: "acme", ReceivedAt: at,
+		Body: []byte("Subject: hi\r\n\r\nhello\r\n"), Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}}}
+	must(t, q.Add(ctx, m))
+	if _, err := db.pool.Exec(ctx, `UPDATE deliveries SET record = '{"attempts":"x"}' WHERE message_id = $1`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []struct {
+		name string
+		r    func(context.Context, func(backend.Tx) error) error
+	}{{"serializable", b.Update}, {"locking", locking{b}.Update}} {
+		for _, withBody := range []bool{false, true} {
+			err := run.r(ctx, func(tx backend.Tx) error {
+				_, _, _, rec, ok, err := tx.Queue().Attempt(m.ID, 0, withBody)
+				if err == nil || !rec || ok {
+					t.Errorf("%s, body %v: rec %v, ok %v, err %v; want the record there, no recipient and an error", run.name, withBody, rec, ok, err)
+				}
+				return nil
+			})
+			must(t, err)
+		}
+	}
+}
