@@ -62,13 +62,16 @@ const insertEvents = `INSERT INTO events (seq, tenant, happened_at, body)
 
 // horizonSQL returns the sequence's last value and the horizon, without
 // waiting. Writers' locks are shared (ShareLock); a waiting reader's are
-// exclusive and do not count, nor does the reader's own (a locking
+// exclusive and do not count, nor does a writer's request not yet granted
+// (it takes its number after its lock: a number above the last value read
+// here; counted, it held a reader that holds the key, and that the writer
+// waits for, on itself for ever), nor does the reader's own (a locking
 // transaction that wrote an event sees its own rows, and would otherwise
 // wait on itself for ever). The lock subquery refers to the sequence's row so that it runs
 // after that row is read.
 const horizonSQL = `SELECT s.v, least(s.v, coalesce((
 		SELECT min((l.classid::bigint << 31) | l.objid::bigint) - 1 FROM pg_locks l
-		WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.mode = 'ShareLock' AND s.v IS NOT NULL
+		WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.mode = 'ShareLock' AND l.granted AND s.v IS NOT NULL
 			AND l.pid <> pg_backend_pid()
 			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())), s.v))
 	FROM (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS v FROM event_seq OFFSET 0) s`
@@ -139,8 +142,15 @@ func (r eventRows) horizon() (int64, error) {
 			return 0, err
 		}
 		var again int64
+		before := h
 		if err := t.tx.QueryRow(t.ctx, horizonSQL).Scan(&again, &h); err != nil {
 			return 0, err
+		}
+		if h <= before {
+			// Holding k, the reader found the same horizon: nothing it
+			// can wait for holds it back (never, if the query is right);
+			// read up to it rather than ask again.
+			break
 		}
 	}
 	return min(h, v), nil

@@ -116,3 +116,98 @@ func TestEventReadAfterOwnEvent(t *testing.T) {
 		t.Fatalf("read %v, want the committed event first", got)
 	}
 }
+
+// TestEventReaderIgnoresWaitingWriters: a reader waits for a slow writer
+// holding the horizon key; meanwhile another writer asks for that key too
+// and queues behind the reader's request. Once the slow writer ends, the
+// reader holds the key (exclusive, to its end) and the queued writer
+// still waits for it: the reader must not count the queued request as a
+// writer at work, or it waits on itself for ever (each round granted its
+// own lock at once and found the same horizon) while the queued writer
+// waits for the reader. A writer whose lock is not granted has taken no
+// number yet.
+func TestEventReaderIgnoresWaitingWriters(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	log := Events(b)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	waitingLocks := func(n int) func() bool {
+		return func() bool {
+			var got int
+			if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND NOT granted").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			return got == n
+		}
+	}
+
+	appended, release := make(chan struct{}), make(chan struct{})
+	var released sync.Once
+	letGo := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(letGo)
+	var key int64
+	slowDone := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		slowDone <- b.EventRunner().Update(ctx, func(tx backend.Tx) error {
+			e := events.Event{Type: events.MessageDelivered, Time: at, Data: events.Data{Tenant: "acme", Recipient: "slow@example.com"}}
+			if err := events.Append(tx.Events(), &e); err != nil {
+				return err
+			}
+			if _, _, err := tx.Events().Get(0); err != nil { // sends the insert
+				return err
+			}
+			once.Do(func() { close(appended) })
+			<-release
+			return nil
+		})
+	}()
+	<-appended
+	// The slow writer's horizon key (two int4 halves).
+	if err := db.pool.QueryRow(ctx, `SELECT (classid::bigint << 31) | objid::bigint FROM pg_locks
+		WHERE locktype = 'advisory' AND objsubid = 2 AND mode = 'ShareLock' AND granted`).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+
+	read := make(chan error, 1)
+	go func() {
+		_, err := log.Events(ctx, "acme", 0, 10)
+		read <- err
+	}()
+	eventually(t, 20*time.Second, "the reader to wait for the slow writer", waitingLocks(1))
+
+	// A second writer asks for the same key (shared), behind the reader.
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	queued := make(chan error, 1)
+	go func() {
+		tx, err := conn.Begin(ctx)
+		if err == nil {
+			if _, err = tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1::int4, $2::int4)", int32(key>>31), int32(key&(1<<31-1))); err == nil {
+				err = tx.Commit(ctx)
+			}
+		}
+		queued <- err
+	}()
+	eventually(t, 20*time.Second, "the second writer to queue behind the reader", waitingLocks(2))
+
+	letGo()
+	if err := <-slowDone; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reader never returned: it waited on its own lock, and the queued writer on it")
+	}
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+}
