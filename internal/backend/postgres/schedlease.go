@@ -178,8 +178,16 @@ func (r queueRows) Lease(node string, d time.Duration, jobs []queue.Job) error {
 
 func (r queueRows) Renew(node string, d time.Duration, jobs []queue.Job) error {
 	_, ids, idxs := jobKeys(jobs)
+	// Entries locked by another transaction are passed over, not waited
+	// for: a record of this node's deleting its entry (a batch of them
+	// holds its rows to its COMMIT), or a claim passing it by. Waiting, the
+	// renewal of every lease of the node could run out of its time, and
+	// the leases with it, while the records commit; an entry passed over
+	// is renewed at the next tick, a third of the lease later.
 	return r.exec(`UPDATE schedule SET lease_until = now() + $2 * interval '1 millisecond'
-		WHERE lease_until IS NOT NULL AND lease_node = $1 AND (message_id, idx) IN (SELECT * FROM unnest($3::text[], $4::integer[]))`,
+		WHERE ctid = ANY (ARRAY(SELECT ctid FROM schedule
+			WHERE lease_until IS NOT NULL AND lease_node = $1 AND (message_id, idx) IN (SELECT * FROM unnest($3::text[], $4::integer[]))
+			FOR UPDATE SKIP LOCKED))`,
 		node, d.Milliseconds(), ids, idxs)
 }
 
