@@ -113,3 +113,39 @@ func TestAttemptUnreadableRecipient(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimPlansWithIndexes: a claim's transaction plans without
+// sequential or bitmap scans (plans made while the schedule was empty
+// read the whole schedule, or every entry deleted within a lease, on
+// each claim), and only that transaction: the next one on the pool plans
+// as the server is configured.
+func TestClaimPlansWithIndexes(t *testing.T) {
+	db, _ := migrated(t)
+	b := db.Backend()
+	ctx := context.Background()
+	settings := func(tx backend.Tx) (string, error) {
+		var seq, bitmap string
+		err := tx.(*Tx).tx.QueryRow(ctx, "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')").Scan(&seq, &bitmap)
+		return seq + " " + bitmap, err
+	}
+	err := locking{b}.Update(ctx, func(tx backend.Tx) error {
+		if _, err := tx.Queue().(queue.LeaseRows).Leased(); err != nil {
+			return err
+		}
+		got, err := settings(tx)
+		if err == nil && got != "off off" {
+			t.Errorf("in a claim: enable_seqscan, enable_bitmapscan = %s, want off off", got)
+		}
+		return err
+	})
+	must(t, err)
+	for range 3 { // the pool's connections, the claim's among them
+		must(t, locking{b}.Update(ctx, func(tx backend.Tx) error {
+			got, err := settings(tx)
+			if err == nil && got != "on on" {
+				t.Errorf("after a claim: %s, want on on", got)
+			}
+			return err
+		}))
+	}
+}
