@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/heedmail/heed/internal/backend"
 	"github.com/heedmail/heed/internal/ids"
@@ -147,5 +150,44 @@ func TestClaimPlansWithIndexes(t *testing.T) {
 			}
 			return err
 		}))
+	}
+}
+
+// TestClaimLeasesByTupleID: a claim writes its leases by the tuple ids
+// its SELECT … FOR UPDATE locked (a TID scan), not by matching the keys
+// against unnest(), which kept a plan made on an empty schedule: a scan
+// of the whole schedule on each claim. The recipients are leased all the
+// same, once.
+func TestClaimLeasesByTupleID(t *testing.T) {
+	_, dsn := migrated(t)
+	st := &statements{}
+	db := openTest(t, dsn, func(c *pgxpool.Config) { c.ConnConfig.Tracer = st })
+	q := Queue(db.Backend()).Leases("node1", time.Minute, 10)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond).Add(-time.Minute)
+	for i := range 3 {
+		must(t, q.Add(ctx, &queue.Message{ID: ids.New(at.Add(time.Duration(i) * time.Millisecond)), Tenant: "acme", ReceivedAt: at,
+			Body: []byte("Subject: hi\r\n\r\nhello\r\n"), Recipients: []queue.Recipient{{Index: 0, Address: "pat@example.net"}}}))
+	}
+	jobs, _, err := q.Due(ctx, time.Now(), 10, nil)
+	must(t, err)
+	if len(jobs) != 3 {
+		t.Fatalf("claimed %d jobs, want 3", len(jobs))
+	}
+	if again, _, err := q.Due(ctx, time.Now(), 10, nil); err != nil || len(again) != 0 {
+		t.Fatalf("a second claim took %d jobs (%v), want none: the leases hold", len(again), err)
+	}
+	byTID, byKeys := 0, 0
+	for _, s := range st.list() {
+		if strings.HasPrefix(s.sql, "UPDATE schedule SET lease_node") {
+			if strings.Contains(s.sql, "ctid = ANY") {
+				byTID++
+			} else {
+				byKeys++
+			}
+		}
+	}
+	if byTID != 1 || byKeys != 0 {
+		t.Errorf("leases written %d time(s) by tuple id, %d by keys; want once by tuple id", byTID, byKeys)
 	}
 }
